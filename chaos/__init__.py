@@ -1,0 +1,1 @@
+"""steadfetch chaos suite: real Redis behind real Toxiproxy, faults, workloads and checkers."""

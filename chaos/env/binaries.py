@@ -1,0 +1,49 @@
+"""Where the real components' binaries are, and what to do when one is missing."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_BIN = PROJECT_ROOT / "bin"
+SETUP_HINT = "run `scripts/dev setup` (it installs and builds every component)"
+
+
+class ComponentMissing(RuntimeError):
+    """A real component (a binary, the Docker engine, an image) is not available here.
+
+    Tests turn this into a skip with the same message, except under ``CI=true`` where a missing
+    component fails the run: CI must never pass by skipping what it was meant to exercise.
+    """
+
+
+def find_binary(name: str, env_var: str, remedy: str) -> str:
+    """Locate ``name``: ``$env_var`` first, then the project's ``bin/``, then ``PATH``."""
+    override = os.environ.get(env_var)
+    if override:
+        if not os.access(override, os.X_OK):
+            raise ComponentMissing(f"{env_var}={override} is not an executable file")
+        return override
+    local = PROJECT_BIN / name
+    if os.access(local, os.X_OK):
+        return str(local)
+    found = shutil.which(name)
+    if found:
+        return found
+    raise ComponentMissing(f"{name} not found (bin/ or PATH): {remedy}")
+
+
+def redis_server_binary() -> str:
+    return find_binary(
+        "redis-server", "STEADFETCH_REDIS_SERVER", f"apt-get install redis-server, or {SETUP_HINT}"
+    )
+
+
+def toxiproxy_server_binary() -> str:
+    return find_binary(
+        "toxiproxy-server",
+        "STEADFETCH_TOXIPROXY_SERVER",
+        f"Toxiproxy v2.12.0 is built by {SETUP_HINT}",
+    )

@@ -1,0 +1,198 @@
+"""The same Redis + Toxiproxy pair as Docker containers, through testcontainers.
+
+Both containers share one Docker network; Toxiproxy reaches Redis by its network alias. Every
+published port is bound to 127.0.0.1 at a port chosen up front, so a restarted container comes
+back on the same address. Images come from ``STEADFETCH_REDIS_IMAGE`` and
+``STEADFETCH_TOXIPROXY_IMAGE`` (defaults: the local FROM-scratch images that
+``docker/build-images.sh`` builds; the official ``redis:7`` and
+``ghcr.io/shopify/toxiproxy:2.12.0`` work as well).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import time
+from contextlib import ExitStack
+from typing import Any
+
+# Ryuk's image cannot be pulled here, and these machines look like containers (/.dockerenv), which
+# makes testcontainers talk to the bridge gateway instead of the published loopback ports.
+os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+os.environ.setdefault("TESTCONTAINERS_CONNECTION_MODE", "docker_host")
+
+from chaos.env.binaries import SETUP_HINT, ComponentMissing
+from chaos.env.ports import free_port, wait_listening
+from chaos.env.redis_server import resp_ping
+from chaos.env.stack import PROXY_NAME, Stack
+from chaos.env.toxiproxy import ToxiproxyAPI
+
+REDIS_IMAGE = os.environ.get("STEADFETCH_REDIS_IMAGE", "steadfetch/redis:local")
+TOXIPROXY_IMAGE = os.environ.get("STEADFETCH_TOXIPROXY_IMAGE", "steadfetch/toxiproxy:local")
+LABEL = {"io.steadfetch.test": "1"}
+PROXY_PORT_IN_CONTAINER = 16379
+
+
+def docker_client() -> Any:
+    """A docker-py client, or ComponentMissing saying why there is none."""
+    try:
+        client = _docker_module().from_env(timeout=30)
+        client.ping()
+    except Exception as exc:  # any failure here means "no usable engine"
+        raise ComponentMissing(
+            f"no Docker engine answers ({exc.__class__.__name__}: {exc}); {SETUP_HINT}"
+        ) from exc
+    return client
+
+
+def _docker_module() -> Any:
+    """docker-py, untyped: imported as Any once here rather than ignored at every use."""
+    return importlib.import_module("docker")
+
+
+def require_images(client: Any) -> None:
+    for image in (REDIS_IMAGE, TOXIPROXY_IMAGE):
+        try:
+            client.images.get(image)
+        except _docker_module().errors.ImageNotFound:
+            raise ComponentMissing(
+                f"Docker image {image} is not present and no registry is reachable; "
+                f"docker/build-images.sh builds it ({SETUP_HINT})"
+            ) from None
+
+
+class RedisContainer:
+    """Nemesis controls for the Redis container (signals go to redis-server, PID 1)."""
+
+    def __init__(self, container: Any, host_port: int, password: str | None) -> None:
+        self._tc = container
+        self.host_port = host_port
+        self.password = password
+
+    @property
+    def _docker(self) -> Any:
+        return self._tc.get_wrapped_container()
+
+    def wait_ready(self, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            try:
+                if resp_ping("127.0.0.1", self.host_port, self.password) == b"+PONG":
+                    return
+            except OSError as exc:
+                last = repr(exc)
+            time.sleep(0.05)
+        raise TimeoutError(f"Redis container not ready on 127.0.0.1:{self.host_port}: {last}")
+
+    def stop(self) -> None:
+        self._docker.stop(timeout=5)
+
+    def start(self) -> RedisContainer:
+        self._docker.start()
+        self.wait_ready()
+        return self
+
+    def kill(self) -> None:
+        self._docker.kill()
+        self._docker.wait(timeout=10)
+
+    def restart(self, *, kill: bool = False) -> None:
+        if kill:
+            self.kill()
+        else:
+            self.stop()
+        self.start()
+
+    def pause(self) -> None:
+        self._docker.kill(signal="SIGSTOP")
+
+    def resume(self) -> None:
+        self._docker.reload()
+        if self._docker.status == "running":
+            self._docker.kill(signal="SIGCONT")
+
+
+def start_docker_stack(*, appendonly: bool = False, password: str | None = None) -> Stack:
+    from testcontainers.core.container import DockerContainer
+    from testcontainers.core.network import Network
+
+    client = docker_client()
+    require_images(client)
+    closer = ExitStack()
+    try:
+        network = Network().create()
+        closer.callback(network.remove)
+
+        redis_port = free_port()
+        command = ["redis-server", "--bind", "0.0.0.0", "--protected-mode", "no", "--save", ""]
+        command += ["--appendonly", "yes" if appendonly else "no", "--appendfsync", "always"]
+        if password:
+            command += ["--requirepass", password]
+        redis_tc = (
+            DockerContainer(REDIS_IMAGE)
+            .with_command(command)
+            .with_network(network)
+            .with_network_aliases("redis")
+            .with_kwargs(labels=LABEL)
+        )
+        # docker-py takes (address, port) to publish on loopback only; testcontainers' typing
+        # says int, and its with_bind_ports() cannot express an address.
+        redis_tc.ports["6379/tcp"] = ("127.0.0.1", redis_port)  # type: ignore[assignment]
+        redis_tc.start()
+        closer.callback(redis_tc.stop)
+        redis = RedisContainer(redis_tc, redis_port, password)
+        redis.wait_ready()
+
+        api_port, proxy_port = free_port(), free_port()
+        toxi_tc = (
+            DockerContainer(TOXIPROXY_IMAGE)
+            .with_command(["-host=0.0.0.0"])
+            .with_network(network)
+            .with_kwargs(labels=LABEL)
+        )
+        toxi_tc.ports["8474/tcp"] = ("127.0.0.1", api_port)  # type: ignore[assignment]
+        toxi_tc.ports[f"{PROXY_PORT_IN_CONTAINER}/tcp"] = ("127.0.0.1", proxy_port)  # type: ignore[assignment]
+        toxi_tc.start()
+        closer.callback(toxi_tc.stop)
+        wait_listening("127.0.0.1", api_port, 15, "Toxiproxy container API")
+        api = ToxiproxyAPI("127.0.0.1", api_port)
+        _wait_api(api)
+        proxy = api.create_proxy(PROXY_NAME, f"0.0.0.0:{PROXY_PORT_IN_CONTAINER}", "redis:6379")
+    except BaseException:
+        closer.close()
+        raise
+    return Stack(
+        env="docker",
+        redis=redis,
+        redis_host="127.0.0.1",
+        redis_port=redis_port,
+        toxiproxy=api,
+        proxy=proxy,
+        proxy_host="127.0.0.1",
+        proxy_port=proxy_port,
+        password=password,
+        _closer=closer,
+    )
+
+
+def _wait_api(api: ToxiproxyAPI, timeout: float = 15.0) -> None:
+    """Docker's port forwarder accepts before the process behind it answers: poll the API."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            api.version()
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def remove_leftover_containers() -> int:
+    """Remove containers a crashed run left behind (by label). Returns how many."""
+    client = docker_client()
+    leftovers = client.containers.list(all=True, filters={"label": "io.steadfetch.test=1"})
+    for container in leftovers:
+        container.remove(force=True)
+    return len(leftovers)
