@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from toxiproxy.api import APIConsumer
+from toxiproxy.exceptions import InvalidToxic, NotFound, ProxyExists
 
 from chaos.env.binaries import toxiproxy_server_binary
 from chaos.env.ports import free_port, wait_listening
@@ -25,6 +26,7 @@ from chaos.env.ports import free_port, wait_listening
 Stream = Literal["upstream", "downstream"]
 HTTP_TIMEOUT = 5.0
 _api_lock = threading.Lock()
+_LIBRARY_ERROR_STATUS = {ProxyExists: 409, NotFound: 404, InvalidToxic: 400}
 
 
 class ToxiproxyError(RuntimeError):
@@ -42,6 +44,7 @@ class ToxiproxyAPI:
         return f"<ToxiproxyAPI http://{self.host}:{self.port}>"
 
     def _call(self, method: str, path: str, json: dict[str, Any] | None = None) -> Any:
+        where = f"Toxiproxy {method} {path} at {self.host}:{self.port}"
         with _api_lock:
             APIConsumer.host, APIConsumer.port = self.host, self.port
             try:
@@ -51,15 +54,15 @@ class ToxiproxyAPI:
                     resp = APIConsumer.post(path, json=json, timeout=HTTP_TIMEOUT)
                 else:
                     resp = APIConsumer.delete(path, timeout=HTTP_TIMEOUT)
-            except Exception as exc:  # requests' errors and the library's own, mapped once here
-                raise ToxiproxyError(
-                    f"Toxiproxy {method} {path} at {self.host}:{self.port}: {exc!r}"
-                ) from exc
+            except (ProxyExists, NotFound, InvalidToxic) as exc:
+                # The library raises these for 409/404/400 and drops the status; put it back.
+                status = _LIBRARY_ERROR_STATUS[type(exc)]
+                body = exc.args[0].decode(errors="replace").strip() if exc.args else ""
+                raise ToxiproxyError(f"{where}: HTTP {status} {body}") from exc
+            except Exception as exc:  # requests' connection errors and timeouts
+                raise ToxiproxyError(f"{where}: {exc.__class__.__name__}: {exc}") from exc
         if resp.status_code >= 300:
-            raise ToxiproxyError(
-                f"Toxiproxy {method} {path} at {self.host}:{self.port}: "
-                f"HTTP {resp.status_code} {resp.text.strip()}"
-            )
+            raise ToxiproxyError(f"{where}: HTTP {resp.status_code} {resp.text.strip()}")
         if not resp.content:
             return None
         try:
