@@ -1,0 +1,5 @@
+"""Live diagnostics: the worker's rich dashboard and the cluster view ``steadfetch top``.
+
+``render`` holds the pure renderers both share; ``live`` the in-worker view; ``top`` the
+cluster view. Nothing here imports ``redis``: ``top`` reads Redis through ``fetcher``.
+"""
