@@ -1,0 +1,173 @@
+"""Admin: what ``steadfetch top`` and operators read and repair (queues, workers, dead letters)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from redis.asyncio import Redis
+
+from fetcher import codec, deadletter
+from fetcher.connection import RedisConnection
+from fetcher.errors import DecodeError
+from fetcher.keys import Keys
+from fetcher.scheduling import promote_due
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class Admin:
+    """Read-mostly view of one Redis (``deadline`` bounds each call, seconds)."""
+
+    def __init__(
+        self, conn: RedisConnection, *, keys: Keys | None = None, deadline: float | None = None
+    ) -> None:
+        self.conn = conn
+        self.keys = keys or Keys()
+        self.deadline = deadline
+
+    async def _run(self, operation: str, fn: Any) -> Any:
+        return await self.conn.execute(operation, fn, deadline=self.deadline)
+
+    async def queue_keys(self) -> list[str]:
+        """Every steadfetch queue key present, plus the Resque queues named in ``resque:queues``."""
+
+        async def run(r: Redis) -> list[str]:
+            found = [k async for k in r.scan_iter(match=f"{self.keys.prefix}:queue:*", count=500)]
+            resque = await r.smembers(self.keys.resque_queues)
+            names = {_text(k) for k in found}
+            names |= {self.keys.queue_key("resque:" + _text(n)) for n in resque}
+            return sorted(names)
+
+        result: list[str] = await self._run("listing queues", run)
+        return result
+
+    async def status(self) -> dict[str, Any]:
+        """``{"queues": {name: depth}, "scheduled": n, "dead": n, "processing": {worker: n},
+        "workers": [heartbeat dicts]}``."""
+        queue_keys = await self.queue_keys()
+        workers = await self.workers()
+
+        async def run(r: Redis) -> dict[str, Any]:
+            pipe = r.pipeline(transaction=False)
+            for key in queue_keys:
+                pipe.llen(key)
+            pipe.zcard(self.keys.scheduled)
+            pipe.llen(self.keys.dead)
+            counts = await pipe.execute()
+            processing: dict[str, int] = {}
+            async for key in r.scan_iter(match=f"{self.keys.processing_prefix}*", count=500):
+                worker = _text(key).removeprefix(self.keys.processing_prefix).split(":", 1)[0]
+                processing[worker] = processing.get(worker, 0) + int(await r.llen(key))
+            return {
+                "queues": {
+                    self.keys.queue_name(k): int(n)
+                    for k, n in zip(queue_keys, counts, strict=False)
+                },
+                "scheduled": int(counts[-2]),
+                "dead": int(counts[-1]),
+                "processing": processing,
+            }
+
+        result: dict[str, Any] = await self._run("reading queue status", run)
+        result["workers"] = workers
+        return result
+
+    async def workers(self) -> list[dict[str, Any]]:
+        """Heartbeats of registered workers (a worker whose heartbeat expired shows as
+        ``{"worker_id": id, "dead": True}`` until someone recovers it)."""
+
+        async def run(r: Redis) -> list[dict[str, Any]]:
+            ids = sorted(_text(m) for m in await r.smembers(self.keys.workers))
+            if not ids:
+                return []
+            beats = await r.mget([self.keys.heartbeat(i) for i in ids])
+            out: list[dict[str, Any]] = []
+            for worker_id, beat in zip(ids, beats, strict=True):
+                try:
+                    body = json.loads(beat) if beat is not None else None
+                except ValueError:
+                    body = None
+                out.append(
+                    body
+                    if isinstance(body, dict)
+                    else {"worker_id": worker_id, "dead": beat is None}
+                )
+            return out
+
+        result: list[dict[str, Any]] = await self._run("reading worker heartbeats", run)
+        return result
+
+    async def dead_letter_list(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The oldest ``limit`` dead-letter entries, parsed."""
+        raw: list[bytes] = await self._run(
+            "reading the dead-letter list", lambda r: r.lrange(self.keys.dead, 0, limit - 1)
+        )
+        entries = []
+        for item in raw:
+            try:
+                entries.append(json.loads(item))
+            except ValueError:
+                entries.append({"raw": item.decode(errors="replace"), "reason": "unparsable entry"})
+        return entries
+
+    async def dead_letter_retry(self, limit: int = 1000) -> int:
+        """Requeue decodable dead-lettered jobs (attempt reset to 1); returns how many.
+
+        Entries whose payload is still undecodable stay where they are.
+        """
+        raw_entries: list[bytes] = await self._run(
+            "reading the dead-letter list", lambda r: r.lrange(self.keys.dead, 0, limit - 1)
+        )
+        moved = 0
+        for item in raw_entries:
+            try:
+                body = json.loads(item)
+                payload = deadletter.raw_of(body)
+                queue_key = str(body["queue"])
+                if payload is None or not queue_key:
+                    continue
+                job = codec.decode(payload, queue_key, self.keys)
+            except (ValueError, KeyError, TypeError, DecodeError):
+                continue
+            fresh = codec.encode(
+                job_id=job.id,
+                task=job.task,
+                args=job.args,
+                kwargs=job.kwargs,
+                queue_key=queue_key,
+                attempt=1,
+                max_attempts=job.max_attempts,
+                enqueued_at=job.enqueued_at,
+                format=job.format,
+            )
+
+            async def requeue(
+                r: Redis, item: bytes = item, fresh: bytes = fresh, queue_key: str = queue_key
+            ) -> int:
+                pipe = r.pipeline(transaction=True)
+                pipe.lrem(self.keys.dead, 1, item)  # type: ignore[arg-type]
+                pipe.rpush(queue_key, fresh)
+                removed, _ = await pipe.execute()
+                return int(removed)
+
+            moved += await self._run("requeueing a dead-lettered job", requeue)
+        return moved
+
+    async def dead_letter_purge(self) -> int:
+        """Delete every dead-letter entry; returns how many there were."""
+
+        async def run(r: Redis) -> int:
+            pipe = r.pipeline(transaction=True)
+            pipe.llen(self.keys.dead)
+            pipe.delete(self.keys.dead)
+            count, _ = await pipe.execute()
+            return int(count)
+
+        result: int = await self._run("purging the dead-letter list", run)
+        return result
+
+    async def promote_due(self, limit: int = 1000) -> int:
+        return await promote_due(self.conn, self.keys, limit)

@@ -1,0 +1,164 @@
+"""Job payloads: steadfetch JSON and Resque JSON, both ways. Never pickle.
+
+steadfetch: ``{"id", "task", "args", "kwargs", "queue" (key), "attempt", "max_attempts",
+"enqueued_at"}``. Resque: ``{"class", "args"}`` as Resque and Apisonator write it; steadfetch
+adds ``id``, ``queue``, ``attempt`` and ``max_attempts`` when it writes one (Resque ignores
+extra keys). Anything else raises DecodeError carrying the raw bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from fetcher.errors import DecodeError
+from fetcher.job import Job, JobFormat
+from fetcher.keys import Keys
+
+DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
+RESQUE_DEFAULT_MAX_ATTEMPTS = 1  # Resque itself never retries
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+def encode(
+    *,
+    job_id: str,
+    task: str,
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    queue_key: str,
+    attempt: int,
+    max_attempts: int,
+    enqueued_at: float | None,
+    format: JobFormat,
+) -> bytes:
+    """The payload bytes for one job (compact JSON, UTF-8)."""
+    if max_attempts < 1:
+        raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
+    body: dict[str, Any]
+    if format == "resque":
+        if kwargs:
+            raise ValueError("Resque payloads carry positional args only; pass no kwargs")
+        body = {"class": task, "args": list(args), "id": job_id, "queue": queue_key}
+        if attempt != 1 or max_attempts != RESQUE_DEFAULT_MAX_ATTEMPTS:
+            body["attempt"], body["max_attempts"] = attempt, max_attempts
+    elif format == "steadfetch":
+        body = {
+            "id": job_id,
+            "task": task,
+            "args": list(args),
+            "kwargs": dict(kwargs),
+            "queue": queue_key,
+            "attempt": attempt,
+            "max_attempts": max_attempts,
+            "enqueued_at": enqueued_at,
+        }
+    else:
+        raise ValueError(f"unknown job format {format!r}: use 'steadfetch' or 'resque'")
+    try:
+        return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"job {task!r} arguments are not JSON-serialisable: {exc}") from exc
+
+
+def reencode_for_retry(job: Job, keys: Keys) -> bytes:
+    """The same job with ``attempt + 1``, in its own format (for the scheduled set)."""
+    return encode(
+        job_id=job.id,
+        task=job.task,
+        args=job.args,
+        kwargs=job.kwargs,
+        queue_key=keys.queue_key(job.queue),
+        attempt=job.attempt + 1,
+        max_attempts=job.max_attempts,
+        enqueued_at=job.enqueued_at if job.format == "steadfetch" else None,
+        format=job.format,
+    )
+
+
+def _int_field(body: dict[str, Any], name: str, default: int) -> int:
+    value = body.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f'"{name}" must be an integer >= 1, got {value!r}')
+    return value
+
+
+def decode(
+    raw: bytes, queue_key: str, keys: Keys, *, max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+) -> Job:
+    """Parse ``raw`` fetched from ``queue_key``; raise DecodeError with the reason."""
+    if len(raw) > max_bytes:
+        raise DecodeError(raw, f"payload of {len(raw)} bytes exceeds the limit of {max_bytes}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DecodeError(raw, f"invalid UTF-8: {exc}") from None
+    try:
+        body = json.loads(text, parse_constant=_reject_constant)
+    except ValueError as exc:
+        raise DecodeError(raw, f"invalid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise DecodeError(raw, f"wrong shape: a JSON {type(body).__name__}, not an object")
+    try:
+        return _job_from(body, raw, queue_key, keys)
+    except ValueError as exc:
+        raise DecodeError(raw, f"wrong shape: {exc}") from None
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _job_from(body: dict[str, Any], raw: bytes, queue_key: str, keys: Keys) -> Job:
+    fmt: JobFormat
+    if "class" in body and "task" not in body:
+        task, fmt, default_max = body["class"], "resque", RESQUE_DEFAULT_MAX_ATTEMPTS
+        kwargs: Any = {}
+    elif "task" in body:
+        task, fmt, default_max = body["task"], "steadfetch", 3
+        kwargs = body.get("kwargs", {})
+    else:
+        raise ValueError('neither "task" (steadfetch) nor "class" (Resque) is present')
+    if not isinstance(task, str) or not task:
+        raise ValueError(f"the task name must be a non-empty string, got {task!r}")
+    args = body.get("args", [])
+    if not isinstance(args, list):
+        raise ValueError(f'"args" must be a list, got {type(args).__name__}')
+    if not isinstance(kwargs, dict):
+        raise ValueError(f'"kwargs" must be an object, got {type(kwargs).__name__}')
+    job_id = body.get("id")
+    if job_id is None:  # Resque payloads carry no id: derive a stable one from the bytes
+        job_id = "resque-" + hashlib.sha1(raw, usedforsecurity=False).hexdigest()[:20]
+    if not isinstance(job_id, str) or not job_id:
+        raise ValueError(f'"id" must be a non-empty string, got {job_id!r}')
+    enqueued_at = body.get("enqueued_at")
+    if enqueued_at is not None and (
+        isinstance(enqueued_at, bool)
+        or not isinstance(enqueued_at, int | float)
+        or not math.isfinite(enqueued_at)
+    ):
+        raise ValueError(f'"enqueued_at" must be a number, got {enqueued_at!r}')
+    return Job(
+        id=job_id,
+        task=task,
+        args=tuple(args),
+        kwargs=kwargs,
+        queue=keys.queue_name(queue_key),
+        attempt=_int_field(body, "attempt", 1),
+        max_attempts=_int_field(body, "max_attempts", default_max),
+        enqueued_at=float(enqueued_at) if enqueued_at is not None else None,
+        raw=raw,
+        format=fmt,
+    )
+
+
+def now() -> float:
+    return time.time()

@@ -1,0 +1,260 @@
+"""RedisConnection: the single owner of the redis-py clients and pools.
+
+Nobody else creates Redis clients: the fetcher, producers, the admin view, the worker and the
+dashboard all call :meth:`RedisConnection.execute`, which runs one operation under the one retry
+policy, logs every failed attempt in full and tracks the outage state.
+
+Every socket has a connect timeout, a read timeout and TCP keepalive; redis-py's built-in
+retries are off, so the retry policy here is the only one. A blocking command runs on a pool
+whose read timeout is its block timeout plus a margin, so a half-open connection surfaces as a
+timeout within a bounded time instead of hanging the fetch loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from tenacity import RetryCallState
+
+from fetcher.errors import RedisUnavailable
+from fetcher.failures import describe, fatal_error, is_retryable, needs_new_master
+from fetcher.retry import RetryPolicy
+from fetcher.state import (
+    ConnectionState,
+    ConnectionStats,
+    Listener,
+    OutageTracker,
+)
+from fetcher.url import RedisAddress, parse_redis_url
+
+T = TypeVar("T")
+log = logging.getLogger("fetcher.connection")
+
+#: Client-side read timeout of a blocking call = block timeout + max(MIN, FRACTION * block).
+BLOCK_MARGIN_MIN = 1.0
+BLOCK_MARGIN_FRACTION = 0.25
+
+
+def blocking_read_timeout(block_timeout: float) -> float:
+    """The read timeout for a command that blocks server-side for ``block_timeout`` seconds."""
+    return block_timeout + max(BLOCK_MARGIN_MIN, BLOCK_MARGIN_FRACTION * block_timeout)
+
+
+class RedisConnection:
+    """One Redis endpoint (plain, TLS, unix socket or Sentinel service) and its clients.
+
+    >>> conn = RedisConnection.from_url("redis://127.0.0.1:6379/0")
+    >>> await conn.execute("reading queue depth", lambda r: r.llen("steadfetch:queue:default"))
+
+    ``read_timeout=0`` disables the client read timeout entirely: deliberately unsafe (a half-open
+    socket can then hang a call forever), kept for the chaos suite's proof that its checker
+    catches lock-ups. A warning is logged.
+    """
+
+    def __init__(
+        self,
+        address: RedisAddress,
+        *,
+        connect_timeout: float = 2.0,
+        read_timeout: float = 5.0,
+        retry: RetryPolicy | None = None,
+        name: str | None = None,
+    ) -> None:
+        if connect_timeout <= 0:
+            raise ValueError("connect_timeout must be > 0")
+        if read_timeout < 0:
+            raise ValueError("read_timeout must be >= 0 (0 means none, which is unsafe)")
+        self.address = address
+        self.connect_timeout = connect_timeout
+        self.read_timeout: float | None = read_timeout or None
+        self.retry = retry or RetryPolicy()
+        self.name = name
+        self._tracker = OutageTracker(address.endpoint)
+        self._clients: dict[float | None, Redis] = {}
+        self._sentinel: Sentinel | None = None
+        if self.read_timeout is None:
+            log.warning(
+                "Redis %s: read timeout disabled (read_timeout=0); a half-open connection can "
+                "hang a call forever. This is unsafe and meant only for chaos proofs.",
+                address.endpoint,
+            )
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        connect_timeout: float = 2.0,
+        read_timeout: float = 5.0,
+        retry: RetryPolicy | None = None,
+        name: str | None = None,
+    ) -> RedisConnection:
+        """Parse ``url`` (raises ConfigurationError saying what to fix) and build the owner.
+
+        No I/O happens here; the first :meth:`execute` connects.
+        """
+        return cls(
+            parse_redis_url(url),
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            retry=retry,
+            name=name,
+        )
+
+    def __repr__(self) -> str:
+        return f"<RedisConnection {self.endpoint} {self.state.value}>"
+
+    @property
+    def endpoint(self) -> str:
+        """``host:port/db``, ``unix:/path/db`` or ``sentinel service@hosts/db``; no password."""
+        return self.address.endpoint
+
+    @property
+    def state(self) -> ConnectionState:
+        return self._tracker.state
+
+    @property
+    def stats(self) -> ConnectionStats:
+        return self._tracker.stats
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Deliver ConnectionLost/ConnectionRestored to ``listener`` synchronously."""
+        return self._tracker.subscribe(listener)
+
+    async def execute(
+        self,
+        operation: str,
+        fn: Callable[[Redis], Awaitable[T]],
+        *,
+        deadline: float | None = None,
+        block_timeout: float | None = None,
+    ) -> T:
+        """Run ``fn(client)`` under the retry policy; ``operation`` names it in log lines
+        (``"fetching from queues [high, default]"``).
+
+        Retries connection-class failures (forever, or until ``deadline`` seconds have passed:
+        then RedisUnavailable). Other Redis errors raise ConfigurationError at once. ``fn`` may
+        run more than once, so it must be safe to repeat. Give ``block_timeout`` when ``fn``
+        blocks server-side, so the read timeout is stretched to cover it.
+        """
+        if self.state is ConnectionState.CLOSED:
+            raise RedisUnavailable(f"Redis {self.endpoint}: connection owner is closed")
+        failure: dict[str, Any] = {}
+
+        def before_sleep(state: RetryCallState) -> None:
+            log.warning(
+                "Redis %s unreachable while %s: %s (attempt %d, down %.1f s, retrying in %.1f s)",
+                self.endpoint,
+                operation,
+                failure["line"],
+                state.attempt_number,
+                failure["down"],
+                state.upcoming_sleep,
+            )
+
+        retrying = self.retry.retrying(is_retryable, before_sleep, deadline)
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    client = self._client(block_timeout)
+                    try:
+                        result = await fn(client)
+                    except Exception as exc:
+                        if is_retryable(exc):
+                            failure["line"] = describe(exc)
+                            failure["down"] = self._tracker.failed(operation, failure["line"])
+                            if needs_new_master(exc):
+                                await client.connection_pool.disconnect(inuse_connections=False)
+                        raise
+        except Exception as exc:
+            if is_retryable(exc):
+                raise RedisUnavailable(
+                    f"Redis {self.endpoint} unreachable while {operation}: {failure['line']} "
+                    f"(gave up after {deadline if deadline is not None else self.retry.deadline} s)"
+                ) from exc
+            if isinstance(exc, RedisError):
+                raise fatal_error(exc, self.endpoint, operation) from exc
+            raise
+        self._tracker.succeeded()
+        return result
+
+    async def check(self, *, deadline: float | None = None) -> None:
+        """PING under the retry policy (a readiness probe; also ends CONNECTING)."""
+        await self.execute("checking the connection", lambda r: r.ping(), deadline=deadline)
+
+    async def reset(self) -> None:
+        """Drop every pool and build new ones on next use: the watchdog's lever."""
+        old = self._take_clients()
+        await asyncio.shield(self._close_clients(old))
+
+    async def close(self) -> None:
+        self._tracker.closed()
+        old = self._take_clients()
+        await asyncio.shield(self._close_clients(old))
+
+    # -- clients -------------------------------------------------------------------------------
+
+    def _client(self, block_timeout: float | None) -> Redis:
+        """The client whose read timeout fits: the default, or block timeout + margin."""
+        if self.read_timeout is None:
+            timeout: float | None = None
+        elif block_timeout is None:
+            timeout = self.read_timeout
+        else:
+            timeout = max(self.read_timeout, blocking_read_timeout(block_timeout))
+        client = self._clients.get(timeout)
+        if client is None:
+            client = self._clients[timeout] = self._make_client(timeout)
+        return client
+
+    def _make_client(self, socket_timeout: float | None) -> Redis:
+        options: dict[str, Any] = {
+            "socket_connect_timeout": self.connect_timeout,
+            "socket_timeout": socket_timeout,
+            "socket_keepalive": True,
+            "retry": Retry(NoBackoff(), 0),
+            "retry_on_timeout": False,
+            "health_check_interval": 0,
+            "decode_responses": False,
+        }
+        if self.name:
+            options["client_name"] = self.name
+        address = self.address.client_kwargs()
+        if self.address.kind != "sentinel":
+            return Redis(**address, **options)
+        if self._sentinel is None:
+            sentinel_options = {k: v for k, v in options.items() if k != "client_name"}
+            sentinel_options["socket_timeout"] = self.read_timeout
+            if self.address.sentinel_password:
+                sentinel_options["password"] = self.address.sentinel_password
+            self._sentinel = Sentinel(  # type: ignore[no-untyped-call]
+                list(self.address.sentinels), sentinel_kwargs=sentinel_options, **options
+            )
+        assert self.address.service is not None
+        master: Redis = self._sentinel.master_for(self.address.service, **address, **options)
+        return master
+
+    def _take_clients(self) -> list[Redis]:
+        """Detach the current clients synchronously (no await: callers see a consistent owner)."""
+        old = list(self._clients.values())
+        if self._sentinel is not None:
+            old.extend(self._sentinel.sentinels)
+            self._sentinel = None
+        self._clients = {}
+        return old
+
+    @staticmethod
+    async def _close_clients(clients: list[Redis]) -> None:
+        for client in clients:
+            try:
+                await client.aclose()
+            except (RedisError, OSError) as exc:  # closing a dead socket may fail; it is gone
+                log.debug("closing a Redis client failed: %s", describe(exc))

@@ -1,0 +1,468 @@
+"""Fetcher: take jobs from queues in priority order, settle them, recover dead workers' jobs.
+
+Reliable mode (default, at-least-once): one Lua script moves up to ``max_jobs`` payloads from
+the queues into this worker's per-queue processing lists (``steadfetch:processing:{worker}:
+{queue_key}``); ack removes a payload by value. Fast mode (at-most-once, Resque semantics):
+destructive pops.
+
+Idle without polling: when every queue is empty the fetcher blocks server-side for at most
+``block_timeout``: on BLMOVE for a single queue, else on BLPOP over the queues' wake lists, which
+producers and the scheduler feed with disposable tokens. Producers that push no tokens (Resque,
+Apisonator) are still drained within one block timeout.
+
+A reply lost after the script ran (the ambiguous failure) leaves the payloads in the processing
+list; the fetcher notices that it may have happened and adopts such orphans on its next fetch.
+One fetch at a time per Fetcher; ack/nack may run concurrently with it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, Literal, TypeVar
+
+from redis.asyncio import Redis
+
+from fetcher import codec, deadletter
+from fetcher.connection import RedisConnection
+from fetcher.errors import DecodeError
+from fetcher.job import Job
+from fetcher.keys import Keys
+from fetcher.scheduling import promote_due
+from fetcher.scripts import (
+    FETCH_FAST,
+    FETCH_RELIABLE,
+    RECOVER,
+    REQUEUE,
+    REQUEUE_PROCESSING,
+    SETTLE,
+    WAKE_BOUND,
+)
+
+Mode = Literal["reliable", "fast"]
+Outcome = Literal["retried", "dead"]
+T = TypeVar("T")
+log = logging.getLogger("fetcher.fetch")
+
+
+def _as_bytes(value: bytes | str) -> bytes:
+    return value if isinstance(value, bytes) else value.encode()
+
+
+class Fetcher:
+    """Fetches for one worker from ``queues`` (names, highest priority first).
+
+    ``max_payload_bytes`` bounds a payload (bigger ones are dead-lettered); ``heartbeat_ttl`` is
+    the TTL :meth:`register` gives the first heartbeat; ``retry_base``/``retry_cap`` shape the
+    backoff of :meth:`nack` (``base * 2**(attempt-1)`` seconds, capped).
+    """
+
+    def __init__(
+        self,
+        conn: RedisConnection,
+        worker_id: str,
+        queues: Sequence[str],
+        *,
+        mode: Mode = "reliable",
+        block_timeout: float = 1.0,
+        keys: Keys | None = None,
+        max_payload_bytes: int = codec.DEFAULT_MAX_PAYLOAD_BYTES,
+        heartbeat_ttl: float = 30.0,
+        retry_base: float = 1.0,
+        retry_cap: float = 300.0,
+    ) -> None:
+        if not worker_id:
+            raise ValueError("worker_id must be a non-empty string")
+        if not queues or len(set(queues)) != len(queues) or not all(queues):
+            raise ValueError(f"queues must be distinct non-empty names, got {list(queues)!r}")
+        if mode not in ("reliable", "fast"):
+            raise ValueError(f"mode must be 'reliable' or 'fast', got {mode!r}")
+        if block_timeout <= 0:
+            raise ValueError(
+                f"block_timeout must be > 0 (0 would block forever), got {block_timeout}"
+            )
+        self.conn = conn
+        self.worker_id = worker_id
+        self.queues = list(queues)
+        self.mode: Mode = mode
+        self.block_timeout = block_timeout
+        self.keys = keys or Keys()
+        self.max_payload_bytes = max_payload_bytes
+        self.heartbeat_ttl = heartbeat_ttl
+        self.retry_base = retry_base
+        self.retry_cap = retry_cap
+        self._queue_keys = self.keys.queue_keys(self.queues)
+        self._processing = [self.keys.processing(worker_id, q) for q in self._queue_keys]
+        self._processing_of = dict(zip(self._queue_keys, self._processing, strict=True))
+        self._wake_keys = [self.keys.wake(q) for q in self._queue_keys]
+        self._fetching = f"fetching from queues [{', '.join(self.queues)}]"
+        # Payloads handed out and not yet settled, by (queue key, raw): what is NOT an orphan.
+        self._in_flight: Counter[tuple[str, bytes]] = Counter()
+        # True when payloads may sit in our processing lists that nobody holds: at start (a
+        # previous run with this worker id) and after a fetch whose reply may have been lost.
+        self._orphans_possible = mode == "reliable"
+
+    def __repr__(self) -> str:
+        return f"<Fetcher {self.worker_id} {self.mode} {self.queues} in_flight={self.in_flight}>"
+
+    @property
+    def in_flight(self) -> int:
+        """Jobs handed out by fetch and not yet acked, nacked, dead-lettered or requeued."""
+        return sum(self._in_flight.values())
+
+    # -- fetching ------------------------------------------------------------------------------
+
+    async def fetch(self, max_jobs: int) -> list[Job]:
+        """Up to ``max_jobs`` jobs, highest-priority queue first; never more.
+
+        When every queue is empty, blocks up to ``block_timeout`` and returns ``[]`` if nothing
+        came. Undecodable payloads are dead-lettered here (with raw bytes and reason) and not
+        returned. Redis outages are retried forever (cancel the call to stop).
+        """
+        if max_jobs < 1:
+            raise ValueError(f"max_jobs must be >= 1, got {max_jobs}")
+        if self._orphans_possible:
+            adopted = await self._adopt_orphans(max_jobs)
+            if adopted:
+                return adopted
+        jobs = await self._take(max_jobs)
+        if jobs:
+            return jobs
+        return await self._block_then_take(max_jobs)
+
+    async def _take(self, max_jobs: int) -> list[Job]:
+        """Non-blocking batched take; loops while a batch held only undecodable payloads."""
+        while True:
+            if self.mode == "reliable":
+                keys, script = [*self._queue_keys, *self._processing], FETCH_RELIABLE
+            else:
+                keys, script = list(self._queue_keys), FETCH_FAST
+            reply = await self._moving(script.bind(keys, [max_jobs]))
+            fetched = [
+                (self._queue_keys[int(index) - 1], raw) for index, items in reply for raw in items
+            ]
+            if not fetched:
+                return []
+            jobs = await self._accept(fetched)
+            if jobs:
+                return jobs
+
+    async def _block_then_take(self, max_jobs: int) -> list[Job]:
+        """Block server-side until work may be there (or the block timeout), then take."""
+        timeout = self.block_timeout
+        if self.mode == "fast":
+            popped = await self.conn.execute(
+                self._fetching, lambda r: r.blpop(self._queue_keys, timeout), block_timeout=timeout
+            )
+            if popped is None:
+                return []
+            first = [(_as_bytes(popped[0]).decode(), _as_bytes(popped[1]))]
+        elif len(self._queue_keys) == 1:
+            queue_key, processing = self._queue_keys[0], self._processing[0]
+            moved = await self._moving(
+                lambda r: r.blmove(queue_key, processing, timeout, "LEFT", "RIGHT"),  # type: ignore[arg-type]
+                block_timeout=timeout,
+            )
+            if moved is None:
+                return []
+            first = [(queue_key, _as_bytes(moved))]
+        else:
+            await self.conn.execute(
+                self._fetching, lambda r: r.blpop(self._wake_keys, timeout), block_timeout=timeout
+            )
+            return await self._take(max_jobs)
+        jobs = await self._accept(first)
+        if len(jobs) < max_jobs:
+            jobs += await self._take(max_jobs - len(jobs))
+        return jobs
+
+    async def _moving(
+        self, fn: Callable[[Redis], Awaitable[T]], *, block_timeout: float | None = None
+    ) -> T:
+        """Run a call that moves payloads into our processing lists, noting when its reply may
+        have been lost (a failed attempt, or cancellation) so that orphans get adopted."""
+        attempts = 0
+
+        async def attempt(client: Redis) -> T:
+            nonlocal attempts
+            attempts += 1
+            return await fn(client)
+
+        try:
+            result = await self.conn.execute(self._fetching, attempt, block_timeout=block_timeout)
+        except BaseException:
+            self._orphans_possible = self.mode == "reliable"
+            raise
+        if attempts > 1 and self.mode == "reliable":
+            self._orphans_possible = True
+        return result
+
+    async def _adopt_orphans(self, max_jobs: int) -> list[Job]:
+        """Hand out payloads in our processing lists that no caller holds."""
+        held = Counter(self._in_flight)  # snapshot first: an ack racing the read is still held
+
+        async def read(r: Redis) -> list[list[bytes]]:
+            pipe = r.pipeline(transaction=False)
+            for key in self._processing:
+                pipe.lrange(key, 0, -1)
+            return list(await pipe.execute())
+
+        lists = await self.conn.execute(self._fetching, read)
+        orphans: list[tuple[str, bytes]] = []
+        for queue_key, items in zip(self._queue_keys, lists, strict=True):
+            for raw in items:
+                if held[(queue_key, raw)] > 0:
+                    held[(queue_key, raw)] -= 1
+                else:
+                    orphans.append((queue_key, raw))
+        self._orphans_possible = len(orphans) > max_jobs
+        if orphans:
+            log.warning(
+                "worker %s adopts %d job(s) left in its processing lists (a lost reply or an "
+                "earlier run with this worker id)",
+                self.worker_id,
+                min(len(orphans), max_jobs),
+            )
+        return await self._accept(orphans[:max_jobs])
+
+    async def _accept(self, fetched: Iterable[tuple[str, bytes]]) -> list[Job]:
+        """Decode fetched payloads; dead-letter the undecodable, track the rest as in flight."""
+        jobs: list[Job] = []
+        for queue_key, raw in fetched:
+            try:
+                job = codec.decode(raw, queue_key, self.keys, max_bytes=self.max_payload_bytes)
+            except DecodeError as exc:
+                await self._dead_letter_raw(queue_key, raw, f"undecodable payload: {exc.reason}")
+                continue
+            if self.mode == "reliable":
+                self._in_flight[(queue_key, raw)] += 1
+            jobs.append(job)
+        return jobs
+
+    # -- settling ------------------------------------------------------------------------------
+
+    def _release(self, job: Job) -> None:
+        key = (self.keys.queue_key(job.queue), job.raw)
+        if self._in_flight[key] > 1:
+            self._in_flight[key] -= 1
+        else:
+            self._in_flight.pop(key, None)
+
+    async def ack(self, job: Job) -> None:
+        """Done: remove the payload from the processing list (a no-op in fast mode)."""
+        await self.ack_many([job])
+
+    async def ack_many(self, jobs: Sequence[Job]) -> None:
+        """Ack several jobs in one round trip (LREM per job, pipelined)."""
+        if self.mode == "fast" or not jobs:
+            return
+
+        async def remove(r: Redis) -> None:
+            pipe = r.pipeline(transaction=False)
+            for job in jobs:
+                pipe.lrem(self._processing_key(job), 1, job.raw)  # type: ignore[arg-type]
+            await pipe.execute()
+
+        await self.conn.execute(f"acknowledging {len(jobs)} job(s)", remove)
+        for job in jobs:
+            self._release(job)
+
+    async def nack(
+        self,
+        job: Job,
+        error: BaseException | str,
+        traceback_text: str | None = None,
+        *,
+        delay: float | None = None,
+    ) -> Outcome:
+        """Failed: retry later with backoff (``attempt + 1``), or dead-letter after the last
+        attempt with the error and a traceback summary."""
+        error_text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+        queue_key = self.keys.queue_key(job.queue)
+        if job.attempt >= job.max_attempts:
+            entry = deadletter.entry(
+                queue_key=queue_key,
+                raw=job.raw,
+                reason=f"failed after {job.attempt} attempt(s)",
+                error=error_text,
+                traceback_text=traceback_text,
+                attempts=job.attempt,
+                worker_id=self.worker_id,
+            )
+            await self._settle(job, "dead-lettering", self.keys.dead, "rpush", 0, entry)
+            return "dead"
+        wait = (
+            delay
+            if delay is not None
+            else min(self.retry_cap, self.retry_base * 2.0 ** (job.attempt - 1))
+        )
+        retry = codec.reencode_for_retry(job, self.keys)
+        await self._settle(
+            job, "scheduling a retry of", self.keys.scheduled, "zadd", time.time() + wait, retry
+        )
+        return "retried"
+
+    async def dead_letter(self, job: Job, reason: str) -> None:
+        """Move a fetched job to the dead-letter list with ``reason`` (no retry)."""
+        entry = deadletter.entry(
+            queue_key=self.keys.queue_key(job.queue),
+            raw=job.raw,
+            reason=reason,
+            attempts=job.attempt,
+            worker_id=self.worker_id,
+        )
+        await self._settle(job, "dead-lettering", self.keys.dead, "rpush", 0, entry)
+
+    async def _settle(
+        self, job: Job, verb: str, destination: str, kind: str, score: float, value: bytes
+    ) -> None:
+        processing = self._processing_key(job)
+        check = "1" if self.mode == "reliable" else "0"
+        moved = await self.conn.execute(
+            f"{verb} job {job.id}",
+            lambda r: SETTLE(
+                r, [processing, destination, destination], [job.raw, kind, score, value, check, ""]
+            ),
+        )
+        self._release(job)
+        if not moved:
+            log.warning(
+                "job %s was no longer in %s when %s it (recovered by another worker after this "
+                "worker's heartbeat expired?)",
+                job.id,
+                processing,
+                verb.removesuffix(" of"),
+            )
+
+    async def _dead_letter_raw(self, queue_key: str, raw: bytes, reason: str) -> None:
+        entry = deadletter.entry(
+            queue_key=queue_key, raw=raw, reason=reason, worker_id=self.worker_id
+        )
+        processing = self._processing_of[queue_key]
+        check = "1" if self.mode == "reliable" else "0"
+        log.error("dead-lettering a payload from %s: %s (%d bytes)", queue_key, reason, len(raw))
+        await self.conn.execute(
+            f"dead-lettering an undecodable payload from {queue_key}",
+            lambda r: SETTLE(
+                r, [processing, self.keys.dead, self.keys.dead], [raw, "rpush", 0, entry, check, ""]
+            ),
+        )
+
+    def _processing_key(self, job: Job) -> str:
+        queue_key = self.keys.queue_key(job.queue)
+        return self._processing_of.get(queue_key) or self.keys.processing(self.worker_id, queue_key)
+
+    async def requeue(self, jobs: Sequence[Job]) -> int:
+        """Put jobs back at the HEAD of their queues, in their order (shutdown: unstarted jobs)."""
+        by_queue: dict[str, list[Job]] = {}
+        for job in jobs:
+            by_queue.setdefault(self.keys.queue_key(job.queue), []).append(job)
+        check = "1" if self.mode == "reliable" else "0"
+        moved = 0
+        for queue_key, group in by_queue.items():
+            keys = [self._processing_key(group[0]), queue_key, self.keys.wake(queue_key)]
+            args: list[Any] = [check, WAKE_BOUND, *(job.raw for job in group)]
+            moved += int(
+                await self.conn.execute(
+                    f"requeueing {len(group)} job(s) to {queue_key}",
+                    REQUEUE.bind(keys, args),
+                )
+            )
+            for job in group:
+                self._release(job)
+        return moved
+
+    async def requeue_all_processing(self) -> int:
+        """Shutdown: everything left in this worker's processing lists goes back to the head of
+        its queue, order preserved. Returns the number of jobs moved."""
+        moved = 0
+        for queue_key, processing, wake in zip(
+            self._queue_keys, self._processing, self._wake_keys, strict=True
+        ):
+            moved += int(
+                await self.conn.execute(
+                    f"requeueing the jobs of worker {self.worker_id} to {queue_key}",
+                    REQUEUE_PROCESSING.bind([processing, queue_key, wake], [WAKE_BOUND]),
+                )
+            )
+        self._in_flight.clear()
+        self._orphans_possible = False
+        return moved
+
+    # -- registry, heartbeat, recovery ---------------------------------------------------------
+
+    def _registration(self, pipe: Any) -> None:
+        pipe.sadd(self.keys.workers, self.worker_id)
+        pipe.sadd(self.keys.worker_queues(self.worker_id), *self._queue_keys)
+
+    async def register(self) -> None:
+        """Join the registry (with a first heartbeat, TTL ``heartbeat_ttl``) so that this
+        worker's processing lists are recovered if it dies."""
+        first = json.dumps(
+            {"worker_id": self.worker_id, "registered_at": time.time(), "queues": self.queues}
+        )
+
+        async def run(r: Redis) -> None:
+            pipe = r.pipeline(transaction=True)
+            pipe.set(
+                self.keys.heartbeat(self.worker_id),
+                first,
+                px=int(self.heartbeat_ttl * 1000),
+                nx=True,
+            )
+            self._registration(pipe)
+            await pipe.execute()
+
+        await self.conn.execute(f"registering worker {self.worker_id}", run)
+
+    async def heartbeat(self, payload: dict[str, Any], ttl: float) -> None:
+        """Write the heartbeat (JSON, expires after ``ttl`` s). Also re-registers, in case a
+        recoverer removed this worker while it was cut off."""
+        body = json.dumps(payload, default=str)
+
+        async def run(r: Redis) -> None:
+            pipe = r.pipeline(transaction=True)
+            pipe.set(self.keys.heartbeat(self.worker_id), body, px=max(1, int(ttl * 1000)))
+            self._registration(pipe)
+            await pipe.execute()
+
+        await self.conn.execute(f"writing the heartbeat of worker {self.worker_id}", run)
+
+    async def unregister(self) -> None:
+        """Leave: return whatever is still in the processing lists, then drop the registration."""
+        if self.mode == "reliable":
+            await self.requeue_all_processing()
+
+        async def run(r: Redis) -> None:
+            pipe = r.pipeline(transaction=True)
+            pipe.srem(self.keys.workers, self.worker_id)
+            pipe.delete(
+                self.keys.worker_queues(self.worker_id), self.keys.heartbeat(self.worker_id)
+            )
+            await pipe.execute()
+
+        await self.conn.execute(f"unregistering worker {self.worker_id}", run)
+
+    async def recover_dead_workers(self) -> int:
+        """Move the jobs of every registered worker whose heartbeat is gone back to the head of
+        their queues (one atomic script: concurrent recoverers never duplicate a job)."""
+        args = [
+            self.keys.heartbeat_prefix,
+            self.keys.worker_queues_prefix,
+            self.keys.processing_prefix,
+            self.keys.wake(""),
+            WAKE_BOUND,
+        ]
+        moved, removed = await self.conn.execute(
+            "recovering the jobs of dead workers", lambda r: RECOVER(r, [self.keys.workers], args)
+        )
+        if removed:
+            log.warning("recovered %d job(s) from %d dead worker(s)", moved, removed)
+        return int(moved)
+
+    async def promote_due(self, limit: int = 1000) -> int:
+        """Move due scheduled jobs (retries, delayed jobs) to their queues; returns the count."""
+        return await promote_due(self.conn, self.keys, limit)

@@ -1,0 +1,15 @@
+-- Return fetched payloads to the HEAD of their queue in their original order, each only if it is
+-- still in the processing list (check '1'), and leave a wake token.
+-- KEYS[1] processing, KEYS[2] queue, KEYS[3] wake.  ARGV: check, wake bound, raw_1..raw_n.
+local moved = 0
+for i = #ARGV, 3, -1 do
+  if ARGV[1] ~= '1' or redis.call('LREM', KEYS[1], 1, ARGV[i]) == 1 then
+    redis.call('LPUSH', KEYS[2], ARGV[i])
+    moved = moved + 1
+  end
+end
+if moved > 0 then
+  redis.call('RPUSH', KEYS[3], '1')
+  redis.call('LTRIM', KEYS[3], -tonumber(ARGV[2]), -1)
+end
+return moved

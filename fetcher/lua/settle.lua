@@ -1,0 +1,21 @@
+-- Move one fetched payload out of its processing list to a destination, only if it is still
+-- there (so a retried call, or a job already recovered by someone else, never duplicates).
+-- KEYS[1] processing list, KEYS[2] destination, KEYS[3] wake list (used when ARGV[6] ~= '').
+-- ARGV: raw, kind ('zadd'|'rpush'|'lpush'), score, value, check ('1' reliable, '0' fast),
+--       wake ('' or the bound on the wake list).
+if ARGV[5] == '1' and redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
+  return 0
+end
+local kind = ARGV[2]
+if kind == 'zadd' then
+  redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
+elseif kind == 'rpush' then
+  redis.call('RPUSH', KEYS[2], ARGV[4])
+else
+  redis.call('LPUSH', KEYS[2], ARGV[4])
+end
+if ARGV[6] ~= '' then
+  redis.call('RPUSH', KEYS[3], '1')
+  redis.call('LTRIM', KEYS[3], -tonumber(ARGV[6]), -1)
+end
+return 1

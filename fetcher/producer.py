@@ -1,0 +1,202 @@
+"""Enqueue API: async :class:`Producer` and blocking :class:`SyncProducer`.
+
+One job or many in one round trip (a MULTI/EXEC transaction), immediate or delayed (``delay``
+seconds or an ``eta`` unix time: the scheduled set), in steadfetch or Resque format. Each
+immediate push also leaves a wake token so an idle fetcher wakes at once. A retried enqueue
+after an ambiguous failure may push a job twice; both copies carry the same job id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
+
+from fetcher import codec
+from fetcher.connection import RedisConnection
+from fetcher.job import JobFormat
+from fetcher.keys import RESQUE_NAME_PREFIX, Keys
+from fetcher.retry import RetryPolicy
+from fetcher.scripts import WAKE_BOUND
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One job to enqueue (for :meth:`Producer.enqueue_many`)."""
+
+    task: str
+    args: Sequence[Any] = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    queue: str = "default"
+    job_id: str | None = None
+    delay: float | None = None
+    eta: float | None = None
+    max_attempts: int = 3
+    format: JobFormat = "steadfetch"
+
+
+@dataclass(frozen=True)
+class _Encoded:
+    job_id: str
+    queue_key: str
+    resque_name: str | None  # for SADD resque:queues
+    payload: bytes
+    due: float | None
+
+
+def _encode(spec: JobSpec, keys: Keys, now: float) -> _Encoded:
+    if not spec.task:
+        raise ValueError("task must be a non-empty name")
+    if spec.delay is not None and spec.eta is not None:
+        raise ValueError("give delay or eta, not both")
+    queue = spec.queue
+    if spec.format == "resque" and not queue.startswith(RESQUE_NAME_PREFIX):
+        queue = RESQUE_NAME_PREFIX + queue
+    queue_key = keys.queue_key(queue)
+    job_id = spec.job_id or codec.new_job_id()
+    payload = codec.encode(
+        job_id=job_id,
+        task=spec.task,
+        args=spec.args,
+        kwargs=spec.kwargs,
+        queue_key=queue_key,
+        attempt=1,
+        max_attempts=spec.max_attempts,
+        enqueued_at=now,
+        format=spec.format,
+    )
+    due = (
+        spec.eta if spec.eta is not None else (now + spec.delay if spec.delay is not None else None)
+    )
+    resque_name = queue.removeprefix(RESQUE_NAME_PREFIX) if keys.is_resque(queue_key) else None
+    return _Encoded(job_id, queue_key, resque_name, payload, due)
+
+
+class Producer:
+    """Enqueues jobs through a :class:`RedisConnection` (retries follow its policy).
+
+    ``deadline`` bounds each call (seconds; ``None`` = the connection's policy).
+    """
+
+    def __init__(
+        self, conn: RedisConnection, *, keys: Keys | None = None, deadline: float | None = None
+    ) -> None:
+        self.conn = conn
+        self.keys = keys or Keys()
+        self.deadline = deadline
+
+    async def enqueue(
+        self,
+        task: str,
+        *args: Any,
+        queue: str = "default",
+        job_id: str | None = None,
+        delay: float | None = None,
+        eta: float | None = None,
+        max_attempts: int = 3,
+        format: JobFormat = "steadfetch",
+        **kwargs: Any,
+    ) -> str:
+        """Enqueue one job; returns its id. (Job kwargs cannot use this method's own names;
+        use :class:`JobSpec` with :meth:`enqueue_many` for those.)"""
+        spec = JobSpec(task, args, kwargs, queue, job_id, delay, eta, max_attempts, format)
+        return (await self.enqueue_many([spec]))[0]
+
+    async def enqueue_many(self, specs: Iterable[JobSpec | Mapping[str, Any]]) -> list[str]:
+        """Enqueue many jobs in one round trip (one transaction); returns their ids in order."""
+        now = time.time()
+        encoded = [
+            _encode(s if isinstance(s, JobSpec) else JobSpec(**s), self.keys, now) for s in specs
+        ]
+        if not encoded:
+            return []
+        queues = sorted({e.queue_key for e in encoded})
+
+        async def push(r: Redis) -> None:
+            pipe = r.pipeline(transaction=True)
+            woken: dict[str, int] = {}
+            for e in encoded:
+                if e.resque_name is not None:
+                    pipe.sadd(self.keys.resque_queues, e.resque_name)
+                if e.due is None:
+                    pipe.rpush(e.queue_key, e.payload)
+                    woken[e.queue_key] = woken.get(e.queue_key, 0) + 1
+                else:
+                    pipe.zadd(self.keys.scheduled, {e.payload: e.due})
+            for queue_key, count in woken.items():
+                wake = self.keys.wake(queue_key)
+                pipe.rpush(wake, *["1"] * min(count, WAKE_BOUND))
+                pipe.ltrim(wake, -WAKE_BOUND, -1)
+            await pipe.execute()
+
+        names = ", ".join(self.keys.queue_name(q) for q in queues)
+        await self.conn.execute(
+            f"enqueueing {len(encoded)} job(s) to [{names}]",
+            push,
+            deadline=self.deadline,
+        )
+        return [e.job_id for e in encoded]
+
+
+class SyncProducer:
+    """Blocking enqueue for scripts and CLIs: owns a private event loop and connection.
+
+    Every call gives up after ``deadline`` seconds of outage with RedisUnavailable. Not for use
+    inside a running event loop (use :class:`Producer` there). Close it, or use ``with``.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        connect_timeout: float = 2.0,
+        read_timeout: float = 5.0,
+        deadline: float = 30.0,
+        keys: Keys | None = None,
+    ) -> None:
+        self._runner = asyncio.Runner()
+        self.conn = RedisConnection.from_url(
+            url,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            retry=RetryPolicy(deadline=deadline),
+            name=None,
+        )
+        self._producer = Producer(self.conn, keys=keys)
+
+    def __repr__(self) -> str:
+        return f"<SyncProducer {self.conn.endpoint}>"
+
+    def enqueue(
+        self,
+        task: str,
+        *args: Any,
+        queue: str = "default",
+        job_id: str | None = None,
+        delay: float | None = None,
+        eta: float | None = None,
+        max_attempts: int = 3,
+        format: JobFormat = "steadfetch",
+        **kwargs: Any,
+    ) -> str:
+        spec = JobSpec(task, args, kwargs, queue, job_id, delay, eta, max_attempts, format)
+        return self.enqueue_many([spec])[0]
+
+    def enqueue_many(self, specs: Iterable[JobSpec | Mapping[str, Any]]) -> list[str]:
+        return self._runner.run(self._producer.enqueue_many(list(specs)))
+
+    def close(self) -> None:
+        try:
+            self._runner.run(self.conn.close())
+        finally:
+            self._runner.close()
+
+    def __enter__(self) -> SyncProducer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,51 @@
+"""The Lua scripts (``fetcher/lua/*.lua``) and one way to run them: EVALSHA, loading on NOSCRIPT.
+
+A restarted Redis has forgotten every script; the NOSCRIPT reply is handled here, once, by
+loading and re-running, so it never reaches the retry policy or the caller.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
+
+#: Bound on each wake list: tokens beyond this many are trimmed (losing a token loses no job).
+WAKE_BOUND = 16
+
+
+@dataclass(frozen=True)
+class LuaScript:
+    name: str
+    source: str
+    sha: str
+
+    @classmethod
+    def load(cls, name: str) -> LuaScript:
+        source = resources.files("fetcher").joinpath(f"lua/{name}.lua").read_text()
+        return cls(name, source, hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest())
+
+    async def __call__(self, client: Redis, keys: list[str], args: list[Any]) -> Any:
+        try:
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            await client.script_load(self.source)
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
+
+    def bind(self, keys: list[str], args: list[Any]) -> Callable[[Redis], Awaitable[Any]]:
+        """``fn(client)`` running this script with these keys and args (for ``execute``)."""
+        return lambda client: self(client, keys, args)
+
+
+FETCH_RELIABLE = LuaScript.load("fetch_reliable")
+FETCH_FAST = LuaScript.load("fetch_fast")
+SETTLE = LuaScript.load("settle")
+REQUEUE = LuaScript.load("requeue")
+REQUEUE_PROCESSING = LuaScript.load("requeue_processing")
+RECOVER = LuaScript.load("recover")
+PROMOTE = LuaScript.load("promote")

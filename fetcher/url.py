@@ -1,0 +1,190 @@
+"""Parsing a Redis URL into what the connection owner needs, with errors that say what to fix.
+
+Accepted: ``redis://[user:password@]host[:port][/db]``, ``rediss://`` (TLS),
+``unix:///path/redis.sock[?db=0&password=...]`` and Sentinel,
+``redis+sentinel://[user:password@]h1:26379,h2:26379/service[/db]`` (``rediss+sentinel://`` for
+TLS to the master). Query parameters: ``db``, ``ssl_cert_reqs`` (none|optional|required),
+``ssl_ca_certs``, ``sentinel_password``. The password is kept out of every text this module makes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import parse_qs, unquote
+
+from fetcher.errors import ConfigurationError
+
+Kind = Literal["tcp", "unix", "sentinel"]
+_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel")
+_QUERY_KEYS = {"db", "ssl_cert_reqs", "ssl_ca_certs", "sentinel_password", "password"}
+_CERT_REQS = ("none", "optional", "required")
+
+
+@dataclass(frozen=True)
+class RedisAddress:
+    """Where Redis is and how to authenticate. ``endpoint`` is the loggable text."""
+
+    kind: Kind
+    endpoint: str
+    db: int = 0
+    host: str = "127.0.0.1"
+    port: int = 6379
+    path: str | None = None
+    sentinels: tuple[tuple[str, int], ...] = ()
+    service: str | None = None
+    tls: bool = False
+    ssl_cert_reqs: str = "required"
+    ssl_ca_certs: str | None = None
+    username: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
+    sentinel_password: str | None = field(default=None, repr=False)
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for redis-py's client (the address part only)."""
+        kwargs: dict[str, Any] = {"db": self.db}
+        if self.username:
+            kwargs["username"] = self.username
+        if self.password:
+            kwargs["password"] = self.password
+        if self.kind == "unix":
+            kwargs["unix_socket_path"] = self.path
+        elif self.kind == "tcp":
+            kwargs["host"], kwargs["port"] = self.host, self.port
+        if self.tls:
+            kwargs["ssl"] = True
+            kwargs["ssl_cert_reqs"] = self.ssl_cert_reqs
+            if self.ssl_ca_certs:
+                kwargs["ssl_ca_certs"] = self.ssl_ca_certs
+        return kwargs
+
+
+def _fail(url_text: str, problem: str, fix: str) -> ConfigurationError:
+    return ConfigurationError(f"Redis URL {url_text!r} {problem}: {fix}")
+
+
+def _redact(url: str) -> str:
+    """The URL with any password replaced by ``***`` (for error messages)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest.split("/", 1)[0]:
+        return url
+    creds, _, hostpart = rest.partition("@")
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{hostpart}" if ":" in creds else f"{scheme}://***@{hostpart}"
+
+
+def _parse_db(raw: str, shown: str) -> int:
+    try:
+        db = int(raw)
+    except ValueError:
+        raise _fail(shown, f"has database {raw!r}", "use a number such as /0") from None
+    if db < 0:
+        raise _fail(shown, f"has database {db}", "use a database number >= 0")
+    return db
+
+
+def _parse_port(raw: str, shown: str) -> int:
+    try:
+        port = int(raw)
+    except ValueError:
+        raise _fail(shown, f"has port {raw!r}", "use a number such as :6379") from None
+    if not 0 < port < 65536:
+        raise _fail(shown, f"has port {port}", "use a port between 1 and 65535")
+    return port
+
+
+def _host_port(item: str, shown: str, default_port: int) -> tuple[str, int]:
+    if item.startswith("["):  # [ipv6]:port
+        host, _, rest = item[1:].partition("]")
+        return host, _parse_port(rest[1:], shown) if rest.startswith(":") else default_port
+    host, sep, port = item.rpartition(":")
+    if not sep:
+        return item, default_port
+    return host, _parse_port(port, shown)
+
+
+def parse_redis_url(url: str) -> RedisAddress:
+    """Parse ``url``; raise ConfigurationError (password redacted) saying what to fix."""
+    shown = _redact(url)
+    scheme, sep, rest = url.partition("://")
+    scheme = scheme.lower()
+    if not sep or scheme not in _SCHEMES:
+        raise _fail(
+            shown,
+            "has no supported scheme",
+            f"start it with one of {', '.join(s + '://' for s in _SCHEMES)}",
+        )
+    netloc, _, tail = rest.partition("/")
+    path, _, query_text = tail.partition("?")
+    if "?" in netloc:
+        netloc, _, query_text = netloc.partition("?")
+    query = {k: v[-1] for k, v in parse_qs(query_text, keep_blank_values=True).items()}
+    unknown = sorted(set(query) - _QUERY_KEYS)
+    if unknown:
+        raise _fail(shown, f"has unknown parameter(s) {unknown}", f"use only {sorted(_QUERY_KEYS)}")
+    username = password = None
+    if "@" in netloc:
+        creds, _, netloc = netloc.rpartition("@")
+        user, has_pw, pw = creds.partition(":")
+        username = unquote(user) or None
+        password = unquote(pw) if has_pw else None
+        if not has_pw:  # redis://secret@host is the common Redis shorthand for a password
+            username, password = None, unquote(user)
+    password = query.get("password", password)
+    tls = scheme.startswith("rediss")
+    cert_reqs = query.get("ssl_cert_reqs", "required").lower()
+    if cert_reqs not in _CERT_REQS:
+        raise _fail(
+            shown, f"has ssl_cert_reqs={cert_reqs!r}", f"use one of {', '.join(_CERT_REQS)}"
+        )
+    if not tls and ("ssl_cert_reqs" in query or "ssl_ca_certs" in query):
+        raise _fail(shown, "sets TLS options without TLS", "use rediss:// for TLS")
+    common: dict[str, Any] = {
+        "tls": tls,
+        "ssl_cert_reqs": cert_reqs,
+        "ssl_ca_certs": query.get("ssl_ca_certs"),
+        "username": username,
+        "password": password,
+    }
+    if scheme == "unix":
+        sock_path = "/" + tail.partition("?")[0] if netloc == "" else ""
+        if not sock_path or sock_path == "/":
+            raise _fail(shown, "has no socket path", "write it as unix:///path/to/redis.sock?db=0")
+        db = _parse_db(query.get("db", "0"), shown)
+        return RedisAddress(
+            kind="unix", endpoint=f"unix:{sock_path}/{db}", db=db, path=sock_path, **common
+        )
+    if not netloc:
+        raise _fail(shown, "has no host", "write it as redis://host:6379/0")
+    segments = [s for s in path.split("/") if s]
+    if scheme.endswith("+sentinel"):
+        if not segments:
+            raise _fail(
+                shown,
+                "names no Sentinel service",
+                "write it as redis+sentinel://h1:26379,h2:26379/mymaster/0",
+            )
+        service = unquote(segments[0])
+        db = _parse_db(segments[1] if len(segments) > 1 else query.get("db", "0"), shown)
+        sentinels = tuple(_host_port(item, shown, 26379) for item in netloc.split(",") if item)
+        hosts = ",".join(f"{h}:{p}" for h, p in sentinels)
+        return RedisAddress(
+            kind="sentinel",
+            endpoint=f"sentinel {service}@{hosts}/{db}",
+            db=db,
+            sentinels=sentinels,
+            service=service,
+            sentinel_password=query.get("sentinel_password"),
+            **common,
+        )
+    if len(segments) > 1:
+        raise _fail(
+            shown, f"has path {path!r}", "only a database number may follow the host, as /0"
+        )
+    db = _parse_db(segments[0] if segments else query.get("db", "0"), shown)
+    host, port = _host_port(netloc, shown, 6379)
+    if not host:
+        raise _fail(shown, "has no host", "write it as redis://host:6379/0")
+    return RedisAddress(
+        kind="tcp", endpoint=f"{host}:{port}/{db}", db=db, host=host, port=port, **common
+    )
