@@ -3,3 +3,8 @@
 ``render`` holds the pure renderers both share; ``live`` the in-worker view; ``top`` the
 cluster view. Nothing here imports ``redis``: ``top`` reads Redis through ``fetcher``.
 """
+
+from worker.dashboard.live import LiveDashboard
+from worker.dashboard.top import run_top, run_top_async
+
+__all__ = ["LiveDashboard", "run_top", "run_top_async"]

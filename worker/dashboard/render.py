@@ -43,6 +43,7 @@ _NEXT_WAIT = re.compile(r"retrying in ([\d.]+) ?s\b")
 class Phase(StrEnum):
     """What the connection panel shows, derived from a connection state and its timings."""
 
+    CONNECTING = "connecting"
     CONNECTED = "connected"
     OUTAGE = "outage"
     RECOVERING = "recovering"
@@ -121,10 +122,13 @@ class Link:
             if ended is not None and now - ended < RECOVERY_WINDOW:
                 return Phase.RECOVERING
             return Phase.CONNECTED
+        if self.state == "connecting":
+            return Phase.CONNECTING
         return Phase.UNKNOWN
 
 
 _PHASE_STYLE = {
+    Phase.CONNECTING: "yellow",
     Phase.CONNECTED: "green",
     Phase.OUTAGE: "bold red",
     Phase.RECOVERING: "yellow",
@@ -223,31 +227,26 @@ def work_panel(snap: Snapshot, history: Sequence[float], spark_width: int = 40) 
 
 
 def queues_table(
-    depths: Mapping[str, int],
+    depths: Mapping[str, int | None],
     *,
-    processing: Mapping[str, int] | None = None,
+    in_processing: int | None = None,
     scheduled: int | None = None,
     dead: int | None = None,
 ) -> Table:
-    """Waiting jobs per queue (and in processing lists, when known), scheduled, dead-letter."""
+    """Waiting jobs per queue, then the jobs taken but not yet acked (all processing lists,
+    when known), the scheduled and the dead-letter counts."""
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     table.add_column("queue", overflow="ellipsis", max_width=40)
     table.add_column("waiting", justify="right")
-    if processing is not None:
-        table.add_column("processing", justify="right")
-    for name in depths:
-        row = [name, fmt.count(depths[name])]
-        if processing is not None:
-            row.append(fmt.count(processing.get(name, 0)))
-        table.add_row(*row)
+    for name, depth in depths.items():
+        table.add_row(name, fmt.count(depth))
     if not depths:
-        table.add_row(Text("(no queues)", style="dim"), "", *([""] if processing else []))
-    extra = [""] if processing is not None else []
-    table.add_row(Text("scheduled", style="italic"), fmt.count(scheduled), *extra)
+        table.add_row(Text("(no queues)", style="dim"), "")
+    if in_processing is not None:
+        table.add_row(Text("processing", style="italic"), fmt.count(in_processing))
+    table.add_row(Text("scheduled", style="italic"), fmt.count(scheduled))
     dead_style = "bold red" if dead else ""
-    table.add_row(
-        Text("dead-letter", style="italic"), Text(fmt.count(dead), style=dead_style), *extra
-    )
+    table.add_row(Text("dead-letter", style="italic"), Text(fmt.count(dead), style=dead_style))
     return table
 
 
@@ -300,18 +299,16 @@ def worker_dashboard(
 
     ``history`` is the throughput sparkline's data (oldest first); ``errors`` are
     ``(unix_time, line)`` pairs (e.g. captured log records), merged with the snapshot's own.
-    Queue depths come from the optional ``queue_depths`` ({name: n}), ``processing``,
-    ``scheduled`` and ``dead`` keys; without them the queue panel lists the worker's queues.
+    Queue depths come from the optional ``queue_depths`` ({name: n}), ``scheduled`` and
+    ``dead_letter`` keys; without them the queue panel lists the worker's queues.
     """
     depths = snap.get("queue_depths")
     if not isinstance(depths, Mapping):
         depths = {str(q): None for q in snap.get("queues") or ()}
-    processing = snap.get("processing")
     queues = queues_table(
         depths,
-        processing=processing if isinstance(processing, Mapping) else None,
         scheduled=_int(snap, "scheduled"),
-        dead=_int(snap, "dead"),
+        dead=_int(snap, "dead_letter"),
     )
     merged = sorted({*_snapshot_errors(snap), *errors})
     return Group(
@@ -353,7 +350,7 @@ class Cluster:
 
     workers: Sequence[Snapshot] = ()
     queues: Mapping[str, int] | None = None
-    processing: Mapping[str, int] | None = None
+    in_processing: int | None = None
     scheduled: int | None = None
     dead: int | None = None
     read_at: float | None = None
@@ -390,17 +387,18 @@ def workers_table(
         phase = link.phase(now)
         old = is_stale(snap, now, stale)
         age = fmt.duration(heartbeat_age(snap, now))
+        state = Text(link.state, style=phase_style(phase))
+        if snap.get("dead") is True:  # registered, heartbeat expired (fetcher.Admin.workers)
+            age, state = "expired", Text("no heartbeat", style="bold")
         table.add_row(
             str(snap.get("worker_id") or "?"),
-            Text(link.state, style=phase_style(phase)),
+            state,
             fmt.rate(_float(snap, "jobs_per_second")),
             f"{fmt.count(_int(snap, 'in_flight'))}/{fmt.count(_int(snap, 'concurrency'))}",
             Text(f"{age} STALE" if old else age, style="bold" if old else ""),
             Text(link.last_error or "", style="dim" if phase is Phase.CONNECTED else "red"),
             style="red" if old else None,
         )
-    if not workers:
-        table.add_row(Text("(no workers have a heartbeat)", style="dim"), *[""] * 5)
     return table
 
 
@@ -432,11 +430,14 @@ def top_view(
         parts.append(
             Text(f"showing data read {fmt.duration(now - cluster.read_at)} ago", style="yellow")
         )
-    parts.append(workers_table(cluster.workers, now, stale=stale))
+    if cluster.workers:
+        parts.append(workers_table(cluster.workers, now, stale=stale))
+    else:
+        parts.append(Text("(no workers have a heartbeat)", style="dim"))
     parts.append(
         queues_table(
             cluster.queues or {},
-            processing=cluster.processing,
+            in_processing=cluster.in_processing,
             scheduled=cluster.scheduled,
             dead=cluster.dead,
         )

@@ -49,7 +49,7 @@ def heartbeat(**overrides: Any) -> dict[str, Any]:
         "rss_bytes": 85_262_336,
         "queue_depths": {"high": 3, "default": 1_204},
         "scheduled": 17,
-        "dead": 8,
+        "dead_letter": 8,
     }
     snap.update(overrides)
     return snap
@@ -105,7 +105,7 @@ def cluster(*, stale: bool = True) -> Cluster:
     return Cluster(
         workers=workers,
         queues={"high": 3, "default": 1_204, "low": 57},
-        processing={"high": 2, "default": 30, "low": 1},
+        in_processing=33,
         scheduled=17,
         dead=8,
         read_at=NOW - 0.5,

@@ -1,0 +1,137 @@
+"""LiveDashboard: on a terminal it draws and log lines flow above it; without one it is inert."""
+
+from __future__ import annotations
+
+import io
+import logging
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from worker.dashboard.live import LiveDashboard
+from worker.dashboard.logtap import LogTap
+from worker.dashboard.samples import NOW, OUTAGE_LINE, heartbeat, outage_heartbeat
+
+OUTAGE_LOG = (
+    "Redis 127.0.0.1:6379/0 unreachable while fetching from queues [default]: "
+    "ConnectionRefusedError [Errno 111] Connection refused (attempt 4, down 3.0 s, "
+    "retrying in 2.5 s)"
+)
+
+
+@pytest.fixture
+def stderr_handler() -> Iterator[logging.StreamHandler[Any]]:
+    """A plain stream handler on the root logger, as the worker's logging setup installs."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        root.removeHandler(handler)
+
+
+def terminal(width: int = 80) -> Console:
+    return Console(record=True, width=width, force_terminal=True, color_system=None)
+
+
+def test_draws_and_logs_flow_above(stderr_handler: logging.StreamHandler[Any]) -> None:
+    console = terminal()
+    original_stream = stderr_handler.stream
+    dash = LiveDashboard(lambda: heartbeat(), console, refresh=0.05, clock=lambda: NOW)
+    with dash:
+        assert dash.active
+        logging.getLogger("worker.test").warning("job abc failed: ValueError: boom")
+    assert not dash.active
+    assert stderr_handler.stream is original_stream  # rerouting undone
+    out = console.export_text()
+    log_at = out.index("WARNING worker.test: job abc failed: ValueError: boom")
+    assert "Redis: connected" in out[log_at:]  # the final frame is drawn below the log line
+    assert "12/20" in out
+    assert "job abc failed: ValueError: boom" in out[out.index("Recent errors") :]
+
+
+def test_outage_log_line_gives_the_next_wait(stderr_handler: logging.StreamHandler[Any]) -> None:
+    clock = [NOW]
+    snap = outage_heartbeat(last_error="ConnectionRefusedError [Errno 111] Connection refused")
+    console = terminal()
+    dash = LiveDashboard(lambda: snap, console, refresh=0.05, clock=lambda: clock[0])
+    with dash:
+        logging.getLogger("fetcher.connection").warning(OUTAGE_LOG)
+        clock[0] = NOW + 1.0  # the line was logged at real time; the dashboard's clock is fixed
+        frame = Console(record=True, width=80, color_system=None)
+        record = dash._tap.retry()
+        assert record is not None and record.attempt == 4
+        clock[0] = record.at + 0.5
+        frame.print(dash.render())
+    out = frame.export_text()
+    assert "attempt 4" in out
+    assert "next retry in 2.0 s" in out
+
+
+def test_history_is_bounded() -> None:
+    clock = [NOW]
+    dash = LiveDashboard(
+        lambda: heartbeat(), terminal(), refresh=1.0, history=5, clock=lambda: clock[0]
+    )
+    for _ in range(12):
+        dash.render()
+        clock[0] += 1.0
+    assert list(dash.history) == [153.4] * 5
+
+
+def test_snapshot_failure_is_shown_not_raised() -> None:
+    def broken() -> dict[str, Any]:
+        raise KeyError("in_flight")
+
+    frame = Console(record=True, width=80, color_system=None)
+    frame.print(LiveDashboard(broken, terminal()).render())
+    assert "dashboard snapshot failed: KeyError: 'in_flight'" in frame.export_text()
+
+
+def test_without_a_terminal_it_does_nothing(stderr_handler: logging.StreamHandler[Any]) -> None:
+    sink = io.StringIO()
+    console = Console(file=sink, width=80)
+    assert not console.is_terminal
+    calls: list[int] = []
+
+    def snapshot() -> dict[str, Any]:
+        calls.append(1)
+        return heartbeat()
+
+    with LiveDashboard(snapshot, console) as dash:
+        assert not dash.active
+        assert sys.stderr is not None and stderr_handler.stream is sys.stderr
+        logging.getLogger("worker.test").warning("plain line")
+    assert calls == []
+    assert sink.getvalue() == ""
+
+
+def test_no_color(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert LiveDashboard(lambda: {}, no_color=True).console.no_color
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert LiveDashboard(lambda: {}).console.no_color
+    monkeypatch.delenv("NO_COLOR")
+    sink = io.StringIO()
+    console = Console(file=sink, force_terminal=True, color_system="truecolor", width=80)
+    dash = LiveDashboard(lambda: outage_heartbeat(), console, no_color=True, clock=lambda: NOW)
+    console.print(dash.render())
+    written = sink.getvalue()
+    assert OUTAGE_LINE[:40] in written
+    assert "\x1b[1m" in written  # still bold: NO_COLOR removes colour, not emphasis
+    assert "\x1b[31" not in written and "\x1b[1;31" not in written
+
+
+def test_logtap_clears_retry_on_recovery() -> None:
+    tap = LogTap()
+    log = logging.getLogger("fetcher.connection")
+    with tap:
+        log.warning(OUTAGE_LOG)
+        assert tap.retry() is not None
+        log.warning("Redis 127.0.0.1:6379/0 reachable again after 5.1 s (7 attempts)")
+        assert tap.retry() is None
+    assert [line for _, line in tap.errors()] == [OUTAGE_LOG]

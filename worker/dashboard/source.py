@@ -1,0 +1,71 @@
+"""``top``'s data source: heartbeats and queue figures read through ``fetcher.Admin``.
+
+The connection owner is ``top``'s own, with a short retry cap so ``top`` notices a recovered
+Redis within about a second; its live state (``.state``, ``.stats``) is what the connection
+panel shows during an outage, while :meth:`FetcherSource.read` is still retrying.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fetcher import Admin, ConnectionEvent, ConnectionRestored, RedisConnection, RetryPolicy
+from worker.dashboard.render import Cluster, Link
+
+#: top's own retry policy: frequent attempts (it is one read-only client), capped low.
+TOP_RETRY = RetryPolicy(base=0.2, cap=1.0)
+
+
+def cluster_from_status(status: dict[str, Any], read_at: float) -> Cluster:
+    """``Admin.status()`` (``queues``, ``scheduled``, ``dead``, ``processing`` per worker,
+    ``workers``) as the top view's :class:`Cluster`."""
+    processing = status.get("processing") or {}
+    return Cluster(
+        workers=list(status.get("workers") or ()),
+        queues=dict(status.get("queues") or {}),
+        in_processing=sum(int(n) for n in processing.values()),
+        scheduled=status.get("scheduled"),
+        dead=status.get("dead"),
+        read_at=read_at,
+    )
+
+
+class FetcherSource:
+    """A :class:`worker.dashboard.top.ClusterSource` over one ``RedisConnection``."""
+
+    def __init__(self, conn: RedisConnection) -> None:
+        self.conn = conn
+        self.admin = Admin(conn)
+        self._recovered_at: float | None = None
+        self._unsubscribe = conn.subscribe(self._on_event)
+
+    @classmethod
+    def from_url(cls, url: str) -> FetcherSource:
+        """Raises ``fetcher.ConfigurationError`` (saying what to fix) for a bad URL."""
+        return cls(RedisConnection.from_url(url, retry=TOP_RETRY, name="steadfetch-top"))
+
+    def _on_event(self, event: ConnectionEvent) -> None:
+        if isinstance(event, ConnectionRestored):
+            self._recovered_at = event.at
+
+    def link(self) -> Link:
+        stats = self.conn.stats
+        return Link(
+            state=self.conn.state.value,
+            endpoint=self.conn.endpoint,
+            outage_since=stats.outage_since,
+            attempt=stats.attempts or None,
+            last_error=stats.last_error,
+            last_error_at=stats.last_error_at,
+            outages=stats.outages,
+            recovered_at=self._recovered_at,
+        )
+
+    async def read(self) -> Cluster:
+        status = await self.admin.status()
+        return cluster_from_status(status, time.time())
+
+    async def aclose(self) -> None:
+        self._unsubscribe()
+        await self.conn.close()
