@@ -148,6 +148,7 @@ class RedisConnection:
         if self.state is ConnectionState.CLOSED:
             raise RedisUnavailable(f"Redis {self.endpoint}: connection owner is closed")
         failure: dict[str, Any] = {}
+        attempts_made = [0]
 
         def before_sleep(state: RetryCallState) -> None:
             log.warning(
@@ -165,6 +166,7 @@ class RedisConnection:
             async for attempt in retrying:
                 with attempt:
                     client = self._client(block_timeout)
+                    attempts_made[0] += 1
                     try:
                         result = await fn(client)
                     except Exception as exc:
@@ -176,9 +178,10 @@ class RedisConnection:
                         raise
         except Exception as exc:
             if is_retryable(exc):
+                line = failure.get("line") or describe(exc)
                 raise RedisUnavailable(
-                    f"Redis {self.endpoint} unreachable while {operation}: {failure['line']} "
-                    f"(gave up after {deadline if deadline is not None else self.retry.deadline} s)"
+                    f"Redis {self.endpoint} unreachable while {operation}: {line} "
+                    f"(gave up after {attempts_made[0]} attempt(s))"
                 ) from exc
             if isinstance(exc, RedisError):
                 raise fatal_error(exc, self.endpoint, operation) from exc

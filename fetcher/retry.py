@@ -13,7 +13,13 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_never
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_never,
+)
 from tenacity.stop import stop_base
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -25,18 +31,21 @@ class RetryPolicy:
     ``[delay/2, delay]`` so a fleet of workers does not reconnect in lockstep.
 
     ``deadline`` (seconds) bounds a whole call, for one-shot callers such as a CLI enqueue;
-    ``None`` retries forever (the worker's loops). ``sleep`` and ``rand`` are injectable so tests
-    run fast and exact.
+    ``None`` retries forever (the worker's loops). ``max_attempts`` bounds the number of attempts
+    (``None``: unbounded). ``sleep`` and ``rand`` are injectable so tests run fast and exact.
     """
 
     base: float = 0.1
     cap: float = 5.0
     jitter: bool = True
     deadline: float | None = None
+    max_attempts: int | None = None
     sleep: Sleep = field(default=asyncio.sleep, repr=False, compare=False)
     rand: Callable[[], float] = field(default=random.random, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        if self.max_attempts is not None and self.max_attempts < 1:
+            raise ValueError(f"RetryPolicy needs max_attempts >= 1, got {self.max_attempts}")
         if self.base <= 0 or self.cap < self.base:
             raise ValueError(
                 f"RetryPolicy needs 0 < base <= cap, got base={self.base} cap={self.cap}"
@@ -58,6 +67,8 @@ class RetryPolicy:
         """A fresh AsyncRetrying for one call. ``deadline`` overrides the policy's."""
         limit = deadline if deadline is not None else self.deadline
         stop: stop_base = stop_never if limit is None else _StopBeforeDeadline(limit)
+        if self.max_attempts is not None:
+            stop = stop | stop_after_attempt(self.max_attempts)
         return AsyncRetrying(
             sleep=self.sleep,
             stop=stop,

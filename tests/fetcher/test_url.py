@@ -1,0 +1,82 @@
+"""URL parsing: every supported form, and every malformed one fails with what to fix."""
+
+from __future__ import annotations
+
+import pytest
+
+from fetcher import ConfigurationError, RedisConnection
+from fetcher.url import parse_redis_url
+
+
+def test_plain_tcp_with_password_keeps_it_out_of_the_endpoint() -> None:
+    address = parse_redis_url("redis://:s3cret@10.0.0.5:6380/2")
+    assert (address.kind, address.host, address.port, address.db) == ("tcp", "10.0.0.5", 6380, 2)
+    assert address.password == "s3cret"
+    assert address.endpoint == "10.0.0.5:6380/2"
+    assert "s3cret" not in repr(address)
+
+
+def test_defaults_and_user() -> None:
+    address = parse_redis_url("redis://alice:pw@localhost")
+    assert (address.host, address.port, address.db, address.username) == (
+        "localhost", 6379, 0, "alice",
+    )  # fmt: skip
+
+
+def test_tls_url_sets_ssl_options() -> None:
+    address = parse_redis_url("rediss://h:6390/0?ssl_cert_reqs=none&ssl_ca_certs=/etc/ca.pem")
+    kwargs = address.client_kwargs()
+    assert kwargs["ssl"] is True
+    assert kwargs["ssl_cert_reqs"] == "none"
+    assert kwargs["ssl_ca_certs"] == "/etc/ca.pem"
+
+
+def test_unix_socket() -> None:
+    address = parse_redis_url("unix:///run/redis/redis.sock?db=3")
+    assert (address.kind, address.path, address.db) == ("unix", "/run/redis/redis.sock", 3)
+    assert address.endpoint == "unix:/run/redis/redis.sock/3"
+
+
+def test_sentinel() -> None:
+    address = parse_redis_url("redis+sentinel://:pw@h1:26379,h2:26380/mymaster/1")
+    assert address.kind == "sentinel"
+    assert address.sentinels == (("h1", 26379), ("h2", 26380))
+    assert (address.service, address.db) == ("mymaster", 1)
+    assert address.endpoint == "sentinel mymaster@h1:26379,h2:26380/1"
+    assert parse_redis_url("rediss+sentinel://h1/svc").tls
+
+
+@pytest.mark.parametrize(
+    ("url", "fix"),
+    [
+        ("http://h:6379/0", "start it with one of"),
+        ("h:6379", "start it with one of"),
+        ("redis://h:port/0", "use a number such as :6379"),
+        ("redis://h:70000/0", "between 1 and 65535"),
+        ("redis://h:6379/zero", "use a number such as /0"),
+        ("redis://h:6379/0/extra", "only a database number"),
+        ("redis:///0", "write it as redis://host:6379/0"),
+        ("redis://h/0?timeout=3", "use only"),
+        ("redis://h/0?ssl_cert_reqs=none", "use rediss://"),
+        ("rediss://h/0?ssl_cert_reqs=maybe", "use one of none, optional, required"),
+        ("unix://", "write it as unix:///path"),
+        ("redis+sentinel://h1:26379", "write it as redis+sentinel://"),
+    ],
+)
+def test_malformed_urls_say_what_to_fix(url: str, fix: str) -> None:
+    with pytest.raises(ConfigurationError, match="Redis URL") as info:
+        RedisConnection.from_url(url)
+    assert fix in str(info.value)
+
+
+def test_malformed_url_error_redacts_the_password() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        parse_redis_url("redis://user:hunter2@h:notaport/0")
+    assert "hunter2" not in str(info.value)
+    assert "user:***@" in str(info.value)
+
+
+def test_connection_repr_has_endpoint_and_state_but_no_password() -> None:
+    conn = RedisConnection.from_url("redis://:hunter2@127.0.0.1:1/0")
+    assert repr(conn) == "<RedisConnection 127.0.0.1:1/0 connecting>"
+    assert "hunter2" not in repr(conn.address)
