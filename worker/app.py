@@ -1,0 +1,150 @@
+"""The handler registry: which task name runs which function, with what timeout.
+
+An :class:`App` is what ``steadfetch run module:attr`` loads. Handlers are registered with a
+decorator and may be ``async def`` (awaited on the event loop) or plain functions (run in the
+worker's bounded thread pool)::
+
+    app = App()
+
+    @app.task(timeout=10)
+    async def send_email(to: str, subject: str) -> None: ...
+
+    @app.task(name="legacy.Resize")
+    def resize(path: str, width: int = 100) -> None: ...
+
+A job whose arguments do not fit the handler's signature is not a retriable failure: it would
+fail the same way on every attempt, so the worker dead-letters it at once with the reason that
+:meth:`Task.check_arguments` gives.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar, overload
+
+Handler = Callable[..., Any]
+H = TypeVar("H", bound=Handler)
+
+
+class AppLoadError(Exception):
+    """``module:attr`` could not be turned into an :class:`App`; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """One registered handler. ``timeout`` None means the worker's default job timeout."""
+
+    name: str
+    handler: Handler
+    is_async: bool
+    timeout: float | None
+    signature: inspect.Signature
+
+    @property
+    def shown_signature(self) -> str:
+        """``(token, seconds=0.0)``: the parameters without annotations, for error messages."""
+        empty = inspect.Parameter.empty
+        bare = [p.replace(annotation=empty) for p in self.signature.parameters.values()]
+        return str(self.signature.replace(parameters=bare, return_annotation=empty))
+
+    def check_arguments(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str | None:
+        """Return why ``args``/``kwargs`` cannot be passed to the handler, or None when they fit."""
+        try:
+            self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            return f"arguments do not fit {self.name}{self.shown_signature}: {exc}"
+        return None
+
+
+class App:
+    """A named set of tasks. Names are unique; registering one twice is a programming error."""
+
+    def __init__(self, name: str = "steadfetch") -> None:
+        self.name = name
+        self._tasks: dict[str, Task] = {}
+
+    def __repr__(self) -> str:
+        return f"<App {self.name!r} tasks={sorted(self._tasks)}>"
+
+    @overload
+    def task(self, fn: H, /) -> H: ...
+    @overload
+    def task(
+        self, fn: None = None, /, *, name: str | None = None, timeout: float | None = None
+    ) -> Callable[[H], H]: ...
+
+    def task(
+        self, fn: H | None = None, /, *, name: str | None = None, timeout: float | None = None
+    ) -> H | Callable[[H], H]:
+        """Register ``fn`` under ``name`` (default: the function's ``__name__``).
+
+        Usable bare (``@app.task``) or with options (``@app.task(name=..., timeout=...)``).
+        Returns the function unchanged, so it stays directly callable in tests.
+        """
+
+        def register(handler: H) -> H:
+            self.register(handler, name=name, timeout=timeout)
+            return handler
+
+        return register(fn) if fn is not None else register
+
+    def register(
+        self, handler: Handler, *, name: str | None = None, timeout: float | None = None
+    ) -> Task:
+        task_name = name or getattr(handler, "__name__", None)
+        if not task_name:
+            raise ValueError(f"{handler!r} has no __name__: pass name=")
+        if task_name in self._tasks:
+            raise ValueError(f"task {task_name!r} is already registered")
+        if timeout is not None and timeout <= 0:
+            raise ValueError(f"task {task_name!r}: timeout must be > 0, got {timeout}")
+        task = Task(
+            name=task_name,
+            handler=handler,
+            is_async=inspect.iscoroutinefunction(handler),
+            timeout=timeout,
+            signature=inspect.signature(handler),
+        )
+        self._tasks[task_name] = task
+        return task
+
+    def get(self, name: str) -> Task | None:
+        return self._tasks.get(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tasks
+
+    def __iter__(self) -> Iterator[Task]:
+        return iter(self._tasks.values())
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+
+def load_app(path: str) -> App:
+    """Import ``module:attr`` (attr may be dotted) and return it if it is an :class:`App`."""
+    module_name, sep, attr = path.partition(":")
+    if not sep or not module_name or not attr:
+        raise AppLoadError(
+            f"APP must look like module:attr (e.g. myproject.jobs:app), got {path!r}"
+        )
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        # Like `python -m`: an app in the current directory is importable by the console script.
+        sys.path.insert(0, os.getcwd())
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise AppLoadError(f"cannot import module {module_name!r}: {exc}") from exc
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise AppLoadError(f"module {module_name!r} has no attribute {attr!r}") from None
+    if not isinstance(obj, App):
+        raise AppLoadError(f"{path} is a {type(obj).__name__}, not a worker.App")
+    return obj

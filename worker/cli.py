@@ -1,0 +1,104 @@
+"""The ``steadfetch`` binary: parse, set up logging, dispatch to a subcommand, map errors to exits.
+
+Exit codes (docs/CONTRACTS.md): 0 after a graceful stop; 1 on an unexpected error (the
+traceback is logged); 2 on bad usage or configuration — a bad flag, a bad APP path, a wrong
+password or bad URL (the message says what to fix); 128+signum after a second signal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import TypeVar
+
+from fetcher.errors import ConfigurationError, RedisUnavailable
+from worker.app import AppLoadError
+from worker.commands import admin, demo, enqueue, run, top
+from worker.config import ConfigError
+from worker.logs import configure_logging
+from worker.options import check_environment
+from worker.plugins import load_plugins
+from worker.threads import SyncRunner
+
+log = logging.getLogger("worker.cli")
+E = TypeVar("E", bound=BaseException)
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="steadfetch",
+        description="A Redis job worker that does not lock up, leak or lose jobs.",
+        epilog="Every flag can also be set as STEADFETCH_<FLAG>, e.g. STEADFETCH_REDIS_URL.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in (run, enqueue, admin, top, demo):
+        module.register(subparsers)
+    load_plugins(subparsers)
+    return parser
+
+
+def find_errors(exc: BaseException, kind: type[E]) -> E | None:
+    """The first ``kind`` inside ``exc`` (which may be an ExceptionGroup from a TaskGroup)."""
+    if isinstance(exc, kind):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = find_errors(inner, kind)
+            if found is not None:
+                return found
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command and return its exit code (the console script exits with it)."""
+    code = run_cli(argv)
+    if SyncRunner.abandoned():
+        # A timed-out or interrupted sync handler still holds a thread that may never return;
+        # interpreter shutdown would wait for it forever. Flush everything and leave now.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        logging.shutdown()
+        os._exit(code)
+    return code
+
+
+def run_cli(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    command_parser: argparse.ArgumentParser = getattr(args, "parser", parser)
+    check_environment(command_parser)
+    configure_logging(getattr(args, "log_format", "text"))
+    try:
+        code: int = args.func(args)
+    except (ConfigError, AppLoadError) as exc:
+        command_parser.error(str(exc))
+    except KeyboardInterrupt:
+        return 128 + 2
+    except BaseException as exc:  # noqa: BLE001  (mapped to an exit code, nothing swallowed)
+        return report(exc)
+    return code
+
+
+def report(exc: BaseException) -> int:
+    """Log why the command ended and choose the exit code."""
+    config = find_errors(exc, ConfigurationError)
+    if config is not None:
+        log.error("cannot continue: %s", config)
+        return EXIT_USAGE
+    unavailable = find_errors(exc, RedisUnavailable)
+    if unavailable is not None:
+        log.error("%s", unavailable)
+        return EXIT_ERROR
+    if isinstance(exc, SystemExit):
+        raise exc
+    log.critical("unexpected error, exiting", exc_info=exc)
+    return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

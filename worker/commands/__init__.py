@@ -1,0 +1,1 @@
+"""The ``steadfetch`` subcommands, one module each; each has ``register(subparsers)``."""

@@ -1,0 +1,110 @@
+"""``steadfetch run APP``: the production worker."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+
+from fetcher import RedisConnection, RetryPolicy
+from worker.app import App, load_app
+from worker.commands.common import add_redis_options
+from worker.config import MODES, WorkerConfig
+from worker.options import (
+    add_option,
+    add_switch,
+    non_negative_float,
+    positive_float,
+    positive_int,
+    queue_list,
+)
+from worker.worker import Worker
+
+log = logging.getLogger("worker")
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser("run", help="run a worker for APP (module:attr of a worker.App)")
+    p.add_argument("app", metavar="APP", help="import path of the App, e.g. myproject.jobs:app")
+    add_option(p, "--queues", type=queue_list, default=("default",),
+               help="comma-separated queues in priority order")  # fmt: skip
+    add_option(p, "--concurrency", type=positive_int, default=50, help="jobs running at once")
+    add_option(p, "--prefetch", type=int, default=None,
+               help="jobs fetched beyond free slots (default: 10%% of concurrency)")  # fmt: skip
+    add_option(p, "--mode", default="reliable", choices=MODES,
+               help="reliable (at-least-once) or fast (at-most-once, like Resque)")  # fmt: skip
+    add_option(p, "--job-timeout", type=positive_float, default=300.0,
+               help="default per-job timeout in seconds (a task may set its own)")  # fmt: skip
+    add_option(p, "--grace-period", type=non_negative_float, default=30.0,
+               help="seconds a shutdown may take: jobs finish, the rest goes back")  # fmt: skip
+    add_option(p, "--block-timeout", type=positive_float, default=1.0,
+               help="server-side block of an idle fetch (s)")  # fmt: skip
+    add_option(p, "--heartbeat-interval", type=positive_float, default=5.0,
+               help="seconds between heartbeats (TTL is 3x)")  # fmt: skip
+    add_option(p, "--recovery-interval", type=positive_float, default=15.0,
+               help="seconds between scans for dead workers' jobs")  # fmt: skip
+    add_option(p, "--watchdog-timeout", type=non_negative_float, default=None,
+               help="seconds a fetch may take before the watchdog resets the connection "
+               "(default: block + read timeout + 5; 0 disables: unsafe)")  # fmt: skip
+    add_option(p, "--metrics-port", type=int, default=None,
+               help="serve /metrics, /healthz and /readyz on this port")  # fmt: skip
+    add_option(p, "--metrics-host", default="127.0.0.1", help="address for --metrics-port")
+    add_option(p, "--worker-id", default=None, help="this worker's id (default host:pid:random)")
+    add_switch(p, "--live", help="show the live dashboard (needs a terminal)")
+    add_redis_options(p)
+    p.set_defaults(func=run_command, parser=p)
+
+
+def config_from_args(args: argparse.Namespace) -> WorkerConfig:
+    return WorkerConfig(
+        app=args.app,
+        queues=tuple(args.queues),
+        concurrency=args.concurrency,
+        prefetch=args.prefetch,
+        mode=args.mode,
+        redis_url=args.redis_url,
+        job_timeout=args.job_timeout,
+        grace_period=args.grace_period,
+        block_timeout=args.block_timeout,
+        connect_timeout=args.connect_timeout,
+        read_timeout=args.read_timeout,
+        retry_base=args.retry_base,
+        retry_cap=args.retry_cap,
+        heartbeat_interval=args.heartbeat_interval,
+        recovery_interval=args.recovery_interval,
+        watchdog_timeout=args.watchdog_timeout,
+        metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host,
+        worker_id=args.worker_id,
+    )
+
+
+def build_worker(app: App, config: WorkerConfig) -> Worker:
+    conn = RedisConnection.from_url(
+        config.redis_url,
+        connect_timeout=config.connect_timeout,
+        read_timeout=config.read_timeout,
+        retry=RetryPolicy(base=config.retry_base, cap=config.retry_cap),
+        name=config.worker_id,
+    )
+    return Worker(app, config, conn)
+
+
+async def run_worker(worker: Worker, *, live: bool = False) -> int:
+    """Run ``worker``, inside the live dashboard when asked (lazy import: rich only then)."""
+    dashboard: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
+    if live:
+        from worker.dashboard import LiveDashboard
+
+        dashboard = LiveDashboard(worker.stats.snapshot)
+    with dashboard:
+        return await worker.run()
+
+
+def run_command(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    app = load_app(config.app)
+    worker = build_worker(app, config)
+    log.debug("configuration: %r", config)
+    return asyncio.run(run_worker(worker, live=args.live))

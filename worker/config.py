@@ -1,0 +1,99 @@
+"""The worker's settings, validated once, with a repr that never shows the Redis password."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+Mode = Literal["reliable", "fast"]
+MODES: tuple[Mode, ...] = ("reliable", "fast")
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+_USERINFO = re.compile(r"^(?P<scheme>[a-z+]+://)(?P<userinfo>[^@/]*)@")
+
+
+def redact_url(url: str) -> str:
+    """``redis://user:secret@host`` → ``redis://user:***@host`` (and ``:secret@`` → ``:***@``)."""
+    match = _USERINFO.match(url)
+    if not match:
+        return url
+    user, sep, _password = match["userinfo"].partition(":")
+    hidden = f"{user}:***" if sep else "***"
+    return f"{match['scheme']}{hidden}@{url[match.end() :]}"
+
+
+class ConfigError(ValueError):
+    """A setting is out of range; the message names the flag and what is allowed."""
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """Everything ``steadfetch run`` can be told (each also from ``STEADFETCH_*``)."""
+
+    app: str
+    queues: tuple[str, ...] = ("default",)
+    concurrency: int = 50
+    prefetch: int | None = None  # None: 10% of concurrency
+    mode: Mode = "reliable"
+    redis_url: str = field(default=DEFAULT_REDIS_URL, repr=False)
+    job_timeout: float = 300.0
+    grace_period: float = 30.0
+    block_timeout: float = 1.0
+    connect_timeout: float = 2.0
+    read_timeout: float = 5.0  # 0 = no client read timeout (unsafe; chaos proofs only)
+    retry_base: float = 0.1
+    retry_cap: float = 5.0
+    heartbeat_interval: float = 5.0
+    recovery_interval: float = 15.0
+    scheduler_interval: float = 1.0
+    watchdog_timeout: float | None = None  # None: derived; 0 = disabled (unsafe)
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    worker_id: str | None = None
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self) if f.repr
+        )
+        return f"WorkerConfig({shown}, redis_url={redact_url(self.redis_url)!r})"
+
+    def __post_init__(self) -> None:
+        checks: list[tuple[bool, str]] = [
+            (bool(self.queues) and all(self.queues), "--queues needs at least one non-empty name"),
+            (self.concurrency >= 1, "--concurrency must be >= 1"),
+            (self.prefetch is None or self.prefetch >= 0, "--prefetch must be >= 0"),
+            (self.mode in MODES, f"--mode must be one of {', '.join(MODES)}"),
+            (self.job_timeout > 0, "--job-timeout must be > 0"),
+            (self.grace_period >= 0, "--grace-period must be >= 0"),
+            (self.block_timeout > 0, "--block-timeout must be > 0"),
+            (self.connect_timeout > 0, "--connect-timeout must be > 0"),
+            (self.read_timeout >= 0, "--read-timeout must be >= 0 (0 = none, unsafe)"),
+            (0 < self.retry_base <= self.retry_cap, "need 0 < --retry-base <= --retry-cap"),
+            (self.heartbeat_interval > 0, "--heartbeat-interval must be > 0"),
+            (
+                self.watchdog_timeout is None or self.watchdog_timeout >= 0,
+                "--watchdog-timeout must be >= 0",
+            ),
+            (
+                self.metrics_port is None or 0 <= self.metrics_port < 65536,
+                "--metrics-port must be 0..65535",
+            ),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+    @property
+    def effective_prefetch(self) -> int:
+        """Jobs fetched beyond the free slots, so a finishing job finds the next one waiting."""
+        return self.prefetch if self.prefetch is not None else max(0, self.concurrency // 10)
+
+    @property
+    def effective_watchdog_timeout(self) -> float:
+        """How long a fetch may take before it is impossible: block + read timeout + margin."""
+        if self.watchdog_timeout is not None:
+            return self.watchdog_timeout
+        return self.block_timeout + max(self.read_timeout, self.connect_timeout) + 5.0

@@ -1,0 +1,449 @@
+"""The worker: fetch → run in a sliding window → ack, supervised, with a deadline-bound shutdown.
+
+The methods of :class:`Worker` read in the order they run:
+
+    run → _serve → _start → _fetch_loop → _runner → _run_job → _succeeded / _failed
+        → _heartbeat_loop / _scheduler_loop / _recovery_loop / _watchdog_loop
+        → _stop (drain with a deadline → cancel → flush acks → requeue → unregister → one line)
+
+Every coroutine lives in one TaskGroup: an unexpected exception in any loop cancels the rest
+and leaves :meth:`run` with that exception (the CLI logs the traceback and exits 1), so no loop
+can die silently and leave a "catatonic" worker behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import socket
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from fetcher import ConnectionState, Fetcher, Job, RedisConnection
+from worker.acks import AckBatcher
+from worker.app import App
+from worker.config import WorkerConfig
+from worker.shutdown import Shutdown
+from worker.stats import WorkerStats
+from worker.threads import SyncRunner
+from worker.window import JobWindow
+
+log = logging.getLogger("worker")
+
+VERSION = "0.1.0"
+#: Part of the grace period kept for giving jobs back and unregistering (at most this many s).
+CLEANUP_RESERVE = 2.0
+#: A forced (second-signal) exit still tries this long to give jobs back.
+FORCED_CLEANUP = 1.0
+
+
+class JobTimeout(TimeoutError):
+    """A handler ran longer than its task's (or the worker's default) job timeout."""
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class Worker:
+    """One worker process' main object. ``await Worker(...).run()`` returns the exit code."""
+
+    def __init__(
+        self,
+        app: App,
+        config: WorkerConfig,
+        conn: RedisConnection,
+        *,
+        worker_id: str | None = None,
+        on_started: Callable[[Worker], None] | None = None,
+    ) -> None:
+        self.app = app
+        self.config = config
+        self.conn = conn
+        self.worker_id = worker_id or config.worker_id or default_worker_id()
+        self.fetcher = Fetcher(
+            conn,
+            self.worker_id,
+            list(config.queues),
+            mode=config.mode,
+            block_timeout=config.block_timeout,
+        )
+        self.shutdown = Shutdown()
+        self.window: JobWindow[Job] = JobWindow(config.concurrency, config.effective_prefetch)
+        self.acks: AckBatcher[Job] = AckBatcher(self.fetcher.ack_many)
+        self.stats = WorkerStats()
+        self.stats.identity = {
+            "worker_id": self.worker_id,
+            "hostname": socket.gethostname(),
+            "pid": os.getpid(),
+            "version": VERSION,
+            "queues": list(config.queues),
+            "mode": config.mode,
+            "concurrency": config.concurrency,
+        }
+        self.stats.live = self._live_stats
+        self.started = asyncio.Event()
+        self._on_started = on_started
+        self._threads = SyncRunner(config.concurrency)
+        # One slot per runner: the job it is running now (bounded by N, never grows).
+        self._current: list[Job | None] = [None] * config.concurrency
+        # Watchdog bookkeeping: when the current fetch began (None: not inside a fetch).
+        self._fetch_since: float | None = None
+        self._fetch_scope: asyncio.Timeout | None = None
+        self._stalled: str | None = None
+        self.stalls = 0
+        self._last_beat = time.monotonic()
+
+    def __repr__(self) -> str:
+        return f"<Worker {self.worker_id} {self.config.mode} {self.window!r} {self.conn!r}>"
+
+    # -- run ----------------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        """Work until a signal (or :meth:`Shutdown.request`); return the exit code."""
+        with self.shutdown.signal_handlers():
+            try:
+                await self._serve()
+            finally:
+                self._threads.close()
+                await self.conn.close()
+        return self.shutdown.exit_code
+
+    async def _serve(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            fetching = tg.create_task(self._fetch_loop(), name="fetch")
+            running = tg.create_task(self._run_window(), name="runners")
+            services = [
+                tg.create_task(self.acks.run(), name="acks"),
+                tg.create_task(self._heartbeat_loop(), name="heartbeat"),
+                tg.create_task(self._scheduler_loop(), name="scheduler"),
+                tg.create_task(self._recovery_loop(), name="recovery"),
+                tg.create_task(self._watchdog_loop(), name="watchdog"),
+            ]
+            await self.shutdown.requested.wait()
+            await self._stop(fetching, running, services)
+
+    async def _start(self) -> None:
+        """Register, recover dead workers' jobs, say so. Retries forever while Redis is down."""
+        await self.fetcher.register()
+        recovered = await self.fetcher.recover_dead_workers()
+        await self.fetcher.heartbeat(self.stats.snapshot(), self._heartbeat_ttl)
+        log.info(
+            "worker %s started: queues [%s], concurrency %d (prefetch %d), %s mode, Redis %s%s",
+            self.worker_id,
+            ", ".join(self.config.queues),
+            self.config.concurrency,
+            self.config.effective_prefetch,
+            self.config.mode,
+            self.conn.endpoint,
+            f"; recovered {recovered} jobs of dead workers" if recovered else "",
+        )
+        self.started.set()
+        if self._on_started is not None:
+            self._on_started(self)
+
+    async def _fetch_loop(self) -> None:
+        """Ask for exactly the free capacity; block in the fetcher when the queues are empty."""
+        await self._start()
+        window, fetch = self.window, self.fetcher.fetch
+        loop = asyncio.get_running_loop()
+        while True:
+            wanted = await window.wait_for_space()
+            self._fetch_since = loop.time()
+            scope = self._fetch_scope = asyncio.timeout(None)
+            try:
+                async with scope:
+                    jobs = await fetch(wanted)
+            except TimeoutError:
+                if not scope.expired():  # not the watchdog's: a real error from below
+                    raise
+                log.warning("fetch interrupted by the watchdog; fetching again")
+                continue
+            finally:
+                self._fetch_scope = None
+                self._fetch_since = None
+            if self._stalled is not None:
+                log.warning("fetch loop is making progress again")
+                self._stalled = None
+            if jobs:
+                window.put(jobs)
+
+    async def _run_window(self) -> None:
+        """N runners, each taking the next job as soon as its last one ended."""
+        async with asyncio.TaskGroup() as runners:
+            for slot in range(self.config.concurrency):
+                runners.create_task(self._runner(slot), name=f"runner-{slot}")
+
+    async def _runner(self, slot: int) -> None:
+        window, current = self.window, self._current
+        while (job := await window.take()) is not None:
+            current[slot] = job
+            try:
+                await self._run_job(job)
+            finally:
+                current[slot] = None
+                window.release()
+
+    async def _run_job(self, job: Job) -> None:
+        task = self.app.get(job.task)
+        if task is None:
+            known = ", ".join(sorted(t.name for t in self.app)) or "none"
+            await self._dead_letter(job, f"unknown task {job.task!r} (this worker knows: {known})")
+            return
+        problem = task.check_arguments(job.args, job.kwargs)
+        if problem is not None:
+            await self._dead_letter(job, problem)
+            return
+        timeout = task.timeout or self.config.job_timeout
+        scope = asyncio.timeout(timeout)
+        started = time.perf_counter()
+        try:
+            async with scope:
+                if task.is_async:
+                    await task.handler(*job.args, **job.kwargs)
+                else:
+                    await self._threads.run(task.handler, job.args, job.kwargs)
+        except Exception as exc:  # noqa: BLE001  (the handler's failure is the job's outcome)
+            error: BaseException = exc
+            if isinstance(exc, TimeoutError) and scope.expired():
+                error = JobTimeout(f"job exceeded its timeout of {timeout:g} s")
+                if not task.is_async:
+                    log.warning(
+                        "job %s (task %s) timed out in a thread; the thread keeps running until "
+                        "the handler returns (threads cannot be cancelled)",
+                        job.id,
+                        job.task,
+                    )
+            await self._failed(job, error, time.perf_counter() - started)
+        else:
+            self._succeeded(job, time.perf_counter() - started)
+
+    def _succeeded(self, job: Job, seconds: float) -> None:
+        self.stats.processed += 1
+        self.stats.record_duration(seconds)
+        self.acks.add(job)
+
+    async def _failed(self, job: Job, error: BaseException, seconds: float) -> None:
+        self.stats.failed += 1
+        self.stats.record_duration(seconds)
+        tb = "".join(traceback.format_exception(error))
+        outcome = await self.fetcher.nack(job, f"{type(error).__name__}: {error}", tb)
+        if outcome == "dead":
+            self.stats.dead_lettered += 1
+        else:
+            self.stats.retried += 1
+        log.error(
+            "job %s (task %s, attempt %d/%d) failed: %s: %s; %s\n%s",
+            job.id,
+            job.task,
+            job.attempt,
+            job.max_attempts,
+            type(error).__name__,
+            error,
+            "dead-lettered (last attempt)" if outcome == "dead" else "will be retried",
+            tb.rstrip(),
+            extra={"task": job.task, "job_id": job.id, "attempt": job.attempt, "outcome": outcome},
+        )
+
+    async def _dead_letter(self, job: Job, reason: str) -> None:
+        await self.fetcher.dead_letter(job, reason)
+        self.stats.dead_lettered += 1
+        log.error(
+            "job %s (task %s) dead-lettered: %s",
+            job.id,
+            job.task,
+            reason,
+            extra={"task": job.task, "job_id": job.id, "attempt": job.attempt, "outcome": "dead"},
+        )
+
+    # -- services -----------------------------------------------------------------------------
+
+    @property
+    def _heartbeat_ttl(self) -> float:
+        return 3 * self.config.heartbeat_interval
+
+    def _live_stats(self) -> dict[str, Any]:
+        conn = self.conn.stats
+        return {
+            "in_flight": self.window.running,
+            "connection_state": self.conn.state.value,
+            "outages": conn.outages,
+            "outage_since": conn.outage_since,
+            "last_error": conn.last_error,
+            "last_error_at": conn.last_error_at,
+        }
+
+    async def _heartbeat_loop(self) -> None:
+        await self.started.wait()
+        while True:
+            await asyncio.sleep(self.config.heartbeat_interval)
+            await self.fetcher.heartbeat(self.stats.snapshot(), self._heartbeat_ttl)
+            self._last_beat = time.monotonic()
+
+    async def _scheduler_loop(self) -> None:
+        """Move due retries and delayed jobs into their queues."""
+        await self.started.wait()
+        while True:
+            promoted = await self.fetcher.promote_due()
+            if promoted:
+                log.debug("promoted %d due jobs", promoted)
+            await asyncio.sleep(self.config.scheduler_interval)
+
+    async def _recovery_loop(self) -> None:
+        """Give dead workers' jobs back to their queues (also done once at start)."""
+        await self.started.wait()
+        while True:
+            await asyncio.sleep(self.config.recovery_interval)
+            recovered = await self.fetcher.recover_dead_workers()
+            if recovered:
+                log.warning("recovered %d jobs of dead workers", recovered)
+
+    async def _watchdog_loop(self) -> None:
+        """Notice a fetch that cannot still be legitimately running, say so, reset, fetch again.
+
+        A fetch blocks at most ``block_timeout`` server-side and the client gives up after its
+        read timeout; during an outage the connection is visibly RECONNECTING. A fetch that is
+        older than both while the connection claims to be CONNECTED is stuck (a half-open socket
+        with no read timeout, a lost wake-up, a bug): exactly the silent lock-up operators saw.
+        """
+        limit = self.config.effective_watchdog_timeout
+        if limit == 0:
+            log.warning(
+                "watchdog disabled (--watchdog-timeout 0): a stuck fetch loop will go unnoticed. "
+                "This is unsafe and meant only for chaos proofs."
+            )
+            return
+        loop = asyncio.get_running_loop()
+        period = min(1.0, limit / 4)
+        while True:
+            await asyncio.sleep(period)
+            since = self._fetch_since
+            if since is None or self.conn.state is not ConnectionState.CONNECTED:
+                continue
+            stuck_for = loop.time() - since
+            if stuck_for <= limit or self._stalled is not None:
+                continue
+            self.stalls += 1
+            self._stalled = (
+                f"fetch from queues [{', '.join(self.config.queues)}] made no progress for "
+                f"{stuck_for:.1f} s (limit {limit:.1f} s = block timeout + read timeout + margin) "
+                f"while Redis {self.conn.endpoint} counted as connected"
+            )
+            log.error("watchdog: %s; resetting the connection and fetching again", self._stalled)
+            await self.conn.reset()
+            scope = self._fetch_scope
+            if scope is not None:
+                scope.reschedule(loop.time())
+
+    # -- probes (for worker.http) -------------------------------------------------------------
+
+    def ready(self) -> tuple[bool, str]:
+        if self.shutdown.requested.is_set():
+            return False, "shutting down"
+        if not self.started.is_set():
+            return False, f"starting; Redis {self.conn.state.value}"
+        if self.conn.state is not ConnectionState.CONNECTED:
+            return (
+                False,
+                f"Redis {self.conn.endpoint} {self.conn.state.value}: {self.conn.stats.last_error}",
+            )
+        return True, "ready"
+
+    def healthy(self) -> tuple[bool, str]:
+        if self._stalled is not None:
+            return False, self._stalled
+        return True, "loops progressing"
+
+    # -- stop ---------------------------------------------------------------------------------
+
+    async def _stop(
+        self,
+        fetching: asyncio.Task[None],
+        running: asyncio.Task[None],
+        services: list[asyncio.Task[None]],
+    ) -> None:
+        """Stop fetching now, drain within the grace period, give back what is left, unregister."""
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        deadline = began + self.config.grace_period
+        fetching.cancel()
+        self.window.close()
+        if self.window.running:
+            log.info(
+                "waiting up to %.1f s for %d running jobs (%d unstarted go back to their queue)",
+                max(0.0, deadline - loop.time() - self._cleanup_reserve),
+                self.window.running,
+                self.window.buffered,
+            )
+        forced = asyncio.ensure_future(self.shutdown.forced.wait())
+        try:
+            await asyncio.wait(
+                [running, forced],
+                timeout=max(0.0, deadline - loop.time() - self._cleanup_reserve),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            forced.cancel()
+        interrupted = [job for job in self._current if job is not None]
+        if not running.done():
+            reason = "second signal" if self.shutdown.forced.is_set() else "grace period over"
+            log.warning("cancelling %d running jobs (%s)", len(interrupted), reason)
+            running.cancel()
+            await asyncio.wait([running])
+        for service in services:
+            service.cancel()
+        await asyncio.wait(services)
+        if not self.started.is_set():
+            log.info("worker %s stopped before it started: nothing was taken", self.worker_id)
+            return
+        if self.shutdown.forced.is_set():
+            deadline = min(deadline, loop.time() + FORCED_CLEANUP)
+        await self._give_back(self.window.drain() + interrupted, deadline)
+        log.info(
+            "worker %s stopped after %.1f s: %s",
+            self.worker_id,
+            loop.time() - began,
+            self.stats.counter_line(),
+        )
+
+    @property
+    def _cleanup_reserve(self) -> float:
+        return min(CLEANUP_RESERVE, self.config.grace_period * 0.2)
+
+    async def _give_back(self, jobs: list[Job], deadline: float) -> None:
+        """Flush acks, requeue unfinished jobs, unregister; each bounded by ``deadline``.
+
+        When Redis is unreachable until the deadline, the jobs stay in this worker's processing
+        list (reliable mode); another worker recovers them once this heartbeat expires.
+        """
+        loop = asyncio.get_running_loop()
+        steps: list[tuple[str, Callable[[], Any]]] = [("acking finished jobs", self.acks.flush)]
+        if self.config.mode == "reliable":
+            steps.append(("requeueing unfinished jobs", self.fetcher.requeue_all_processing))
+        elif jobs:
+            steps.append(
+                ("requeueing unfinished jobs", functools.partial(self.fetcher.requeue, jobs))
+            )
+        steps.append(("unregistering", self.fetcher.unregister))
+        for what, step in steps:
+            try:
+                async with asyncio.timeout_at(max(deadline, loop.time() + 0.05)):
+                    result = await step()
+            except TimeoutError:
+                log.error(
+                    "shutdown: Redis %s unreachable while %s; gave up at the grace deadline. %s",
+                    self.conn.endpoint,
+                    what,
+                    "Unfinished jobs stay in this worker's processing list and will be recovered "
+                    "by the next worker once this worker's heartbeat expires"
+                    if self.config.mode == "reliable"
+                    else f"{len(jobs)} fast-mode jobs are lost",
+                )
+                return
+            if what.startswith("requeueing"):
+                self.stats.requeued = result if isinstance(result, int) else len(jobs)
