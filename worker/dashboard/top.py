@@ -159,9 +159,11 @@ async def run_top_async(
     console: Console | None = None,
     no_color: bool = False,
     stale: float = DEFAULT_STALE_AFTER,
+    once_timeout: float = 5.0,
     quit_event: asyncio.Event | None = None,
 ) -> int:
-    """The async core of :func:`run_top`; ``quit_event`` lets a caller stop it."""
+    """The async core of :func:`run_top`; ``quit_event`` lets a caller stop it;
+    ``once_timeout`` bounds the single read made without a terminal."""
     from fetcher.errors import ConfigurationError
     from worker.dashboard.source import FetcherSource
 
@@ -175,7 +177,8 @@ async def run_top_async(
         return 2
     code = 2
     try:
-        code = await Top(source, console, refresh=refresh, stale=stale).run(quit_event)
+        top = Top(source, console, refresh=refresh, stale=stale, once_timeout=once_timeout)
+        code = await top.run(quit_event)
     except* ConfigurationError as group:  # e.g. a wrong password: retrying would not help
         for error in group.exceptions:
             console.print(f"steadfetch top: {error}", style="red", highlight=False)

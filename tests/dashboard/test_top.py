@@ -1,0 +1,123 @@
+"""``top`` against a real redis-server, in-process: one-shot mode, the live loop across a
+restart, and configuration errors. (The terminal itself is driven in test_top_tmux.py.)"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import pytest
+from rich.console import Console
+
+from chaos.env.ports import free_port
+from chaos.env.redis_server import RedisServer
+from fetcher import Fetcher, Producer, RedisConnection
+from worker.dashboard import run_top_async, samples
+from worker.dashboard.source import FetcherSource
+from worker.dashboard.top import Top
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def plain(width: int = 100) -> Console:
+    return Console(record=True, width=width, force_terminal=False, color_system=None)
+
+
+def screen(top: Top) -> str:
+    """What the drawer would put on screen now."""
+    console = plain()
+    console.print(top.frame())
+    return console.export_text()
+
+
+async def until(predicate: Callable[[], bool], what: str, within: float = 15.0) -> None:
+    """Poll ``predicate`` until it holds; fail saying ``what`` did not show up in time."""
+    deadline = time.monotonic() + within
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within} s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def seed(url: str, worker_id: str = "it-worker-1") -> None:
+    """A registered worker with a fresh heartbeat, and three waiting jobs."""
+    conn = RedisConnection.from_url(url)
+    try:
+        fetcher = Fetcher(conn, worker_id, ["default"])
+        await fetcher.register()
+        beat = samples.heartbeat(worker_id=worker_id, heartbeat_at=time.time())
+        await fetcher.heartbeat(beat, ttl=60)
+        producer = Producer(conn)
+        for _ in range(3):
+            await producer.enqueue("noop", queue="default")
+    finally:
+        await conn.close()
+
+
+async def test_once_without_terminal_prints_one_frame(redis_server: RedisServer) -> None:
+    await seed(redis_server.url)
+    console = plain()
+    code = await run_top_async(redis_server.url, console=console)
+    out = console.export_text()
+    assert code == 0
+    row = next(line for line in out.splitlines() if "it-worker-1" in line)
+    assert "153.4/s" in row and "12/20" in row and "STALE" not in row
+    assert next(line for line in out.splitlines() if line.startswith("default")).split()[1] == "3"
+    assert "1 workers" in out
+
+
+async def test_once_without_redis_says_reconnecting_and_fails() -> None:
+    console = plain()
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    started = time.monotonic()
+    code = await run_top_async(url, console=console, once_timeout=1.0)
+    out = console.export_text()
+    assert code == 1
+    assert time.monotonic() - started < 5
+    assert "● reconnecting to 127.0.0.1" in out
+    assert "ConnectionRefusedError" in out
+    assert "no data read from Redis yet" in out
+
+
+async def test_bad_url_is_a_configuration_error() -> None:
+    console = plain()
+    assert await run_top_async("http://nowhere", console=console) == 2
+    assert "steadfetch top:" in console.export_text()
+
+
+async def test_wrong_password_is_a_configuration_error() -> None:
+    with RedisServer(password="s3cret") as server:
+        console = plain()
+        url = f"redis://:pw-xyzzy@{server.host}:{server.port}/0"
+        assert await run_top_async(url, console=console, once_timeout=5.0) == 2
+        out = console.export_text()
+        assert "steadfetch top:" in out and "pw-xyzzy" not in out  # never the password
+
+
+async def test_live_loop_survives_a_redis_restart(redis_server: RedisServer) -> None:
+    await seed(redis_server.url)
+    source = FetcherSource.from_url(redis_server.url)
+    terminal = Console(record=True, width=100, height=40, force_terminal=True)
+    top = Top(source, terminal, refresh=0.1)
+    quit_event = asyncio.Event()
+    try:
+        async with asyncio.TaskGroup() as group:
+            running = group.create_task(top.run(quit_event))
+            await until(lambda: "it-worker-1" in screen(top), "the worker row")
+            assert "Redis: outage" not in screen(top)
+
+            await asyncio.to_thread(redis_server.stop)
+            await until(lambda: "● reconnecting" in screen(top), "the outage panel")
+            await until(lambda: "attempt 2" in screen(top) or "attempt 3" in screen(top), "retries")
+            during = screen(top)
+            assert "down for" in during and "next retry in" in during
+            assert "showing data read" in during and "it-worker-1" in during  # last data kept
+
+            await asyncio.to_thread(redis_server.start)
+            await until(lambda: "Redis: recovering" in screen(top), "the recovery", within=20)
+            assert "reconnecting" not in screen(top).split("Recent errors")[0]
+            quit_event.set()
+        assert running.result() == 0
+    finally:
+        await source.aclose()
