@@ -224,7 +224,6 @@ class RedisConnection:
             "socket_timeout": socket_timeout,
             "socket_keepalive": True,
             "retry": Retry(NoBackoff(), 0),
-            "retry_on_timeout": False,
             "health_check_interval": 0,
             "decode_responses": False,
         }

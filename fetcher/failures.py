@@ -35,16 +35,18 @@ def is_retryable(exc: BaseException) -> bool:
         return True  # includes BusyLoadingError (LOADING) and Sentinel's MasterNotFoundError
     if isinstance(exc, asyncio.IncompleteReadError):
         return True
+    if isinstance(exc, rx.ReadOnlyError | rx.ClusterDownError | rx.TryAgainError):
+        return True  # READONLY; MASTERDOWN (redis-py's MasterDownError drops the prefix)
     if isinstance(exc, rx.ResponseError):
-        return str(exc).upper().startswith(_TRANSIENT_REPLY_PREFIXES) or isinstance(
-            exc, rx.ReadOnlyError
-        )
+        return str(exc).upper().startswith(_TRANSIENT_REPLY_PREFIXES)
     return False
 
 
 def needs_new_master(exc: BaseException) -> bool:
     """A reply that says this node is no (longer the) master: drop pooled connections."""
-    return isinstance(exc, rx.ReadOnlyError | rx.ResponseError) and str(exc).upper().startswith(
+    if isinstance(exc, rx.ReadOnlyError | rx.MasterDownError):
+        return True
+    return isinstance(exc, rx.ResponseError) and str(exc).upper().startswith(
         ("READONLY", "MASTERDOWN")
     )
 

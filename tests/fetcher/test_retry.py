@@ -34,6 +34,7 @@ def test_invalid_policies_are_refused(kwargs: dict[str, float]) -> None:
         (rx.BusyLoadingError("LOADING Redis is loading the dataset in memory"), True),
         (rx.ReadOnlyError("You can't write against a read only replica."), True),
         (rx.ResponseError("MASTERDOWN Link with MASTER is down"), True),
+        (rx.MasterDownError("Link with MASTER is down"), True),
         (ConnectionRefusedError(111, "Connection refused"), True),
         (rx.AuthenticationError("invalid username-password pair"), False),
         (rx.ResponseError("ERR unknown command 'LMOVEX'"), False),

@@ -1,0 +1,322 @@
+"""The connection owner against a real redis-server that is killed, paused, refused, demoted.
+
+Each retryable failure is provoked for real, recovers, and logs the issue's lines; each fatal one
+fails fast with a message saying what to fix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from chaos.env.ports import free_port
+from chaos.env.redis_server import RedisServer
+from fetcher import (
+    ConfigurationError,
+    ConnectionEvent,
+    ConnectionLost,
+    ConnectionRestored,
+    ConnectionState,
+    RedisConnection,
+    RedisUnavailable,
+    RetryPolicy,
+)
+from tests.fetcher.conftest import FAST_RETRY, oracle_for, wait_until
+
+OUTAGE = re.compile(
+    r"^Redis (?P<endpoint>\S+) unreachable while (?P<op>.+?): (?P<cls>\w+) (?P<msg>.+) "
+    r"\(attempt (?P<attempt>\d+), down (?P<down>\d+\.\d) s, retrying in (?P<wait>\d+\.\d) s\)$"
+)
+RESTORED = re.compile(r"^Redis (\S+) reachable again after \d+\.\d s \((\d+) attempts\)$")
+
+
+def outage_lines(caplog: pytest.LogCaptureFixture) -> list[re.Match[str]]:
+    lines = [r.getMessage() for r in caplog.records if r.name == "fetcher.connection"]
+    matches = [OUTAGE.match(line) for line in lines if "unreachable while" in line]
+    assert all(matches), f"malformed outage line(s): {lines}"
+    return [m for m in matches if m]
+
+
+def restored_lines(caplog: pytest.LogCaptureFixture) -> list[re.Match[str]]:
+    lines = [r.getMessage() for r in caplog.records if r.name == "fetcher.connection"]
+    return [m for m in (RESTORED.match(line) for line in lines) if m]
+
+
+@pytest.fixture
+def unstarted_server() -> Iterator[RedisServer]:
+    server = RedisServer(port=free_port())
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+async def test_refused_until_redis_starts_then_recovers_and_logs(
+    unstarted_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "fetcher")
+    conn = RedisConnection.from_url(unstarted_server.url, retry=FAST_RETRY)
+    events: list[ConnectionEvent] = []
+    conn.subscribe(events.append)
+    async with asyncio.TaskGroup() as tg:
+        ping = tg.create_task(
+            conn.execute("fetching from queues [high, default]", lambda r: r.ping())
+        )
+        await wait_until(lambda: conn.stats.attempts >= 3, what="three failed attempts")
+        assert conn.state is ConnectionState.RECONNECTING
+        assert conn.stats.outage_since is not None
+        await asyncio.to_thread(unstarted_server.start)
+    assert ping.result() is True
+    endpoint = f"127.0.0.1:{unstarted_server.port}/0"
+    lines = outage_lines(caplog)
+    assert len(lines) >= 3
+    first = lines[0]
+    assert first["endpoint"] == endpoint
+    assert first["op"] == "fetching from queues [high, default]"
+    assert first["cls"] == "ConnectionRefusedError"
+    assert first["msg"].startswith("[Errno 111]")
+    assert [int(m["attempt"]) for m in lines] == list(range(1, len(lines) + 1))
+    restored = restored_lines(caplog)
+    assert len(restored) == 1 and restored[0][1] == endpoint
+    assert int(restored[0][2]) == len(lines) + 0  # every failed attempt counted
+    assert [type(e) for e in events] == [ConnectionLost, ConnectionRestored]
+    assert conn.state is ConnectionState.CONNECTED
+    assert conn.stats.outage_since is None and conn.stats.outages == 1
+    assert conn.stats.last_error is not None and "ConnectionRefusedError" in conn.stats.last_error
+    await conn.close()
+
+
+async def test_sigkill_and_restart_of_redis_is_survived(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "fetcher")
+    conn = RedisConnection.from_url(redis_server.url, retry=FAST_RETRY)
+    await conn.execute("writing", lambda r: r.set("k", "v"))
+    redis_server.kill()
+    async with asyncio.TaskGroup() as tg:
+        get = tg.create_task(conn.execute("reading", lambda r: r.get("k")))
+        await wait_until(lambda: conn.stats.attempts >= 2, what="two failed attempts")
+        await asyncio.to_thread(redis_server.start)
+    assert get.result() is None  # no persistence: the restarted Redis is empty, but it answers
+    lines = outage_lines(caplog)
+    assert lines[0]["op"] == "reading"
+    assert lines[0]["cls"] in {"ConnectionError", "ConnectionResetError", "ConnectionRefusedError"}
+    assert all(m["msg"].strip() for m in lines)
+    assert len(restored_lines(caplog)) == 1
+    await conn.close()
+
+
+async def test_paused_redis_surfaces_as_a_read_timeout_then_recovers(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "fetcher")
+    conn = RedisConnection.from_url(redis_server.url, retry=FAST_RETRY, read_timeout=0.3)
+    await conn.check()
+    redis_server.pause()
+    try:
+        async with asyncio.TaskGroup() as tg:
+            ping = tg.create_task(conn.execute("pinging", lambda r: r.ping()))
+            await wait_until(lambda: conn.stats.attempts >= 2, what="two timeouts")
+            redis_server.resume()
+    finally:
+        redis_server.resume()
+    assert ping.result() is True
+    lines = outage_lines(caplog)
+    assert lines[0]["cls"] == "TimeoutError"
+    assert lines[0]["msg"] == "no reply within the read timeout"
+    await conn.close()
+
+
+async def test_wrong_password_fails_fast_and_never_shows_the_password(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with RedisServer(password="right-horse-battery") as server:
+        url = f"redis://:wrong-staple-9@127.0.0.1:{server.port}/0"
+        conn = RedisConnection.from_url(url, retry=FAST_RETRY)
+        started = time.monotonic()
+        with pytest.raises(ConfigurationError) as info:
+            await conn.check()
+        assert time.monotonic() - started < 5.0
+        message = str(info.value)
+        assert f"Redis 127.0.0.1:{server.port}/0 refused checking the connection" in message
+        assert "check the password" in message
+        assert "wrong-staple-9" not in message and "wrong-staple-9" not in repr(conn)
+        assert "wrong-staple-9" not in caplog.text
+        assert conn.stats.attempts == 0  # never retried
+        nopass = RedisConnection.from_url(f"redis://127.0.0.1:{server.port}/0", retry=FAST_RETRY)
+        with pytest.raises(ConfigurationError, match="check the password"):
+            await nopass.check()
+        await conn.close()
+        await nopass.close()
+
+
+async def test_unknown_command_fails_fast_after_one_attempt(conn: RedisConnection) -> None:
+    calls = 0
+
+    async def run(r: redis.asyncio.Redis) -> object:
+        nonlocal calls
+        calls += 1
+        return await r.execute_command("LMOVEZ", "a", "b")
+
+    with pytest.raises(ConfigurationError, match=r"unknown command.*use Redis >= 6\.2"):
+        await conn.execute("moving", run)
+    assert calls == 1
+
+
+async def test_exact_attempts_and_delays_with_an_injected_sleep(
+    unstarted_server: RedisServer,
+) -> None:
+    slept: list[float] = []
+
+    async def record(delay: float) -> None:
+        slept.append(delay)
+
+    policy = RetryPolicy(base=0.1, cap=0.4, jitter=False, max_attempts=5, sleep=record)
+    conn = RedisConnection.from_url(unstarted_server.url, retry=policy)
+    calls = 0
+
+    async def run(r: redis.asyncio.Redis) -> object:
+        nonlocal calls
+        calls += 1
+        return await r.ping()
+
+    with pytest.raises(RedisUnavailable, match=r"ConnectionRefusedError .*gave up after 5 attempt"):
+        await conn.execute("pinging", run)
+    assert calls == 5
+    assert slept == [0.1, 0.2, 0.4, 0.4]
+    assert conn.stats.attempts == 5
+    await conn.close()
+
+
+async def test_one_shot_deadline_gives_up_in_time(unstarted_server: RedisServer) -> None:
+    conn = RedisConnection.from_url(unstarted_server.url, retry=FAST_RETRY)
+    started = time.monotonic()
+    with pytest.raises(RedisUnavailable, match=r"unreachable while enqueueing: ConnectionRefused"):
+        await conn.execute("enqueueing", lambda r: r.ping(), deadline=0.5)
+    assert time.monotonic() - started < 0.5 + 2.0
+    await conn.close()
+
+
+async def test_readonly_replica_is_retried_until_promoted(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "fetcher")
+    with RedisServer() as master, RedisServer() as replica:
+        admin = oracle_for(replica.url)
+        admin.replicaof("127.0.0.1", master.port)
+        conn = RedisConnection.from_url(replica.url, retry=FAST_RETRY)
+        async with asyncio.TaskGroup() as tg:
+            write = tg.create_task(conn.execute("enqueueing", lambda r: r.rpush("q", "x")))
+            await wait_until(lambda: conn.stats.attempts >= 2, what="READONLY retries")
+            admin.replicaof("NO", "ONE")
+        assert write.result() == 1
+        assert outage_lines(caplog)[0]["cls"] == "ReadOnlyError"
+        admin.close()
+        await conn.close()
+
+
+async def test_masterdown_replica_is_retried_until_promoted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, "fetcher")
+    with (
+        RedisServer() as master,
+        RedisServer(extra_args=["--replica-serve-stale-data", "no"]) as replica,
+    ):
+        admin = oracle_for(replica.url)
+        admin.replicaof("127.0.0.1", master.port)
+        master.kill()
+        conn = RedisConnection.from_url(replica.url, retry=FAST_RETRY)
+        async with asyncio.TaskGroup() as tg:
+            read = tg.create_task(conn.execute("reading", lambda r: r.llen("q")))
+            await wait_until(lambda: conn.stats.attempts >= 2, what="MASTERDOWN retries")
+            admin.replicaof("NO", "ONE")
+        assert read.result() == 0
+        first = outage_lines(caplog)[0]
+        assert first["cls"] == "MasterDownError"
+        assert first["msg"].startswith("Link with MASTER is down")
+        admin.close()
+        await conn.close()
+
+
+async def test_unix_socket(tmp_path: Path) -> None:
+    sock = tmp_path / "redis.sock"
+    with RedisServer(extra_args=["--unixsocket", str(sock), "--unixsocketperm", "700"]):
+        conn = RedisConnection.from_url(f"unix://{sock}?db=2", retry=FAST_RETRY)
+        assert conn.endpoint == f"unix:{sock}/2"
+        await conn.execute("writing", lambda r: r.set("k", "v"))
+        assert await conn.execute("reading", lambda r: r.get("k")) == b"v"
+        assert await conn.execute("reading", lambda r: r.client_info()) is not None
+        await conn.close()
+
+
+async def test_tls_url_against_a_plain_server_fails_with_a_description(
+    redis_server: RedisServer,
+) -> None:
+    url = f"rediss://127.0.0.1:{redis_server.port}/0?ssl_cert_reqs=none"
+    conn = RedisConnection.from_url(url, retry=FAST_RETRY, connect_timeout=1.0)
+    with pytest.raises(RedisUnavailable) as info:
+        await conn.execute("pinging", lambda r: r.ping(), deadline=0.5)
+    assert f"Redis 127.0.0.1:{redis_server.port}/0 unreachable while pinging" in str(info.value)
+    await conn.close()
+
+
+async def test_zero_read_timeout_is_allowed_but_warned(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, "fetcher")
+    conn = RedisConnection.from_url(redis_server.url, read_timeout=0)
+    assert "read timeout disabled (read_timeout=0)" in caplog.text and "unsafe" in caplog.text
+    await conn.check()
+    await conn.close()
+
+
+async def test_cancelled_blocking_call_leaves_no_broken_connection(
+    conn: RedisConnection, oracle: redis.Redis
+) -> None:
+    blocked = asyncio.create_task(
+        conn.execute("waiting", lambda r: r.blpop(["q"], 5), block_timeout=5)
+    )
+    await wait_until(
+        lambda: any(c.get("cmd") == "blpop" for c in oracle.client_list()), what="BLPOP blocked"
+    )
+    blocked.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await blocked
+    oracle.rpush("q", "item")
+    assert await conn.execute("reading", lambda r: r.get("absent")) is None
+    assert oracle.llen("q") == 1  # the cancelled BLPOP did not take it
+
+
+async def test_reset_and_close(conn: RedisConnection) -> None:
+    await conn.check()
+    await conn.reset()
+    assert await conn.execute("pinging", lambda r: r.ping()) is True
+    await conn.close()
+    assert conn.state is ConnectionState.CLOSED
+    with pytest.raises(RedisUnavailable, match="closed"):
+        await conn.execute("pinging", lambda r: r.ping())
+
+
+async def test_a_failing_listener_does_not_break_the_connection(
+    unstarted_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    conn = RedisConnection.from_url(unstarted_server.url, retry=FAST_RETRY)
+
+    def broken(event: ConnectionEvent) -> None:
+        raise RuntimeError("listener bug")
+
+    conn.subscribe(broken)
+    async with asyncio.TaskGroup() as tg:
+        ping = tg.create_task(conn.execute("pinging", lambda r: r.ping()))
+        await wait_until(lambda: conn.stats.attempts >= 1, what="a failure")
+        await asyncio.to_thread(unstarted_server.start)
+    assert ping.result() is True
+    assert "listener bug" in caplog.text
+    await conn.close()
