@@ -107,6 +107,12 @@ class RedisContainer:
     def pause(self) -> None:
         self._docker.kill(signal="SIGSTOP")
 
+    def ensure_running(self) -> None:
+        """Start the container again if it was stopped or killed (a nemesis' heal)."""
+        self._docker.reload()
+        if self._docker.status != "running":
+            self.start()
+
     def resume(self) -> None:
         self._docker.reload()
         if self._docker.status == "running":

@@ -119,8 +119,14 @@ class RedisServer:
             os.kill(self._proc.pid, signal.SIGSTOP)
 
     def resume(self) -> None:
-        if self._proc is not None:
+        if self.running:
+            assert self._proc is not None
             os.kill(self._proc.pid, signal.SIGCONT)
+
+    def ensure_running(self) -> None:
+        """Start the server again if it was stopped or killed (a nemesis' heal)."""
+        if not self.running:
+            self.start()
 
     def restart(self, *, kill: bool = False) -> None:
         """Stop (or SIGKILL) and start again on the same port and data directory."""

@@ -31,6 +31,7 @@ class RedisControl(Protocol):
     def kill(self) -> None: ...
     def pause(self) -> None: ...
     def resume(self) -> None: ...
+    def ensure_running(self) -> None: ...
 
 
 @dataclass
@@ -59,9 +60,18 @@ class Stack:
         return self._url(self.proxy_host, self.proxy_port)
 
     def heal(self) -> None:
-        """Undo every fault: resume Redis, remove toxics, enable the proxy."""
-        self.redis.resume()
-        self.toxiproxy.reset()
+        """Undo every fault: resume Redis, start it if it is down, remove toxics, enable the proxy.
+
+        Each step runs even when an earlier one failed; the first failure is raised at the end.
+        """
+        errors: list[Exception] = []
+        for step in (self.redis.resume, self.redis.ensure_running, self.toxiproxy.reset):
+            try:
+                step()
+            except Exception as exc:  # noqa: BLE001 -- heal the rest, then raise the first
+                errors.append(exc)
+        if errors:
+            raise errors[0]
 
     def close(self) -> None:
         self._closer.close()

@@ -1,0 +1,380 @@
+"""Run one scenario in one environment: stack → worker → warm-up → fault → heal → drain → check.
+
+Everything that happens goes into one :class:`~chaos.history.History`; the checkers judge it
+afterwards. Every run ends heal → wait → drain, so a late job is not mistaken for a lost one,
+and whatever happens (a failed assertion, a crash, a cancel) the stack is healed, every worker
+process is gone, and the stack is torn down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+import shutil
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from chaos.checkers import Valid, Verdict, check_all, combine
+from chaos.env.stack import EnvName, Stack, start_stack
+from chaos.history import History, Op
+from chaos.nemesis import blocking, run_fault, wait_for
+from chaos.scenarios import Scenario
+from chaos.workload.app import RECORD_ENV
+from chaos.workload.process import WorkerProcess, steadfetch_binary
+from chaos.workload.producer import QUEUE, SteadyProducer
+from chaos.workload.records import RecordReader
+from fetcher import Keys, RedisConnection, RetryPolicy
+
+APP = "chaos.workload.app:app"
+RECORD_POLL = 0.1
+FIRST_JOB_TIMEOUT = 30.0
+
+
+@dataclass
+class RunResult:
+    """The outcome of one scenario in one environment, ready for the reports."""
+
+    scenario: str
+    env: str
+    seed: int
+    verdicts: list[Verdict]
+    valid: Valid
+    passed: bool
+    reasons: list[str]
+    broken: bool
+    duration: float
+    run_dir: Path
+    error: str | None = None
+    numbers: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "scenario": self.scenario,
+            "env": self.env,
+            "seed": self.seed,
+            "valid": self.valid,
+            "passed": self.passed,
+            "reasons": self.reasons,
+            "broken": self.broken,
+            "duration": round(self.duration, 2),
+            "run_dir": str(self.run_dir),
+            "error": self.error,
+            "numbers": self.numbers,
+            "verdicts": [v.to_dict() for v in self.verdicts],
+        }
+
+
+def judge(scenario: Scenario, verdicts: list[Verdict]) -> list[str]:
+    """Why the verdicts do not match what the scenario expects (empty: they do)."""
+    reasons = []
+    for v in verdicts:
+        want = scenario.expect.get(v.checker, True if scenario.strict else None)
+        if want is not None and v.valid is not want:
+            reasons.append(f"{v.checker}: expected {want}, got {v.label}: {v.summary}")
+    return reasons
+
+
+def numbers(verdicts: list[Verdict]) -> dict[str, Any]:
+    """The figures of the summary table, read from the verdicts' details."""
+    by = {v.checker: v.details for v in verdicts}
+    return {
+        "jobs": by.get("lost", {}).get("acknowledged"),
+        "lost": by.get("lost", {}).get("lost"),
+        "duplicates": by.get("duplicates", {}).get("duplicated"),
+        "recovery_s": by.get("recovery", {}).get("max_recovery_s"),
+        "errors_logged": by.get("logs", {}).get("errors_logged"),
+    }
+
+
+def scenario_seed(seed: int, scenario: str, env: str) -> int:
+    """One run's seed, derived so that ``-k NAME --seed N`` replays exactly that run."""
+    return random.Random(f"{seed}:{scenario}:{env}").getrandbits(32)
+
+
+class Harness:
+    """The running system a fault acts on (implements :class:`chaos.nemesis.Target`)."""
+
+    def __init__(
+        self, scenario: Scenario, stack: Stack, history: History, rng: random.Random, run_dir: Path
+    ) -> None:
+        self.scenario = scenario
+        self.stack = stack
+        self.history = history
+        self.rng = rng
+        self.run_dir = run_dir
+        self.job_timeout = scenario.worker.job_timeout
+        self.grace_period = scenario.worker.grace_period
+        self.record_path = run_dir / "executions.jsonl"
+        self.records = RecordReader(self.record_path)
+        self.workers: list[WorkerProcess] = []
+        self.producer = SteadyProducer(
+            stack.direct_url,
+            history,
+            prefix=f"{scenario.name}-{rng.getrandbits(24):06x}",
+            rate=scenario.rate,
+            work=scenario.work,
+            rng=rng,
+        )
+        self._open: Counter[str] = Counter()
+        self._started: set[str] = set()
+        self._done: set[str] = set()
+        self._tasks: asyncio.TaskGroup | None = None
+
+    # -- Target ------------------------------------------------------------------------------
+
+    @property
+    def worker(self) -> WorkerProcess:
+        return self.workers[-1]
+
+    async def start_worker(self) -> WorkerProcess:
+        assert self._tasks is not None, "inside run() only"
+        n = len(self.workers) + 1
+        worker_id = f"chaos-{self.scenario.name}-{n}"
+        argv = [*steadfetch_binary(), "run", APP, "--queues", QUEUE]
+        argv += ["--redis-url", self.stack.proxied_url, "--log-format", "json"]
+        argv += ["--worker-id", worker_id, *self.scenario.worker.argv()]
+        env = dict(os.environ)
+        env.update(
+            {RECORD_ENV: str(self.record_path), "STEADFETCH_WORKER_ID": worker_id},
+            PYTHONUNBUFFERED="1",
+        )
+        proc = WorkerProcess(
+            f"worker-{n}", argv, env, self.run_dir / f"worker-{n}.log", self.history
+        )
+        await proc.start()
+        self.workers.append(proc)
+        self._tasks.create_task(proc.run())
+        return proc
+
+    def in_flight(self) -> int:
+        self.poll_records()
+        return sum(1 for n in self._open.values() if n > 0)
+
+    def started(self, job_id: str) -> bool:
+        self.poll_records()
+        return job_id in self._started
+
+    async def enqueue(self, **kwargs: Any) -> str:
+        return await self.producer.enqueue(**kwargs)
+
+    # -- bookkeeping -------------------------------------------------------------------------
+
+    def poll_records(self) -> None:
+        for op in self.records.read_new():
+            job = str(op.value["job_id"])
+            if op.type == "invoke":
+                self._open[job] += 1
+                self._started.add(job)
+            else:
+                self._open[job] -= 1
+                self._done.add(job)
+            self.history.add(op)
+
+    def executed(self) -> int:
+        return len(self._done)
+
+    def outstanding(self) -> set[str]:
+        """Jobs whose enqueue was not refused (ok or unknown) and that have not finished yet."""
+        self.poll_records()
+        ops = self.history.ops()
+        known = {str(op.value["job_id"]) for op in ops if op.f == "enqueue" and op.type == "ok"}
+        return known - self._done
+
+    def phase(self, name: str) -> None:
+        self.history.record("runner", "phase", "ok", phase=name)
+
+    # -- the run -----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        s = self.scenario
+        stop_polling = asyncio.Event()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                self._tasks = tg
+                tg.create_task(self._poll_until(stop_polling))
+                try:
+                    producing = tg.create_task(self.producer.run())
+                    self.phase("warm-up")
+                    await self.start_worker()
+                    await wait_for(lambda: self.executed() > 0, FIRST_JOB_TIMEOUT, "first job")
+                    await asyncio.sleep(s.warmup)
+                    self.phase("fault")
+                    await run_fault(s.fault, self)
+                    self.phase("after heal")
+                    await asyncio.sleep(s.after)
+                    self.producer.stop()
+                    await producing
+                    self.phase("drain")
+                    await self._drain(s.drain)
+                    self.phase("stop")
+                    if self.worker.running:
+                        await self.worker.stop(grace=s.worker.grace_period)
+                finally:
+                    self.producer.stop()
+                    for proc in self.workers:
+                        proc.kill_now()
+                    stop_polling.set()
+        finally:
+            self._tasks = None
+            await self.producer.close()
+            self.poll_records()
+
+    async def _poll_until(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            self.poll_records()
+            with suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), RECORD_POLL)
+
+    async def _drain(self, limit: float) -> None:
+        """Wait (with a deadline) until every acknowledged job has finished."""
+        try:
+            await wait_for(lambda: not self.outstanding(), limit, "drain")
+        except TimeoutError:
+            self.history.record(
+                "runner", "drain", "info", outstanding=len(self.outstanding()), limit=limit
+            )
+        else:
+            self.history.record("runner", "drain", "ok")
+
+    async def inspect(self) -> None:
+        """Where are the jobs that never finished? (Read directly from Redis, for the report.)"""
+        missing = self.outstanding()
+        if not missing:
+            return
+        where = await locate(self.stack.direct_url, missing)
+        self.history.record("runner", "inspect", "ok", where=where)
+
+
+async def locate(url: str, job_ids: set[str]) -> dict[str, str]:
+    """Map each of ``job_ids`` to where it sits in Redis: queue, processing, scheduled, dead."""
+    keys = Keys()
+    conn = RedisConnection.from_url(url, retry=RetryPolicy(deadline=5.0), name="chaos-inspect")
+    found: dict[str, str] = {}
+    try:
+
+        async def scan(r: Any) -> dict[str, list[bytes]]:
+            places: dict[str, list[bytes]] = {
+                "queue": await r.lrange(keys.queue_key(QUEUE), 0, -1),
+                "scheduled": await r.zrange(keys.scheduled, 0, -1),
+                "dead": await r.lrange(keys.dead, 0, -1),
+                "processing": [],
+            }
+            async for key in r.scan_iter(match=keys.processing_prefix + "*"):
+                places["processing"] += await r.lrange(key, 0, -1)
+            return places
+
+        places = await conn.execute("locating unfinished jobs", scan)
+    finally:
+        await conn.close()
+    for place, payloads in places.items():
+        for payload in payloads:
+            job = _job_id(payload)
+            if job in job_ids:
+                found[job] = place
+    return found
+
+
+def _job_id(payload: bytes | str) -> str | None:
+    try:
+        body = json.loads(payload)
+    except ValueError:
+        return None
+    if isinstance(body, dict) and "raw" in body:  # a dead-letter entry wraps the payload
+        return _job_id(body["raw"])
+    return str(body.get("id")) if isinstance(body, dict) else None
+
+
+@contextmanager
+def capture_logs(path: Path) -> Iterator[None]:
+    """The runner's own fetcher (producer, inspection) logs to ``path``, not the console."""
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("fetcher")
+    saved = logger.propagate, logger.level
+    logger.addHandler(handler)
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate, logger.level = saved
+        handler.close()
+
+
+async def run_scenario(
+    scenario: Scenario,
+    env: EnvName,
+    *,
+    seed: int,
+    workdir: Path | None = None,
+    on_op: Callable[[Op], None] | None = None,
+) -> RunResult:
+    """Run ``scenario`` in ``env`` and judge it. Raises ComponentMissing when ``env`` can't run."""
+    run_seed = scenario_seed(seed, scenario.name, env)
+    run_dir = Path(tempfile.mkdtemp(prefix=f"{env}-{scenario.name}-", dir=workdir))
+    history = History()
+    if on_op is not None:
+        history.subscribe(on_op)
+    started = time.monotonic()
+    error: str | None = None
+    history.record("runner", "phase", "ok", phase="start stack", env=env, seed=run_seed)
+    stack = await blocking(lambda: start_stack(env, appendonly=True))
+    assert isinstance(stack, Stack)
+    try:
+        with capture_logs(run_dir / "runner.log"):
+            harness = Harness(scenario, stack, history, random.Random(run_seed), run_dir)
+            try:
+                await harness.run()
+                await harness.inspect()
+            except Exception as exc:  # noqa: BLE001 -- judged below: the history tells what broke
+                error = _describe(exc)
+                history.record("runner", "error", "info", error=error)
+    finally:
+        try:
+            await blocking(stack.heal)
+        finally:
+            await blocking(stack.close)
+    ops = history.ops()
+    history.write_jsonl(run_dir / "history.jsonl")
+    verdicts = check_all(ops, scenario.limits)
+    reasons = judge(scenario, verdicts)
+    if error is not None:
+        reasons.insert(0, f"harness error: {error}")
+    result = RunResult(
+        scenario=scenario.name,
+        env=env,
+        seed=run_seed,
+        verdicts=verdicts,
+        valid=combine(verdicts),
+        passed=not reasons,
+        reasons=reasons,
+        broken=scenario.broken,
+        duration=time.monotonic() - started,
+        run_dir=run_dir,
+        error=error,
+        numbers=numbers(verdicts),
+    )
+    (run_dir / "result.json").write_text(json.dumps(result.to_dict(), indent=2, default=str))
+    return result
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, BaseExceptionGroup):
+        return "; ".join(_describe(e) for e in exc.exceptions)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def cleanup(result: RunResult) -> None:
+    """Remove a passed run's directory (failed ones are kept for the post-mortem)."""
+    if result.passed:
+        shutil.rmtree(result.run_dir, ignore_errors=True)

@@ -1,0 +1,94 @@
+"""A steady producer of unique-id jobs over a direct connection to Redis (never the proxy).
+
+Each enqueue is recorded as ``invoke`` and then ``ok`` (Redis acknowledged it), or ``info`` when
+the outcome is unknown (an exception: the RPUSH may have landed before the reply was lost). A
+failed enqueue is never retried by the producer itself, so a job id is pushed at most once by it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from typing import Any
+
+from chaos.history import History
+from fetcher import Producer, RedisConnection, RetryPolicy
+
+TASK = "record"
+QUEUE = "default"
+
+
+class SteadyProducer:
+    """Enqueues ``record`` jobs named ``{prefix}-{n:06d}`` at ``rate`` per second until stopped.
+
+    ``deadline`` bounds one enqueue (Redis itself may be down during a Redis fault; the producer
+    then records ``info`` and keeps its pace instead of queueing up behind the outage).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        history: History,
+        *,
+        prefix: str,
+        rate: float = 20.0,
+        work: float = 0.02,
+        rng: random.Random | None = None,
+        deadline: float = 1.0,
+    ) -> None:
+        self.history = history
+        self.prefix = prefix
+        self.rate = rate
+        self.work = work
+        self.rng = rng or random.Random()
+        self.conn = RedisConnection.from_url(
+            url,
+            connect_timeout=0.5,
+            read_timeout=1.0,
+            retry=RetryPolicy(base=0.05, cap=0.25, deadline=deadline),
+            name="chaos-producer",
+        )
+        self.producer = Producer(self.conn, deadline=deadline)
+        self._count = 0
+        self._stop = asyncio.Event()
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def enqueue(self, **kwargs: Any) -> str:
+        """Enqueue one job now (recorded); returns its id whatever the outcome."""
+        self._count += 1
+        job_id = f"{self.prefix}-{self._count:06d}"
+        self.history.record("producer", "enqueue", "invoke", job_id=job_id)
+        try:
+            await self.producer.enqueue(TASK, job_id, queue=QUEUE, job_id=job_id, **kwargs)
+        except Exception as exc:  # noqa: BLE001 -- any failure is an unknown outcome, recorded
+            self.history.record(
+                "producer", "enqueue", "info", job_id=job_id, error=f"{type(exc).__name__}: {exc}"
+            )
+        else:
+            self.history.record("producer", "enqueue", "ok", job_id=job_id)
+        return job_id
+
+    async def run(self) -> None:
+        """Enqueue at a steady pace (with a little seeded jitter) until :meth:`stop`."""
+        interval = 1.0 / self.rate
+        next_at = time.monotonic()
+        while not self._stop.is_set():
+            await self.enqueue(work=self.work)
+            next_at += interval * (0.5 + self.rng.random())
+            delay = next_at - time.monotonic()
+            if delay < 0:  # fell behind during an outage: keep the pace from now on
+                next_at = time.monotonic()
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), delay)
+
+    async def close(self) -> None:
+        await self.conn.close()
