@@ -1,0 +1,128 @@
+"""Recovery of dead workers' jobs: heartbeat expiry, a SIGKILLed worker process, two racers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+import textwrap
+from pathlib import Path
+
+import redis
+
+from chaos.env.redis_server import RedisServer
+from fetcher import Fetcher, JobSpec, Keys, Producer, RedisConnection
+from tests.fetcher.conftest import FAST_RETRY, wait_until
+
+KEYS = Keys()
+REPO = Path(__file__).resolve().parents[2]
+
+
+def queued_ids(oracle: redis.Redis, queue: str = "default") -> list[str]:
+    return [json.loads(r)["id"] for r in oracle.lrange(KEYS.queue_key(queue), 0, -1)]
+
+
+async def test_jobs_of_a_worker_whose_heartbeat_expired_go_back_to_the_head(
+    conn: RedisConnection, oracle: redis.Redis
+) -> None:
+    ids = await Producer(conn).enqueue_many([JobSpec("t", (i,)) for i in range(5)])
+    dying = Fetcher(conn, "dying", ["default"], heartbeat_ttl=0.2)
+    alive = Fetcher(conn, "alive", ["default"], heartbeat_ttl=60)
+    await dying.register()
+    await alive.register()
+    assert len(await dying.fetch(3)) == 3
+    assert len(await alive.fetch(1)) == 1
+    assert await alive.recover_dead_workers() == 0  # nobody is dead yet
+    await wait_until(lambda: oracle.exists(KEYS.heartbeat("dying")) == 0, what="heartbeat expiry")
+    assert await alive.recover_dead_workers() == 3
+    assert queued_ids(oracle) == ids[:3] + ids[4:]  # at the head, in their original order
+    assert oracle.smembers(KEYS.workers) == {b"alive"}
+    assert oracle.llen(KEYS.processing("alive", KEYS.queue_key("default"))) == 1
+    assert await alive.recover_dead_workers() == 0
+
+
+async def test_a_heartbeat_re_registers_a_worker_that_was_recovered(
+    conn: RedisConnection, oracle: redis.Redis
+) -> None:
+    fetcher = Fetcher(conn, "w1", ["default"], heartbeat_ttl=0.1)
+    await fetcher.register()
+    await wait_until(lambda: oracle.exists(KEYS.heartbeat("w1")) == 0, what="heartbeat expiry")
+    assert await fetcher.recover_dead_workers() == 0
+    assert oracle.smembers(KEYS.workers) == set()
+    await fetcher.heartbeat({"worker_id": "w1", "processed": 3}, ttl=30)
+    assert oracle.smembers(KEYS.workers) == {b"w1"}
+    assert oracle.smembers(KEYS.worker_queues("w1")) == {KEYS.queue_key("default").encode()}
+    assert json.loads(oracle.get(KEYS.heartbeat("w1")) or b"")["processed"] == 3
+    assert 0 < oracle.pttl(KEYS.heartbeat("w1")) <= 30_000
+
+
+async def test_two_concurrent_recoverers_never_duplicate_a_job(
+    redis_server: RedisServer, conn: RedisConnection, oracle: redis.Redis
+) -> None:
+    ids = await Producer(conn).enqueue_many(
+        [JobSpec("t", (i,), queue=("a", "b")[i % 2]) for i in range(400)]
+    )
+    for n in range(20):
+        dead = Fetcher(conn, f"dead-{n}", ["a", "b"], heartbeat_ttl=0.1)
+        await dead.register()
+        assert len(await dead.fetch(20)) == 20
+    await wait_until(
+        lambda: all(oracle.exists(KEYS.heartbeat(f"dead-{n}")) == 0 for n in range(20)),
+        what="all heartbeats expired",
+    )
+    conns = [RedisConnection.from_url(redis_server.url, retry=FAST_RETRY) for _ in range(2)]
+    recoverers = [Fetcher(c, f"recoverer-{i}", ["a"]) for i, c in enumerate(conns)]
+    async with asyncio.TaskGroup() as tg:
+        counts = [tg.create_task(r.recover_dead_workers()) for r in recoverers]
+    assert sum(c.result() for c in counts) == 400
+    back = queued_ids(oracle, "a") + queued_ids(oracle, "b")
+    assert sorted(back) == sorted(ids)  # each exactly once
+    assert oracle.keys(f"{KEYS.processing_prefix}*") == []
+    for c in conns:
+        await c.close()
+
+
+CHILD = textwrap.dedent(
+    """
+    import asyncio, sys
+    from fetcher import Fetcher, RedisConnection
+
+    async def main() -> None:
+        conn = RedisConnection.from_url(sys.argv[1])
+        fetcher = Fetcher(conn, "child", ["default"], heartbeat_ttl=0.5)
+        await fetcher.register()
+        jobs = await fetcher.fetch(5)
+        print(" ".join(j.id for j in jobs), flush=True)
+        await asyncio.Event().wait()  # holds the jobs until SIGKILLed
+
+    asyncio.run(main())
+    """
+)
+
+
+async def test_sigkill_of_a_worker_process_holding_jobs_then_recovery(
+    redis_server: RedisServer, conn: RedisConnection, oracle: redis.Redis
+) -> None:
+    ids = await Producer(conn).enqueue_many([JobSpec("t", (i,)) for i in range(10)])
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", CHILD, redis_server.url, stdout=asyncio.subprocess.PIPE, cwd=REPO
+    )
+    try:
+        assert child.stdout is not None
+        held = (await asyncio.wait_for(child.stdout.readline(), 30)).decode().split()
+        assert held == ids[:5]
+        child.send_signal(signal.SIGKILL)
+        await asyncio.wait_for(child.wait(), 10)
+    finally:
+        if child.returncode is None:
+            child.kill()
+            await child.wait()
+    assert child.returncode == -signal.SIGKILL
+    assert oracle.llen(KEYS.processing("child", KEYS.queue_key("default"))) == 5
+    await wait_until(lambda: oracle.exists(KEYS.heartbeat("child")) == 0, what="heartbeat expiry")
+    survivor = Fetcher(conn, "survivor", ["default"])
+    assert await survivor.recover_dead_workers() == 5
+    assert queued_ids(oracle) == ids
+    jobs = await survivor.fetch(10)
+    assert [j.id for j in jobs] == ids
