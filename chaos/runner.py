@@ -55,6 +55,24 @@ class RunResult:
     run_dir: Path
     error: str | None = None
     numbers: dict[str, Any] = field(default_factory=dict)
+    skipped: str | None = None
+
+    @classmethod
+    def skip(cls, scenario: Scenario, env: str, seed: int, reason: str) -> RunResult:
+        """A scenario that could not run here (a component is missing)."""
+        return cls(
+            scenario.name,
+            env,
+            seed,
+            [],
+            None,
+            False,
+            [reason],
+            scenario.broken,
+            0.0,
+            Path("."),
+            skipped=reason,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -68,6 +86,7 @@ class RunResult:
             "duration": round(self.duration, 2),
             "run_dir": str(self.run_dir),
             "error": self.error,
+            "skipped": self.skipped,
             "numbers": self.numbers,
             "verdicts": [v.to_dict() for v in self.verdicts],
         }
