@@ -92,7 +92,12 @@ def _int_field(body: dict[str, Any], name: str, default: int) -> int:
 
 
 def decode(
-    raw: bytes, queue_key: str, keys: Keys, *, max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+    raw: bytes,
+    queue_key: str,
+    keys: Keys,
+    *,
+    max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+    queue_name: str | None = None,
 ) -> Job:
     """Parse ``raw`` fetched from ``queue_key``; raise DecodeError with the reason."""
     if len(raw) > max_bytes:
@@ -102,13 +107,13 @@ def decode(
     except UnicodeDecodeError as exc:
         raise DecodeError(raw, f"invalid UTF-8: {exc}") from None
     try:
-        body = json.loads(text, parse_constant=_reject_constant)
+        body = _DECODER.decode(text)
     except ValueError as exc:
         raise DecodeError(raw, f"invalid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise DecodeError(raw, f"wrong shape: a JSON {type(body).__name__}, not an object")
     try:
-        return _job_from(body, raw, queue_key, keys)
+        return _job_from(body, raw, queue_name or keys.queue_name(queue_key))
     except ValueError as exc:
         raise DecodeError(raw, f"wrong shape: {exc}") from None
 
@@ -117,7 +122,10 @@ def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not JSON")
 
 
-def _job_from(body: dict[str, Any], raw: bytes, queue_key: str, keys: Keys) -> Job:
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)  # one instance: building one costs
+
+
+def _job_from(body: dict[str, Any], raw: bytes, queue_name: str) -> Job:
     fmt: JobFormat
     if "class" in body and "task" not in body:
         task, fmt, default_max = body["class"], "resque", RESQUE_DEFAULT_MAX_ATTEMPTS
@@ -151,7 +159,7 @@ def _job_from(body: dict[str, Any], raw: bytes, queue_key: str, keys: Keys) -> J
         task=task,
         args=tuple(args),
         kwargs=kwargs,
-        queue=keys.queue_name(queue_key),
+        queue=queue_name,
         attempt=_int_field(body, "attempt", 1),
         max_attempts=_int_field(body, "max_attempts", default_max),
         enqueued_at=float(enqueued_at) if enqueued_at is not None else None,

@@ -33,6 +33,7 @@ from fetcher.job import Job
 from fetcher.keys import Keys
 from fetcher.scheduling import promote_due
 from fetcher.scripts import (
+    ACK,
     FETCH_FAST,
     FETCH_RELIABLE,
     RECOVER,
@@ -97,6 +98,8 @@ class Fetcher:
         self._queue_keys = self.keys.queue_keys(self.queues)
         self._processing = [self.keys.processing(worker_id, q) for q in self._queue_keys]
         self._processing_of = dict(zip(self._queue_keys, self._processing, strict=True))
+        self._queue_key_of = dict(zip(self.queues, self._queue_keys, strict=True))  # name -> key
+        self._name_of = dict(zip(self._queue_keys, self.queues, strict=True))
         self._wake_keys = [self.keys.wake(q) for q in self._queue_keys]
         self._fetching = f"fetching from queues [{', '.join(self.queues)}]"
         # Payloads handed out and not yet settled, by (queue key, raw): what is NOT an orphan.
@@ -233,7 +236,13 @@ class Fetcher:
         jobs: list[Job] = []
         for queue_key, raw in fetched:
             try:
-                job = codec.decode(raw, queue_key, self.keys, max_bytes=self.max_payload_bytes)
+                job = codec.decode(
+                    raw,
+                    queue_key,
+                    self.keys,
+                    max_bytes=self.max_payload_bytes,
+                    queue_name=self._name_of.get(queue_key),
+                )
             except DecodeError as exc:
                 await self._dead_letter_raw(queue_key, raw, f"undecodable payload: {exc.reason}")
                 continue
@@ -244,8 +253,14 @@ class Fetcher:
 
     # -- settling ------------------------------------------------------------------------------
 
+    def _queue_key(self, name: str) -> str:
+        key = self._queue_key_of.get(name)
+        if key is None:
+            key = self._queue_key_of[name] = self.keys.queue_key(name)
+        return key
+
     def _release(self, job: Job) -> None:
-        key = (self.keys.queue_key(job.queue), job.raw)
+        key = (self._queue_key(job.queue), job.raw)
         if self._in_flight[key] > 1:
             self._in_flight[key] -= 1
         else:
@@ -256,17 +271,19 @@ class Fetcher:
         await self.ack_many([job])
 
     async def ack_many(self, jobs: Sequence[Job]) -> None:
-        """Ack several jobs in one round trip (LREM per job, pipelined)."""
+        """Ack several jobs in one round trip (one script doing an LREM per job)."""
         if self.mode == "fast" or not jobs:
             return
-
-        async def remove(r: Redis) -> None:
-            pipe = r.pipeline(transaction=False)
-            for job in jobs:
-                pipe.lrem(self._processing_key(job), 1, job.raw)  # type: ignore[arg-type]
-            await pipe.execute()
-
-        await self.conn.execute(f"acknowledging {len(jobs)} job(s)", remove)
+        keys: list[str] = []
+        index: dict[str, int] = {}
+        args: list[Any] = []
+        for job in jobs:
+            key = self._processing_key(job)
+            if key not in index:
+                keys.append(key)
+                index[key] = len(keys)
+            args += (index[key], job.raw)
+        await self.conn.execute(f"acknowledging {len(jobs)} job(s)", ACK.bind(keys, args))
         for job in jobs:
             self._release(job)
 
@@ -352,7 +369,7 @@ class Fetcher:
         )
 
     def _processing_key(self, job: Job) -> str:
-        queue_key = self.keys.queue_key(job.queue)
+        queue_key = self._queue_key(job.queue)
         return self._processing_of.get(queue_key) or self.keys.processing(self.worker_id, queue_key)
 
     async def requeue(self, jobs: Sequence[Job]) -> int:

@@ -42,6 +42,7 @@ class LuaScript:
         return lambda client: self(client, keys, args)
 
 
+ACK = LuaScript.load("ack")
 FETCH_RELIABLE = LuaScript.load("fetch_reliable")
 FETCH_FAST = LuaScript.load("fetch_fast")
 SETTLE = LuaScript.load("settle")

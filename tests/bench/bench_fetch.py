@@ -1,0 +1,54 @@
+"""Fetch + ack throughput against batch size (reliable mode), on a redis-server of its own.
+
+``python -m tests.bench fetch [--jobs N]``. Prints jobs/s for batch sizes 1, 10, 100 and 500:
+each round is one fetch (one Lua script moving the batch into the processing list) plus one
+pipelined ack of the whole batch. Figures, not assertions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+
+from chaos.env.redis_server import RedisServer
+from fetcher import Fetcher, JobSpec, Producer, RedisConnection
+
+BATCH_SIZES = (1, 10, 100, 500)
+
+
+async def _measure(url: str, batch: int, jobs: int) -> float:
+    conn = RedisConnection.from_url(url)
+    try:
+        producer = Producer(conn)
+        for start in range(0, jobs, 5000):
+            count = min(5000, jobs - start)
+            await producer.enqueue_many([JobSpec("bench", (start + i,)) for i in range(count)])
+        fetcher = Fetcher(conn, f"bench-{batch}", ["default"], block_timeout=0.1)
+        done = 0
+        started = time.perf_counter()
+        while done < jobs:
+            taken = await fetcher.fetch(batch)
+            await fetcher.ack_many(taken)
+            done += len(taken)
+        return jobs / (time.perf_counter() - started)
+    finally:
+        await conn.close()
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="bench_fetch")
+    parser.add_argument("--jobs", type=int, default=50_000, help="jobs per batch size")
+    args, _ = parser.parse_known_args([a for a in argv if a.startswith("--")])
+    with RedisServer() as server:
+        print(f"reliable fetch + ack_many, {args.jobs} jobs per batch size, redis {server.port}")
+        for batch in BATCH_SIZES:
+            jobs = min(args.jobs, 5_000 * batch)  # batch 1 is slow: keep the run brief
+            rate = asyncio.run(_measure(server.url, batch, jobs))
+            print(f"  batch {batch:>4}: {rate:>10,.0f} jobs/s  ({jobs} jobs)", flush=True)
+
+
+if __name__ == "__main__":
+    import sys
+
+    main(sys.argv[1:])
