@@ -34,7 +34,7 @@ RECOVERY_WINDOW = 30.0
 #: then two missed beats make it stale).
 DEFAULT_STALE_AFTER = 15.0
 #: How many recent errors the errors panel shows.
-MAX_ERRORS = 5
+MAX_ERRORS = 3
 
 _ATTEMPT = re.compile(r"\battempt (\d+)")
 _NEXT_WAIT = re.compile(r"retrying in ([\d.]+) ?s\b")
@@ -266,7 +266,7 @@ def errors_panel(errors: Sequence[tuple[float, str]], now: float) -> Panel:
 
 
 def _snapshot_errors(snap: Snapshot) -> list[tuple[float, str]]:
-    """Recent errors from a snapshot: ``recent_errors`` ([{"at", "line"}]) or ``last_error``."""
+    """Recent errors from a snapshot: ``recent_errors`` ([{"at", "line"}]), else ``last_error``."""
     found: list[tuple[float, str]] = []
     for item in snap.get("recent_errors") or ():
         if isinstance(item, Mapping) and item.get("line"):
@@ -298,7 +298,9 @@ def worker_dashboard(
     """The whole live view of one worker.
 
     ``history`` is the throughput sparkline's data (oldest first); ``errors`` are
-    ``(unix_time, line)`` pairs (e.g. captured log records), merged with the snapshot's own.
+    ``(unix_time, line)`` pairs (e.g. captured log records), merged with the snapshot's
+    ``recent_errors``; the snapshot's ``last_error`` is listed only when there are none (it is
+    the short form of a line already captured, and the connection panel shows it anyway).
     Queue depths come from the optional ``queue_depths`` ({name: n}), ``scheduled`` and
     ``dead_letter`` keys; without them the queue panel lists the worker's queues.
     """
@@ -310,7 +312,8 @@ def worker_dashboard(
         scheduled=_int(snap, "scheduled"),
         dead=_int(snap, "dead_letter"),
     )
-    merged = sorted({*_snapshot_errors(snap), *errors})
+    listed = snap.get("recent_errors") or not errors
+    merged = sorted({*(_snapshot_errors(snap) if listed else ()), *errors})
     return Group(
         worker_header(snap, now),
         connection_panel(Link.from_snapshot(snap), now),

@@ -1,0 +1,94 @@
+"""Helpers for the dashboard's end-to-end tests: a private tmux server, the ``steadfetch``
+binary, and skipping (failing under CI=true) when one of them is missing."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from chaos.fixtures import IN_CI
+
+REPO = Path(__file__).resolve().parents[2]
+STEADFETCH = Path(sys.executable).with_name("steadfetch")
+APP = "tests.dashboard.e2e_app:app"
+# A worker that beats every 0.5 s and retries at most 0.5 s apart, so the tests stay short.
+FAST_WORKER = ["--heartbeat-interval", "0.5", "--retry-base", "0.1", "--retry-cap", "0.5"]
+
+
+def missing(reason: str) -> None:
+    if IN_CI:
+        pytest.fail(f"CI=true and {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def run_env() -> dict[str, str]:
+    # PYTHONPATH: the worker imports the test App (tests.dashboard.e2e_app) from the checkout.
+    return {**os.environ, "PYTHONPATH": str(REPO)}
+
+
+def require_steadfetch_run() -> None:
+    probe = subprocess.run(
+        [str(STEADFETCH), "run", "--help"], capture_output=True, env=run_env(), timeout=30
+    )
+    if probe.returncode != 0:
+        tail = probe.stderr.decode(errors="replace").strip().splitlines()[-1:]
+        missing(f"`steadfetch run` is not available yet: {tail}")
+
+
+class Tmux:
+    """One private tmux server (its own socket): sessions of a fixed size, screen captures."""
+
+    def __init__(self, binary: str) -> None:
+        self.binary = binary
+        self.socket = f"steadfetch-dash-{os.getpid()}"
+
+    def __call__(self, *args: str) -> str:
+        done = subprocess.run(
+            [self.binary, "-L", self.socket, *args],
+            capture_output=True, text=True, timeout=10, check=True,
+        )  # fmt: skip
+        return done.stdout
+
+    def start(self, name: str, argv: list[str]) -> None:
+        """Run ``argv`` in a new 100x40 session; the pane stays after it exits (to read the
+        exit status and the last screen)."""
+        self("new-session", "-d", "-x", "100", "-y", "40", "-s", name, "-c", str(REPO),
+             "-e", f"PYTHONPATH={REPO}", *argv,
+             ";", "set-option", "-t", name, "remain-on-exit", "on")  # fmt: skip
+
+    def screen(self, name: str) -> str:
+        return self("capture-pane", "-p", "-t", name)
+
+    def wait_for(
+        self, name: str, check: Callable[[str], bool], what: str, within: float = 20.0
+    ) -> str:
+        """Poll the pane until ``check(screen)`` holds; on timeout show the last screen."""
+        deadline = time.monotonic() + within
+        screen = ""
+        while time.monotonic() < deadline:
+            screen = self.screen(name)
+            if check(screen):
+                return screen
+            time.sleep(0.1)
+        raise AssertionError(f"no {what} on screen within {within} s; last screen:\n{screen}")
+
+    def exit_status(self, name: str, within: float = 20.0) -> int:
+        """Wait for the pane's process to end; its exit status (128 + N after signal N)."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            fields = "#{pane_dead}:#{pane_dead_status}:#{pane_dead_signal}"
+            dead, status, sig = self("display-message", "-p", "-t", name, fields).strip().split(":")
+            if dead == "1" and (status or sig):
+                return int(status) if status else 128 + int(sig)
+            time.sleep(0.1)
+        raise AssertionError(f"{name} still running after {within} s:\n{self.screen(name)}")
+
+    def close(self) -> None:
+        subprocess.run([self.binary, "-L", self.socket, "kill-server"], capture_output=True,
+                       timeout=10)  # fmt: skip
