@@ -7,15 +7,20 @@ inspect Redis independently of the code under test.
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 
 import pytest
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from chaos.env.binaries import redis_server_binary
+from chaos.env.ports import free_port, wait_listening
 from chaos.env.redis_server import RedisServer
+from chaos.fixtures import require
 from fetcher import RedisConnection, RetryPolicy
 
 #: Short real waits, so outage tests take a second, not a minute.
@@ -60,3 +65,63 @@ async def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {within} s waiting for {what}")
         await asyncio.sleep(0.01)
+
+
+class SentinelProcess:
+    """A real ``redis-server --sentinel`` on a free port, monitoring one master as ``mymaster``.
+
+    chaos.env has no Sentinel yet; this stays in the fetcher tests until something else needs it.
+    """
+
+    def __init__(self, master_port: int, directory: Path) -> None:
+        self.port = free_port()
+        self.config = directory / f"sentinel-{self.port}.conf"
+        self.config.write_text(
+            f"port {self.port}\nbind 127.0.0.1\ndir {directory}\n"
+            f"sentinel monitor mymaster 127.0.0.1 {master_port} 1\n"
+            "sentinel down-after-milliseconds mymaster 500\n"
+            "sentinel failover-timeout mymaster 2000\n"
+        )
+        self.log = directory / f"sentinel-{self.port}.log"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> SentinelProcess:
+        with self.log.open("wb") as log:
+            self._proc = subprocess.Popen(
+                [redis_server_binary(), str(self.config), "--sentinel"],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        wait_listening("127.0.0.1", self.port, 10.0, "redis sentinel")
+        return self
+
+    def close(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait(10)
+
+
+@pytest.fixture
+def sentinel_setup(tmp_path: Path) -> Iterator[tuple[RedisServer, RedisServer, SentinelProcess]]:
+    """A master, a replica of it, and a Sentinel that already knows both."""
+    master = require(lambda: RedisServer().start())
+    replica = RedisServer().start()
+    sentinel: SentinelProcess | None = None
+    try:
+        oracle_for(replica.url).replicaof("127.0.0.1", master.port)
+        sentinel = SentinelProcess(master.port, tmp_path).start()
+        watcher = redis.Redis(host="127.0.0.1", port=sentinel.port, socket_timeout=5.0)
+        deadline = time.monotonic() + 20
+        while not watcher.sentinel_slaves("mymaster"):
+            if time.monotonic() > deadline:
+                raise AssertionError("Sentinel did not discover the replica in 20 s")
+            time.sleep(0.05)
+        watcher.close()
+        yield master, replica, sentinel
+    finally:
+        if sentinel is not None:
+            sentinel.close()
+        replica.close()
+        master.close()
