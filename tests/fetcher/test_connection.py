@@ -320,3 +320,30 @@ async def test_a_failing_listener_does_not_break_the_connection(
     assert ping.result() is True
     assert "listener bug" in caplog.text
     await conn.close()
+
+
+async def test_loading_redis_is_retried_until_the_dataset_is_loaded(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, "fetcher")
+    slow_load = [
+        *("--key-load-delay", "50"),  # 20k keys: about 1 s of loading
+        *("--loading-process-events-interval-bytes", "1024"),  # answer clients while loading
+        *("--enable-debug-command", "yes"),
+    ]
+    with RedisServer(extra_args=slow_load) as server:
+        admin = oracle_for(server.url)
+        admin.execute_command("DEBUG", "POPULATE", 20_000)
+        admin.save()
+        admin.close()
+        server.stop()
+        conn = RedisConnection.from_url(server.url, retry=FAST_RETRY)
+        async with asyncio.TaskGroup() as tg:
+            # start() returns once PING answers, i.e. after loading: run it alongside.
+            tg.create_task(asyncio.to_thread(server.start))
+            value = await conn.execute("reading", lambda r: r.get("key:19999"))
+        assert value == b"value:19999"
+        loading = [m for m in outage_lines(caplog) if m["cls"] == "BusyLoadingError"]
+        assert loading, "no LOADING reply was seen"
+        assert loading[0]["msg"] == "Redis is loading the dataset in memory"
+        await conn.close()
