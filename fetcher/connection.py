@@ -212,7 +212,7 @@ class RedisConnection:
         elif block_timeout is None:
             timeout = self.read_timeout
         else:
-            timeout = max(self.read_timeout, blocking_read_timeout(block_timeout))
+            timeout = blocking_read_timeout(block_timeout)
         client = self._clients.get(timeout)
         if client is None:
             client = self._clients[timeout] = self._make_client(timeout)

@@ -33,7 +33,7 @@ def direct(stack: Stack) -> Iterator[redis.Redis]:
 
 @pytest.fixture
 async def proxied(stack: Stack) -> AsyncIterator[RedisConnection]:
-    conn = RedisConnection.from_url(stack.proxied_url, retry=FAST_RETRY, read_timeout=2.0)
+    conn = RedisConnection.from_url(stack.proxied_url, retry=FAST_RETRY, read_timeout=5.0)
     try:
         yield conn
     finally:
@@ -73,7 +73,7 @@ async def test_a_black_hole_during_a_blocking_fetch_is_detected_and_survived(
     stack: Stack, direct: redis.Redis, proxied: RedisConnection, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, "fetcher")
-    block = 1.0
+    block = 1.0  # read timeout of the blocking call: 1 s + 1 s margin, not the 5 s default
     fetcher = Fetcher(proxied, "w1", ["high", "default"], block_timeout=block)
 
     async def fetch_until_a_job() -> list[str]:

@@ -11,6 +11,7 @@ import time
 import pytest
 import redis
 
+from chaos.env.redis_server import RedisServer
 from fetcher import Fetcher, JobSpec, Keys, Producer, RedisConnection
 from tests.fetcher.conftest import wait_until
 
@@ -295,3 +296,12 @@ async def test_settling_a_job_someone_else_recovered_changes_nothing(
     assert await fetcher.nack(job, "E: x") == "dead"
     assert oracle.llen(KEYS.dead) == 0  # not dead-lettered twice over: the job lives in the queue
     assert oracle.llen(KEYS.queue_key("default")) == 1
+
+
+async def test_a_block_longer_than_the_read_timeout_is_no_outage(redis_server: RedisServer) -> None:
+    conn = RedisConnection.from_url(redis_server.url, read_timeout=0.3)
+    for queues in (["a", "b"], ["a"]):
+        fetcher = Fetcher(conn, "w1", queues, block_timeout=1.0)
+        assert await fetcher.fetch(1) == []
+    assert conn.stats.attempts == 0 and conn.stats.outages == 0
+    await conn.close()

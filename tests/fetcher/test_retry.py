@@ -58,3 +58,10 @@ def test_describe_prefers_the_os_level_cause_and_never_a_bare_name() -> None:
     assert describe(rx.ConnectionError()) == "ConnectionError connection closed by server"
     assert describe(EOFError()) == "EOFError connection closed by server"
     assert describe(rx.TimeoutError()) == "TimeoutError no reply within the read timeout"
+
+
+def test_blocking_read_timeout_is_block_plus_a_margin() -> None:
+    from fetcher import blocking_read_timeout
+
+    assert blocking_read_timeout(1.0) == 2.0  # at least one second of margin
+    assert blocking_read_timeout(60.0) == 75.0  # a quarter for long blocks
