@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +76,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from chaos.scenarios import select
     from chaos.timeline import Timeline
 
-    console = Console()
+    console = Console() if sys.stdout.isatty() else Console(width=160)
     scenarios = select(args.pattern)
     if not scenarios:
         console.print(f"no scenario matches {args.pattern!r}; see `steadfetch chaos list`")

@@ -127,19 +127,38 @@ class Cut(Fault):
 
 @dataclass(frozen=True)
 class Toxic(Fault):
-    """One Toxiproxy toxic on the proxy, on one stream, for ``duration`` seconds."""
+    """One Toxiproxy toxic on the proxy, on one stream, for ``duration`` seconds.
+
+    With ``soft_heal`` the heal sets the toxic's toxicity to 0 instead of removing it: open
+    connections stay open (removing a ``timeout`` toxic would close them, which heals a half-open
+    socket for the client). What was dropped stays lost, so a client must notice by its own read
+    timeout. The toxic itself is removed by the runner's final heal.
+    """
 
     toxic: str = "latency"
     stream: Stream = "downstream"
     attributes: dict[str, float] = field(default_factory=dict)
+    soft_heal: bool = False
+
+    @property
+    def toxic_name(self) -> str:
+        return f"{self.name}_{self.stream}"
 
     async def apply(self, t: Target) -> str:
         attributes: dict[str, Any] = dict(self.attributes)
         await blocking(
-            lambda: t.stack.proxy.add_toxic(self.toxic, stream=self.stream, **attributes)
+            lambda: t.stack.proxy.add_toxic(
+                self.toxic, stream=self.stream, name=self.toxic_name, **attributes
+            )
         )
         attrs = ", ".join(f"{k}={v}" for k, v in self.attributes.items())
         return f"added toxic {self.toxic} ({attrs}) on {self.stream}"
+
+    async def heal(self, t: Target) -> str:
+        if not self.soft_heal:
+            return await super().heal(t)
+        await blocking(lambda: t.stack.proxy.update_toxic(self.toxic_name, toxicity=0))
+        return "set the toxic's toxicity to 0: connections stay open, dropped data stays lost"
 
 
 @dataclass(frozen=True)

@@ -94,10 +94,10 @@ class Scenario:
         return Limits(recovery_bound=self.worker.recovery_bound)
 
 
-def _toxic(name: str, description: str, toxic: str, stream: str, **attrs: float) -> Fault:
-    outage = toxic in ("timeout", "reset_peer", "limit_data") or (
-        toxic == "bandwidth" and attrs.get("rate") == 0
-    )
+def _toxic(
+    name: str, description: str, toxic: str, stream: str, *, soft: bool = False, **attrs: float
+) -> Fault:
+    outage = toxic in ("timeout", "reset_peer", "limit_data") or attrs.get("latency", 0) > 5000
     return Toxic(
         name,
         description,
@@ -105,7 +105,8 @@ def _toxic(name: str, description: str, toxic: str, stream: str, **attrs: float)
         stream="upstream" if stream == "upstream" else "downstream",
         attributes=dict(attrs),
         outage=outage,
-        ambiguous=toxic != "latency",
+        ambiguous=toxic != "latency" or outage,
+        soft_heal=soft,
     )
 
 
@@ -117,9 +118,10 @@ SCENARIOS: tuple[Scenario, ...] = (
         "blackhole-down",
         _toxic(
             "blackhole-down",
-            "replies vanish (timeout toxic, timeout=0, downstream): sockets stay open",
+            "replies vanish (timeout toxic, timeout=0, downstream); open sockets stay half-open",
             "timeout",
             "downstream",
+            soft=True,
             timeout=0,
         ),
     ),
@@ -127,9 +129,10 @@ SCENARIOS: tuple[Scenario, ...] = (
         "blackhole-up",
         _toxic(
             "blackhole-up",
-            "commands vanish (timeout toxic, timeout=0, upstream): sockets stay open",
+            "commands vanish (timeout toxic, timeout=0, upstream); open sockets stay half-open",
             "timeout",
             "upstream",
+            soft=True,
             timeout=0,
         ),
     ),
@@ -137,10 +140,10 @@ SCENARIOS: tuple[Scenario, ...] = (
         "stall",
         _toxic(
             "stall",
-            "replies stall (bandwidth toxic rate=0 downstream): a black hole by another means",
-            "bandwidth",
+            "replies held 30 s (latency toxic), far beyond the read timeout; released at heal",
+            "latency",
             "downstream",
-            rate=0,
+            latency=30000,
         ),
     ),
     Scenario(
@@ -256,6 +259,7 @@ SCENARIOS: tuple[Scenario, ...] = (
             "BROKEN: --read-timeout 0 --watchdog-timeout 0 under a black hole: must be LOCK-UP",
             "timeout",
             "downstream",
+            soft=True,
             timeout=0,
         ),
         worker=WorkerSettings(read_timeout=0, extra=NO_WATCHDOG),

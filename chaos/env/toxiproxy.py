@@ -132,6 +132,20 @@ class Proxy:
         self.api._call("POST", self._path("/toxics"), body)
         return toxic_name
 
+    def update_toxic(
+        self, name: str, *, toxicity: float | None = None, **attributes: float
+    ) -> None:
+        """Change a toxic in place (toxiproxy-python has no update).
+
+        Unlike removing it, setting ``toxicity=0`` keeps every open connection open: a
+        ``timeout`` toxic's dropped data stays lost while new data flows again (a half-open
+        connection that a client without a read timeout never notices).
+        """
+        body: dict[str, Any] = {"attributes": attributes}
+        if toxicity is not None:
+            body["toxicity"] = toxicity
+        self.api._call("POST", self._path(f"/toxics/{name}"), body)
+
     def remove_toxic(self, name: str) -> None:
         self.api._call("DELETE", self._path(f"/toxics/{name}"))
 
