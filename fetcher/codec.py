@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import time
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -86,9 +85,18 @@ def reencode_for_retry(job: Job, keys: Keys) -> bytes:
 
 def _int_field(body: dict[str, Any], name: str, default: int) -> int:
     value = body.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if type(value) is not int or value < 1:  # type(), not isinstance(): True is no attempt count
         raise ValueError(f'"{name}" must be an integer >= 1, got {value!r}')
     return value
+
+
+def _timestamp(value: Any) -> float | None:
+    kind = type(value)
+    if value is None or kind is int:
+        return value  # type: ignore[no-any-return]
+    if kind is not float or not math.isfinite(value):  # 1e999 parses as inf
+        raise ValueError(f'"enqueued_at" must be a number, got {value!r}')
+    return value  # type: ignore[no-any-return]
 
 
 def decode(
@@ -135,25 +143,19 @@ def _job_from(body: dict[str, Any], raw: bytes, queue_name: str) -> Job:
         kwargs = body.get("kwargs", {})
     else:
         raise ValueError('neither "task" (steadfetch) nor "class" (Resque) is present')
-    if not isinstance(task, str) or not task:
+    if type(task) is not str or not task:
         raise ValueError(f"the task name must be a non-empty string, got {task!r}")
     args = body.get("args", [])
-    if not isinstance(args, list):
+    if type(args) is not list:
         raise ValueError(f'"args" must be a list, got {type(args).__name__}')
-    if not isinstance(kwargs, dict):
+    if type(kwargs) is not dict:
         raise ValueError(f'"kwargs" must be an object, got {type(kwargs).__name__}')
     job_id = body.get("id")
     if job_id is None:  # Resque payloads carry no id: derive a stable one from the bytes
         job_id = "resque-" + hashlib.sha1(raw, usedforsecurity=False).hexdigest()[:20]
-    if not isinstance(job_id, str) or not job_id:
+    if type(job_id) is not str or not job_id:
         raise ValueError(f'"id" must be a non-empty string, got {job_id!r}')
-    enqueued_at = body.get("enqueued_at")
-    if enqueued_at is not None and (
-        isinstance(enqueued_at, bool)
-        or not isinstance(enqueued_at, int | float)
-        or not math.isfinite(enqueued_at)
-    ):
-        raise ValueError(f'"enqueued_at" must be a number, got {enqueued_at!r}')
+    enqueued_at = _timestamp(body.get("enqueued_at"))
     return Job(
         id=job_id,
         task=task,
@@ -162,11 +164,7 @@ def _job_from(body: dict[str, Any], raw: bytes, queue_name: str) -> Job:
         queue=queue_name,
         attempt=_int_field(body, "attempt", 1),
         max_attempts=_int_field(body, "max_attempts", default_max),
-        enqueued_at=float(enqueued_at) if enqueued_at is not None else None,
+        enqueued_at=enqueued_at,
         raw=raw,
         format=fmt,
     )
-
-
-def now() -> float:
-    return time.time()

@@ -71,6 +71,8 @@ def test_resque_round_trip_and_retry_increments_attempt() -> None:
         (b'{"task": "t", "max_attempts": "3"}', '"max_attempts" must be an integer'),
         (b'{"task": "t", "id": 5}', '"id" must be a non-empty string'),
         (b'{"task": "t", "enqueued_at": "yesterday"}', '"enqueued_at" must be a number'),
+        (b'{"task": "t", "enqueued_at": 1e999}', '"enqueued_at" must be a number'),
+        (b'{"task": "t", "attempt": true}', '"attempt" must be an integer >= 1'),
         (b'{"class": ["X"], "args": []}', "non-empty string"),
     ],
 )
