@@ -107,6 +107,7 @@ class Fetcher:
         # True when payloads may sit in our processing lists that nobody holds: at start (a
         # previous run with this worker id) and after a fetch whose reply may have been lost.
         self._orphans_possible = mode == "reliable"
+        self._fetching_now = False  # adoption relies on a single fetch at a time
 
     def __repr__(self) -> str:
         return f"<Fetcher {self.worker_id} {self.mode} {self.queues} in_flight={self.in_flight}>"
@@ -127,14 +128,20 @@ class Fetcher:
         """
         if max_jobs < 1:
             raise ValueError(f"max_jobs must be >= 1, got {max_jobs}")
-        if self._orphans_possible:
-            adopted = await self._adopt_orphans(max_jobs)
-            if adopted:
-                return adopted
-        jobs = await self._take(max_jobs)
-        if jobs:
-            return jobs
-        return await self._block_then_take(max_jobs)
+        if self._fetching_now:
+            raise RuntimeError(f"{self!r}: fetch() is already running; one fetch at a time")
+        self._fetching_now = True
+        try:
+            if self._orphans_possible:
+                adopted = await self._adopt_orphans(max_jobs)
+                if adopted:
+                    return adopted
+            jobs = await self._take(max_jobs)
+            if jobs:
+                return jobs
+            return await self._block_then_take(max_jobs)
+        finally:
+            self._fetching_now = False
 
     async def _take(self, max_jobs: int) -> list[Job]:
         """Non-blocking batched take; loops while a batch held only undecodable payloads."""

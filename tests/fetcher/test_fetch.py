@@ -79,11 +79,15 @@ async def test_idle_fetch_blocks_for_one_block_timeout_then_returns_nothing(
     assert 0.25 <= elapsed < 0.3 + 2.0
 
 
-@pytest.mark.parametrize("queues", [["high", "default"], ["default"]], ids=["wake-list", "blmove"])
+@pytest.mark.parametrize(
+    ("queues", "mode"),
+    [(["high", "default"], "reliable"), (["default"], "reliable"), (["high", "default"], "fast")],
+    ids=["wake-list", "blmove", "fast-blpop"],
+)
 async def test_an_idle_fetcher_wakes_when_a_job_lands(
-    conn: RedisConnection, oracle: redis.Redis, queues: list[str]
+    conn: RedisConnection, oracle: redis.Redis, queues: list[str], mode: str
 ) -> None:
-    fetcher = Fetcher(conn, "w1", queues, block_timeout=5.0)
+    fetcher = Fetcher(conn, "w1", queues, block_timeout=5.0, mode=mode)  # type: ignore[arg-type]
     producer = Producer(RedisConnection.from_url(f"redis://127.0.0.1:{conn.address.port}/0"))
     async with asyncio.TaskGroup() as tg:
         waiting = tg.create_task(fetcher.fetch(10))
@@ -93,7 +97,7 @@ async def test_an_idle_fetcher_wakes_when_a_job_lands(
         jobs = await waiting
         latency = time.monotonic() - started
     assert [j.id for j in jobs] == [job_id]
-    print(f"wake-up latency ({'/'.join(queues)}): {latency * 1000:.1f} ms")
+    print(f"wake-up latency ({mode} {'/'.join(queues)}): {latency * 1000:.1f} ms")
     assert latency < 0.2  # generous: it is a few ms; the block timeout is 5 s
     await producer.conn.close()
 
@@ -305,3 +309,27 @@ async def test_a_block_longer_than_the_read_timeout_is_no_outage(redis_server: R
         assert await fetcher.fetch(1) == []
     assert conn.stats.attempts == 0 and conn.stats.outages == 0
     await conn.close()
+
+
+@pytest.mark.parametrize("queues", [["high", "default"], ["default"]], ids=["wake-list", "blmove"])
+async def test_cancelling_a_blocked_fetch_propagates_and_loses_nothing(
+    conn: RedisConnection, oracle: redis.Redis, queues: list[str]
+) -> None:
+    fetcher = Fetcher(conn, "w1", queues, block_timeout=5.0)
+    waiting = asyncio.create_task(fetcher.fetch(5))
+    await blocked_on(oracle, "blpop" if len(queues) > 1 else "blmove")
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    await Producer(conn).enqueue("t", queue="default", job_id="after-cancel")
+    assert [j.id for j in await fetcher.fetch(5)] == ["after-cancel"]
+
+
+async def test_one_fetch_at_a_time(conn: RedisConnection, oracle: redis.Redis) -> None:
+    fetcher = Fetcher(conn, "w1", ["a", "b"], block_timeout=5.0)
+    async with asyncio.TaskGroup() as tg:
+        first = tg.create_task(fetcher.fetch(1))
+        await blocked_on(oracle, "blpop")
+        with pytest.raises(RuntimeError, match="already running"):
+            await fetcher.fetch(1)
+        first.cancel()
