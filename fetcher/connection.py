@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
@@ -46,6 +47,15 @@ BLOCK_MARGIN_FRACTION = 0.25
 def blocking_read_timeout(block_timeout: float) -> float:
     """The read timeout for a command that blocks server-side for ``block_timeout`` seconds."""
     return block_timeout + max(BLOCK_MARGIN_MIN, BLOCK_MARGIN_FRACTION * block_timeout)
+
+
+@dataclass
+class _CallRecord:
+    """What one ``execute`` call has seen so far (for its log lines and its final error)."""
+
+    attempts: int = 0
+    last_error: str = ""
+    down_seconds: float = 0.0
 
 
 class RedisConnection:
@@ -147,17 +157,16 @@ class RedisConnection:
         """
         if self.state is ConnectionState.CLOSED:
             raise RedisUnavailable(f"Redis {self.endpoint}: connection owner is closed")
-        failure: dict[str, Any] = {}
-        attempts_made = [0]
+        call = _CallRecord()
 
         def before_sleep(state: RetryCallState) -> None:
             log.warning(
                 "Redis %s unreachable while %s: %s (attempt %d, down %.1f s, retrying in %.1f s)",
                 self.endpoint,
                 operation,
-                failure["line"],
+                call.last_error,
                 state.attempt_number,
-                failure["down"],
+                call.down_seconds,
                 state.upcoming_sleep,
             )
 
@@ -166,22 +175,21 @@ class RedisConnection:
             async for attempt in retrying:
                 with attempt:
                     client = self._client(block_timeout)
-                    attempts_made[0] += 1
+                    call.attempts += 1
                     try:
                         result = await fn(client)
                     except Exception as exc:
                         if is_retryable(exc):
-                            failure["line"] = describe(exc)
-                            failure["down"] = self._tracker.failed(operation, failure["line"])
-                            if needs_new_master(exc):
+                            call.last_error = describe(exc)
+                            call.down_seconds = self._tracker.failed(operation, call.last_error)
+                            if needs_new_master(exc):  # Sentinel: re-resolve on reconnect
                                 await client.connection_pool.disconnect(inuse_connections=False)
                         raise
         except Exception as exc:
             if is_retryable(exc):
-                line = failure.get("line") or describe(exc)
                 raise RedisUnavailable(
-                    f"Redis {self.endpoint} unreachable while {operation}: {line} "
-                    f"(gave up after {attempts_made[0]} attempt(s))"
+                    f"Redis {self.endpoint} unreachable while {operation}: "
+                    f"{call.last_error or describe(exc)} (gave up after {call.attempts} attempt(s))"
                 ) from exc
             if isinstance(exc, RedisError):
                 raise fatal_error(exc, self.endpoint, operation) from exc
