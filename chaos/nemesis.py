@@ -20,7 +20,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from chaos.env.stack import Stack
 from chaos.env.toxiproxy import Stream
@@ -28,6 +28,7 @@ from chaos.history import History, Op
 from chaos.workload.process import WorkerProcess
 
 POLL = 0.05
+T = TypeVar("T")
 
 
 class Target(Protocol):
@@ -60,7 +61,7 @@ async def wait_for(condition: Callable[[], bool], limit: float, what: str) -> No
         await asyncio.sleep(POLL)
 
 
-def blocking(fn: Callable[[], object]) -> Awaitable[object]:
+def blocking(fn: Callable[[], T]) -> Awaitable[T]:
     """Stack controls are blocking (HTTP, docker, process waits): run them off the event loop."""
     return asyncio.to_thread(fn)
 

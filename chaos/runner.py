@@ -56,6 +56,8 @@ class RunResult:
     error: str | None = None
     numbers: dict[str, Any] = field(default_factory=dict)
     skipped: str | None = None
+    teardown: list[str] = field(default_factory=list)
+    """What was still wrong after the final heal (a toxic, a disabled proxy, a live worker)."""
 
     @classmethod
     def skip(cls, scenario: Scenario, env: str, seed: int, reason: str) -> RunResult:
@@ -87,6 +89,7 @@ class RunResult:
             "run_dir": str(self.run_dir),
             "error": self.error,
             "skipped": self.skipped,
+            "teardown": self.teardown,
             "numbers": self.numbers,
             "verdicts": [v.to_dict() for v in self.verdicts],
         }
@@ -348,7 +351,7 @@ async def run_scenario(
     error: str | None = None
     history.record("runner", "phase", "ok", phase="start stack", env=env, seed=run_seed)
     stack = await blocking(lambda: start_stack(env, appendonly=True))
-    assert isinstance(stack, Stack)
+    leftovers: list[str] = []
     try:
         with capture_logs(run_dir / "runner.log"):
             harness = Harness(scenario, stack, history, random.Random(run_seed), run_dir)
@@ -358,9 +361,11 @@ async def run_scenario(
             except Exception as exc:  # noqa: BLE001 -- judged below: the history tells what broke
                 error = _describe(exc)
                 history.record("runner", "error", "info", error=error)
+        leftovers += [f"{w.name} (pid {w.pid}) still running" for w in harness.workers if w.running]
     finally:
         try:
             await blocking(stack.heal)
+            leftovers += await blocking(lambda: unhealed(stack))
         finally:
             await blocking(stack.close)
     ops = history.ops()
@@ -369,6 +374,7 @@ async def run_scenario(
     reasons = judge(scenario, verdicts)
     if error is not None:
         reasons.insert(0, f"harness error: {error}")
+    reasons += [f"teardown: {problem}" for problem in leftovers]
     result = RunResult(
         scenario=scenario.name,
         env=env,
@@ -382,9 +388,18 @@ async def run_scenario(
         run_dir=run_dir,
         error=error,
         numbers=numbers(verdicts),
+        teardown=leftovers,
     )
     (run_dir / "result.json").write_text(json.dumps(result.to_dict(), indent=2, default=str))
     return result
+
+
+def unhealed(stack: Stack) -> list[str]:
+    """What a heal left behind (it must be nothing): toxics, a disabled proxy."""
+    problems = [f"toxic {t['name']} still applied" for t in stack.proxy.toxics()]
+    if not stack.proxy.enabled:
+        problems.append("proxy still disabled")
+    return problems
 
 
 def _describe(exc: BaseException) -> str:

@@ -52,6 +52,7 @@ def test_worker_survives(scenario: Scenario, env: EnvName, tmp_path: Path) -> No
     assert result.passed, "\n".join(result.reasons)
     assert result.valid is True
     assert result.numbers["lost"] == 0
+    assert result.teardown == []
 
 
 @pytest.mark.parametrize("env", ENV_PARAMS)
@@ -59,6 +60,7 @@ def test_worker_survives(scenario: Scenario, env: EnvName, tmp_path: Path) -> No
 def test_checker_catches_broken_worker(scenario: Scenario, env: EnvName, tmp_path: Path) -> None:
     result = run(scenario, env, tmp_path)
     assert result.error is None, result.error
+    assert result.teardown == []
     verdicts = {v.checker: v for v in result.verdicts}
     for checker, expected in scenario.expect.items():
         assert verdicts[checker].valid is expected, verdicts[checker].summary
