@@ -281,15 +281,14 @@ class Fetcher:
         """Ack several jobs in one round trip (one script doing an LREM per job)."""
         if self.mode == "fast" or not jobs:
             return
-        keys: list[str] = []
-        index: dict[str, int] = {}
-        args: list[Any] = []
+        by_key: dict[str, list[bytes]] = {}
         for job in jobs:
-            key = self._processing_key(job)
-            if key not in index:
-                keys.append(key)
-                index[key] = len(keys)
-            args += (index[key], job.raw)
+            by_key.setdefault(self._processing_key(job), []).append(job.raw)
+        keys = list(by_key)
+        args: list[Any] = []
+        for raws in by_key.values():
+            args.append(len(raws))
+            args += raws
         await self.conn.execute(f"acknowledging {len(jobs)} job(s)", ACK.bind(keys, args))
         for job in jobs:
             self._release(job)

@@ -17,7 +17,8 @@ from fetcher import Fetcher, JobSpec, Producer, RedisConnection
 BATCH_SIZES = (1, 10, 100, 500)
 
 
-async def _measure(url: str, batch: int, jobs: int) -> float:
+async def _measure(url: str, batch: int, jobs: int) -> tuple[float, float, float]:
+    """(jobs/s for fetch+ack, µs per job spent fetching, µs per job spent acking)."""
     conn = RedisConnection.from_url(url)
     try:
         producer = Producer(conn)
@@ -25,13 +26,16 @@ async def _measure(url: str, batch: int, jobs: int) -> float:
             count = min(5000, jobs - start)
             await producer.enqueue_many([JobSpec("bench", (start + i,)) for i in range(count)])
         fetcher = Fetcher(conn, f"bench-{batch}", ["default"], block_timeout=0.1)
-        done = 0
-        started = time.perf_counter()
+        done, fetching, acking = 0, 0.0, 0.0
         while done < jobs:
+            started = time.perf_counter()
             taken = await fetcher.fetch(batch)
+            fetched = time.perf_counter()
             await fetcher.ack_many(taken)
+            fetching += fetched - started
+            acking += time.perf_counter() - fetched
             done += len(taken)
-        return jobs / (time.perf_counter() - started)
+        return jobs / (fetching + acking), fetching / jobs * 1e6, acking / jobs * 1e6
     finally:
         await conn.close()
 
@@ -44,8 +48,12 @@ def main(argv: list[str]) -> None:
         print(f"reliable fetch + ack_many, {args.jobs} jobs per batch size, redis {server.port}")
         for batch in BATCH_SIZES:
             jobs = min(args.jobs, 5_000 * batch)  # batch 1 is slow: keep the run brief
-            rate = asyncio.run(_measure(server.url, batch, jobs))
-            print(f"  batch {batch:>4}: {rate:>10,.0f} jobs/s  ({jobs} jobs)", flush=True)
+            rate, fetch_us, ack_us = asyncio.run(_measure(server.url, batch, jobs))
+            print(
+                f"  batch {batch:>4}: {rate:>10,.0f} jobs/s  "
+                f"(fetch {fetch_us:5.1f} µs/job, ack {ack_us:5.1f} µs/job; {jobs} jobs)",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":
