@@ -126,10 +126,8 @@ def parse_redis_url(url: str) -> RedisAddress:
     if "@" in netloc:
         creds, _, netloc = netloc.rpartition("@")
         user, has_pw, pw = creds.partition(":")
-        username = unquote(user) or None
+        username = unquote(user) or None  # redis://name@host names a user, as in redis-py
         password = unquote(pw) if has_pw else None
-        if not has_pw:  # redis://secret@host is the common Redis shorthand for a password
-            username, password = None, unquote(user)
     password = query.get("password", password)
     tls = scheme.startswith("rediss")
     cert_reqs = query.get("ssl_cert_reqs", "required").lower()

@@ -23,6 +23,12 @@ def test_defaults_and_user() -> None:
     )  # fmt: skip
 
 
+def test_a_lone_name_before_the_at_sign_is_a_user_not_a_password() -> None:
+    address = parse_redis_url("redis://bob@h/0")
+    assert (address.username, address.password) == ("bob", None)
+    assert parse_redis_url("redis://h/0?password=x%40y").password == "x@y"
+
+
 def test_tls_url_sets_ssl_options() -> None:
     address = parse_redis_url("rediss://h:6390/0?ssl_cert_reqs=none&ssl_ca_certs=/etc/ca.pem")
     kwargs = address.client_kwargs()
