@@ -8,6 +8,7 @@ Connection reset by peer``), never a bare class name: an empty message gets a de
 from __future__ import annotations
 
 import asyncio
+import ssl
 
 from redis import exceptions as rx
 
@@ -31,6 +32,8 @@ def is_retryable(exc: BaseException) -> bool:
     """Connection-class failures, where waiting and reconnecting can help."""
     if isinstance(exc, rx.AuthenticationError | rx.AuthorizationError | rx.NoPermissionError):
         return False
+    if isinstance(root_cause(exc), ssl.SSLCertVerificationError):
+        return False  # an OSError, but waiting will not make the certificate trusted
     if isinstance(exc, rx.ConnectionError | rx.TimeoutError | OSError | EOFError):
         return True  # includes BusyLoadingError (LOADING) and Sentinel's MasterNotFoundError
     if isinstance(exc, asyncio.IncompleteReadError):
@@ -80,9 +83,13 @@ def describe(exc: BaseException) -> str:
 
 def fatal_error(exc: BaseException, endpoint: str, operation: str) -> ConfigurationError:
     """A ConfigurationError naming what to fix, for a failure that waiting cannot cure."""
-    text = str(exc).strip() or type(exc).__name__
+    name, text = type(exc).__name__, str(exc).strip() or type(exc).__name__
     upper = text.upper()
-    if isinstance(exc, rx.AuthenticationError) or upper.startswith(("WRONGPASS", "NOAUTH")):
+    cause = root_cause(exc)
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        name, text = type(cause).__name__, str(cause)
+        hint = "give the CA that signed the server certificate as ?ssl_ca_certs=/path/ca.pem"
+    elif isinstance(exc, rx.AuthenticationError) or upper.startswith(("WRONGPASS", "NOAUTH")):
         hint = "check the password (and user name) in the Redis URL"
     elif isinstance(exc, rx.NoPermissionError | rx.AuthorizationError) or "NOPERM" in upper:
         hint = "grant this Redis user the commands and keys steadfetch needs"
@@ -96,6 +103,4 @@ def fatal_error(exc: BaseException, endpoint: str, operation: str) -> Configurat
         hint = "a steadfetch key holds a value of the wrong type; check the key prefix"
     else:
         hint = "this failure is not retried; fix the cause and restart"
-    return ConfigurationError(
-        f"Redis {endpoint} refused {operation}: {type(exc).__name__} {text} ({hint})"
-    )
+    return ConfigurationError(f"Redis {endpoint} refused {operation}: {name} {text} ({hint})")

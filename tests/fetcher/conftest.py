@@ -125,3 +125,32 @@ def sentinel_setup(tmp_path: Path) -> Iterator[tuple[RedisServer, RedisServer, S
             sentinel.close()
         replica.close()
         master.close()
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[tuple[RedisServer, int, Path]]:
+    """A redis-server with a TLS port (certificate for 127.0.0.1 from a throwaway CA).
+
+    Yields the server, its TLS port and the CA certificate's path.
+    """
+    ca, ca_key = tmp_path / "ca.pem", tmp_path / "ca.key"
+    cert, key, csr = tmp_path / "server.pem", tmp_path / "server.key", tmp_path / "server.csr"
+    (tmp_path / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    for command in (
+        f"req -x509 -newkey rsa:2048 -nodes -keyout {ca_key} -out {ca} -days 1 -subj /CN=test-ca",
+        f"req -newkey rsa:2048 -nodes -keyout {key} -out {csr} -subj /CN=127.0.0.1",
+        f"x509 -req -in {csr} -CA {ca} -CAkey {ca_key} -CAcreateserial -out {cert} -days 1 "
+        f"-extfile {tmp_path / 'san.ext'}",
+    ):
+        subprocess.run(["openssl", *command.split()], check=True, capture_output=True)
+    tls_port = free_port()
+    tls_args = [
+        *("--tls-port", str(tls_port)),
+        *("--tls-cert-file", str(cert), "--tls-key-file", str(key)),
+        *("--tls-ca-cert-file", str(ca), "--tls-auth-clients", "no"),
+    ]
+    server = require(lambda: RedisServer(extra_args=tls_args).start())
+    try:
+        yield server, tls_port, ca
+    finally:
+        server.close()

@@ -256,6 +256,30 @@ async def test_unix_socket(tmp_path: Path) -> None:
         await conn.close()
 
 
+async def test_tls_for_real(tls_server: tuple[RedisServer, int, Path]) -> None:
+    _, tls_port, ca = tls_server
+    conn = RedisConnection.from_url(
+        f"rediss://127.0.0.1:{tls_port}/0?ssl_ca_certs={ca}", retry=FAST_RETRY
+    )
+    await conn.execute("writing", lambda r: r.set("k", "v"))
+    assert await conn.execute("reading", lambda r: r.get("k")) == b"v"
+    await conn.close()
+
+
+async def test_an_untrusted_tls_certificate_fails_fast_saying_what_to_fix(
+    tls_server: tuple[RedisServer, int, Path],
+) -> None:
+    _, tls_port, _ = tls_server
+    conn = RedisConnection.from_url(f"rediss://127.0.0.1:{tls_port}/0", retry=FAST_RETRY)
+    with pytest.raises(
+        ConfigurationError,
+        match=r"SSLCertVerificationError .*certificate verify failed.*ssl_ca_certs",
+    ):
+        await conn.check()
+    assert conn.stats.attempts == 0
+    await conn.close()
+
+
 async def test_tls_url_against_a_plain_server_fails_with_a_description(
     redis_server: RedisServer,
 ) -> None:
