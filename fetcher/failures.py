@@ -99,7 +99,7 @@ def fatal_error(exc: BaseException, endpoint: str, operation: str) -> Configurat
         ("ERR ERROR RUNNING SCRIPT", "ERR USER_SCRIPT", "ERR ERROR COMPILING")
     ) or ("SCRIPT" in upper and "ERR" in upper):
         hint = "a steadfetch Lua script failed; this is a bug or a key of the wrong type"
-    elif upper.startswith("WRONGTYPE"):
+    elif "WRONGTYPE" in upper:
         hint = "a steadfetch key holds a value of the wrong type; check the key prefix"
     else:
         hint = "this failure is not retried; fix the cause and restart"

@@ -108,6 +108,7 @@ class Fetcher:
         # previous run with this worker id) and after a fetch whose reply may have been lost.
         self._orphans_possible = mode == "reliable"
         self._fetching_now = False  # adoption relies on a single fetch at a time
+        self._accepted: list[Job] = []  # taken by the running fetch, not yet handed out
 
     def __repr__(self) -> str:
         return f"<Fetcher {self.worker_id} {self.mode} {self.queues} in_flight={self.in_flight}>"
@@ -140,7 +141,15 @@ class Fetcher:
             if jobs:
                 return jobs
             return await self._block_then_take(max_jobs)
+        except BaseException:
+            # Cancelled or failed after jobs were taken but before they were handed out: they
+            # stay in the processing list, so forget them here and adopt them next time.
+            for job in self._accepted:
+                self._release(job)
+            self._orphans_possible = self.mode == "reliable"
+            raise
         finally:
+            self._accepted = []
             self._fetching_now = False
 
     async def _take(self, max_jobs: int) -> list[Job]:
@@ -255,6 +264,7 @@ class Fetcher:
                 continue
             if self.mode == "reliable":
                 self._in_flight[(queue_key, raw)] += 1
+            self._accepted.append(job)
             jobs.append(job)
         return jobs
 

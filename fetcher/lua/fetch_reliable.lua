@@ -4,6 +4,14 @@
 -- KEYS: queue_1..queue_n, processing_1..processing_n.  Returns {{queue_index, {items...}}, ...}.
 local n = #KEYS / 2
 local remaining = tonumber(ARGV[1])
+-- Redis does not roll a failed script back: refuse before popping anything if a processing
+-- list could not take the items.
+for i = n + 1, #KEYS do
+  local kind = redis.call('TYPE', KEYS[i])['ok']
+  if kind ~= 'list' and kind ~= 'none' then
+    return redis.error_reply('WRONGTYPE processing list ' .. KEYS[i] .. ' holds a ' .. kind)
+  end
+end
 local out = {}
 for i = 1, n do
   if remaining <= 0 then break end

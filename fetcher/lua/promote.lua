@@ -5,11 +5,10 @@
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 local moved = 0
 for _, member in ipairs(due) do
-  redis.call('ZREM', KEYS[1], member)
   local ok, body = pcall(cjson.decode, member)
   local q = ok and type(body) == 'table' and body['queue']
   if type(q) == 'string' and q ~= '' then
-    redis.call('RPUSH', q, member)
+    redis.call('RPUSH', q, member)  -- before the ZREM: a failed script is not rolled back
     redis.call('RPUSH', ARGV[3] .. q, '1')
     redis.call('LTRIM', ARGV[3] .. q, -tonumber(ARGV[4]), -1)
     moved = moved + 1
@@ -19,5 +18,6 @@ for _, member in ipairs(due) do
       error = cjson.null, traceback = cjson.null, attempts = 0, failed_at = tonumber(ARGV[1]),
       worker_id = cjson.null}))
   end
+  redis.call('ZREM', KEYS[1], member)
 end
 return moved

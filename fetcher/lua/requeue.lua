@@ -1,10 +1,14 @@
 -- Return fetched payloads to the HEAD of their queue in their original order, each only if it is
--- still in the processing list (check '1'), and leave a wake token.
+-- still in the processing list (check '1'), and leave a wake token. Each payload is pushed
+-- before it leaves the processing list, so a failing push (wrong key type) loses nothing.
 -- KEYS[1] processing, KEYS[2] queue, KEYS[3] wake.  ARGV: check, wake bound, raw_1..raw_n.
 local moved = 0
 for i = #ARGV, 3, -1 do
-  if ARGV[1] ~= '1' or redis.call('LREM', KEYS[1], 1, ARGV[i]) == 1 then
+  if ARGV[1] ~= '1' or redis.call('LPOS', KEYS[1], ARGV[i]) then
     redis.call('LPUSH', KEYS[2], ARGV[i])
+    if ARGV[1] == '1' then
+      redis.call('LREM', KEYS[1], 1, ARGV[i])
+    end
     moved = moved + 1
   end
 end

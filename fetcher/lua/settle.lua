@@ -1,9 +1,12 @@
 -- Move one fetched payload out of its processing list to a destination, only if it is still
 -- there (so a retried call, or a job already recovered by someone else, never duplicates).
+-- The destination is written before the payload leaves the processing list: Redis does not roll
+-- a failed script back, so a write that fails (a key of the wrong type) must lose nothing.
 -- KEYS[1] processing list, KEYS[2] destination, KEYS[3] wake list (used when ARGV[6] ~= '').
 -- ARGV: raw, kind ('zadd'|'rpush'|'lpush'), score, value, check ('1' reliable, '0' fast),
 --       wake ('' or the bound on the wake list).
-if ARGV[5] == '1' and redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
+local check = ARGV[5] == '1'
+if check and not redis.call('LPOS', KEYS[1], ARGV[1]) then
   return 0
 end
 local kind = ARGV[2]
@@ -13,6 +16,9 @@ elseif kind == 'rpush' then
   redis.call('RPUSH', KEYS[2], ARGV[4])
 else
   redis.call('LPUSH', KEYS[2], ARGV[4])
+end
+if check then
+  redis.call('LREM', KEYS[1], 1, ARGV[1])
 end
 if ARGV[6] ~= '' then
   redis.call('RPUSH', KEYS[3], '1')

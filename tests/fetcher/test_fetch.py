@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from chaos.env.redis_server import RedisServer
-from fetcher import Fetcher, JobSpec, Keys, Producer, RedisConnection
+from fetcher import ConfigurationError, Fetcher, JobSpec, Keys, Producer, RedisConnection
 from tests.fetcher.conftest import wait_until
 
 KEYS = Keys()
@@ -333,3 +333,32 @@ async def test_one_fetch_at_a_time(conn: RedisConnection, oracle: redis.Redis) -
         with pytest.raises(RuntimeError, match="already running"):
             await fetcher.fetch(1)
         first.cancel()
+
+
+async def test_a_failure_after_the_take_loses_nothing_and_the_jobs_are_adopted(
+    conn: RedisConnection, oracle: redis.Redis
+) -> None:
+    good = json.dumps({"id": "good", "task": "t"}).encode()
+    oracle.rpush(KEYS.queue_key("default"), good, b"bad payload")
+    oracle.set(KEYS.dead, "a string, so dead-lettering fails with WRONGTYPE")
+    fetcher = Fetcher(conn, "w1", ["default"])
+    with pytest.raises(ConfigurationError, match="WRONGTYPE"):
+        await fetcher.fetch(5)
+    assert oracle.lrange(processing("w1", "default"), 0, -1) == [good, b"bad payload"]
+    assert fetcher.in_flight == 0  # the good job was never handed out
+    oracle.delete(KEYS.dead)
+    assert [j.id for j in await fetcher.fetch(5)] == ["good"]
+    assert oracle.lrange(processing("w1", "default"), 0, -1) == [good]
+    assert json.loads(oracle.lindex(KEYS.dead, 0) or b"")["raw"] == "bad payload"
+
+
+async def test_a_processing_list_of_the_wrong_type_is_refused_before_anything_moves(
+    conn: RedisConnection, oracle: redis.Redis
+) -> None:
+    fetcher = Fetcher(conn, "w1", ["default"], block_timeout=0.1)
+    assert await fetcher.fetch(1) == []  # past the start-up adoption: the next call is the script
+    oracle.rpush(KEYS.queue_key("default"), b'{"task": "t"}')
+    oracle.set(processing("w1", "default"), "not a list")
+    with pytest.raises(ConfigurationError, match=r"WRONGTYPE processing list .* holds a string"):
+        await fetcher.fetch(1)
+    assert oracle.llen(KEYS.queue_key("default")) == 1
