@@ -99,6 +99,7 @@ async def test_a_black_hole_during_a_blocking_fetch_is_detected_and_survived(
         direct.rpush(QUEUE, json.dumps({"id": "after-heal", "task": "t"}))
         direct.rpush(KEYS.wake(QUEUE), "1")
     assert fetching.result() == ["after-heal"]
+    print(f"half-open connection detected after {detected:.2f} s (block {block} s)")
     assert detected < blocking_read_timeout(block) + 2.0
     lines = [r.getMessage() for r in caplog.records if "unreachable while" in r.getMessage()]
     assert "while fetching from queues [high, default]: TimeoutError" in lines[0]
@@ -128,3 +129,25 @@ async def test_a_connection_reset_is_logged_with_its_errno_and_survived(
     assert any(
         f"while fetching from queues [high, default]: {cause} (attempt " in line for line in lines
     ), lines
+
+
+async def test_a_cut_link_during_a_blocking_fetch_is_retried_until_restored(
+    stack: Stack, direct: redis.Redis, proxied: RedisConnection, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "fetcher")
+    fetcher = Fetcher(proxied, "w1", ["default"], block_timeout=5.0)
+    async with asyncio.TaskGroup() as tg:
+        fetching = tg.create_task(fetcher.fetch(5))
+        await wait_until(
+            lambda: any(c.get("cmd") == "blmove" for c in direct.client_list()), what="BLMOVE"
+        )
+        stack.proxy.disable()
+        await wait_until(lambda: proxied.stats.attempts >= 3, what="failed reconnects")
+        assert direct.llen(QUEUE) == 0
+        direct.rpush(QUEUE, json.dumps({"id": "during-cut", "task": "t"}))
+        stack.proxy.enable()
+    jobs = fetching.result() or await fetcher.fetch(5)
+    assert [j.id for j in jobs] == ["during-cut"]
+    lines = [r.getMessage() for r in caplog.records if "unreachable while" in r.getMessage()]
+    assert all("while fetching from queues [default]: " in line for line in lines)
+    assert any("reachable again after" in r.getMessage() for r in caplog.records)
