@@ -23,7 +23,7 @@ from tests.dashboard.terminal import (
     STEADFETCH,
     Tmux,
     missing,
-    require_steadfetch_run,
+    require_steadfetch,
     run_env,
 )
 
@@ -54,7 +54,7 @@ def aof_redis() -> Iterator[RedisServer]:
 @pytest.fixture
 def worker(aof_redis: RedisServer, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     """``steadfetch run`` (id ``e2e-worker``, concurrency 4) as its own process."""
-    require_steadfetch_run()
+    require_steadfetch()
     log = (tmp_path / "worker.log").open("wb")
     proc = subprocess.Popen(
         [str(STEADFETCH), "run", APP, "--redis-url", aof_redis.url, "--queues", "default",

@@ -3,7 +3,9 @@ binary, and skipping (failing under CI=true) when one of them is missing."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -32,13 +34,14 @@ def run_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(REPO)}
 
 
-def require_steadfetch_run() -> None:
+def require_steadfetch(command: str = "run") -> None:
+    """Skip (fail under CI) unless ``steadfetch COMMAND --help`` works."""
     probe = subprocess.run(
-        [str(STEADFETCH), "run", "--help"], capture_output=True, env=run_env(), timeout=30
+        [str(STEADFETCH), command, "--help"], capture_output=True, env=run_env(), timeout=30
     )
     if probe.returncode != 0:
         tail = probe.stderr.decode(errors="replace").strip().splitlines()[-1:]
-        missing(f"`steadfetch run` is not available yet: {tail}")
+        missing(f"`steadfetch {command}` is not available yet: {tail}")
 
 
 class Tmux:
@@ -56,11 +59,10 @@ class Tmux:
         return done.stdout
 
     def start(self, name: str, argv: list[str]) -> None:
-        """Run ``argv`` in a new 100x40 session; the pane stays after it exits (to read the
-        exit status and the last screen)."""
+        """Run ``argv`` in a new 100x40 session, under :mod:`tests.dashboard.report_exit`."""
         self("new-session", "-d", "-x", "100", "-y", "40", "-s", name, "-c", str(REPO),
-             "-e", f"PYTHONPATH={REPO}", *argv,
-             ";", "set-option", "-t", name, "remain-on-exit", "on")  # fmt: skip
+             "-e", f"PYTHONPATH={REPO}", "-e", "PYTHONFAULTHANDLER=1",
+             sys.executable, "-m", "tests.dashboard.report_exit", *argv)  # fmt: skip
 
     def screen(self, name: str) -> str:
         return self("capture-pane", "-p", "-t", name)
@@ -79,15 +81,24 @@ class Tmux:
         raise AssertionError(f"no {what} on screen within {within} s; last screen:\n{screen}")
 
     def exit_status(self, name: str, within: float = 20.0) -> int:
-        """Wait for the pane's process to end; its exit status (128 + N after signal N)."""
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
-            fields = "#{pane_dead}:#{pane_dead_status}:#{pane_dead_signal}"
-            dead, status, sig = self("display-message", "-p", "-t", name, fields).strip().split(":")
-            if dead == "1" and (status or sig):
-                return int(status) if status else 128 + int(sig)
-            time.sleep(0.1)
-        raise AssertionError(f"{name} still running after {within} s:\n{self.screen(name)}")
+        """Wait for the command to end and return its exit status (negative: killed by that
+        signal). Still running after ``within``: SIGABRT makes faulthandler print every
+        thread's stack, and that is shown in the failure."""
+        try:
+            screen = self.wait_for(name, lambda s: "[exit status " in s, "exit status", within)
+        except AssertionError:
+            pane = int(self("display-message", "-p", "-t", name, "#{pane_pid}"))
+            ps = subprocess.run(["ps", "-o", "pid,stat,wchan:24,cmd", "--ppid", str(pane)],
+                                capture_output=True, text=True).stdout  # fmt: skip
+            for line in ps.splitlines()[1:]:
+                os.kill(int(line.split()[0]), signal.SIGABRT)
+            with contextlib.suppress(AssertionError):
+                self.wait_for(name, lambda s: "[exit status " in s, "stack dump", within=5)
+            history = self("capture-pane", "-p", "-S", "-300", "-t", name)
+            raise AssertionError(
+                f"{name} still running after {within} s:\n{ps}\n{history}"
+            ) from None
+        return int(screen.split("[exit status ", 1)[1].split("]", 1)[0])
 
     def close(self) -> None:
         subprocess.run([self.binary, "-L", self.socket, "kill-server"], capture_output=True,

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
+import os
 import sys
 from collections.abc import Iterator
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 import pytest
 from rich.console import Console
@@ -22,32 +25,48 @@ OUTAGE_LOG = (
 )
 
 
-@pytest.fixture
-def stderr_handler() -> Iterator[logging.StreamHandler[Any]]:
-    """A plain stream handler on the root logger, as the worker's logging setup installs."""
-    handler = logging.StreamHandler(sys.stderr)
+@contextlib.contextmanager
+def log_handler_on(stream: IO[str]) -> Iterator[logging.StreamHandler[IO[str]]]:
+    """sys.stderr is ``stream``, and a plain stream handler on it sits on the root logger, as
+    the worker's logging setup installs. Entered in the test body: pytest's own capture puts
+    its stream back into sys.stderr between fixture setup and the test call."""
+    saved = sys.stderr
+    sys.stderr = stream
+    handler = logging.StreamHandler(stream)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.addHandler(handler)
+    logging.getLogger().addHandler(handler)
     try:
         yield handler
     finally:
-        root.removeHandler(handler)
+        logging.getLogger().removeHandler(handler)
+        sys.stderr = saved
+
+
+@pytest.fixture
+def pty_stream() -> Iterator[IO[str]]:
+    """The slave side of a real pseudo-terminal, as a text stream."""
+    master, slave = os.openpty()
+    stream = open(slave, "w", encoding="utf-8", closefd=True)  # noqa: SIM115 - closed below
+    try:
+        yield stream
+    finally:
+        stream.close()
+        os.close(master)
 
 
 def terminal(width: int = 80) -> Console:
     return Console(record=True, width=width, force_terminal=True, color_system=None)
 
 
-def test_draws_and_logs_flow_above(stderr_handler: logging.StreamHandler[Any]) -> None:
+def test_draws_and_logs_flow_above(pty_stream: IO[str]) -> None:
     console = terminal()
-    original_stream = stderr_handler.stream
     dash = LiveDashboard(lambda: heartbeat(), console, refresh=0.05, clock=lambda: NOW)
-    with dash:
-        assert dash.active
-        logging.getLogger("worker.test").warning("job abc failed: ValueError: boom")
-    assert not dash.active
-    assert stderr_handler.stream is original_stream  # rerouting undone
+    with log_handler_on(pty_stream) as handler:
+        with dash:
+            assert dash.active
+            logging.getLogger("worker.test").warning("job abc failed: ValueError: boom")
+        assert not dash.active
+        assert handler.stream is pty_stream  # rerouting undone
     out = console.export_text()
     log_at = out.index("WARNING worker.test: job abc failed: ValueError: boom")
     assert "Redis: connected" in out[log_at:]  # the final frame is drawn below the log line
@@ -55,7 +74,18 @@ def test_draws_and_logs_flow_above(stderr_handler: logging.StreamHandler[Any]) -
     assert "job abc failed: ValueError: boom" in out[out.index("Recent errors") :]
 
 
-def test_outage_log_line_gives_the_next_wait(stderr_handler: logging.StreamHandler[Any]) -> None:
+def test_stderr_to_a_file_stays_in_the_file(tmp_path: Path) -> None:
+    console = terminal()
+    dash = LiveDashboard(lambda: heartbeat(), console, refresh=0.05, clock=lambda: NOW)
+    with (tmp_path / "worker.log").open("w") as log_file, log_handler_on(log_file), dash:
+        logging.getLogger("worker.test").warning("to the file")
+    assert "to the file" in (tmp_path / "worker.log").read_text()
+    out = console.export_text()
+    assert "Redis: connected" in out
+    assert "to the file" not in out.split("Recent errors")[0]  # not printed above the view
+
+
+def test_outage_log_line_gives_the_next_wait() -> None:
     clock = [NOW]
     snap = outage_heartbeat(last_error="ConnectionRefusedError [Errno 111] Connection refused")
     console = terminal()
@@ -93,7 +123,7 @@ def test_snapshot_failure_is_shown_not_raised() -> None:
     assert "dashboard snapshot failed: KeyError: 'in_flight'" in frame.export_text()
 
 
-def test_without_a_terminal_it_does_nothing(stderr_handler: logging.StreamHandler[Any]) -> None:
+def test_without_a_terminal_it_does_nothing(pty_stream: IO[str]) -> None:
     sink = io.StringIO()
     console = Console(file=sink, width=80)
     assert not console.is_terminal
@@ -103,9 +133,9 @@ def test_without_a_terminal_it_does_nothing(stderr_handler: logging.StreamHandle
         calls.append(1)
         return heartbeat()
 
-    with LiveDashboard(snapshot, console) as dash:
+    with log_handler_on(pty_stream) as handler, LiveDashboard(snapshot, console) as dash:
         assert not dash.active
-        assert sys.stderr is not None and stderr_handler.stream is sys.stderr
+        assert sys.stderr is pty_stream and handler.stream is pty_stream
         logging.getLogger("worker.test").warning("plain line")
     assert calls == []
     assert sink.getvalue() == ""

@@ -10,7 +10,7 @@ import pytest
 
 from chaos.env.redis_server import RedisServer
 from fetcher import SyncProducer
-from tests.dashboard.terminal import APP, FAST_WORKER, STEADFETCH, Tmux, require_steadfetch_run
+from tests.dashboard.terminal import APP, FAST_WORKER, STEADFETCH, Tmux, require_steadfetch
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -23,7 +23,7 @@ def above(screen: str, log_text: str, dashboard_text: str) -> bool:
 def test_live_dashboard_in_a_terminal_across_a_redis_restart(
     tmux: Tmux, aof_redis: RedisServer
 ) -> None:
-    require_steadfetch_run()
+    require_steadfetch()
     argv = [str(STEADFETCH), "run", APP, "--redis-url", aof_redis.url, "--live"]
     tmux.start("live", [*argv, "--worker-id", "live-worker", "--concurrency", "8", *FAST_WORKER])
     screen = tmux.wait_for("live", lambda s: "Redis: connected" in s, "connected dashboard")

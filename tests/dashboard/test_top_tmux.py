@@ -13,7 +13,7 @@ import pytest
 
 from chaos.env.redis_server import RedisServer
 from fetcher import SyncProducer
-from tests.dashboard.terminal import STEADFETCH, Tmux
+from tests.dashboard.terminal import STEADFETCH, Tmux, require_steadfetch
 
 pytestmark = pytest.mark.timeout(120)
 WORKER_ID = "e2e-worker"
@@ -53,7 +53,7 @@ def test_top_in_a_terminal_across_a_redis_restart(
             producer.enqueue("tick", queue="parked", job_id=f"parked-{n}")  # no worker reads it
     # After top exits, the shell prints its status and the terminal modes (icanon, echo).
     command = f"{STEADFETCH} top --redis-url {aof_redis.url} --refresh 0.2; "
-    command += 'echo "top exited $?"; stty -a; sleep 600'
+    command += 'echo "top exited $?"; stty -a; echo "stty done"'
     tmux.start("top", ["sh", "-c", command])
 
     screen = tmux.wait_for("top", beat_after(0), "worker row")
@@ -78,7 +78,15 @@ def test_top_in_a_terminal_across_a_redis_restart(
     assert queue_depth(screen, "parked") == "7"
 
     tmux("send-keys", "-t", "top", "q")
-    screen = tmux.wait_for("top", lambda s: "top exited" in s, "exit line", within=10)
+    screen = tmux.wait_for("top", lambda s: "stty done" in s, "exit line", within=10)
     assert "top exited 0" in screen
     assert " icanon" in screen and " echo" in screen  # the terminal was restored
     assert worker.poll() is None
+
+
+def test_top_exits_0_on_ctrl_c(tmux: Tmux, redis_server: RedisServer) -> None:
+    require_steadfetch("top")
+    tmux.start("top", [str(STEADFETCH), "top", "--redis-url", redis_server.url])
+    tmux.wait_for("top", lambda s: "no workers have a heartbeat" in s, "empty cluster view")
+    tmux("send-keys", "-t", "top", "C-c")
+    assert tmux.exit_status("top") == 0

@@ -83,12 +83,14 @@ class LiveDashboard:
         if not self.console.is_terminal:
             return self
         self._tap.__enter__()
+        # Only streams that reach the terminal are drawn above the view; one redirected to a
+        # file (``2>worker.log``) keeps going there.
         live = Live(
             get_renderable=self.render,
             console=self.console,
             refresh_per_second=1 / self.refresh,
-            redirect_stdout=True,
-            redirect_stderr=True,
+            redirect_stdout=_is_tty(sys.stdout),
+            redirect_stderr=_is_tty(sys.stderr),
         )
         originals = (sys.stdout, sys.stderr)
         live.start()
@@ -114,10 +116,14 @@ class LiveDashboard:
     def _reroute_log_handlers(self, originals: tuple[IO[str], IO[str]]) -> None:
         """Point stream handlers on the real stdout/stderr at rich's proxies, so log lines are
         printed above the live view instead of through it. Restored on exit."""
-        proxies = {id(originals[0]): sys.stdout, id(originals[1]): sys.stderr}
+        current = (sys.stdout, sys.stderr)
+        proxies = {
+            id(old): new for old, new in zip(originals, current, strict=True) if new is not old
+        }
         for handler in logging.getLogger().handlers:
-            if isinstance(handler, logging.StreamHandler) and id(handler.stream) in proxies:
-                old = handler.setStream(proxies[id(handler.stream)])
+            proxy = proxies.get(id(getattr(handler, "stream", None)))
+            if isinstance(handler, logging.StreamHandler) and proxy is not None:
+                old = handler.setStream(proxy)
                 if old is not None:
                     self._rerouted.append((handler, old))
 
@@ -125,3 +131,10 @@ class LiveDashboard:
         for handler, stream in self._rerouted:
             handler.setStream(stream)
         self._rerouted.clear()
+
+
+def _is_tty(stream: IO[str] | None) -> bool:
+    try:
+        return stream is not None and stream.isatty()
+    except (AttributeError, ValueError):  # a closed or exotic stream
+        return False
