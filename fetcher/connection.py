@@ -160,15 +160,13 @@ class RedisConnection:
         call = _CallRecord()
 
         def before_sleep(state: RetryCallState) -> None:
-            log.warning(
-                "Redis %s unreachable while %s: %s (attempt %d, down %.1f s, retrying in %.1f s)",
-                self.endpoint,
-                operation,
-                call.last_error,
-                state.attempt_number,
-                call.down_seconds,
-                state.upcoming_sleep,
+            line = (
+                f"Redis {self.endpoint} unreachable while {operation}: {call.last_error} "
+                f"(attempt {state.attempt_number}, down {call.down_seconds:.1f} s, "
+                f"retrying in {state.upcoming_sleep:.1f} s)"
             )
+            self._tracker.describe_outage(line)
+            log.warning("%s", line)
 
         retrying = self.retry.retrying(is_retryable, before_sleep, deadline)
         try:
@@ -187,10 +185,12 @@ class RedisConnection:
                         raise
         except Exception as exc:
             if is_retryable(exc):
-                raise RedisUnavailable(
+                line = (
                     f"Redis {self.endpoint} unreachable while {operation}: "
                     f"{call.last_error or describe(exc)} (gave up after {call.attempts} attempt(s))"
-                ) from exc
+                )
+                self._tracker.describe_outage(line)
+                raise RedisUnavailable(line) from exc
             if isinstance(exc, RedisError):
                 raise fatal_error(exc, self.endpoint, operation) from exc
             raise

@@ -26,7 +26,7 @@ class ConnectionState(enum.Enum):
 class ConnectionLost:
     endpoint: str
     operation: str
-    error: str  # the descriptive line, e.g. "ConnectionResetError [Errno 104] ..."
+    error: str  # the cause, e.g. "ConnectionResetError [Errno 104] Connection reset by peer"
     at: float  # unix seconds
 
 
@@ -50,7 +50,7 @@ class ConnectionStats:
     outage_since: float | None = None
     attempts: int = 0
     outages: int = 0
-    last_error: str | None = None
+    last_error: str | None = None  # the whole outage line, as logged
     last_error_at: float | None = None
 
 
@@ -69,11 +69,12 @@ class OutageTracker:
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener) if listener in self._listeners else None
 
-    def failed(self, operation: str, error_line: str) -> float:
-        """Record one failed attempt; returns seconds since the outage began."""
+    def failed(self, operation: str, cause: str) -> float:
+        """Record one failed attempt (``cause``: ``ConnectionResetError [Errno 104] ...``);
+        returns seconds since the outage began."""
         now, mono = time.time(), time.monotonic()
         self.stats.attempts += 1
-        self.stats.last_error = error_line
+        self.stats.last_error = f"Redis {self.endpoint} unreachable while {operation}: {cause}"
         self.stats.last_error_at = now
         if self._outage_started_mono is None:
             self._outage_started_mono = mono
@@ -82,8 +83,12 @@ class OutageTracker:
             self.stats.attempts = 1
             if self.state is not ConnectionState.CLOSED:
                 self.state = ConnectionState.RECONNECTING
-            self._emit(ConnectionLost(self.endpoint, operation, error_line, now))
+            self._emit(ConnectionLost(self.endpoint, operation, cause, now))
         return mono - self._outage_started_mono
+
+    def describe_outage(self, line: str) -> None:
+        """Replace ``last_error`` by the full line once the next wait is known."""
+        self.stats.last_error = line
 
     def succeeded(self) -> None:
         """A command went through: end the outage (if any), logging the recovery line."""

@@ -89,7 +89,10 @@ async def test_refused_until_redis_starts_then_recovers_and_logs(
     assert [type(e) for e in events] == [ConnectionLost, ConnectionRestored]
     assert conn.state is ConnectionState.CONNECTED
     assert conn.stats.outage_since is None and conn.stats.outages == 1
-    assert conn.stats.last_error is not None and "ConnectionRefusedError" in conn.stats.last_error
+    assert conn.stats.last_error is not None
+    assert OUTAGE.match(conn.stats.last_error), conn.stats.last_error  # the last line, as logged
+    assert conn.stats.last_error == lines[-1].group(0)
+    assert events[0].error == f"{first['cls']} {first['msg']}"  # type: ignore[union-attr]
     await conn.close()
 
 
