@@ -17,7 +17,6 @@ One fetch at a time per Fetcher; ack/nack may run concurrently with it.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import Counter
@@ -31,12 +30,12 @@ from fetcher.connection import RedisConnection
 from fetcher.errors import DecodeError
 from fetcher.job import Job
 from fetcher.keys import Keys
+from fetcher.registry import WorkerRegistration, recover_dead_workers
 from fetcher.scheduling import promote_due
 from fetcher.scripts import (
     ACK,
     FETCH_FAST,
     FETCH_RELIABLE,
-    RECOVER,
     REQUEUE,
     REQUEUE_PROCESSING,
     SETTLE,
@@ -101,6 +100,7 @@ class Fetcher:
         self._queue_key_of = dict(zip(self.queues, self._queue_keys, strict=True))  # name -> key
         self._name_of = dict(zip(self._queue_keys, self.queues, strict=True))
         self._wake_keys = [self.keys.wake(q) for q in self._queue_keys]
+        self._registration = WorkerRegistration(conn, self.keys, worker_id, self._queue_keys)
         self._fetching = f"fetching from queues [{', '.join(self.queues)}]"
         # Payloads handed out and not yet settled, by (queue key, raw): what is NOT an orphan.
         self._in_flight: Counter[tuple[str, bytes]] = Counter()
@@ -427,74 +427,26 @@ class Fetcher:
 
     # -- registry, heartbeat, recovery ---------------------------------------------------------
 
-    def _registration(self, pipe: Any) -> None:
-        pipe.sadd(self.keys.workers, self.worker_id)
-        pipe.sadd(self.keys.worker_queues(self.worker_id), *self._queue_keys)
-
     async def register(self) -> None:
         """Join the registry (with a first heartbeat, TTL ``heartbeat_ttl``) so that this
         worker's processing lists are recovered if it dies."""
-        first = json.dumps(
-            {"worker_id": self.worker_id, "registered_at": time.time(), "queues": self.queues}
-        )
-
-        async def run(r: Redis) -> None:
-            pipe = r.pipeline(transaction=True)
-            pipe.set(
-                self.keys.heartbeat(self.worker_id),
-                first,
-                px=int(self.heartbeat_ttl * 1000),
-                nx=True,
-            )
-            self._registration(pipe)
-            await pipe.execute()
-
-        await self.conn.execute(f"registering worker {self.worker_id}", run)
+        await self._registration.register(self.heartbeat_ttl, self.queues)
 
     async def heartbeat(self, payload: dict[str, Any], ttl: float) -> None:
         """Write the heartbeat (JSON, expires after ``ttl`` s). Also re-registers, in case a
         recoverer removed this worker while it was cut off."""
-        body = json.dumps(payload, default=str)
-
-        async def run(r: Redis) -> None:
-            pipe = r.pipeline(transaction=True)
-            pipe.set(self.keys.heartbeat(self.worker_id), body, px=max(1, int(ttl * 1000)))
-            self._registration(pipe)
-            await pipe.execute()
-
-        await self.conn.execute(f"writing the heartbeat of worker {self.worker_id}", run)
+        await self._registration.heartbeat(payload, ttl)
 
     async def unregister(self) -> None:
         """Leave: return whatever is still in the processing lists, then drop the registration."""
         if self.mode == "reliable":
             await self.requeue_all_processing()
-
-        async def run(r: Redis) -> None:
-            pipe = r.pipeline(transaction=True)
-            pipe.srem(self.keys.workers, self.worker_id)
-            pipe.delete(
-                self.keys.worker_queues(self.worker_id), self.keys.heartbeat(self.worker_id)
-            )
-            await pipe.execute()
-
-        await self.conn.execute(f"unregistering worker {self.worker_id}", run)
+        await self._registration.unregister()
 
     async def recover_dead_workers(self) -> int:
         """Move the jobs of every registered worker whose heartbeat is gone back to the head of
         their queues (one atomic script: concurrent recoverers never duplicate a job)."""
-        args = [
-            self.keys.heartbeat_prefix,
-            self.keys.worker_queues_prefix,
-            self.keys.processing_prefix,
-            self.keys.wake(""),
-            WAKE_BOUND,
-        ]
-        moved, removed = await self.conn.execute(
-            "recovering the jobs of dead workers", lambda r: RECOVER(r, [self.keys.workers], args)
-        )
-        if removed:
-            log.warning("recovered %d job(s) from %d dead worker(s)", moved, removed)
-        return int(moved)
+        return await recover_dead_workers(self.conn, self.keys)
 
     async def promote_due(self, limit: int = 1000) -> int:
         """Move due scheduled jobs (retries, delayed jobs) to their queues; returns the count."""
