@@ -449,6 +449,45 @@ def check_exits(history: Sequence[Op]) -> Verdict:
     )
 
 
+# --- job timeouts --------------------------------------------------------------------------
+
+
+def check_timeouts(history: Sequence[Op]) -> Verdict:
+    """Jobs meant to outlive their timeout (``expect-timeout`` ops) were cut off and retried.
+
+    The first execution must not finish before a second one starts (the timeout fired, the job
+    was not left running to completion) and some later execution must finish (it was retried).
+    """
+    expected = {str(op.value["job_id"]): op for op in select(history, "expect-timeout")}
+    if not expected:
+        return Verdict("timeouts", True, "no job was meant to time out", {})
+    findings: list[str] = []
+    rows: dict[str, dict[str, Any]] = {}
+    for job, rule in expected.items():
+        starts = sorted(
+            op.time for op in select(history, "execute", "invoke") if op.value["job_id"] == job
+        )
+        oks = sorted(
+            op.time for op in select(history, "execute", "ok") if op.value["job_id"] == job
+        )
+        rows[job] = {"starts": len(starts), "finished": len(oks)}
+        timeout = float(rule.value.get("timeout", 0.0))
+        if not starts:
+            findings.append(f"{job} never started")
+        elif oks and oks[0] < (starts[1] if len(starts) > 1 else float("inf")):
+            took = oks[0] - starts[0]
+            findings.append(
+                f"{job} ran to completion in {took:.1f} s despite its {timeout:.0f} s timeout"
+            )
+        elif not oks:
+            findings.append(f"{job} timed out but was never completed by a retry")
+    if findings:
+        return Verdict("timeouts", False, "; ".join(findings), {"jobs": rows})
+    return Verdict(
+        "timeouts", True, f"{len(expected)} jobs timed out and were retried", {"jobs": rows}
+    )
+
+
 # --- all of them ---------------------------------------------------------------------------
 
 
@@ -468,5 +507,6 @@ def check_all(history: Sequence[Op], limits: Limits) -> list[Verdict]:
         ("logs", lambda h: check_logs(h, limits.recovery_bound)),
         ("rss", lambda h: check_rss(h, limits.rss_limit_bytes)),
         ("exits", check_exits),
+        ("timeouts", check_timeouts),
     ]
     return [guarded(name, checker, history) for name, checker in checkers]

@@ -266,6 +266,7 @@ class SlowJobDuringCut(Fault):
 
     async def apply(self, t: Target) -> str:
         job_id = await t.enqueue(slow=t.job_timeout * 4)
+        t.history.record("nemesis", "expect-timeout", "ok", job_id=job_id, timeout=t.job_timeout)
         await wait_for(lambda: t.started(job_id), 10.0, f"waiting for {job_id} to start")
         await blocking(t.stack.proxy.disable)
         return (

@@ -18,6 +18,7 @@ from chaos.checkers import (
     check_lost,
     check_recovery,
     check_rss,
+    check_timeouts,
     combine,
     guarded,
     is_bare,
@@ -320,3 +321,29 @@ def test_history_round_trips_through_jsonl(tmp_path: Any) -> None:
     h.write_jsonl(path)
     assert [op.time for op in read_jsonl(path)] == [1.0, 2.0, 3.0]
     assert read_jsonl(path) == h.ops()
+
+
+# --- timeouts ------------------------------------------------------------------------------
+
+
+def _expect_timeout(h: H) -> H:
+    return h.op(0.5, "nemesis", "expect-timeout", "ok", job_id="slow", timeout=2.0)
+
+
+def test_a_timed_out_then_retried_job_is_valid() -> None:
+    h = _expect_timeout(H().enq("slow", 1).run("slow", 2, finish=False).run("slow", 6))
+    v = check_timeouts(h.sorted())
+    assert v.valid is True and v.details["jobs"]["slow"] == {"starts": 2, "finished": 1}
+
+
+def test_a_job_that_ignored_its_timeout_is_invalid() -> None:
+    h = _expect_timeout(H().enq("slow", 1)).op(2, "w1", "execute", "invoke", job_id="slow")
+    h.op(10, "w1", "execute", "ok", job_id="slow")
+    v = check_timeouts(h.sorted())
+    assert v.valid is False and "despite its 2 s timeout" in v.summary
+
+
+def test_a_timed_out_job_never_retried_is_invalid() -> None:
+    h = _expect_timeout(H().enq("slow", 1).run("slow", 2, finish=False))
+    assert "never completed" in check_timeouts(h.sorted()).summary
+    assert check_timeouts(H().sorted()).valid is True
