@@ -374,3 +374,22 @@ async def test_loading_redis_is_retried_until_the_dataset_is_loaded(
         assert loading, "no LOADING reply was seen"
         assert loading[0]["msg"] == "Redis is loading the dataset in memory"
         await conn.close()
+
+
+async def test_an_outage_with_a_password_url_never_logs_the_password(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with RedisServer(password="s3cr3t-in-url") as server:
+        conn = RedisConnection.from_url(server.url, retry=FAST_RETRY)
+        await conn.check()
+        server.kill()
+        async with asyncio.TaskGroup() as tg:
+            ping = tg.create_task(conn.execute("pinging", lambda r: r.ping()))
+            await wait_until(lambda: conn.stats.attempts >= 2, what="failed attempts")
+            await asyncio.to_thread(server.start)
+        assert ping.result() is True
+        assert outage_lines(caplog) and restored_lines(caplog)
+        assert "s3cr3t-in-url" not in caplog.text
+        assert "s3cr3t-in-url" not in repr(conn) and "s3cr3t-in-url" not in str(conn.stats)
+        await conn.close()

@@ -362,3 +362,15 @@ async def test_a_processing_list_of_the_wrong_type_is_refused_before_anything_mo
     with pytest.raises(ConfigurationError, match=r"WRONGTYPE processing list .* holds a string"):
         await fetcher.fetch(1)
     assert oracle.llen(KEYS.queue_key("default")) == 1
+
+
+async def test_fast_mode_nack_and_requeue(conn: RedisConnection, oracle: redis.Redis) -> None:
+    await Producer(conn).enqueue_many([JobSpec("t", (i,), max_attempts=2) for i in range(3)])
+    fetcher = Fetcher(conn, "w1", ["default"], mode="fast", retry_base=60)
+    first, second, third = await fetcher.fetch(3)
+    assert await fetcher.nack(first, "E: x") == "retried"
+    assert oracle.zcard(KEYS.scheduled) == 1
+    await fetcher.dead_letter(second, "poison")
+    assert json.loads(oracle.lindex(KEYS.dead, 0) or b"")["reason"] == "poison"
+    assert await fetcher.requeue([third]) == 1
+    assert oracle.lrange(KEYS.queue_key("default"), 0, -1) == [third.raw]
