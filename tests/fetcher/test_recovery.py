@@ -27,7 +27,7 @@ async def test_jobs_of_a_worker_whose_heartbeat_expired_go_back_to_the_head(
     conn: RedisConnection, oracle: redis.Redis
 ) -> None:
     ids = await Producer(conn).enqueue_many([JobSpec("t", (i,)) for i in range(5)])
-    dying = Fetcher(conn, "dying", ["default"], heartbeat_ttl=0.2)
+    dying = Fetcher(conn, "dying", ["default"], heartbeat_ttl=1.5)  # outlives the next lines
     alive = Fetcher(conn, "alive", ["default"], heartbeat_ttl=60)
     await dying.register()
     await alive.register()
