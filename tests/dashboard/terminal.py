@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,6 +22,16 @@ STEADFETCH = Path(sys.executable).with_name("steadfetch")
 APP = "tests.dashboard.e2e_app:app"
 # A worker that beats every 0.5 s and retries at most 0.5 s apart, so the tests stay short.
 FAST_WORKER = ["--heartbeat-interval", "0.5", "--retry-base", "0.1", "--retry-cap", "0.5"]
+
+
+# The connection panel's retry line, with real figures (a "-" means a figure is unknown).
+RETRY_LINE = re.compile(r"down for \d+(?:\.\d)? s +attempt (\d+) +next retry in \d+(?:\.\d)? s")
+
+
+def retry_attempt(screen: str) -> int | None:
+    """The attempt number on the panel's retry line when every figure is shown, else None."""
+    found = RETRY_LINE.search(screen)
+    return int(found.group(1)) if found else None
 
 
 def missing(reason: str) -> None:

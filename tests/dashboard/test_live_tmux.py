@@ -10,7 +10,14 @@ import pytest
 
 from chaos.env.redis_server import RedisServer
 from fetcher import SyncProducer
-from tests.dashboard.terminal import APP, FAST_WORKER, STEADFETCH, Tmux, require_steadfetch
+from tests.dashboard.terminal import (
+    APP,
+    FAST_WORKER,
+    STEADFETCH,
+    Tmux,
+    require_steadfetch,
+    retry_attempt,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -36,9 +43,9 @@ def test_live_dashboard_in_a_terminal_across_a_redis_restart(
 
     aof_redis.stop()
     screen = tmux.wait_for(
-        "live", lambda s: "Redis: outage" in s and "next retry in" in s, "outage panel"
+        "live", lambda s: "Redis: outage" in s and retry_attempt(s) is not None, "outage panel"
     )
-    assert "● reconnecting" in screen and "attempt" in screen and "down for" in screen
+    assert "● reconnecting" in screen
     assert above(screen, "unreachable while", "Redis: outage")  # the outage log line, above
 
     aof_redis.start()

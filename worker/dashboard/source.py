@@ -50,16 +50,19 @@ class FetcherSource:
             self._recovered_at = event.at
 
     def link(self) -> Link:
+        """The connection owner's live state; the next wait is read from its outage line."""
         stats = self.conn.stats
-        return Link(
-            state=self.conn.state.value,
-            endpoint=self.conn.endpoint,
-            outage_since=stats.outage_since,
-            attempt=stats.attempts or None,
-            last_error=stats.last_error,
-            last_error_at=stats.last_error_at,
-            outages=stats.outages,
-            recovered_at=self._recovered_at,
+        return Link.from_snapshot(
+            {
+                "connection_state": self.conn.state.value,
+                "endpoint": self.conn.endpoint,
+                "outage_since": stats.outage_since,
+                "retry_attempt": stats.attempts or None,
+                "last_error": stats.last_error,
+                "last_error_at": stats.last_error_at,
+                "outages": stats.outages,
+                "recovered_at": self._recovered_at,
+            }
         )
 
     async def read(self) -> Cluster:
