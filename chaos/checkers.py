@@ -496,7 +496,7 @@ class Limits:
     """The bounds a run is judged against."""
 
     recovery_bound: float = 8.0
-    rss_limit_bytes: int = 256 * 1024 * 1024
+    rss_limit_bytes: int = 128 * 1024 * 1024
 
 
 def check_all(history: Sequence[Op], limits: Limits) -> list[Verdict]:

@@ -84,6 +84,9 @@ class Scenario:
     rate: float = 20.0
     work: float = 0.02
     """Seconds each job works (longer where a fault must catch jobs in flight)."""
+    known_bug: str | None = None
+    """A bug in fetcher/worker this scenario finds and that is not fixed yet: its pytest test is
+    marked xfail(strict=True), so the fix turns it into a failure until this is removed."""
 
     @property
     def description(self) -> str:

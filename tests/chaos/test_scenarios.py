@@ -27,7 +27,15 @@ ENV_PARAMS = [
     pytest.param(env, id=env, marks=[pytest.mark.docker] if env == "docker" else [])
     for env in selected_envs()
 ]
-HEALTHY = [pytest.param(s, id=s.name) for s in SCENARIOS if not s.broken]
+HEALTHY = [
+    pytest.param(
+        s,
+        id=s.name,
+        marks=[pytest.mark.xfail(strict=True, reason=s.known_bug)] if s.known_bug else [],
+    )
+    for s in SCENARIOS
+    if not s.broken
+]
 BROKEN = [pytest.param(s, id=s.name) for s in SCENARIOS if s.broken]
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(180)]
