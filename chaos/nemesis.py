@@ -237,11 +237,13 @@ class KillWorker(Fault):
 
 
 @dataclass(frozen=True)
-class TermDuringOutage(Fault):
-    """Cut the link, then SIGTERM the worker: it must still exit 0 within its grace period."""
+class SignalDuringOutage(Fault):
+    """Cut the link, then signal the worker. SIGTERM: it must still exit 0 within its grace
+    period. SIGKILL: its jobs must be recovered by the next worker once the link is back."""
 
     duration: float = 2.0
     recovery_line: bool = False
+    kill: bool = False
 
     async def apply(self, t: Target) -> str:
         await blocking(t.stack.proxy.disable)
@@ -249,14 +251,41 @@ class TermDuringOutage(Fault):
 
     async def hold(self, t: Target) -> None:
         await asyncio.sleep(self.duration)  # the outage is under way: the worker is retrying
-        within = t.grace_period + 5.0
-        t.worker.signal(signal.SIGTERM, expect_codes=[0], within=within)
+        within = 5.0 if self.kill else t.grace_period + 5.0
+        sig = signal.SIGKILL if self.kill else signal.SIGTERM
+        t.worker.signal(sig, expect_codes=[-9] if self.kill else [0], within=within)
         await t.worker.wait_exit(within + 2.0)
 
     async def heal(self, t: Target) -> str:
         await blocking(t.stack.heal)
         new = await t.start_worker()
         return f"enabled the proxy, started {new.name}"
+
+
+@dataclass(frozen=True)
+class DoubleTerm(Fault):
+    """Two SIGTERMs while jobs run: the second forces the exit at once (128 + signum, or 130);
+    in reliable mode the unfinished jobs stay in the processing list for the next worker."""
+
+    ambiguous: bool = False
+    outage: bool = False
+    recovery_line: bool = False
+    duration: float = 0.5
+
+    async def apply(self, t: Target) -> str:
+        await wait_for(lambda: t.in_flight() > 0, 10.0, "waiting for jobs in flight")
+        running = t.in_flight()
+        forced = [128 + signal.SIGTERM, 130]
+        t.worker.signal(signal.SIGTERM, expect_codes=forced, within=3.0)
+        await asyncio.sleep(0.3)  # the first signal is being handled: jobs are still running
+        t.worker.signal(signal.SIGTERM, expect_codes=forced, within=3.0)
+        await t.worker.wait_exit(5.0)
+        return f"sent {t.worker.name} two SIGTERMs 0.3 s apart with {running} jobs running"
+
+    async def heal(self, t: Target) -> str:
+        await blocking(t.stack.heal)
+        new = await t.start_worker()
+        return f"started {new.name}"
 
 
 @dataclass(frozen=True)

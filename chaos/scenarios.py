@@ -16,13 +16,14 @@ from dataclasses import dataclass, field
 from chaos.checkers import Limits
 from chaos.nemesis import (
     Cut,
+    DoubleTerm,
     Fault,
     Flapping,
     KillWorker,
     RedisDown,
     RedisPause,
+    SignalDuringOutage,
     SlowJobDuringCut,
-    TermDuringOutage,
     Toxic,
 )
 
@@ -161,6 +162,17 @@ SCENARIOS: tuple[Scenario, ...] = (
         ),
     ),
     Scenario(
+        "latency-up",
+        _toxic(
+            "latency-up",
+            "1 s latency with 250 ms jitter on commands (upstream)",
+            "latency",
+            "upstream",
+            latency=1000,
+            jitter=250,
+        ),
+    ),
+    Scenario(
         "bandwidth",
         _toxic(
             "bandwidth",
@@ -243,9 +255,25 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
     Scenario(
         "sigterm-outage",
-        TermDuringOutage(
+        SignalDuringOutage(
             "sigterm-outage", "SIGTERM while Redis is unreachable: exit 0 within the grace period"
         ),
+    ),
+    Scenario(
+        "sigkill-outage",
+        SignalDuringOutage(
+            "sigkill-outage",
+            "worker SIGKILLed while Redis is unreachable; the next one recovers its jobs",
+            kill=True,
+        ),
+        rate=10.0,
+        work=0.3,
+    ),
+    Scenario(
+        "double-sigterm",
+        DoubleTerm("double-sigterm", "two SIGTERMs while jobs run: forced exit, nothing lost"),
+        rate=3.0,
+        work=1.0,
     ),
     Scenario(
         "job-timeout",
