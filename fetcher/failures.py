@@ -95,12 +95,10 @@ def fatal_error(exc: BaseException, endpoint: str, operation: str) -> Configurat
         hint = "grant this Redis user the commands and keys steadfetch needs"
     elif "UNKNOWN COMMAND" in upper:
         hint = "this Redis server lacks a command steadfetch needs; use Redis >= 6.2"
-    elif upper.startswith(
-        ("ERR ERROR RUNNING SCRIPT", "ERR USER_SCRIPT", "ERR ERROR COMPILING")
-    ) or ("SCRIPT" in upper and "ERR" in upper):
-        hint = "a steadfetch Lua script failed; this is a bug or a key of the wrong type"
     elif "WRONGTYPE" in upper:
         hint = "a steadfetch key holds a value of the wrong type; check the key prefix"
+    elif any(mark in upper for mark in ("@USER_SCRIPT", "COMPILING SCRIPT", "RUNNING SCRIPT")):
+        hint = "a steadfetch Lua script failed; this is a bug, please report it"
     else:
         hint = "this failure is not retried; fix the cause and restart"
     return ConfigurationError(f"Redis {endpoint} refused {operation}: {name} {text} ({hint})")

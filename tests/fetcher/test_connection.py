@@ -393,3 +393,27 @@ async def test_an_outage_with_a_password_url_never_logs_the_password(
         assert "s3cr3t-in-url" not in caplog.text
         assert "s3cr3t-in-url" not in repr(conn) and "s3cr3t-in-url" not in str(conn.stats)
         await conn.close()
+
+
+@pytest.mark.parametrize(
+    ("script", "message"),
+    [
+        ("return redis.call('INCR', KEYS[1])", r"WRONGTYPE .*@user_script.*check the key prefix"),
+        ("return redis.call('NOPE')", r"called from script.*a steadfetch Lua script failed"),
+        ("return +", r"Error compiling script.*a steadfetch Lua script failed"),
+    ],
+)
+async def test_a_script_error_fails_fast_saying_so(
+    conn: RedisConnection, script: str, message: str
+) -> None:
+    calls = 0
+
+    async def run(r: redis.asyncio.Redis) -> object:
+        nonlocal calls
+        calls += 1
+        return await r.eval(script, 1, "a-list")  # type: ignore[no-untyped-call]
+
+    await conn.execute("preparing", lambda r: r.rpush("a-list", "x"))
+    with pytest.raises(ConfigurationError, match=message):
+        await conn.execute("running a script", run)
+    assert calls == 1
