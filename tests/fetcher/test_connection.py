@@ -316,6 +316,11 @@ async def test_cancelled_blocking_call_leaves_no_broken_connection(
     blocked.cancel()
     with pytest.raises(asyncio.CancelledError):
         await blocked
+    # The cancelled call's connection is closed, not returned to the pool half-read.
+    await wait_until(
+        lambda: not any(c.get("cmd") == "blpop" for c in oracle.client_list()),
+        what="the cancelled BLPOP's connection to close",
+    )
     oracle.rpush("q", "item")
     assert await conn.execute("reading", lambda r: r.get("absent")) is None
     assert oracle.llen("q") == 1  # the cancelled BLPOP did not take it
