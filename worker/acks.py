@@ -15,6 +15,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
+from worker.cancellation import checkpoint
+
 J = TypeVar("J")
 
 
@@ -43,6 +45,7 @@ class AckBatcher(Generic[J]):
             await self._wake.wait()
             self._wake.clear()
             await self.flush()
+            checkpoint()
 
     async def flush(self) -> None:
         """Ack everything pending now. On cancellation the unsent batch is kept for the next try."""

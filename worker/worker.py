@@ -21,13 +21,16 @@ import socket
 import time
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fetcher import ConnectionState, Fetcher, Job, RedisConnection
 from worker.acks import AckBatcher
 from worker.app import App
+from worker.cancellation import cancel_and_wait, checkpoint, finish_by
 from worker.config import WorkerConfig
+from worker.http import HealthServer
+from worker.metrics import metrics_registry
 from worker.shutdown import Shutdown
 from worker.stats import WorkerStats
 from worker.threads import SyncRunner
@@ -72,6 +75,7 @@ class Worker:
             list(config.queues),
             mode=config.mode,
             block_timeout=config.block_timeout,
+            heartbeat_ttl=3 * config.heartbeat_interval,
         )
         self.shutdown = Shutdown()
         self.window: JobWindow[Job] = JobWindow(config.concurrency, config.effective_prefetch)
@@ -125,6 +129,14 @@ class Worker:
                 tg.create_task(self._recovery_loop(), name="recovery"),
                 tg.create_task(self._watchdog_loop(), name="watchdog"),
             ]
+            if self.config.metrics_port is not None:
+                server = HealthServer(
+                    self,
+                    metrics_registry(self.stats.snapshot),
+                    self.config.metrics_host,
+                    self.config.metrics_port,
+                )
+                services.append(tg.create_task(server.serve(), name="http"))
             await self.shutdown.requested.wait()
             await self._stop(fetching, running, services)
 
@@ -167,6 +179,7 @@ class Worker:
             finally:
                 self._fetch_scope = None
                 self._fetch_since = None
+            checkpoint()
             if self._stalled is not None:
                 log.warning("fetch loop is making progress again")
                 self._stalled = None
@@ -188,6 +201,7 @@ class Worker:
             finally:
                 current[slot] = None
                 window.release()
+            checkpoint()
 
     async def _run_job(self, job: Job) -> None:
         task = self.app.get(job.task)
@@ -283,6 +297,7 @@ class Worker:
         while True:
             await asyncio.sleep(self.config.heartbeat_interval)
             await self.fetcher.heartbeat(self.stats.snapshot(), self._heartbeat_ttl)
+            checkpoint()
             self._last_beat = time.monotonic()
 
     async def _scheduler_loop(self) -> None:
@@ -290,6 +305,7 @@ class Worker:
         await self.started.wait()
         while True:
             promoted = await self.fetcher.promote_due()
+            checkpoint()
             if promoted:
                 log.debug("promoted %d due jobs", promoted)
             await asyncio.sleep(self.config.scheduler_interval)
@@ -300,6 +316,7 @@ class Worker:
         while True:
             await asyncio.sleep(self.config.recovery_interval)
             recovered = await self.fetcher.recover_dead_workers()
+            checkpoint()
             if recovered:
                 log.warning("recovered %d jobs of dead workers", recovered)
 
@@ -393,11 +410,8 @@ class Worker:
         if not running.done():
             reason = "second signal" if self.shutdown.forced.is_set() else "grace period over"
             log.warning("cancelling %d running jobs (%s)", len(interrupted), reason)
-            running.cancel()
-            await asyncio.wait([running])
-        for service in services:
-            service.cancel()
-        await asyncio.wait(services)
+            await cancel_and_wait([running])
+        await cancel_and_wait([fetching, *services])
         if not self.started.is_set():
             log.info("worker %s stopped before it started: nothing was taken", self.worker_id)
             return
@@ -422,7 +436,9 @@ class Worker:
         list (reliable mode); another worker recovers them once this heartbeat expires.
         """
         loop = asyncio.get_running_loop()
-        steps: list[tuple[str, Callable[[], Any]]] = [("acking finished jobs", self.acks.flush)]
+        steps: list[tuple[str, Callable[[], Coroutine[Any, Any, Any]]]] = [
+            ("acking finished jobs", self.acks.flush)
+        ]
         if self.config.mode == "reliable":
             steps.append(("requeueing unfinished jobs", self.fetcher.requeue_all_processing))
         elif jobs:
@@ -431,10 +447,8 @@ class Worker:
             )
         steps.append(("unregistering", self.fetcher.unregister))
         for what, step in steps:
-            try:
-                async with asyncio.timeout_at(max(deadline, loop.time() + 0.05)):
-                    result = await step()
-            except TimeoutError:
+            finished, result = await finish_by(step(), max(deadline, loop.time() + 0.05))
+            if not finished:
                 log.error(
                     "shutdown: Redis %s unreachable while %s; gave up at the grace deadline. %s",
                     self.conn.endpoint,

@@ -1,0 +1,79 @@
+"""Fixtures for the worker tests: a record file, a redis-py oracle, and worker processes."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from chaos.env.redis_server import RedisServer
+from fetcher import SyncProducer
+from tests.worker.harness import APP, WorkerProcess
+
+StartWorker = Callable[..., WorkerProcess]
+
+
+@pytest.fixture
+def record_path(tmp_path: Path) -> Path:
+    return tmp_path / "executions.jsonl"
+
+
+@pytest.fixture
+def oracle(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    """Direct redis-py access, independent of the code under test."""
+    client = redis.Redis(host=redis_server.host, port=redis_server.port, socket_timeout=10)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def producer(redis_server: RedisServer) -> Iterator[SyncProducer]:
+    with SyncProducer(redis_server.url, deadline=10.0) as prod:
+        yield prod
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path, record_path: Path) -> Iterator[StartWorker]:
+    """``start_worker(redis_url, *flags, command="run", env={...})`` → a running WorkerProcess."""
+    started: list[WorkerProcess] = []
+
+    def start(
+        redis_url: str | None,
+        *flags: str,
+        command: str = "run",
+        app: str | None = APP,
+        env: dict[str, str] | None = None,
+    ) -> WorkerProcess:
+        args = [command]
+        if command == "run" and app is not None:
+            args.append(app)
+        if redis_url is not None:
+            args += ["--redis-url", redis_url]
+        defaults = [
+            "--heartbeat-interval",
+            "0.5",
+            "--recovery-interval",
+            "1",
+            "--grace-period",
+            "5",
+        ]
+        if command == "run":
+            args += [*defaults, *flags]
+        else:
+            args += list(flags)
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("STEADFETCH_")}
+        full_env["STEADFETCH_TEST_RECORD"] = str(record_path)
+        full_env["PYTHONFAULTHANDLER"] = "1"
+        full_env.update(env or {})
+        proc = WorkerProcess(args, log_path=tmp_path / f"worker-{len(started)}.log", env=full_env)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.close()
