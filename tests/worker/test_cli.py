@@ -1,0 +1,108 @@
+"""The binary's edges: usage errors, environment variables, a Redis that is absent or refuses."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from chaos.env.ports import free_port
+from chaos.env.redis_server import RedisServer
+from tests.worker.conftest import StartWorker
+from tests.worker.harness import ROOT, STEADFETCH
+
+
+def steadfetch(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(STEADFETCH), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run"], "the following arguments are required: APP"),
+        (["run", "x:app", "--concurrency", "0"], "--concurrency: must be >= 1, got 0"),
+        (["run", "x:app", "--mode", "eventually"], "invalid choice: 'eventually'"),
+        (["run", "x:app", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+        (["run", "no_colon"], "APP must look like module:attr"),
+        (["run", "no_such_module_xyz:app"], "cannot import module 'no_such_module_xyz'"),
+        (["run", "worker.demo:greet"], "worker.demo:greet is a function, not a worker.App"),
+        (["enqueue", "t", "--kwargs", "[1]"], "argument --kwargs: must be a JSON object"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+    ],
+)
+def test_bad_usage_exits_2_with_a_message(args: list[str], message: str) -> None:
+    result = steadfetch(*args)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+
+
+def test_bad_environment_value_is_a_usage_error_naming_the_variable() -> None:
+    result = steadfetch("run", "x:app", env={"STEADFETCH_CONCURRENCY": "many", "PATH": ""})
+    assert result.returncode == 2
+    assert "STEADFETCH_CONCURRENCY='many' is not valid for --concurrency" in result.stderr
+
+
+def test_python_dash_m_worker_is_the_same_cli() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "worker", "--help"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0
+    for command in ("run", "enqueue", "status", "dead-letter", "top", "demo"):
+        assert command in result.stdout
+
+
+def test_flags_come_from_the_environment(
+    redis_server: RedisServer, start_worker: StartWorker
+) -> None:
+    worker = start_worker(
+        None, env={"STEADFETCH_REDIS_URL": redis_server.url, "STEADFETCH_CONCURRENCY": "7",
+                   "STEADFETCH_QUEUES": "high,low"}
+    ).started()  # fmt: skip
+    worker.wait_log(r"queues \[high, low\], concurrency 7 ")
+    assert worker.stop() == 0
+
+
+@pytest.fixture
+def unused_port() -> Iterator[int]:
+    yield free_port()
+
+
+def test_unreachable_redis_at_start_keeps_retrying_with_clear_logs_then_starts(
+    unused_port: int, start_worker: StartWorker
+) -> None:
+    worker = start_worker(f"redis://127.0.0.1:{unused_port}/0", "--retry-cap", "0.3")
+    line = worker.wait_log(
+        rf"Redis 127.0.0.1:{unused_port}/0 unreachable while registering worker \S+: "
+        r"ConnectionRefusedError .*\(attempt 3, down [\d.]+ s, retrying in [\d.]+ s\)"
+    )
+    assert line
+    with RedisServer(port=unused_port):
+        worker.wait_log(rf"Redis 127.0.0.1:{unused_port}/0 reachable again after")
+        worker.started()
+        assert worker.stop() == 0
+
+
+def test_sigterm_while_redis_is_unreachable_at_start_exits_zero_at_once(
+    unused_port: int, start_worker: StartWorker
+) -> None:
+    worker = start_worker(f"redis://127.0.0.1:{unused_port}/0", "--grace-period", "30")
+    worker.wait_log("unreachable while registering")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(timeout=10) == 0
+    worker.wait_log("stopped before it started: nothing was taken")
+
+
+def test_wrong_password_exits_2_saying_so_without_the_password(start_worker: StartWorker) -> None:
+    with RedisServer(password="right-secret") as server:
+        worker = start_worker(f"redis://:hunter2-wrong@127.0.0.1:{server.port}/0")
+        assert worker.wait() == 2
+    log = worker.log
+    assert "password" in log.lower()
+    assert "hunter2-wrong" not in log
+    assert "right-secret" not in log
+    assert "Traceback" not in log
