@@ -353,12 +353,8 @@ class Fetcher:
         self, job: Job, verb: str, destination: str, kind: str, score: float, value: bytes
     ) -> None:
         processing = self._processing_key(job)
-        check = "1" if self.mode == "reliable" else "0"
-        moved = await self.conn.execute(
-            f"{verb} job {job.id}",
-            lambda r: SETTLE(
-                r, [processing, destination, destination], [job.raw, kind, score, value, check, ""]
-            ),
+        moved = await self._move_out(
+            f"{verb} job {job.id}", processing, job.raw, destination, kind, score, value
         )
         self._release(job)
         if not moved:
@@ -374,15 +370,32 @@ class Fetcher:
         entry = deadletter.entry(
             queue_key=queue_key, raw=raw, reason=reason, worker_id=self.worker_id
         )
-        processing = self._processing_of[queue_key]
-        check = "1" if self.mode == "reliable" else "0"
         log.error("dead-lettering a payload from %s: %s (%d bytes)", queue_key, reason, len(raw))
-        await self.conn.execute(
+        await self._move_out(
             f"dead-lettering an undecodable payload from {queue_key}",
-            lambda r: SETTLE(
-                r, [processing, self.keys.dead, self.keys.dead], [raw, "rpush", 0, entry, check, ""]
-            ),
+            self._processing_of[queue_key],
+            raw,
+            self.keys.dead,
+            "rpush",
+            0,
+            entry,
         )
+
+    async def _move_out(
+        self,
+        operation: str,
+        processing: str,
+        raw: bytes,
+        destination: str,
+        kind: str,
+        score: float,
+        value: bytes,
+    ) -> int:
+        """Move ``raw`` from ``processing`` to ``destination`` (atomically, only if still there
+        in reliable mode); returns 1 if it moved."""
+        keys = [processing, destination, destination]
+        args: list[Any] = [raw, kind, score, value, "1" if self.mode == "reliable" else "0", ""]
+        return int(await self.conn.execute(operation, SETTLE.bind(keys, args)))
 
     def _processing_key(self, job: Job) -> str:
         queue_key = self._queue_key(job.queue)
