@@ -151,3 +151,19 @@ async def test_a_cut_link_during_a_blocking_fetch_is_retried_until_restored(
     lines = [r.getMessage() for r in caplog.records if "unreachable while" in r.getMessage()]
     assert all("while fetching from queues [default]: " in line for line in lines)
     assert any("reachable again after" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_retried_enqueue_whose_reply_was_lost_pushes_twice_with_one_id(
+    stack: Stack, direct: redis.Redis, proxied: RedisConnection
+) -> None:
+    """Pins the enqueue hazard: at-least-once, so consumers dedupe by job id if they must."""
+    producer = Producer(proxied)
+    await proxied.check()
+    stack.proxy.add_toxic("limit_data", stream="downstream", bytes=1)
+    async with asyncio.TaskGroup() as tg:
+        enqueue = tg.create_task(producer.enqueue("t", queue="default"))
+        await wait_until(lambda: direct.llen(QUEUE) == 1, what="the transaction to run")
+        await wait_until(lambda: proxied.stats.attempts >= 2, what="the lost reply and a retry")
+        stack.proxy.heal()
+    ids = [json.loads(raw)["id"] for raw in direct.lrange(QUEUE, 0, -1)]
+    assert ids == [enqueue.result()] * 2
