@@ -29,7 +29,8 @@ E = TypeVar("E", bound=BaseException)
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> tuple[argparse.ArgumentParser, list[str]]:
+    """The parser, and why any plugin subcommand was skipped."""
     parser = argparse.ArgumentParser(
         prog="steadfetch",
         description="A Redis job worker that does not lock up, leak or lose jobs.",
@@ -38,8 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in (run, enqueue, admin, top, demo):
         module.register(subparsers)
-    load_plugins(subparsers)
-    return parser
+    skipped = load_plugins(subparsers)
+    return parser, skipped
 
 
 def find_errors(exc: BaseException, kind: type[E]) -> E | None:
@@ -68,11 +69,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_cli(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    parser, skipped_plugins = build_parser()
     args = parser.parse_args(argv)
     command_parser: argparse.ArgumentParser = getattr(args, "parser", parser)
     check_environment(command_parser)
     configure_logging(getattr(args, "log_format", "text"))
+    for reason in skipped_plugins:
+        log.warning("%s", reason)
     try:
         code: int = args.func(args)
     except (ConfigError, AppLoadError) as exc:

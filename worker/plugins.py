@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from importlib.metadata import entry_points
 
 log = logging.getLogger("worker.plugins")
@@ -17,19 +16,16 @@ GROUP = "steadfetch.commands"
 
 
 def load_plugins(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> list[str]:
-    """Register every plugin that loads; return the names of those that did."""
-    loaded: list[str] = []
+    """Register every plugin that loads; return why the others were skipped (to be logged
+    once logging is configured, so even JSON logs stay one object per line)."""
+    skipped: list[str] = []
     for entry in entry_points(group=GROUP):
         try:
             register = entry.load()
             register(subparsers)
-        except Exception as exc:  # noqa: BLE001  (any plugin failure: log it, keep the CLI)
-            # Logging is not configured yet while parsing; stderr always reaches the user.
-            print(
-                f"steadfetch: skipping subcommand plugin {entry.name!r} ({entry.value}): "
-                f"{type(exc).__name__}: {exc}",
-                file=sys.stderr,
+        except Exception as exc:  # noqa: BLE001  (any plugin failure: report it, keep the CLI)
+            skipped.append(
+                f"skipping subcommand plugin {entry.name!r} ({entry.value}): "
+                f"{type(exc).__name__}: {exc}"
             )
-            continue
-        loaded.append(entry.name)
-    return loaded
+    return skipped

@@ -15,6 +15,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -113,3 +115,12 @@ class WorkerProcess:
             self.proc.kill()
             self.proc.wait(10)
         self._log_file.close()
+
+
+def http_get(port: int, path: str) -> tuple[int, str]:
+    """(status, body) of a GET on the worker's health/metrics port."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()

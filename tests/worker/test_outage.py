@@ -1,0 +1,68 @@
+"""Redis going away under a running worker: shutdown still ends in time; the watchdog speaks."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from chaos.env.redis_server import RedisServer
+from fetcher import SyncProducer
+from tests.worker.conftest import StartWorker
+from tests.worker.harness import http_get, read_records, wait_for
+
+
+@pytest.mark.parametrize("fault", ["pause", "kill"])
+def test_shutdown_during_an_outage_ends_within_the_grace_period(
+    start_worker: StartWorker, record_path: Path, fault: str
+) -> None:
+    with RedisServer(appendonly=True) as server:
+        with SyncProducer(server.url, deadline=10.0) as producer:
+            producer.enqueue("work", "during-outage", 1.0)
+        worker = start_worker(server.url, "--grace-period", "3", "--read-timeout", "1").started()
+        wait_for("the job started", lambda: read_records(record_path))
+        server.pause() if fault == "pause" else server.kill()
+        began = time.monotonic()
+        worker.signal(signal.SIGTERM)
+        assert worker.wait() == 0
+        assert time.monotonic() - began < 3 + 3.0  # the grace period, plus process start-up slack
+        worker.wait_log(
+            r"shutdown: Redis 127.0.0.1:\d+/0 unreachable while acking finished jobs; gave up at "
+            r"the grace deadline\. Unfinished jobs stay in this worker's processing list"
+        )
+        if fault == "pause":
+            server.resume()
+        else:
+            server.start()
+        oracle = redis.Redis(port=server.port, socket_timeout=5)
+        # Finished but not acked: at-least-once keeps it for recovery (a duplicate, never a loss).
+        (key,) = oracle.keys("steadfetch:processing:*")
+        assert b"during-outage" in oracle.lindex(key, 0)
+        oracle.close()
+
+
+def test_watchdog_notices_a_fetch_that_cannot_return_and_health_says_so(
+    redis_server: RedisServer, start_worker: StartWorker
+) -> None:
+    """With the read timeout switched off (unsafe), a paused Redis hangs the fetch forever."""
+    worker = start_worker(
+        redis_server.url,
+        "--read-timeout", "0", "--watchdog-timeout", "2", "--block-timeout", "0.5",
+        "--metrics-port", "0",
+    ).started()  # fmt: skip
+    worker.wait_log("read timeout disabled")
+    port = int(worker.wait_log(r"metrics and health on http://127\.0\.0\.1:(\d+)").group(1))
+    redis_server.pause()
+    try:
+        worker.wait_log(
+            r"watchdog: fetch from queues \[default\] made no progress for [\d.]+ s \(limit 2\.0 s"
+        )
+        assert http_get(port, "/healthz")[0] == 503
+    finally:
+        redis_server.resume()
+    worker.wait_log("fetch loop is making progress again")
+    wait_for("healthy again", lambda: http_get(port, "/healthz")[0] == 200)
+    assert worker.stop() == 0
