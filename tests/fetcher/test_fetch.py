@@ -7,6 +7,7 @@ import asyncio
 import base64
 import json
 import time
+from typing import Any
 
 import pytest
 import redis
@@ -199,7 +200,8 @@ async def test_nack_retries_with_backoff_then_dead_letters(
     [job] = await fetcher.fetch(1)
     before = time.time()
     assert await fetcher.nack(job, ValueError("boom")) == "retried"
-    [(member, score)] = oracle.zrange(KEYS.scheduled, 0, -1, withscores=True)
+    scheduled: Any = oracle.zrange(KEYS.scheduled, 0, -1, withscores=True)
+    [(member, score)] = scheduled
     assert json.loads(member)["attempt"] == 2
     assert before + 29 < score < time.time() + 31  # retry_base * 2**0
     assert oracle.llen(processing("w1", "default")) == 0
@@ -232,7 +234,8 @@ async def test_delayed_enqueue_is_promoted_with_a_wake_up(
         assert await fetcher.promote_due() == 1
         jobs = await waiting
     assert [j.id for j in jobs] == [job_id]
-    assert [json.loads(m)["id"] for m in oracle.zrange(KEYS.scheduled, 0, -1)] == [future]
+    members: Any = oracle.zrange(KEYS.scheduled, 0, -1)
+    assert [json.loads(m)["id"] for m in members] == [future]
 
 
 async def test_a_scheduled_member_without_a_queue_is_dead_lettered(
