@@ -146,7 +146,9 @@ async def test_a_blocking_fetch_survives_a_redis_restart(
 async def test_admin_calls_give_up_at_their_deadline() -> None:
     conn = RedisConnection.from_url(f"redis://127.0.0.1:{free_port()}/0", retry=FAST_RETRY)
     started = time.monotonic()
-    with pytest.raises(RedisUnavailable, match=r"unreachable while listing queues: ConnectionRefusedError"):
+    with pytest.raises(
+        RedisUnavailable, match=r"unreachable while listing queues: ConnectionRefusedError"
+    ):
         await Admin(conn, deadline=0.5).status()
     assert time.monotonic() - started < 0.5 + 2.0
     await conn.close()
