@@ -13,10 +13,13 @@ MODES: tuple[Mode, ...] = ("reliable", "fast")
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 _USERINFO = re.compile(r"^(?P<scheme>[a-z+]+://)(?P<userinfo>[^@/]*)@")
+_QUERY_PASSWORD = re.compile(r"((?:^|[?&])(?:sentinel_)?password=)[^&]*")
 
 
 def redact_url(url: str) -> str:
-    """``redis://user:secret@host`` → ``redis://user:***@host`` (and ``:secret@`` → ``:***@``)."""
+    """``redis://user:secret@host`` → ``redis://user:***@host`` (and ``:secret@`` → ``:***@``;
+    ``?password=secret`` → ``?password=***``)."""
+    url = _QUERY_PASSWORD.sub(r"\1***", url)
     match = _USERINFO.match(url)
     if not match:
         return url

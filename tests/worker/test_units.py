@@ -1,0 +1,119 @@
+"""Pure logic, no Redis: the window's bounds, the registry, options, redaction, formats."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+
+import pytest
+
+from worker.app import App, AppLoadError, load_app
+from worker.config import ConfigError, WorkerConfig, redact_url
+from worker.logs import JsonFormatter, TextFormatter
+from worker.options import add_option, check_environment
+from worker.stats import WorkerStats, percentile
+from worker.window import JobWindow
+
+
+async def test_window_hands_jobs_to_idle_runners_and_counts_free_capacity() -> None:
+    window: JobWindow[str] = JobWindow(2, prefetch=1)
+    assert window.free() == 3
+    takers = [asyncio.ensure_future(window.take()) for _ in range(2)]
+    await asyncio.sleep(0)
+    window.put(["a", "b", "c"])
+    assert sorted(await asyncio.gather(*takers)) == ["a", "b"]  # type: ignore[type-var]
+    assert (window.running, window.buffered, window.free()) == (2, 1, 0)
+    wait = asyncio.ensure_future(window.wait_for_space())
+    await asyncio.sleep(0)
+    assert not wait.done()  # full: the fetch loop waits instead of over-fetching
+    window.release()
+    assert await wait == 1
+    assert await window.take() == "c"
+    window.close()
+    assert await window.take() is None
+    assert window.drain() == []
+
+
+async def test_window_close_releases_idle_runners_and_keeps_unstarted_jobs() -> None:
+    window: JobWindow[str] = JobWindow(1, prefetch=2)
+    idle = asyncio.ensure_future(window.take())
+    await asyncio.sleep(0)
+    window.put(["x", "y"])
+    assert await idle == "x"
+    window.close()
+    assert await window.take() is None  # buffered jobs never start after close
+    assert window.drain() == ["y"]
+
+
+def test_app_registers_async_and_sync_handlers_and_checks_arguments() -> None:
+    app = App()
+
+    @app.task(timeout=3)
+    async def a(x: int, y: int = 2) -> None: ...
+
+    @app.task
+    def b(*args: int, **kwargs: int) -> None: ...
+
+    assert app.get("a") is not None and app.get("a").is_async and app.get("a").timeout == 3  # type: ignore[union-attr]
+    assert not app.get("b").is_async  # type: ignore[union-attr]
+    assert app.get("a").check_arguments([1], {}) is None  # type: ignore[union-attr]
+    reason = app.get("a").check_arguments([1, 2, 3], {})  # type: ignore[union-attr]
+    assert reason == "arguments do not fit a(x, y=2): too many positional arguments"
+    with pytest.raises(ValueError, match="already registered"):
+        app.register(a)
+    with pytest.raises(ValueError, match="timeout must be > 0"):
+        app.register(b, name="c", timeout=0)
+
+
+def test_load_app_errors_say_what_is_wrong() -> None:
+    assert isinstance(load_app("worker.demo:app"), App)
+    with pytest.raises(AppLoadError, match="has no attribute 'nope'"):
+        load_app("worker.demo:nope")
+
+
+def test_passwords_never_show_in_config_repr() -> None:
+    config = WorkerConfig(app="m:a", redis_url="redis://user:s3cret@host:6379/0")
+    assert "s3cret" not in repr(config)
+    assert "redis://user:***@host:6379/0" in repr(config)
+    assert redact_url("redis://:pw@h/0") == "redis://:***@h/0"
+    assert redact_url("unix:///r.sock?db=1&password=pw") == "unix:///r.sock?db=1&password=***"
+    assert redact_url("unix:///tmp/r.sock") == "unix:///tmp/r.sock"
+    with pytest.raises(ConfigError, match="--retry-base"):
+        WorkerConfig(app="m:a", retry_base=10, retry_cap=1)
+
+
+def test_environment_defaults_and_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STEADFETCH_CONCURRENCY", "12")
+    monkeypatch.setenv("STEADFETCH_MODE", "sometimes")
+    parser = argparse.ArgumentParser()
+    add_option(parser, "--concurrency", type=int, default=50, help="n")
+    add_option(parser, "--mode", default="reliable", choices=("reliable", "fast"), help="m")
+    assert parser.parse_args([]).concurrency == 12
+    assert parser.parse_args(["--concurrency", "3"]).concurrency == 3
+    with pytest.raises(SystemExit):
+        check_environment(parser)
+
+
+def test_stats_percentiles_and_counter_line() -> None:
+    stats = WorkerStats()
+    for ms in range(1, 101):
+        stats.record_duration(ms / 1000)
+    p50, p99 = stats.latency_ms()
+    assert (round(p50), round(p99)) == (51, 99)
+    assert percentile([], 0.5) == 0.0
+    stats.processed = 3
+    assert stats.counter_line() == "processed=3 failed=0 retried=0 dead_lettered=0 requeued=0"
+    assert stats.snapshot()["rss_bytes"] > 0
+
+
+def test_log_formats() -> None:
+    record = logging.makeLogRecord(
+        {"name": "worker", "levelname": "ERROR", "msg": "job %s failed", "args": ("j1",),
+         "task": "t", "created": 0.5}
+    )  # fmt: skip
+    assert TextFormatter().format(record) == "1970-01-01T00:00:00.500Z ERROR worker: job j1 failed"
+    entry = json.loads(JsonFormatter().format(record))
+    assert entry == {"ts": "1970-01-01T00:00:00.500Z", "level": "ERROR", "logger": "worker",
+                     "message": "job j1 failed", "task": "t"}  # fmt: skip
