@@ -126,3 +126,18 @@ async def test_sigkill_of_a_worker_process_holding_jobs_then_recovery(
     assert queued_ids(oracle) == ids
     jobs = await survivor.fetch(10)
     assert [j.id for j in jobs] == ids
+
+
+async def test_a_custom_key_prefix_is_used_everywhere(
+    conn: RedisConnection, oracle: redis.Redis
+) -> None:
+    keys = Keys(prefix="app")
+    await Producer(conn, keys=keys).enqueue("t", job_id="j1")
+    dying = Fetcher(conn, "dying", ["default"], keys=keys, heartbeat_ttl=0.1)
+    await dying.register()
+    assert [j.id for j in await dying.fetch(1)] == ["j1"]
+    assert oracle.llen("app:processing:dying:app:queue:default") == 1
+    await wait_until(lambda: oracle.exists("app:worker:dying") == 0, what="heartbeat expiry")
+    assert await Fetcher(conn, "other", ["default"], keys=keys).recover_dead_workers() == 1
+    assert oracle.llen("app:queue:default") == 1
+    assert not oracle.keys("steadfetch:*")
