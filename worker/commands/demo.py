@@ -13,7 +13,7 @@ import logging
 import random
 from collections.abc import Iterator
 
-from fetcher import JobSpec, Producer
+from fetcher import Admin, JobSpec, Producer
 from worker.commands.common import connect
 from worker.commands.run import build_worker, run_worker
 from worker.config import WorkerConfig
@@ -24,6 +24,7 @@ from worker.throwaway_redis import ThrowawayRedis
 from worker.worker import Worker
 
 log = logging.getLogger("worker.demo")
+DRAIN_TIMEOUT = 15.0  # after producing: time for queued jobs and retries to finish
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -80,10 +81,22 @@ async def produce(worker: Worker, args: argparse.Namespace, url: str) -> None:
             await producer.enqueue_many(batch)
             sent += len(batch)
             await asyncio.sleep(tick)
-        log.info("demo producer done: %d jobs enqueued; stopping the worker", sent)
+        log.info("demo producer done: %d jobs enqueued; letting the worker drain them", sent)
+        await drained(Admin(conn, deadline=10.0), worker, loop.time() + DRAIN_TIMEOUT)
     finally:
         await conn.close()
     worker.shutdown.request("demo finished")
+
+
+async def drained(admin: Admin, worker: Worker, deadline: float) -> None:
+    """Wait until queues and retries are empty and nothing runs (or the deadline passes)."""
+    loop = asyncio.get_running_loop()
+    while loop.time() < deadline and not worker.shutdown.requested.is_set():
+        status = await admin.status()
+        waiting = sum(status["queues"].values()) + status["scheduled"] + worker.window.running
+        if waiting == 0:
+            return
+        await asyncio.sleep(0.2)
 
 
 async def report(worker: Worker) -> None:
@@ -91,6 +104,8 @@ async def report(worker: Worker) -> None:
     await worker.started.wait()
     while not worker.shutdown.requested.is_set():
         await asyncio.sleep(2.0)
+        if worker.shutdown.requested.is_set():
+            return
         snap = worker.stats.snapshot()
         log.info(
             "demo: processed=%d failed=%d retried=%d dead_lettered=%d in_flight=%d jobs/s=%.0f",
