@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
 
 import pytest
+import redis
 
 from chaos.env.ports import free_port
 from chaos.env.redis_server import RedisServer
@@ -106,3 +108,29 @@ def test_wrong_password_exits_2_saying_so_without_the_password(start_worker: Sta
     assert "hunter2-wrong" not in log
     assert "right-secret" not in log
     assert "Traceback" not in log
+
+
+def test_password_changed_under_a_running_worker_exits_2_saying_so(
+    redis_server: RedisServer, start_worker: StartWorker
+) -> None:
+    worker = start_worker(redis_server.url).started()
+    with redis.Redis(port=redis_server.port) as admin:
+        admin.config_set("requirepass", "rotated-secret")
+        admin.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+    assert worker.wait() == 2
+    assert "cannot continue" in worker.log
+    assert "rotated-secret" not in worker.log
+
+
+def test_an_unexpected_error_ends_the_process_with_a_traceback_and_exit_1(
+    redis_server: RedisServer, start_worker: StartWorker
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        worker = start_worker(redis_server.url, "--metrics-port", str(port))
+        assert worker.wait() == 1
+    assert "CRITICAL worker.cli: unexpected error, exiting" in worker.log
+    assert "Traceback" in worker.log
+    assert "address already in use" in worker.log
