@@ -417,7 +417,8 @@ class Worker:
             return
         if self.shutdown.forced.is_set():
             deadline = min(deadline, loop.time() + FORCED_CLEANUP)
-        await self._give_back(self.window.drain() + interrupted, deadline)
+        # Started jobs were fetched before the unstarted ones: keep that order at the head.
+        await self._give_back(interrupted + self.window.drain(), deadline)
         log.info(
             "worker %s stopped after %.1f s: %s",
             self.worker_id,

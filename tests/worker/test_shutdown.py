@@ -61,16 +61,19 @@ def test_running_jobs_finish_within_the_grace_period(
     assert oracle.keys("steadfetch:processing:*") == []
 
 
+@pytest.mark.parametrize("mode", ["reliable", "fast"])
 def test_jobs_still_running_after_the_grace_period_are_cancelled_and_requeued(
     redis_server: RedisServer,
     start_worker: StartWorker,
     producer: SyncProducer,
     record_path: Path,
     oracle: redis.Redis,
+    mode: str,
 ) -> None:
     worker = start_worker(
-        redis_server.url, "--concurrency", "1", "--prefetch", "1", "--grace-period", "1.5"
-    ).started()
+        redis_server.url, "--concurrency", "1", "--prefetch", "1", "--grace-period", "1.5",
+        "--mode", mode,
+    ).started()  # fmt: skip
     producer.enqueue("work", "long", 60.0)
     producer.enqueue("work", "waiting", 0.0)
     wait_for("the long job started", lambda: "long" in started_tokens(record_path))
