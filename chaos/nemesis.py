@@ -215,34 +215,45 @@ class RedisPause(Fault):
 
 
 @dataclass(frozen=True)
-class KillWorker(Fault):
-    """SIGKILL the worker while jobs are running, then start a new one."""
+class WorkerFault(Fault):
+    """A fault that ends the current worker; the heal starts its replacement."""
 
     ambiguous: bool = False
     outage: bool = False
     recovery_line: bool = False
-    duration: float = 1.0
-
-    async def apply(self, t: Target) -> str:
-        await wait_for(lambda: t.in_flight() > 0, 10.0, "waiting for jobs in flight")
-        running = t.in_flight()
-        t.worker.signal(signal.SIGKILL, expect_codes=[-9], within=5.0)
-        await t.worker.wait_exit(10.0)
-        return f"SIGKILLed {t.worker.name} (pid {t.worker.pid}) with {running} jobs in flight"
 
     async def heal(self, t: Target) -> str:
         await blocking(t.stack.heal)
         new = await t.start_worker()
-        return f"started {new.name}"
+        return f"healed the stack, started {new.name}"
+
+    async def jobs_in_flight(self, t: Target) -> int:
+        """Wait (with a deadline) until jobs are running, so the fault catches some mid-batch."""
+        await wait_for(lambda: t.in_flight() > 0, 10.0, "waiting for jobs in flight")
+        return t.in_flight()
 
 
 @dataclass(frozen=True)
-class SignalDuringOutage(Fault):
+class KillWorker(WorkerFault):
+    """SIGKILL the worker while jobs are running, then start a new one."""
+
+    duration: float = 1.0
+
+    async def apply(self, t: Target) -> str:
+        running = await self.jobs_in_flight(t)
+        t.worker.signal(signal.SIGKILL, expect_codes=[-9], within=5.0)
+        await t.worker.wait_exit(10.0)
+        return f"SIGKILLed {t.worker.name} (pid {t.worker.pid}) with {running} jobs in flight"
+
+
+@dataclass(frozen=True)
+class SignalDuringOutage(WorkerFault):
     """Cut the link, then signal the worker. SIGTERM: it must still exit 0 within its grace
     period. SIGKILL: its jobs must be recovered by the next worker once the link is back."""
 
+    ambiguous: bool = True
+    outage: bool = True
     duration: float = 2.0
-    recovery_line: bool = False
     kill: bool = False
 
     async def apply(self, t: Target) -> str:
@@ -256,36 +267,22 @@ class SignalDuringOutage(Fault):
         t.worker.signal(sig, expect_codes=[-9] if self.kill else [0], within=within)
         await t.worker.wait_exit(within + 2.0)
 
-    async def heal(self, t: Target) -> str:
-        await blocking(t.stack.heal)
-        new = await t.start_worker()
-        return f"enabled the proxy, started {new.name}"
-
 
 @dataclass(frozen=True)
-class DoubleTerm(Fault):
+class DoubleTerm(WorkerFault):
     """Two SIGTERMs while jobs run: the second forces the exit at once (128 + signum, or 130);
     in reliable mode the unfinished jobs stay in the processing list for the next worker."""
 
-    ambiguous: bool = False
-    outage: bool = False
-    recovery_line: bool = False
     duration: float = 0.5
 
     async def apply(self, t: Target) -> str:
-        await wait_for(lambda: t.in_flight() > 0, 10.0, "waiting for jobs in flight")
-        running = t.in_flight()
+        running = await self.jobs_in_flight(t)
         forced = [128 + signal.SIGTERM, 130]
         t.worker.signal(signal.SIGTERM, expect_codes=forced, within=3.0)
         await asyncio.sleep(0.3)  # the first signal is being handled: jobs are still running
         t.worker.signal(signal.SIGTERM, expect_codes=forced, within=3.0)
         await t.worker.wait_exit(5.0)
         return f"sent {t.worker.name} two SIGTERMs 0.3 s apart with {running} jobs running"
-
-    async def heal(self, t: Target) -> str:
-        await blocking(t.stack.heal)
-        new = await t.start_worker()
-        return f"started {new.name}"
 
 
 @dataclass(frozen=True)
