@@ -101,7 +101,8 @@ class Scenario:
 def _toxic(
     name: str, description: str, toxic: str, stream: str, *, soft: bool = False, **attrs: float
 ) -> Fault:
-    outage = toxic in ("timeout", "reset_peer", "limit_data") or attrs.get("latency", 0) > 5000
+    stalls = attrs.get("latency", 0) > 5000 or (toxic == "bandwidth" and attrs.get("rate") == 0)
+    outage = toxic in ("timeout", "reset_peer", "limit_data") or stalls
     return Toxic(
         name,
         description,
@@ -144,10 +145,10 @@ SCENARIOS: tuple[Scenario, ...] = (
         "stall",
         _toxic(
             "stall",
-            "replies held 30 s (latency toxic), far beyond the read timeout; released at heal",
-            "latency",
+            "replies stall (bandwidth toxic, rate=0) beyond the read timeout; released at heal",
+            "bandwidth",
             "downstream",
-            latency=30000,
+            rate=0,
         ),
     ),
     Scenario(
