@@ -357,7 +357,7 @@ class Worker:
             log.error("watchdog: %s; resetting the connection and fetching again", self._stalled)
             await self.conn.reset()
             scope = self._fetch_scope
-            if scope is not None:
+            if scope is not None and not scope.expired():
                 scope.reschedule(loop.time())
 
     # -- probes (for worker.http) -------------------------------------------------------------

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -134,3 +136,23 @@ def test_an_unexpected_error_ends_the_process_with_a_traceback_and_exit_1(
     assert "CRITICAL worker.cli: unexpected error, exiting" in worker.log
     assert "Traceback" in worker.log
     assert "address already in use" in worker.log
+
+
+def test_a_broken_subcommand_plugin_is_logged_and_skipped(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """A real distribution on PYTHONPATH whose ``steadfetch.commands`` entry cannot import."""
+    dist = tmp_path / "broken_plugin-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugin\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(
+        "[steadfetch.commands]\nbroken = no_such_module_for_steadfetch:register\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    result = steadfetch("status", "--redis-url", redis_server.url, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "queues:" in result.stdout
+    assert (
+        "skipping subcommand plugin 'broken' (no_such_module_for_steadfetch:register): "
+        "ModuleNotFoundError" in result.stderr
+    )
