@@ -214,6 +214,16 @@ SCENARIOS: tuple[Scenario, ...] = (
         ),
     ),
     Scenario(
+        "limit-data-up",
+        _toxic(
+            "limit-data-up",
+            "connections closed after 200 bytes of commands: a command or pipeline cut mid-send",
+            "limit_data",
+            "upstream",
+            bytes=200,
+        ),
+    ),
+    Scenario(
         "slicer",
         _toxic(
             "slicer",
