@@ -1,0 +1,74 @@
+"""``enqueue``, ``status`` and ``dead-letter`` through the real binary against a real Redis."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import redis
+
+from chaos.env.redis_server import RedisServer
+from tests.worker.conftest import StartWorker
+from tests.worker.harness import ROOT, STEADFETCH, read_records, wait_for
+
+
+def cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [str(STEADFETCH), *args, "--redis-url", url],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_enqueue_formats_and_queues_reach_the_worker(
+    redis_server: RedisServer, start_worker: StartWorker, record_path: Path, oracle: redis.Redis
+) -> None:
+    url = redis_server.url
+    job_id = cli(url, "enqueue", "work", "plain", "--queue", "q1", "--job-id", "my-id").stdout
+    assert job_id.strip() == "my-id"
+    cli(url, "enqueue", "work", "from-resque", "--queue", "q2", "--resque")
+    raw = oracle.lindex("resque:queue:q2", 0)
+    resque = json.loads(raw)
+    assert (resque["class"], resque["args"]) == ("work", ["from-resque"])
+    assert oracle.sismember("resque:queues", "q2")
+    cli(url, "enqueue", "work", "later", "--queue", "q1", "--delay", "0.5")
+    cli(url, "enqueue", "work", "kw", "--kwargs", '{"seconds": 0}', "--queue", "q1")
+    worker = start_worker(url, "--queues", "q1,resque:q2").started()
+    wanted = {"plain", "from-resque", "later", "kw"}
+    wait_for(
+        "all four ran",
+        lambda: {r["token"] for r in read_records(record_path) if r["event"] == "end"} == wanted,
+    )
+    assert worker.stop() == 0
+
+
+def test_status_and_dead_letter_list_retry_purge(
+    redis_server: RedisServer, start_worker: StartWorker, record_path: Path, oracle: redis.Redis
+) -> None:
+    url = redis_server.url
+    cli(url, "enqueue", "fail", "dl-1", "--max-attempts", "1")
+    cli(url, "enqueue", "fail", "dl-2", "--max-attempts", "1")
+    cli(url, "enqueue", "work", "waiting", "--queue", "other")
+    worker = start_worker(url, "--worker-id", "status-worker").started()
+    wait_for("two dead letters", lambda: oracle.llen("steadfetch:dead") == 2)
+    status = json.loads(cli(url, "status", "--json").stdout)
+    assert status["dead"] == 2
+    assert status["queues"]["other"] == 1
+    assert [w["worker_id"] for w in status["workers"]] == ["status-worker"]
+    text = cli(url, "status").stdout
+    assert "dead-letter: 2" in text and "status-worker  connected" in text
+    listed = [json.loads(line) for line in cli(url, "dead-letter", "list").stdout.splitlines()]
+    assert sorted(e["error"] for e in listed) == [
+        "ValueError: failing on purpose: dl-1",
+        "ValueError: failing on purpose: dl-2",
+    ]
+    assert cli(url, "dead-letter", "retry", "--limit", "1").stdout.strip() == (
+        "requeued 1 dead-lettered job(s)"
+    )
+    wait_for("the retried job failed again", lambda: len(read_records(record_path)) == 3)
+    wait_for("dead again", lambda: oracle.llen("steadfetch:dead") == 2)
+    assert cli(url, "dead-letter", "purge").stdout.strip() == "purged 2 dead-letter entries"
+    assert oracle.llen("steadfetch:dead") == 0
+    assert worker.stop() == 0
