@@ -156,3 +156,18 @@ def test_a_broken_subcommand_plugin_is_logged_and_skipped(
         "skipping subcommand plugin 'broken' (no_such_module_for_steadfetch:register): "
         "ModuleNotFoundError" in result.stderr
     )
+
+
+def test_enqueue_to_an_unreachable_redis_gives_up_after_its_timeout(unused_port: int) -> None:
+    result = steadfetch(
+        "enqueue",
+        "work",
+        "x",
+        "--timeout",
+        "1",
+        "--redis-url",
+        f"redis://127.0.0.1:{unused_port}/0",
+    )
+    assert result.returncode == 1
+    assert f"Redis 127.0.0.1:{unused_port}/0 unreachable while enqueueing 1 job(s)" in result.stderr
+    assert "Traceback" not in result.stderr
