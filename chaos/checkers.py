@@ -300,6 +300,8 @@ DESCRIPTIVE_PARTS: dict[str, re.Pattern[str]] = {
         r"\b(?:retrying|retry|next attempt|next try)\s+in\s+[\d.]+\s*m?s\b", re.I
     ),
 }
+# A line about a Redis failure (each of which must be descriptive, not only one per outage).
+FAILURE_LINE = re.compile(r"\bunreachable\b|\bconnection (?:lost|closed|refused|reset)\b", re.I)
 RECOVERY = re.compile(r"\b(?:reachable again|reconnected|recovered)\b", re.I)
 BARE = re.compile(
     r"^(?:[A-Za-z_]\w*\.)*[A-Z]\w*(?:Error|Exception|EOF|Interrupt|Exit|Timeout)(?:\(\))?:?$"
@@ -319,7 +321,8 @@ def is_bare(message: str) -> bool:
 
 
 def check_logs(history: Sequence[Op], bound: float) -> Verdict:
-    """Every outage has a descriptive error line and a recovery line; no line is a bare name.
+    """Every outage has a descriptive error line and a recovery line; every warning or error
+    about a Redis failure is descriptive; no line is a bare exception name.
 
     An outage is a fault window marked ``outage``; its lines are those logged from its start to
     ``bound`` seconds after its heal. Descriptive means all of :data:`DESCRIPTIVE_PARTS`.
@@ -355,11 +358,22 @@ def check_logs(history: Sequence[Op], bound: float) -> Verdict:
             findings.append(f"{w.fault}: no recovery line within {bound:.0f} s of the heal")
     if bare:
         findings.append(f"{len(bare)} bare exception-name lines, e.g. {bare[0]!r}")
+    vague = [
+        _msg(op)
+        for op in problem_lines
+        if FAILURE_LINE.search(_msg(op)) and missing_parts(_msg(op))
+    ]
+    if vague:
+        findings.append(
+            f"{len(vague)} Redis failure lines are not descriptive, e.g. {vague[0][:160]!r} "
+            f"lacks {', '.join(missing_parts(vague[0]))}"
+        )
     details = {
         "lines": len(logs),
         "errors_logged": len(problem_lines),
         "outages": per_outage,
         "bare": bare[:EXAMPLES],
+        "vague": vague[:EXAMPLES],
     }
     if findings:
         return Verdict("logs", False, "; ".join(findings), details)

@@ -347,3 +347,10 @@ def test_a_timed_out_job_never_retried_is_invalid() -> None:
     h = _expect_timeout(H().enq("slow", 1).run("slow", 2, finish=False))
     assert "never completed" in check_timeouts(h.sorted()).summary
     assert check_timeouts(H().sorted()).valid is True
+
+
+def test_every_redis_failure_line_must_be_descriptive_not_just_one() -> None:
+    h = H().fault("cut", 10, 15, outage=True).log(11, GOOD_LINE).log(16, RECOVERY_LINE, "INFO")
+    h.log(12, "Redis unreachable, retrying", "ERROR")
+    v = check_logs(h.sorted(), bound=5)
+    assert v.valid is False and v.details["vague"] == ["Redis unreachable, retrying"]
