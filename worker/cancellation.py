@@ -37,16 +37,35 @@ async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]]) -> None:
         _, pending = await asyncio.wait(pending, timeout=RECANCEL_EVERY)
 
 
-async def finish_by(step: Coroutine[Any, Any, T], deadline: float) -> tuple[bool, T | None]:
-    """Run ``step`` until the loop time ``deadline``: (True, result) or (False, None) if cut."""
+async def finish_by(
+    step: Coroutine[Any, Any, T],
+    deadline: float,
+    *,
+    hurry: asyncio.Event | None = None,
+    hurry_within: float = 1.0,
+) -> tuple[bool, T | None]:
+    """Run ``step`` until the loop time ``deadline``: (True, result) or (False, None) if cut.
+
+    When ``hurry`` is set meanwhile (a second signal), the deadline moves to at most
+    ``hurry_within`` seconds from then.
+    """
+    loop = asyncio.get_running_loop()
     task = asyncio.ensure_future(step)
+    hurried = asyncio.ensure_future(hurry.wait()) if hurry is not None else None
     try:
-        done, _ = await asyncio.wait(
-            [task], timeout=max(0.0, deadline - asyncio.get_running_loop().time())
-        )
+        waiting: set[asyncio.Future[Any]] = {task} | ({hurried} if hurried else set())
+        while not task.done() and loop.time() < deadline:
+            done, _ = await asyncio.wait(
+                waiting, timeout=deadline - loop.time(), return_when=asyncio.FIRST_COMPLETED
+            )
+            if hurried is not None and hurried in done:
+                deadline = min(deadline, loop.time() + hurry_within)
+                waiting.discard(hurried)
     finally:
+        if hurried is not None and not hurried.done():
+            await cancel_and_wait([hurried])
         if not task.done():
             await cancel_and_wait([task])
-    if not done:
+    if task.cancelled():
         return False, None
     return True, task.result()

@@ -451,7 +451,12 @@ class Worker:
             )
         steps.append(("unregistering", self.fetcher.unregister))
         for what, step in steps:
-            finished, result = await finish_by(step(), max(deadline, loop.time() + 0.05))
+            finished, result = await finish_by(
+                step(),
+                max(deadline, loop.time() + 0.05),
+                hurry=self.shutdown.forced,
+                hurry_within=FORCED_CLEANUP,
+            )
             if not finished:
                 log.error(
                     "shutdown: Redis %s unreachable while %s; gave up at the grace deadline. %s",

@@ -66,3 +66,21 @@ def test_watchdog_notices_a_fetch_that_cannot_return_and_health_says_so(
     worker.wait_log("fetch loop is making progress again")
     wait_for("healthy again", lambda: http_get(port, "/healthz")[0] == 200)
     assert worker.stop() == 0
+
+
+def test_second_signal_cuts_a_cleanup_that_waits_for_redis(
+    redis_server: RedisServer, start_worker: StartWorker
+) -> None:
+    worker = start_worker(redis_server.url, "--grace-period", "60", "--read-timeout", "1").started()
+    redis_server.pause()
+    try:
+        worker.signal(signal.SIGTERM)
+        worker.wait_log("shutdown requested")
+        time.sleep(0.5)  # not synchronisation: lets the cleanup reach Redis and hang there
+        began = time.monotonic()
+        worker.signal(signal.SIGINT)
+        assert worker.wait() == 130
+        assert time.monotonic() - began < 5.0  # not the 60 s grace period
+        worker.wait_log("gave up at the grace deadline")
+    finally:
+        redis_server.resume()

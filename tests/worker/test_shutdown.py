@@ -77,6 +77,7 @@ def test_jobs_still_running_after_the_grace_period_are_cancelled_and_requeued(
     producer.enqueue("work", "long", 60.0)
     producer.enqueue("work", "waiting", 0.0)
     wait_for("the long job started", lambda: "long" in started_tokens(record_path))
+    wait_for("the waiting job prefetched", lambda: oracle.llen(QUEUE) == 0)
     began = time.monotonic()
     worker.signal(signal.SIGTERM)
     assert worker.wait() == 0
