@@ -155,6 +155,7 @@ class Worker:
             self.conn.endpoint,
             f"; recovered {recovered} jobs of dead workers" if recovered else "",
         )
+        self._last_beat = time.monotonic()
         self.started.set()
         if self._on_started is not None:
             self._on_started(self)
@@ -375,8 +376,19 @@ class Worker:
         return True, "ready"
 
     def healthy(self) -> tuple[bool, str]:
+        """Unhealthy when the fetch loop is stuck (watchdog) or heartbeats stopped while Redis
+        counts as connected. An outage alone is not unhealthy: restarting would not help."""
         if self._stalled is not None:
             return False, self._stalled
+        config = self.config
+        beat_limit = 3 * config.heartbeat_interval + config.retry_cap + config.read_timeout + 1.0
+        silent_for = time.monotonic() - self._last_beat
+        connected = self.conn.state is ConnectionState.CONNECTED
+        if self.started.is_set() and connected and silent_for > beat_limit:
+            return False, (
+                f"heartbeat loop made no progress for {silent_for:.1f} s (limit {beat_limit:.1f} s)"
+                f" while Redis {self.conn.endpoint} counted as connected"
+            )
         return True, "loops progressing"
 
     # -- stop ---------------------------------------------------------------------------------

@@ -83,3 +83,26 @@ def test_second_signal_cuts_a_cleanup_that_waits_for_redis(
         worker.wait_log("gave up at the grace deadline")
     finally:
         redis_server.resume()
+
+
+def test_healthz_reports_stuck_heartbeats_even_with_the_watchdog_off(
+    redis_server: RedisServer, start_worker: StartWorker
+) -> None:
+    worker = start_worker(
+        redis_server.url,
+        "--read-timeout", "0", "--watchdog-timeout", "0", "--retry-cap", "0.5",
+        "--metrics-port", "0",
+    ).started()  # fmt: skip
+    worker.wait_log("watchdog disabled")
+    port = int(worker.wait_log(r"metrics and health on http://127\.0\.0\.1:(\d+)").group(1))
+    assert http_get(port, "/healthz")[0] == 200
+    redis_server.pause()
+    try:
+        _status, body = wait_for(
+            "unhealthy", lambda: (r := http_get(port, "/healthz"))[0] == 503 and r
+        )
+        assert body.startswith("heartbeat loop made no progress for")
+    finally:
+        redis_server.resume()
+    wait_for("healthy again", lambda: http_get(port, "/healthz")[0] == 200)
+    assert worker.stop() == 0
