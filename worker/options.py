@@ -12,6 +12,8 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from worker.config import redact_url
+
 ENV_PREFIX = "STEADFETCH_"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -59,7 +61,12 @@ def add_option(
         _errors(parser).append(f"{name}={value!r}: choose from {', '.join(map(str, choices))}")
     elif value is not None:
         default = value
-    shown = "none" if default is None else default
+    if default is None:
+        shown = "none"
+    elif isinstance(default, tuple):
+        shown = ",".join(map(str, default))
+    else:
+        shown = redact_url(str(default))  # a Redis URL from the environment may hold a password
     parser.add_argument(
         flag, type=type, default=default, help=f"{help} [{name}; default {shown}]", **kwargs
     )

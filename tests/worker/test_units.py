@@ -117,3 +117,12 @@ def test_log_formats() -> None:
     entry = json.loads(JsonFormatter().format(record))
     assert entry == {"ts": "1970-01-01T00:00:00.500Z", "level": "ERROR", "logger": "worker",
                      "message": "job j1 failed", "task": "t"}  # fmt: skip
+
+
+def test_help_never_shows_a_password_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STEADFETCH_REDIS_URL", "redis://:topsecret@h:1/0")
+    parser = argparse.ArgumentParser()
+    add_option(parser, "--redis-url", default="redis://127.0.0.1:6379/0", help="url")
+    assert parser.parse_args([]).redis_url == "redis://:topsecret@h:1/0"
+    assert "topsecret" not in parser.format_help()
+    assert "redis://:***@h:1/0" in parser.format_help()
