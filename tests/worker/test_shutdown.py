@@ -125,7 +125,8 @@ def test_sigkill_then_restart_loses_nothing(
     oracle: redis.Redis,
 ) -> None:
     tokens = [f"job-{i}" for i in range(300)]
-    producer.enqueue_many({"task": "work", "args": (t, 0.01)} for t in tokens)
+    # 300 x 0.1 s at concurrency 10: ~3 s of work, so the kill lands mid-way even under load.
+    producer.enqueue_many({"task": "work", "args": (t, 0.1)} for t in tokens)
     first = start_worker(redis_server.url, "--concurrency", "10").started()
     wait_for("some jobs done", lambda: len(started_tokens(record_path)) >= 50)
     first.signal(signal.SIGKILL)
