@@ -62,3 +62,10 @@ async def fail(token: str) -> None:
 async def hang(token: str) -> None:
     record("start", token=token)
     await asyncio.sleep(3600)
+
+
+@app.task(timeout=0.5)
+def sync_hang(token: str) -> None:
+    """A sync handler that outlives its timeout (threads cannot be cancelled)."""
+    record("start", token=token)
+    time.sleep(3600)

@@ -120,7 +120,22 @@ def test_unknown_task_and_bad_arguments_are_dead_lettered_at_once(
     )
     assert reasons[1].startswith("arguments do not fit work(token, seconds=0.0): too many")
     assert (
-        reasons[2] == "unknown task 'no_such_task' (this worker knows: fail, hang, sync_work, work)"
+        reasons[2]
+        == "unknown task 'no_such_task' (this worker knows: fail, hang, sync_hang, sync_work, work)"
     )
     assert starts(record_path) == []  # no attempt: retrying could not help
     assert worker.stop() == 0
+
+
+def test_a_sync_handler_stuck_past_its_timeout_does_not_keep_the_process_alive(
+    redis_server: RedisServer,
+    start_worker: StartWorker,
+    producer: SyncProducer,
+    oracle: redis.Redis,
+) -> None:
+    producer.enqueue("sync_hang", "stuck", max_attempts=1)
+    worker = start_worker(redis_server.url).started()
+    (entry,) = dead_entries(oracle, 1)
+    assert entry["error"] == "JobTimeout: job exceeded its timeout of 0.5 s"
+    worker.wait_log("timed out in a thread; the thread keeps running")
+    assert worker.stop(timeout=15) == 0  # the abandoned thread does not block the exit
