@@ -106,3 +106,26 @@ def test_healthz_reports_stuck_heartbeats_even_with_the_watchdog_off(
         redis_server.resume()
     wait_for("healthy again", lambda: http_get(port, "/healthz")[0] == 200)
     assert worker.stop() == 0
+
+
+def test_worker_rides_out_a_redis_restart_visibly_and_keeps_working(
+    start_worker: StartWorker, record_path: Path
+) -> None:
+    with RedisServer(appendonly=True) as server:
+        worker = start_worker(server.url, "--read-timeout", "1", "--retry-cap", "0.5").started()
+        with SyncProducer(server.url, deadline=10.0) as producer:
+            producer.enqueue("work", "before")
+        wait_for("the first job ran", lambda: len(read_records(record_path)) == 2)
+        server.kill()
+        worker.wait_log(
+            r"Redis 127\.0\.0\.1:\d+/0 unreachable while fetching from queues \[default\]"
+        )
+        server.start()
+        worker.wait_log(r"Redis 127\.0\.0\.1:\d+/0 reachable again after [\d.]+ s \(\d+ attempts\)")
+        with SyncProducer(server.url, deadline=10.0) as producer:
+            producer.enqueue("work", "after")
+        wait_for(
+            "the job after the restart ran",
+            lambda: any(r.get("token") == "after" for r in read_records(record_path)),
+        )
+        assert worker.stop() == 0
