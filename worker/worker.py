@@ -420,7 +420,7 @@ class Worker:
                 return_when=asyncio.FIRST_COMPLETED,
             )
         finally:
-            forced.cancel()
+            await cancel_and_wait([forced])
         interrupted = [job for job in self._current if job is not None]
         if not running.done():
             reason = "second signal" if self.shutdown.forced.is_set() else "grace period over"
