@@ -91,6 +91,10 @@ class WorkerProcess:
         self.wait_log(r"worker \S+ started")
         return self
 
+    def health_port(self) -> int:
+        """The port ``--metrics-port 0`` bound, from the worker's log."""
+        return int(self.wait_log(r"metrics and health on http://127\.0\.0\.1:(\d+)").group(1))
+
     def signal(self, sig: int) -> None:
         os.kill(self.proc.pid, sig)
 

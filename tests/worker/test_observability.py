@@ -30,7 +30,7 @@ def test_health_ready_and_metrics_answer_for_real(
     start_worker: StartWorker, producer: SyncProducer, redis_server: RedisServer
 ) -> None:
     worker = start_worker(redis_server.url, "--metrics-port", "0", "--read-timeout", "1").started()
-    port = int(worker.wait_log(r"metrics and health on http://127\.0\.0\.1:(\d+)").group(1))
+    port = worker.health_port()
     assert http_get(port, "/readyz") == (200, "ready\n")
     assert http_get(port, "/healthz") == (200, "loops progressing\n")
     assert http_get(port, "/nope")[0] == 404

@@ -54,7 +54,7 @@ def test_watchdog_notices_a_fetch_that_cannot_return_and_health_says_so(
         "--metrics-port", "0",
     ).started()  # fmt: skip
     worker.wait_log("read timeout disabled")
-    port = int(worker.wait_log(r"metrics and health on http://127\.0\.0\.1:(\d+)").group(1))
+    port = worker.health_port()
     redis_server.pause()
     try:
         worker.wait_log(
@@ -94,7 +94,7 @@ def test_healthz_reports_stuck_heartbeats_even_with_the_watchdog_off(
         "--metrics-port", "0",
     ).started()  # fmt: skip
     worker.wait_log("watchdog disabled")
-    port = int(worker.wait_log(r"metrics and health on http://127\.0\.0\.1:(\d+)").group(1))
+    port = worker.health_port()
     assert http_get(port, "/healthz")[0] == 200
     redis_server.pause()
     try:
