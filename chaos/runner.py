@@ -205,7 +205,7 @@ class Harness:
         return len(self._done)
 
     def outstanding(self) -> set[str]:
-        """Jobs whose enqueue was not refused (ok or unknown) and that have not finished yet."""
+        """Jobs whose enqueue Redis acknowledged and that have not finished yet."""
         self.poll_records()
         ops = self.history.ops()
         known = {str(op.value["job_id"]) for op in ops if op.f == "enqueue" and op.type == "ok"}
