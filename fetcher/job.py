@@ -25,3 +25,38 @@ class Job:
     enqueued_at: float | None
     raw: bytes = field(repr=False)
     format: JobFormat = "steadfetch"
+
+
+def make_job(
+    id: str,
+    task: str,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    queue: str,
+    attempt: int,
+    max_attempts: int,
+    enqueued_at: float | None,
+    raw: bytes,
+    format: JobFormat,
+) -> Job:
+    """``Job(...)`` for the fetch hot path: the same frozen object, built by setting its
+    ``__dict__`` at once instead of one ``object.__setattr__`` per field (0.3 µs, not 1.6 µs).
+    Takes every field, in declaration order; the decoder has validated them."""
+    job = object.__new__(Job)
+    object.__setattr__(
+        job,
+        "__dict__",
+        {
+            "id": id,
+            "task": task,
+            "args": args,
+            "kwargs": kwargs,
+            "queue": queue,
+            "attempt": attempt,
+            "max_attempts": max_attempts,
+            "enqueued_at": enqueued_at,
+            "raw": raw,
+            "format": format,
+        },
+    )
+    return job

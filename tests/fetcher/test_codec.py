@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
 
 import pytest
 
-from fetcher import DecodeError, Keys
+from fetcher import DecodeError, Job, Keys
 from fetcher.codec import decode, encode, reencode_for_retry
+from fetcher.job import make_job
 
 KEYS = Keys()
 Q = KEYS.queue_key("default")
@@ -81,6 +84,74 @@ def test_bad_payloads_raise_decode_error_with_raw_bytes(raw: bytes, reason: str)
         decode(raw, Q, KEYS)
     assert info.value.raw == raw
     assert reason in info.value.reason
+
+
+def test_nesting_too_deep_is_a_decode_error_not_a_crash() -> None:
+    raw = b'{"task": "t", "args": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    with pytest.raises(DecodeError, match="invalid JSON: nested too deeply") as info:
+        decode(raw, Q, KEYS)
+    assert info.value.raw == raw
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "18446744073709551616",  # past 64 bits: orjson would read a float, json an exact int
+        "-9223372036854775809",
+        "123456789012345678901234567890",
+        "18446744073709551615",
+        "-9223372036854775808",
+        "9007199254740993",
+        "0.1",
+        "-0.0",
+        "1E2",
+        "2.2250738585072011e-308",
+        "5e-324",
+        "1.7976931348623157e308",
+        "1e999",
+        "0.30000000000000004441",
+        '"\\ud800"',  # a lone surrogate escape: json reads it, orjson refuses it
+        '"\\u00e9\\ud83d\\ude00 \u00e9"',
+        '{"a": 1, "a": 2}',
+        "[[[[[]]]]]",
+    ],
+)
+def test_args_read_exactly_as_the_json_module_reads_them(value: str) -> None:
+    raw = f'{{"id": "j", "task": "t", "args": [{value}, {value}]}}'.encode()
+    expected = json.loads(raw)["args"]
+    job = decode(raw, Q, KEYS)
+    assert job.args == tuple(expected)
+    assert [type(a) for a in job.args] == [type(a) for a in expected]
+    assert repr(job.args) == repr(tuple(expected))  # -0.0 vs 0.0, float digits
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"task": "t", "args": ["\xed\xa0\x80"]}',  # a UTF-8-encoded surrogate
+        b'{"task": "t", "args": ["\xc0\xaf"]}',  # an overlong encoding
+        b'\xef\xbb\xbf{"task": "t"}',  # a byte order mark
+        b'{"task": "t", "args": ["a\x01b"]}',  # a raw control character in a string
+        b'{"task": "t", "args": [1,]}',
+        b'{"task": "t", "args": [01]}',
+        b'{"task": "t", "args": [Infinity]}',
+    ],
+)
+def test_what_the_json_module_refuses_stays_refused(raw: bytes) -> None:
+    with pytest.raises(DecodeError) as info:
+        decode(raw, Q, KEYS)
+    assert info.value.reason.startswith(("invalid UTF-8", "invalid JSON"))
+
+
+def test_make_job_is_job_with_the_same_fields() -> None:
+    values = ("j", "t", (1,), {"k": 2}, "default", 2, 5, 12.5, b"raw", "resque")
+    names = [f.name for f in dataclasses.fields(Job)]
+    assert list(inspect.signature(make_job).parameters) == names
+    fast, slow = make_job(*values), Job(*values)  # type: ignore[arg-type]
+    assert fast == slow and repr(fast) == repr(slow)
+    assert type(fast) is Job and dataclasses.asdict(fast) == dataclasses.asdict(slow)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.attempt = 3  # type: ignore[misc]
 
 
 def test_oversized_payload() -> None:
