@@ -63,10 +63,13 @@ class RetryPolicy:
         retryable: Callable[[BaseException], bool],
         before_sleep: Callable[[RetryCallState], None],
         deadline: float | None = None,
+        *,
+        started: float | None = None,
     ) -> AsyncRetrying:
-        """A fresh AsyncRetrying for one call. ``deadline`` overrides the policy's."""
+        """A fresh AsyncRetrying for one call. ``deadline`` overrides the policy's and counts
+        from ``started`` (``time.monotonic()``) when given, else from the loop's start."""
         limit = deadline if deadline is not None else self.deadline
-        stop: stop_base = stop_never if limit is None else _StopBeforeDeadline(limit)
+        stop: stop_base = stop_never if limit is None else _StopBeforeDeadline(limit, started)
         if self.max_attempts is not None:
             stop = stop | stop_after_attempt(self.max_attempts)
         return AsyncRetrying(
@@ -82,10 +85,14 @@ class RetryPolicy:
 class _StopBeforeDeadline(stop_base):
     """Stop when the next wait would end past the deadline (measured from the call's start)."""
 
-    def __init__(self, deadline: float) -> None:
+    def __init__(self, deadline: float, started: float | None = None) -> None:
         self.deadline = deadline
+        self.started = started
 
     def __call__(self, retry_state: RetryCallState) -> bool:
-        elapsed = retry_state.seconds_since_start or 0.0
+        if self.started is None or retry_state.outcome_timestamp is None:
+            elapsed = retry_state.seconds_since_start or 0.0
+        else:
+            elapsed = retry_state.outcome_timestamp - self.started
         upcoming = retry_state.upcoming_sleep or 0.0
         return elapsed + upcoming >= self.deadline

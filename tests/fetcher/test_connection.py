@@ -7,6 +7,7 @@ fails fast with a message saying what to fix.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
 import time
@@ -206,6 +207,60 @@ async def test_one_shot_deadline_gives_up_in_time(unstarted_server: RedisServer)
     with pytest.raises(RedisUnavailable, match=r"unreachable while enqueueing: ConnectionRefused"):
         await conn.execute("enqueueing", lambda r: r.ping(), deadline=0.5)
     assert time.monotonic() - started < 0.5 + 2.0
+    await conn.close()
+
+
+def _connection_with_recorded_sleeps(
+    policy: RetryPolicy,
+) -> tuple[RedisConnection, list[float]]:
+    """A connection (to nothing: the tests' fns fail on their own) whose retry waits are
+    recorded instead of slept."""
+    slept: list[float] = []
+
+    async def record(delay: float) -> None:
+        slept.append(delay)
+
+    retry = dataclasses.replace(policy, sleep=record)
+    return RedisConnection.from_url("redis://127.0.0.1:1/0", retry=retry), slept
+
+
+async def test_a_deadline_counts_the_first_attempt() -> None:
+    """The first attempt runs outside the retry loop (the fast path); its time still counts
+    toward the deadline."""
+    conn, slept = _connection_with_recorded_sleeps(RetryPolicy(base=0.1, cap=0.1, jitter=False))
+    calls = 0
+
+    async def slow_then_failing(r: redis.asyncio.Redis) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await asyncio.sleep(0.3)  # past the deadline below: no second attempt
+        raise redis.exceptions.ConnectionError("Connection closed by server.")
+
+    with pytest.raises(RedisUnavailable, match=r"gave up after 1 attempt"):
+        await conn.execute("pinging", slow_then_failing, deadline=0.25)
+    assert (calls, slept) == (1, [])
+    await conn.close()
+
+
+async def test_a_failed_first_attempt_is_attempt_1_of_the_retry_loop(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, "fetcher")
+    conn, slept = _connection_with_recorded_sleeps(RetryPolicy(base=0.1, cap=0.4, jitter=False))
+    calls = 0
+
+    async def failing_twice(r: redis.asyncio.Redis) -> str:
+        nonlocal calls
+        calls += 1
+        if calls <= 2:
+            raise redis.exceptions.ConnectionError("Connection closed by server.")
+        return "ok"
+
+    assert await conn.execute("pinging", failing_twice) == "ok"
+    assert (calls, slept, conn.stats.attempts) == (3, [0.1, 0.2], 2)
+    assert [m["attempt"] for m in outage_lines(caplog)] == ["1", "2"]
+    assert [m[2] for m in restored_lines(caplog)] == ["2"]
     await conn.close()
 
 
