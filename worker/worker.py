@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from fetcher import ConnectionState, Fetcher, Job, RedisConnection
+from fetcher import Admin, ConnectionState, Fetcher, Job, RedisConnection
 from worker.acks import AckBatcher
 from worker.app import App
 from worker.cancellation import cancel_and_wait, checkpoint, finish_by
@@ -91,6 +91,10 @@ class Worker:
             "concurrency": config.concurrency,
         }
         self.stats.live = self._live_stats
+        self.admin = Admin(conn)
+        # Queue, scheduled and dead-letter counts as of the last heartbeat (for the heartbeat
+        # itself, `top` and the live dashboard); refreshed with every beat, never per job.
+        self._depths: dict[str, Any] = {}
         self.started = asyncio.Event()
         self._on_started = on_started
         self._threads = SyncRunner(config.concurrency)
@@ -294,12 +298,15 @@ class Worker:
             "outage_since": conn.outage_since,
             "last_error": conn.last_error,
             "last_error_at": conn.last_error_at,
+            **self._depths,
         }
 
     async def _heartbeat_loop(self) -> None:
         await self.started.wait()
         while True:
             await asyncio.sleep(self.config.heartbeat_interval)
+            self._depths = await self.admin.depths(self.config.queues)
+            checkpoint()
             await self.fetcher.heartbeat(self.stats.snapshot(), self._heartbeat_ttl)
             checkpoint()
             self._last_beat = time.monotonic()

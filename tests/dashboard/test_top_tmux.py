@@ -90,3 +90,20 @@ def test_top_exits_0_on_ctrl_c(tmux: Tmux, redis_server: RedisServer) -> None:
     tmux.wait_for("top", lambda s: "no workers have a heartbeat" in s, "empty cluster view")
     tmux("send-keys", "-t", "top", "C-c")
     assert tmux.exit_status("top") == 0
+
+
+def test_top_no_color_flag_draws_without_colours(tmux: Tmux, redis_server: RedisServer) -> None:
+    require_steadfetch("top")
+    # An SGR foreground colour (30-38, 90-97); 39 is "default colour" and does not count.
+    colour = re.compile(r"\x1b\[(?:[0-9;]*;)?(?:3[0-8]|9[0-7])[;m]")
+    tmux.start("coloured", [str(STEADFETCH), "top", "--redis-url", redis_server.url])
+    tmux.start("plain", [str(STEADFETCH), "top", "--no-color", "--redis-url", redis_server.url])
+    for name in ("coloured", "plain"):
+        tmux.wait_for(name, lambda s: "no workers have a heartbeat" in s, "empty cluster view")
+    coloured = tmux("capture-pane", "-e", "-p", "-t", "coloured")
+    plain = tmux("capture-pane", "-e", "-p", "-t", "plain")
+    assert colour.search(coloured)  # the check can fail: colours are there by default
+    assert not colour.search(plain), plain
+    for name in ("coloured", "plain"):
+        tmux("send-keys", "-t", name, "q")
+        assert tmux.exit_status(name) == 0

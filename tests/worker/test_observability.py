@@ -89,3 +89,27 @@ def test_heartbeat_in_redis_has_the_contract_fields(
     assert 0 < oracle.pttl("steadfetch:worker:hb-worker") <= 1500  # 3 x --heartbeat-interval 0.5
     assert worker.stop() == 0
     assert oracle.get("steadfetch:worker:hb-worker") is None
+
+
+def test_heartbeat_carries_queue_depths_for_the_dashboard(
+    start_worker: StartWorker, redis_server: RedisServer, oracle: redis.Redis
+) -> None:
+    # Jobs for a queue this worker does not serve stay put, so the depth is known exactly.
+    worker = start_worker(
+        redis_server.url, "--worker-id", "depth-worker", "--queues", "default,idle"
+    ).started()
+    oracle.rpush("steadfetch:queue:other", b"{}")
+    oracle.zadd("steadfetch:scheduled", {b"x": 4_000_000_000})
+    oracle.rpush("steadfetch:dead", b"{}", b"{}")
+    oracle.rpush("steadfetch:queue:idle", b"not json")  # dead-lettered when fetched
+
+    def beat() -> dict[str, object] | None:
+        raw = oracle.get("steadfetch:worker:depth-worker")
+        body = json.loads(raw) if raw else None
+        return body if body and body.get("dead_letter") == 3 else None
+
+    body = wait_for("a heartbeat with the depths", beat)
+    assert body["queue_depths"] == {"default": 0, "idle": 0}
+    assert body["scheduled"] == 1
+    assert worker.stop() == 0
+    assert oracle.get("steadfetch:worker:hb-worker") is None

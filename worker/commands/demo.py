@@ -35,6 +35,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_option(p, "--rate", type=positive_float, default=200.0, help="jobs enqueued per second")
     add_option(p, "--log-format", default="text", choices=LOG_FORMATS, help="log format")
     add_switch(p, "--live", help="show the live dashboard")
+    add_switch(p, "--no-color", help="no colours in the dashboard (NO_COLOR works too)")
     p.set_defaults(func=demo_command, parser=p)
 
 
@@ -128,7 +129,7 @@ async def demo(args: argparse.Namespace, url: str) -> int:
         tg.create_task(produce(worker, args, url))
         if not args.live:
             tg.create_task(report(worker))
-        code = await run_worker(worker, live=args.live)
+        code = await run_worker(worker, live=args.live, no_color=args.no_color)
     return code
 
 

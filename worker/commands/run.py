@@ -52,6 +52,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_option(p, "--metrics-host", default="127.0.0.1", help="address for --metrics-port")
     add_option(p, "--worker-id", default=None, help="this worker's id (default host:pid:random)")
     add_switch(p, "--live", help="show the live dashboard (needs a terminal)")
+    add_switch(p, "--no-color", help="no colours in the dashboard (NO_COLOR works too)")
     add_redis_options(p)
     p.set_defaults(func=run_command, parser=p)
 
@@ -91,13 +92,13 @@ def build_worker(app: App, config: WorkerConfig) -> Worker:
     return Worker(app, config, conn)
 
 
-async def run_worker(worker: Worker, *, live: bool = False) -> int:
+async def run_worker(worker: Worker, *, live: bool = False, no_color: bool = False) -> int:
     """Run ``worker``, inside the live dashboard when asked (lazy import: rich only then)."""
     dashboard: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
     if live:
         from worker.dashboard import LiveDashboard
 
-        dashboard = LiveDashboard(worker.stats.snapshot)
+        dashboard = LiveDashboard(worker.stats.snapshot, no_color=no_color)
     with dashboard:
         return await worker.run()
 
@@ -107,4 +108,4 @@ def run_command(args: argparse.Namespace) -> int:
     app = load_app(config.app)
     worker = build_worker(app, config)
     log.debug("configuration: %r", config)
-    return asyncio.run(run_worker(worker, live=args.live))
+    return asyncio.run(run_worker(worker, live=args.live, no_color=args.no_color))
