@@ -26,6 +26,7 @@ from typing import Any, Literal, TypeVar
 from redis.asyncio import Redis
 
 from fetcher import codec, deadletter
+from fetcher.codec import decode
 from fetcher.connection import RedisConnection
 from fetcher.errors import DecodeError
 from fetcher.job import Job
@@ -99,6 +100,7 @@ class Fetcher:
         self._processing_of = dict(zip(self._queue_keys, self._processing, strict=True))
         self._queue_key_of = dict(zip(self.queues, self._queue_keys, strict=True))  # name -> key
         self._name_of = dict(zip(self._queue_keys, self.queues, strict=True))
+        self._processing_by_name = dict(zip(self.queues, self._processing, strict=True))
         self._wake_keys = [self.keys.wake(q) for q in self._queue_keys]
         self._registration = WorkerRegistration(conn, self.keys, worker_id, self._queue_keys)
         self._fetching = f"fetching from queues [{', '.join(self.queues)}]"
@@ -144,8 +146,7 @@ class Fetcher:
         except BaseException:
             # Cancelled or failed after jobs were taken but before they were handed out: they
             # stay in the processing list, so forget them here and adopt them next time.
-            for job in self._accepted:
-                self._release(job)
+            self._release_all(self._accepted)
             self._orphans_possible = self.mode == "reliable"
             raise
         finally:
@@ -154,11 +155,11 @@ class Fetcher:
 
     async def _take(self, max_jobs: int) -> list[Job]:
         """Non-blocking batched take; loops while a batch held only undecodable payloads."""
+        if self.mode == "reliable":
+            keys, script = [*self._queue_keys, *self._processing], FETCH_RELIABLE
+        else:
+            keys, script = self._queue_keys, FETCH_FAST
         while True:
-            if self.mode == "reliable":
-                keys, script = [*self._queue_keys, *self._processing], FETCH_RELIABLE
-            else:
-                keys, script = list(self._queue_keys), FETCH_FAST
             reply = await self._moving(script.bind(keys, [max_jobs]))
             fetched = [
                 (self._queue_keys[int(index) - 1], raw) for index, items in reply for raw in items
@@ -250,21 +251,25 @@ class Fetcher:
     async def _accept(self, fetched: Iterable[tuple[str, bytes]]) -> list[Job]:
         """Decode fetched payloads; dead-letter the undecodable, track the rest as in flight."""
         jobs: list[Job] = []
+        accepted, keys, max_bytes, name_of = (
+            self._accepted,
+            self.keys,
+            self.max_payload_bytes,
+            self._name_of,
+        )
+        in_flight = self._in_flight if self.mode == "reliable" else None
         for queue_key, raw in fetched:
             try:
-                job = codec.decode(
-                    raw,
-                    queue_key,
-                    self.keys,
-                    max_bytes=self.max_payload_bytes,
-                    queue_name=self._name_of.get(queue_key),
+                job = decode(
+                    raw, queue_key, keys, max_bytes=max_bytes, queue_name=name_of.get(queue_key)
                 )
             except DecodeError as exc:
                 await self._dead_letter_raw(queue_key, raw, f"undecodable payload: {exc.reason}")
                 continue
-            if self.mode == "reliable":
-                self._in_flight[(queue_key, raw)] += 1
-            self._accepted.append(job)
+            if in_flight is not None:
+                held = (queue_key, raw)
+                in_flight[held] = in_flight.get(held, 0) + 1
+            accepted.append(job)
             jobs.append(job)
         return jobs
 
@@ -277,31 +282,42 @@ class Fetcher:
         return key
 
     def _release(self, job: Job) -> None:
-        key = (self._queue_key(job.queue), job.raw)
-        if self._in_flight[key] > 1:
-            self._in_flight[key] -= 1
-        else:
-            self._in_flight.pop(key, None)
+        self._release_all((job,))
+
+    def _release_all(self, jobs: Iterable[Job]) -> None:
+        """Forget settled (or never handed out) jobs: they are no longer in flight."""
+        in_flight, queue_key = self._in_flight, self._queue_key
+        for job in jobs:
+            held = (queue_key(job.queue), job.raw)
+            count = in_flight.get(held, 0)
+            if count > 1:
+                in_flight[held] = count - 1
+            else:
+                in_flight.pop(held, None)
 
     async def ack(self, job: Job) -> None:
         """Done: remove the payload from the processing list (a no-op in fast mode)."""
         await self.ack_many([job])
 
     async def ack_many(self, jobs: Sequence[Job]) -> None:
-        """Ack several jobs in one round trip (one script doing an LREM per job)."""
+        """Ack several jobs in one round trip (one script: an LTRIM when the jobs are the head
+        of their processing list in fetch order, else an LREM per job)."""
         if self.mode == "fast" or not jobs:
             return
         by_key: dict[str, list[bytes]] = {}
+        processing_key = self._processing_key
         for job in jobs:
-            by_key.setdefault(self._processing_key(job), []).append(job.raw)
-        keys = list(by_key)
-        args: list[Any] = []
+            raws = by_key.get(key := processing_key(job))
+            if raws is None:
+                by_key[key] = [job.raw]
+            else:
+                raws.append(job.raw)
+        args: list[bytes] = []
         for raws in by_key.values():
-            args.append(len(raws))
+            args.append(b"%d" % len(raws))
             args += raws
-        await self.conn.execute(f"acknowledging {len(jobs)} job(s)", ACK.bind(keys, args))
-        for job in jobs:
-            self._release(job)
+        await self.conn.execute(f"acknowledging {len(jobs)} job(s)", ACK.bind(list(by_key), args))
+        self._release_all(jobs)
 
     async def nack(
         self,
@@ -398,8 +414,14 @@ class Fetcher:
         return int(await self.conn.execute(operation, SETTLE.bind(keys, args)))
 
     def _processing_key(self, job: Job) -> str:
-        queue_key = self._queue_key(job.queue)
-        return self._processing_of.get(queue_key) or self.keys.processing(self.worker_id, queue_key)
+        key = self._processing_by_name.get(job.queue)
+        if key is None:
+            queue_key = self._queue_key(job.queue)
+            key = self._processing_of.get(queue_key) or self.keys.processing(
+                self.worker_id, queue_key
+            )
+            self._processing_by_name[job.queue] = key
+        return key
 
     async def requeue(self, jobs: Sequence[Job]) -> int:
         """Put jobs back at the HEAD of their queues, in their order (shutdown: unstarted jobs)."""
@@ -417,8 +439,7 @@ class Fetcher:
                     REQUEUE.bind(keys, args),
                 )
             )
-            for job in group:
-                self._release(job)
+            self._release_all(group)
         return moved
 
     async def requeue_all_processing(self) -> int:

@@ -14,6 +14,7 @@ import redis
 
 from chaos.env.redis_server import RedisServer
 from fetcher import ConfigurationError, Fetcher, JobSpec, Keys, Producer, RedisConnection
+from fetcher.scripts import ACK
 from tests.fetcher.conftest import wait_until
 
 KEYS = Keys()
@@ -46,6 +47,44 @@ async def test_priority_order_and_processing_lists(
     await fetcher.ack_many(jobs)
     assert fetcher.in_flight == 0
     assert oracle.llen(processing("w1", "high")) == oracle.llen(processing("w1", "default")) == 0
+
+
+@pytest.mark.parametrize(
+    ("lists", "acks"),
+    [
+        ({"p": "abcde"}, {"p": "abc"}),  # the head in fetch order: one LTRIM
+        ({"p": "abc"}, {"p": "abc"}),
+        ({"p": "abcde"}, {"p": "bac"}),  # the head out of order
+        ({"p": "abcde"}, {"p": "ac"}),  # starts at the head, then a gap
+        ({"p": "abcde"}, {"p": "cd"}),
+        ({"p": "aba"}, {"p": "ab"}),  # duplicate payloads: the first occurrence goes
+        ({"p": "aba"}, {"p": "aa"}),
+        ({"p": "baa"}, {"p": "a"}),
+        ({"p": "ab"}, {"p": "ax"}),  # x was recovered by someone else
+        ({"p": "a"}, {"p": "ab"}),  # the head matches, the list is shorter
+        ({"p": ""}, {"p": "ab"}),
+        ({"p": "abc", "q": "xyz"}, {"p": "ab", "q": "zy"}),
+    ],
+)
+def test_the_ack_script_removes_the_first_occurrence_of_each_payload(
+    oracle: redis.Redis, lists: dict[str, str], acks: dict[str, str]
+) -> None:
+    expected = {key: list(items) for key, items in lists.items()}
+    removed = 0
+    for key, items in acks.items():
+        for item in items:
+            if item in expected[key]:
+                expected[key].remove(item)
+                removed += 1
+    for key, items in lists.items():
+        if items:
+            oracle.rpush(key, *(f"payload-{c}" for c in items))
+    args: list[Any] = []
+    for items in acks.values():
+        args += [len(items), *(f"payload-{c}" for c in items)]
+    assert oracle.eval(ACK.source, len(acks), *acks, *args) == removed
+    for key, items in expected.items():
+        assert oracle.lrange(key, 0, -1) == [f"payload-{c}".encode() for c in items]
 
 
 @pytest.mark.parametrize("mode", ["reliable", "fast"])
