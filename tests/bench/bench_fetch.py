@@ -1,14 +1,18 @@
 """Fetch + ack throughput against batch size (reliable mode), on a redis-server of its own.
 
-``python -m tests.bench fetch [--jobs N]``. Prints jobs/s for batch sizes 1, 10, 100 and 500:
-each round is one fetch (one Lua script moving the batch into the processing list) plus one
-pipelined ack of the whole batch. Figures, not assertions.
+``python -m tests.bench fetch [--jobs=N] [--repeat=N]``. Prints jobs/s for batch sizes 1, 10,
+100 and 500: each round is one fetch (one Lua script moving the batch into the processing list)
+plus one ack_many of the whole batch. With ``--repeat=N`` each batch size runs N times and the
+line shows the best and the median run (on a shared machine the best is the steadier figure);
+the load average is printed first. Figures, not assertions.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import statistics
 import time
 
 from chaos.env.redis_server import RedisServer
@@ -43,15 +47,28 @@ async def _measure(url: str, batch: int, jobs: int) -> tuple[float, float, float
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="bench_fetch")
     parser.add_argument("--jobs", type=int, default=50_000, help="jobs per batch size")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per batch size")
     args, _ = parser.parse_known_args([a for a in argv if a.startswith("--")])
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     with RedisServer() as server:
-        print(f"reliable fetch + ack_many, {args.jobs} jobs per batch size, redis {server.port}")
+        print(
+            f"reliable fetch + ack_many, {args.jobs} jobs per batch size, redis {server.port}, "
+            f"load average {load}"
+        )
         for batch in BATCH_SIZES:
             jobs = min(args.jobs, 5_000 * batch)  # batch 1 is slow: keep the run brief
-            rate, fetch_us, ack_us = asyncio.run(_measure(server.url, batch, jobs))
+            runs = [
+                asyncio.run(_measure(server.url, batch, jobs)) for _ in range(max(1, args.repeat))
+            ]
+            rate, fetch_us, ack_us = max(runs)
+            median = (
+                f", median {statistics.median(r[0] for r in runs):,.0f} of {len(runs)}"
+                if len(runs) > 1
+                else ""
+            )
             print(
                 f"  batch {batch:>4}: {rate:>10,.0f} jobs/s  "
-                f"(fetch {fetch_us:5.1f} µs/job, ack {ack_us:5.1f} µs/job; {jobs} jobs)",
+                f"(fetch {fetch_us:5.1f} µs/job, ack {ack_us:5.1f} µs/job; {jobs} jobs{median})",
                 flush=True,
             )
 
