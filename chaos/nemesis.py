@@ -49,6 +49,10 @@ class Target(Protocol):
 
     def started(self, job_id: str) -> bool: ...
 
+    def logged(self, pattern: str, since: float) -> bool:
+        """Whether the current worker logged a line matching ``pattern`` after ``since``."""
+        ...
+
     async def enqueue(self, **kwargs: Any) -> str: ...
 
 
@@ -261,7 +265,10 @@ class SignalDuringOutage(WorkerFault):
         return "disabled the proxy"
 
     async def hold(self, t: Target) -> None:
-        await asyncio.sleep(self.duration)  # the outage is under way: the worker is retrying
+        since = max(op.time for op in t.history.ops() if op.f == "fault-start")
+        # The outage is under way once the worker says so; then let it retry for a while.
+        await wait_for(lambda: t.logged(r"unreachable", since), 10.0, "the worker noticing")
+        await asyncio.sleep(self.duration)
         within = 5.0 if self.kill else t.grace_period + 5.0
         sig = signal.SIGKILL if self.kill else signal.SIGTERM
         t.worker.signal(sig, expect_codes=[-9] if self.kill else [0], within=within)

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import random
+import re
 import shutil
 import tempfile
 import time
@@ -184,6 +185,14 @@ class Harness:
     def started(self, job_id: str) -> bool:
         self.poll_records()
         return job_id in self._started
+
+    def logged(self, pattern: str, since: float) -> bool:
+        regex = re.compile(pattern)
+        return any(
+            op.f == "log" and op.time >= since and regex.search(str(op.value.get("message", "")))
+            for op in self.history.ops()
+            if op.process == self.worker.name
+        )
 
     async def enqueue(self, **kwargs: Any) -> str:
         return await self.producer.enqueue(**kwargs)
