@@ -352,7 +352,7 @@ async def run_scenario(
 ) -> RunResult:
     """Run ``scenario`` in ``env`` and judge it. Raises ComponentMissing when ``env`` can't run."""
     run_seed = scenario_seed(seed, scenario.name, env)
-    run_dir = Path(tempfile.mkdtemp(prefix=f"{env}-{scenario.name}-", dir=workdir))
+    run_dir = Path(tempfile.mkdtemp(prefix=f"steadfetch-chaos-{env}-{scenario.name}-", dir=workdir))
     history = History()
     if on_op is not None:
         history.subscribe(on_op)
