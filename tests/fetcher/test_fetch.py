@@ -210,6 +210,19 @@ async def test_undecodable_payloads_are_dead_lettered_with_bytes_and_reason(
     assert oracle.lrange(processing("w1", "default"), 0, -1) == expected_processing
 
 
+async def test_a_payload_nested_too_deeply_is_dead_lettered_not_a_crash(
+    conn: RedisConnection, oracle: redis.Redis
+) -> None:
+    deep = b'{"task": "t", "args": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"
+    good = json.dumps({"id": "good", "task": "t"}).encode()
+    oracle.rpush(KEYS.queue_key("default"), deep, good)
+    fetcher = Fetcher(conn, "w1", ["default"])
+    assert [j.id for j in await fetcher.fetch(10)] == ["good"]
+    [entry] = [json.loads(e) for e in oracle.lrange(KEYS.dead, 0, -1)]
+    assert entry["raw"].encode() == deep
+    assert entry["reason"] == "undecodable payload: invalid JSON: nested too deeply"
+
+
 async def test_a_batch_of_only_bad_payloads_does_not_end_the_fetch(
     conn: RedisConnection, oracle: redis.Redis
 ) -> None:
