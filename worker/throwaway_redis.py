@@ -5,7 +5,9 @@ Small and self-contained on purpose: the worker package must not import the chao
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -53,6 +55,15 @@ class ThrowawayRedis:
         self._wait_ready(10.0)
         return self
 
+    def pause(self) -> None:
+        """SIGSTOP: connections stay open and nothing answers (what a hung Redis looks like)."""
+        if self._proc is not None:
+            os.kill(self._proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self._proc is not None:
+            os.kill(self._proc.pid, signal.SIGCONT)
+
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -71,6 +82,7 @@ class ThrowawayRedis:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         if self._proc is not None and self._proc.poll() is None:
+            self.resume()  # a stopped process would not act on SIGTERM
             self._proc.terminate()
             try:
                 self._proc.wait(5)

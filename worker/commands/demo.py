@@ -33,6 +33,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                help="use this Redis instead of starting a throwaway redis-server")  # fmt: skip
     add_option(p, "--duration", type=positive_float, default=15.0, help="seconds to produce jobs")
     add_option(p, "--rate", type=positive_float, default=200.0, help="jobs enqueued per second")
+    add_option(p, "--outage", type=float, default=4.0,
+               help="halfway through, freeze the throwaway Redis (SIGSTOP) for this many "
+                    "seconds to show an outage and the recovery; 0: none")  # fmt: skip
     add_option(p, "--log-format", default="text", choices=LOG_FORMATS, help="log format")
     add_switch(p, "--live", help="show the live dashboard")
     add_switch(p, "--no-color", help="no colours in the dashboard (NO_COLOR works too)")
@@ -40,16 +43,37 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 @contextlib.contextmanager
-def redis_for_demo(url: str | None) -> Iterator[str]:
+def redis_for_demo(url: str | None) -> Iterator[tuple[str, ThrowawayRedis | None]]:
+    """The user's Redis (never faulted), or a throwaway one the demo may freeze."""
     if url is not None:
-        yield url
+        yield url, None
         return
     with ThrowawayRedis() as redis:
         log.info("started a throwaway redis-server on port %d (removed afterwards)", redis.port)
-        yield redis.url
+        yield redis.url, redis
+
+
+async def outage(worker: Worker, redis: ThrowawayRedis, args: argparse.Namespace) -> None:
+    """Halfway through, freeze Redis for ``--outage`` s: the logs show the outage and recovery."""
+    await worker.started.wait()
+    await asyncio.sleep(args.duration / 2)
+    if worker.shutdown.requested.is_set():
+        return
+    log.warning(
+        "demo: freezing Redis (SIGSTOP) for %.0f s to show an outage; watch the worker say "
+        "what failed, retry with backoff, and recover without losing a job",
+        args.outage,
+    )
+    redis.pause()
+    try:
+        await asyncio.sleep(args.outage)
+    finally:
+        redis.resume()
+    log.warning("demo: Redis thawed (SIGCONT)")
 
 
 def demo_jobs(counter: itertools.count[int]) -> Iterator[JobSpec]:
+    yield JobSpec("flaky", (0,), queue="default", max_attempts=3)  # always fails: dead letter
     while True:
         n = next(counter)
         kind = random.random()
@@ -57,7 +81,7 @@ def demo_jobs(counter: itertools.count[int]) -> Iterator[JobSpec]:
             yield JobSpec("greet", (f"user-{n}",), queue="default")
         elif kind < 0.8:
             yield JobSpec("resize", (640, 480), queue="default")
-        elif kind < 0.95:
+        elif kind < 0.85:
             yield JobSpec("flaky", (n,), queue="default", max_attempts=3)
         else:
             yield JobSpec("greet", (f"vip-{n}",), queue="high")
@@ -115,7 +139,7 @@ async def report(worker: Worker) -> None:
         )  # fmt: skip
 
 
-async def demo(args: argparse.Namespace, url: str) -> int:
+async def demo(args: argparse.Namespace, url: str, redis: ThrowawayRedis | None) -> int:
     config = WorkerConfig(
         app="worker.demo:app",
         queues=("high", "default"),
@@ -123,10 +147,15 @@ async def demo(args: argparse.Namespace, url: str) -> int:
         redis_url=url,
         grace_period=5.0,
         heartbeat_interval=1.0,
+        # Short timeouts and backoff, so the demo's outage shows within a second or two.
+        read_timeout=1.0,
+        retry_cap=1.0,
     )
     worker = build_worker(app, config)
     async with asyncio.TaskGroup() as tg:
         tg.create_task(produce(worker, args, url))
+        if redis is not None and args.outage > 0:
+            tg.create_task(outage(worker, redis, args))
         if not args.live:
             tg.create_task(report(worker))
         code = await run_worker(worker, live=args.live, no_color=args.no_color)
@@ -134,5 +163,5 @@ async def demo(args: argparse.Namespace, url: str) -> int:
 
 
 def demo_command(args: argparse.Namespace) -> int:
-    with redis_for_demo(args.redis_url) as url:
-        return asyncio.run(demo(args, url))
+    with redis_for_demo(args.redis_url) as (url, redis):
+        return asyncio.run(demo(args, url, redis))
