@@ -480,7 +480,7 @@ class Fetcher:
     async def recover_dead_workers(self) -> int:
         """Move the jobs of every registered worker whose heartbeat is gone back to the head of
         their queues (one atomic script: concurrent recoverers never duplicate a job)."""
-        return await recover_dead_workers(self.conn, self.keys)
+        return await recover_dead_workers(self.conn, self.keys, caller=self.worker_id)
 
     async def promote_due(self, limit: int = 1000) -> int:
         """Move due scheduled jobs (retries, delayed jobs) to their queues; returns the count."""

@@ -80,15 +80,19 @@ def _ms(seconds: float) -> int:
     return max(1, int(seconds * 1000))
 
 
-async def recover_dead_workers(conn: RedisConnection, keys: Keys) -> int:
+async def recover_dead_workers(
+    conn: RedisConnection, keys: Keys, *, caller: str | None = None
+) -> int:
     """Move the jobs of every registered worker whose heartbeat is gone back to the head of
-    their queues, in order (one atomic script: concurrent recoverers never duplicate a job)."""
+    their queues, in order (one atomic script: concurrent recoverers never duplicate a job).
+    ``caller``, the recovering worker itself, is never taken for dead."""
     args: list[Any] = [
         keys.heartbeat_prefix,
         keys.worker_queues_prefix,
         keys.processing_prefix,
         keys.wake(""),
         WAKE_BOUND,
+        caller or "",
     ]
     moved, removed = await conn.execute(
         "recovering the jobs of dead workers", RECOVER.bind([keys.workers], args)

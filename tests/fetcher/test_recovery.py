@@ -48,13 +48,32 @@ async def test_a_heartbeat_re_registers_a_worker_that_was_recovered(
     fetcher = Fetcher(conn, "w1", ["default"], heartbeat_ttl=0.1)
     await fetcher.register()
     await wait_until(lambda: oracle.exists(KEYS.heartbeat("w1")) == 0, what="heartbeat expiry")
-    assert await fetcher.recover_dead_workers() == 0
+    assert await Fetcher(conn, "other", ["default"]).recover_dead_workers() == 0
     assert oracle.smembers(KEYS.workers) == set()
     await fetcher.heartbeat({"worker_id": "w1", "processed": 3}, ttl=30)
     assert oracle.smembers(KEYS.workers) == {b"w1"}
     assert oracle.smembers(KEYS.worker_queues("w1")) == {KEYS.queue_key("default").encode()}
     assert json.loads(oracle.get(KEYS.heartbeat("w1")) or b"")["processed"] == 3
     assert 0 < oracle.pttl(KEYS.heartbeat("w1")) <= 30_000
+
+
+async def test_a_worker_never_recovers_its_own_jobs_even_with_its_heartbeat_expired(
+    conn: RedisConnection, oracle: redis.Redis
+) -> None:
+    """Regression: a recovery call sent just before Redis froze ran after the thaw, when the
+    sender's own heartbeat had expired, and requeued the job it had finished (its ack, on
+    another connection, ran after and found nothing): a needless duplicate."""
+    await Producer(conn).enqueue("t", 1)
+    worker = Fetcher(conn, "w1", ["default"], heartbeat_ttl=0.1)
+    await worker.register()
+    assert len(await worker.fetch(1)) == 1
+    await wait_until(lambda: oracle.exists(KEYS.heartbeat("w1")) == 0, what="heartbeat expiry")
+    assert await worker.recover_dead_workers() == 0
+    assert oracle.llen(KEYS.processing("w1", KEYS.queue_key("default"))) == 1
+    assert oracle.smembers(KEYS.workers) == {b"w1"}
+    # Anyone else takes it for dead, as it must.
+    assert await Fetcher(conn, "other", ["default"]).recover_dead_workers() == 1
+    assert oracle.llen(KEYS.queue_key("default")) == 1
 
 
 async def test_two_concurrent_recoverers_never_duplicate_a_job(
