@@ -26,6 +26,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from tenacity import RetryCallState
 
+from fetcher.cancellation import CancelGuard
 from fetcher.errors import RedisUnavailable
 from fetcher.failures import describe, fatal_error, is_retryable, needs_new_master
 from fetcher.retry import RetryPolicy
@@ -155,7 +156,31 @@ class RedisConnection:
         then RedisUnavailable). Other Redis errors raise ConfigurationError at once. ``fn`` may
         run more than once, so it must be safe to repeat. Give ``block_timeout`` when ``fn``
         blocks server-side, so the read timeout is stretched to cover it.
+
+        A task cancelled during the call gets CancelledError out of here, always, even when
+        redis-py swallowed it (see :mod:`fetcher.cancellation`); the connections the call may
+        have left with an unread reply are closed, never reused.
         """
+        guard = CancelGuard()
+        try:
+            result = await self._execute(operation, fn, deadline, block_timeout)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            if guard.cancelled:  # a cancel swallowed below turned into some other failure
+                raise guard.lost_cancel() from exc
+            raise
+        if guard.cancelled:
+            raise guard.lost_cancel()
+        return result
+
+    async def _execute(
+        self,
+        operation: str,
+        fn: Callable[[Redis], Awaitable[T]],
+        deadline: float | None,
+        block_timeout: float | None,
+    ) -> T:
         if self.state is ConnectionState.CLOSED:
             raise RedisUnavailable(f"Redis {self.endpoint}: connection owner is closed")
         call = _CallRecord()
@@ -209,18 +234,43 @@ class RedisConnection:
         block_timeout: float | None,
         call: _CallRecord,
     ) -> T:
-        """One attempt of ``execute``: a retryable failure is recorded before it propagates."""
+        """One attempt of ``execute``: a retryable failure is recorded before it propagates.
+
+        A cancel during ``fn`` (raised, or swallowed by redis-py and seen only in the task's
+        cancel count) ends the attempt in CancelledError after closing the pool's idle
+        connections: the one ``fn`` used went back to the pool and may hold an unread reply,
+        which the next caller would otherwise read as its own (redis-py#2624, #2665).
+        """
         client = self._client(block_timeout)
         call.attempts += 1
+        guard = CancelGuard()
         try:
-            return await fn(client)
+            result = await fn(client)
+        except asyncio.CancelledError:
+            await self._discard_idle(client)
+            raise
         except Exception as exc:
+            if guard.cancelled:
+                await self._discard_idle(client)
+                raise guard.lost_cancel() from exc
             if is_retryable(exc):
                 call.last_error = describe(exc)
                 call.down_seconds = self._tracker.failed(operation, call.last_error)
                 if needs_new_master(exc):  # Sentinel: re-resolve on reconnect
                     await client.connection_pool.disconnect(inuse_connections=False)
             raise
+        if guard.cancelled:
+            await self._discard_idle(client)
+            raise guard.lost_cancel()
+        return result
+
+    @staticmethod
+    async def _discard_idle(client: Redis) -> None:
+        """Close ``client``'s idle pooled connections (they reconnect on next use)."""
+        try:
+            await client.connection_pool.disconnect(inuse_connections=False)
+        except (RedisError, OSError) as exc:  # closing a dead socket may fail; it is gone
+            log.debug("closing idle Redis connections after a cancel failed: %s", describe(exc))
 
     async def check(self, *, deadline: float | None = None) -> None:
         """PING under the retry policy (a readiness probe; also ends CONNECTING)."""
