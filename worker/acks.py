@@ -15,8 +15,6 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
-from worker.cancellation import checkpoint
-
 J = TypeVar("J")
 
 
@@ -45,7 +43,6 @@ class AckBatcher(Generic[J]):
             await self._wake.wait()
             self._wake.clear()
             await self.flush()
-            checkpoint()
 
     async def flush(self) -> None:
         """Ack everything pending now. On cancellation the unsent batch is kept for the next try."""

@@ -184,7 +184,6 @@ class Worker:
             finally:
                 self._fetch_scope = None
                 self._fetch_since = None
-            checkpoint()
             if self._stalled is not None:
                 log.warning("fetch loop is making progress again")
                 self._stalled = None
@@ -209,6 +208,9 @@ class Worker:
             finally:
                 current[slot] = None
                 window.release()
+            # The handler is user code and may have caught our CancelledError and returned:
+            # stop here anyway. (Redis calls need no such check: RedisConnection.execute
+            # re-raises a cancel that redis-py lost, see fetcher.cancellation.)
             checkpoint()
 
     async def _run_job(self, job: Job) -> None:
@@ -306,9 +308,7 @@ class Worker:
         while True:
             await asyncio.sleep(self.config.heartbeat_interval)
             self._depths = await self.admin.depths(self.config.queues)
-            checkpoint()
             await self.fetcher.heartbeat(self.stats.snapshot(), self._heartbeat_ttl)
-            checkpoint()
             self._last_beat = time.monotonic()
 
     async def _scheduler_loop(self) -> None:
@@ -316,7 +316,6 @@ class Worker:
         await self.started.wait()
         while True:
             promoted = await self.fetcher.promote_due()
-            checkpoint()
             if promoted:
                 log.debug("promoted %d due jobs", promoted)
             await asyncio.sleep(self.config.scheduler_interval)
@@ -327,7 +326,6 @@ class Worker:
         while True:
             await asyncio.sleep(self.config.recovery_interval)
             recovered = await self.fetcher.recover_dead_workers()
-            checkpoint()
             if recovered:
                 log.warning("recovered %d jobs of dead workers", recovered)
 
