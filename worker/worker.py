@@ -100,6 +100,7 @@ class Worker:
         self._threads = SyncRunner(config.concurrency)
         # One slot per runner: the job it is running now (bounded by N, never grows).
         self._current: list[Job | None] = [None] * config.concurrency
+        self._runners: list[asyncio.Task[None]] = []
         # Watchdog bookkeeping: when the current fetch began (None: not inside a fetch).
         self._fetch_since: float | None = None
         self._fetch_scope: asyncio.Timeout | None = None
@@ -196,8 +197,10 @@ class Worker:
     async def _run_window(self) -> None:
         """N runners, each taking the next job as soon as its last one ended."""
         async with asyncio.TaskGroup() as runners:
-            for slot in range(self.config.concurrency):
+            self._runners = [
                 runners.create_task(self._runner(slot), name=f"runner-{slot}")
+                for slot in range(self.config.concurrency)
+            ]
 
     async def _runner(self, slot: int) -> None:
         window, current = self.window, self._current
@@ -430,7 +433,9 @@ class Worker:
         if not running.done():
             reason = "second signal" if self.shutdown.forced.is_set() else "grace period over"
             log.warning("cancelling %d running jobs (%s)", len(interrupted), reason)
-            await cancel_and_wait([running])
+            # Handlers are user code: one may catch the CancelledError and await again, and
+            # cancelling `running` reaches the runners only once (TaskGroup): re-cancel them.
+            await cancel_and_wait([*self._runners, running])
         await cancel_and_wait([fetching, *services])
         if not self.started.is_set():
             log.info("worker %s stopped before it started: nothing was taken", self.worker_id)

@@ -69,3 +69,14 @@ def sync_hang(token: str) -> None:
     """A sync handler that outlives its timeout (threads cannot be cancelled)."""
     record("start", token=token)
     time.sleep(3600)
+
+
+@app.task
+async def stubborn(token: str) -> None:
+    """Catches its first CancelledError and awaits again (user code the worker must still stop)."""
+    record("start", token=token)
+    try:
+        await asyncio.sleep(3600)
+    except asyncio.CancelledError:
+        record("swallowed", token=token)
+        await asyncio.sleep(3600)

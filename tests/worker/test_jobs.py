@@ -119,9 +119,9 @@ def test_unknown_task_and_bad_arguments_are_dead_lettered_at_once(
         "arguments do not fit work(token, seconds=0.0): missing a required"
     )
     assert reasons[1].startswith("arguments do not fit work(token, seconds=0.0): too many")
-    assert (
-        reasons[2]
-        == "unknown task 'no_such_task' (this worker knows: fail, hang, sync_hang, sync_work, work)"
+    assert reasons[2] == (
+        "unknown task 'no_such_task' "
+        "(this worker knows: fail, hang, stubborn, sync_hang, sync_work, work)"
     )
     assert starts(record_path) == []  # no attempt: retrying could not help
     assert worker.stop() == 0

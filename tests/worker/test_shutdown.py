@@ -93,6 +93,26 @@ def test_jobs_still_running_after_the_grace_period_are_cancelled_and_requeued(
     assert "waiting" not in started_tokens(record_path)
 
 
+def test_a_handler_that_swallows_the_cancel_and_awaits_again_is_still_stopped(
+    redis_server: RedisServer,
+    start_worker: StartWorker,
+    producer: SyncProducer,
+    record_path: Path,
+    oracle: redis.Redis,
+) -> None:
+    worker = start_worker(redis_server.url, "--grace-period", "1.5").started()
+    producer.enqueue("stubborn", "stubborn")
+    wait_for("the job started", lambda: "stubborn" in started_tokens(record_path))
+    began = time.monotonic()
+    worker.signal(signal.SIGTERM)
+    assert worker.wait() == 0
+    assert time.monotonic() - began < 1.5 + 3.0
+    worker.wait_log(r"cancelling 1 running jobs \(grace period over\)")
+    assert [r["event"] for r in read_records(record_path)] == ["start", "swallowed"]
+    assert oracle.llen(QUEUE) == 1
+    assert oracle.keys("steadfetch:processing:*") == []
+
+
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_second_signal_cancels_requeues_and_exits_nonzero(
     redis_server: RedisServer,
