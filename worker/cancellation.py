@@ -1,14 +1,21 @@
-"""Cancellation that sticks, even when a library below swallows a CancelledError.
+"""Stopping job runners even when user code swallows a CancelledError; deadlines for cleanup.
 
-redis-py 8.1 (measured here: a task looping on ``GET`` and cancelled at a random moment kept
-running in 22 of 40 tries) sometimes eats the CancelledError of a command in flight, so the
-task is marked "cancelling" yet carries on. One ``task.cancel()`` is therefore not enough to
-stop a loop that talks to Redis, and ``asyncio.timeout`` around such a call may never fire.
-Three tools make it reliable:
+Why the worker once needed more than ``task.cancel()``: redis-py 8.1 on Python 3.11 loses
+cancellations. ``Connection.send_packed_command`` writes through ``asyncio.wait_for``, and
+3.11's ``wait_for`` returns normally when the cancel lands after the inner write finished
+(CPython gh-86296, fixed in 3.12), leaving ``task.cancelling() == 1`` while the task carries
+on. The worker used to check for that after every Redis call and to re-send cancels to all its
+loops. Since the fetcher guarantees it at the right depth (:mod:`fetcher.cancellation`:
+``RedisConnection.execute`` raises CancelledError whenever a cancel arrived during the call),
+the worker's own loops stop on one plain cancel and ``asyncio.timeout`` bounds Redis calls.
 
-- :func:`checkpoint` in every loop after each Redis call: a task that is cancelling stops there;
-- :func:`cancel_and_wait` cancels again and again until the tasks are really done;
-- :func:`finish_by` runs a step as its own task and abandons it at a deadline, for sure.
+What remains is for job handlers, which are user code and may catch CancelledError:
+
+- :func:`checkpoint` after a handler returned: a runner whose cancel the handler swallowed
+  stops there instead of taking the next job;
+- :func:`cancel_and_wait` re-sends the cancel to the runner tasks until they are done, for a
+  handler that swallows one cancel and awaits again (a TaskGroup cancels its tasks only once);
+- :func:`finish_by` bounds a shutdown step by a deadline that a second signal can shorten.
 """
 
 from __future__ import annotations
@@ -22,14 +29,14 @@ RECANCEL_EVERY = 0.05
 
 
 def checkpoint() -> None:
-    """Raise CancelledError if the current task was cancelled and the error got lost below."""
+    """Raise CancelledError if the current task was cancelled and user code swallowed it."""
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
 
 
 async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]]) -> None:
-    """Cancel ``tasks`` until every one has finished (re-sending lost cancellations)."""
+    """Cancel ``tasks`` until every one has finished (re-sending swallowed cancellations)."""
     pending = {task for task in tasks if not task.done()}
     while pending:
         for task in pending:
@@ -50,22 +57,22 @@ async def finish_by(
     ``hurry_within`` seconds from then.
     """
     loop = asyncio.get_running_loop()
-    task = asyncio.ensure_future(step)
-    hurried = asyncio.ensure_future(hurry.wait()) if hurry is not None else None
+    scope = asyncio.timeout_at(deadline)
+
+    async def shorten(event: asyncio.Event) -> None:
+        await event.wait()
+        scope.reschedule(min(deadline, loop.time() + hurry_within))
+
+    watcher: asyncio.Task[None] | None = None
     try:
-        waiting: set[asyncio.Future[Any]] = {task} | ({hurried} if hurried else set())
-        while not task.done() and loop.time() < deadline:
-            done, _ = await asyncio.wait(
-                waiting, timeout=deadline - loop.time(), return_when=asyncio.FIRST_COMPLETED
-            )
-            if hurried is not None and hurried in done:
-                deadline = min(deadline, loop.time() + hurry_within)
-                waiting.discard(hurried)
-    finally:
-        if hurried is not None and not hurried.done():
-            await cancel_and_wait([hurried])
-        if not task.done():
-            await cancel_and_wait([task])
-    if task.cancelled():
+        async with scope:
+            if hurry is not None:
+                watcher = asyncio.create_task(shorten(hurry))
+            return True, await step
+    except TimeoutError:
+        if not scope.expired():  # the step's own error, not our deadline
+            raise
         return False, None
-    return True, task.result()
+    finally:
+        if watcher is not None:
+            watcher.cancel()

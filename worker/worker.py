@@ -428,7 +428,7 @@ class Worker:
                 return_when=asyncio.FIRST_COMPLETED,
             )
         finally:
-            await cancel_and_wait([forced])
+            forced.cancel()
         interrupted = [job for job in self._current if job is not None]
         if not running.done():
             reason = "second signal" if self.shutdown.forced.is_set() else "grace period over"
@@ -436,7 +436,11 @@ class Worker:
             # Handlers are user code: one may catch the CancelledError and await again, and
             # cancelling `running` reaches the runners only once (TaskGroup): re-cancel them.
             await cancel_and_wait([*self._runners, running])
-        await cancel_and_wait([fetching, *services])
+        # Our own loops stop on one cancel: a cancel that redis-py loses inside a Redis call
+        # is re-raised by RedisConnection.execute (fetcher.cancellation).
+        for task in (fetching, *services):
+            task.cancel()
+        await asyncio.wait([fetching, *services])
         if not self.started.is_set():
             log.info("worker %s stopped before it started: nothing was taken", self.worker_id)
             return
