@@ -119,17 +119,6 @@ def _toxic(
 
 NO_WATCHDOG = ("--watchdog-timeout", "0")
 
-SELF_RECOVERY = (
-    "worker/fetcher bug: under 1 s link latency the heartbeat (sleep interval, then a write of "
-    "~1.5+ RTT) outlives its TTL of 3 x interval, and the live worker's own recovery loop "
-    "(recover.lua takes every registered worker without a heartbeat key, itself included) moves "
-    "its in-flight jobs back to the queue: duplicates with no death and no lost reply"
-)
-SHUTDOWN_LINE = (
-    "worker bug: the shutdown line 'shutdown: Redis HOST:PORT/0 unreachable while requeueing "
-    "unfinished jobs; gave up at the grace deadline...' names no exception class"
-)
-
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("cut", Cut("cut", "proxy disabled for 6 s: connections dropped, new ones refused")),
     Scenario(
@@ -174,8 +163,6 @@ SCENARIOS: tuple[Scenario, ...] = (
             latency=1000,
             jitter=250,
         ),
-        known_bug=SELF_RECOVERY,
-        intermittent=True,
     ),
     Scenario(
         "latency-up",
@@ -187,8 +174,6 @@ SCENARIOS: tuple[Scenario, ...] = (
             latency=1000,
             jitter=250,
         ),
-        known_bug=SELF_RECOVERY,
-        intermittent=True,
     ),
     Scenario(
         "bandwidth",
@@ -286,7 +271,6 @@ SCENARIOS: tuple[Scenario, ...] = (
         SignalDuringOutage(
             "sigterm-outage", "SIGTERM while Redis is unreachable: exit 0 within the grace period"
         ),
-        known_bug=SHUTDOWN_LINE,
     ),
     Scenario(
         "sigkill-outage",

@@ -52,6 +52,7 @@ class ConnectionStats:
     outages: int = 0
     last_error: str | None = None  # the whole outage line, as logged
     last_error_at: float | None = None
+    last_cause: str | None = None  # its cause alone: ``ConnectionRefusedError [Errno 111] ...``
 
 
 class OutageTracker:
@@ -76,6 +77,7 @@ class OutageTracker:
         self.stats.attempts += 1
         self.stats.last_error = f"Redis {self.endpoint} unreachable while {operation}: {cause}"
         self.stats.last_error_at = now
+        self.stats.last_cause = cause
         if self._outage_started_mono is None:
             self._outage_started_mono = mono
             self.stats.outage_since = now

@@ -100,3 +100,9 @@ class WorkerConfig:
         if self.watchdog_timeout is not None:
             return self.watchdog_timeout
         return self.block_timeout + max(self.read_timeout, self.connect_timeout) + 5.0
+
+    @property
+    def heartbeat_ttl(self) -> float:
+        """How long a heartbeat vouches for this worker: three beats, plus one write that takes
+        as long as the read timeout allows (a slow link must not make a live worker look dead)."""
+        return 3 * self.heartbeat_interval + max(self.read_timeout, self.connect_timeout)

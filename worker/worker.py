@@ -75,7 +75,7 @@ class Worker:
             list(config.queues),
             mode=config.mode,
             block_timeout=config.block_timeout,
-            heartbeat_ttl=3 * config.heartbeat_interval,
+            heartbeat_ttl=config.heartbeat_ttl,
         )
         self.shutdown = Shutdown()
         self.window: JobWindow[Job] = JobWindow(config.concurrency, config.effective_prefetch)
@@ -292,7 +292,7 @@ class Worker:
 
     @property
     def _heartbeat_ttl(self) -> float:
-        return 3 * self.config.heartbeat_interval
+        return self.config.heartbeat_ttl
 
     def _live_stats(self) -> dict[str, Any]:
         conn = self.conn.stats
@@ -307,12 +307,18 @@ class Worker:
         }
 
     async def _heartbeat_loop(self) -> None:
+        """Beat at a fixed rate: a slow link must not stretch the gaps between beats (a gap
+        longer than the TTL makes other workers take this one for dead and requeue its jobs)."""
         await self.started.wait()
+        loop = asyncio.get_running_loop()
+        due = loop.time()
         while True:
-            await asyncio.sleep(self.config.heartbeat_interval)
-            self._depths = await self.admin.depths(self.config.queues)
+            due = max(due + self.config.heartbeat_interval, loop.time())
+            await asyncio.sleep(due - loop.time())
             await self.fetcher.heartbeat(self.stats.snapshot(), self._heartbeat_ttl)
             self._last_beat = time.monotonic()
+            # For the next beat (and the dashboard): after the write, so it never delays one.
+            self._depths = await self.admin.depths(self.config.queues)
 
     async def _scheduler_loop(self) -> None:
         """Move due retries and delayed jobs into their queues."""
@@ -455,6 +461,16 @@ class Worker:
             self.stats.counter_line(),
         )
 
+    def _outage_cause(self) -> str:
+        """What the current outage looks like, for a log line: the last failed attempt's
+        exception, or, when no attempt has failed yet (a frozen server: no reply, no error
+        before the deadline), that."""
+        stats = self.conn.stats
+        if self.conn.state is ConnectionState.RECONNECTING and stats.last_cause:
+            down = time.time() - (stats.outage_since or time.time())
+            return f"{stats.last_cause}; attempt {stats.attempts}, down {down:.1f} s"
+        return "TimeoutError no reply before the grace deadline"
+
     @property
     def _cleanup_reserve(self) -> float:
         return min(CLEANUP_RESERVE, self.config.grace_period * 0.2)
@@ -485,9 +501,11 @@ class Worker:
             )
             if not finished:
                 log.error(
-                    "shutdown: Redis %s unreachable while %s; gave up at the grace deadline. %s",
+                    "shutdown: Redis %s unreachable while %s (%s); gave up at the grace deadline. "
+                    "%s",
                     self.conn.endpoint,
                     what,
+                    self._outage_cause(),
                     "Unfinished jobs stay in this worker's processing list and will be recovered "
                     "by the next worker once this worker's heartbeat expires"
                     if self.config.mode == "reliable"
