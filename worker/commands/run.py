@@ -41,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_option(p, "--block-timeout", type=positive_float, default=1.0,
                help="server-side block of an idle fetch (s)")  # fmt: skip
     add_option(p, "--heartbeat-interval", type=positive_float, default=5.0,
-               help="seconds between heartbeats (TTL is 3x)")  # fmt: skip
+               help="seconds between heartbeats (TTL: 3 beats + read timeout)")  # fmt: skip
     add_option(p, "--recovery-interval", type=positive_float, default=15.0,
                help="seconds between scans for dead workers' jobs")  # fmt: skip
     add_option(p, "--watchdog-timeout", type=non_negative_float, default=None,
