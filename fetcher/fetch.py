@@ -194,10 +194,10 @@ class Fetcher:
                 self._fetching, lambda r: r.blpop(self._wake_keys, timeout), block_timeout=timeout
             )
             return await self._take(max_jobs)
+        # Hand the woken job over at once: taking a batch first would add a round trip to an idle
+        # worker's latency, and a busy worker's next fetch takes the batch anyway.
         jobs = await self._accept(first)
-        if len(jobs) < max_jobs:
-            jobs += await self._take(max_jobs - len(jobs))
-        return jobs
+        return jobs or await self._take(max_jobs)
 
     async def _moving(
         self, fn: Callable[[Redis], Awaitable[T]], *, block_timeout: float | None = None
