@@ -32,6 +32,16 @@ class Admin:
     async def _run(self, operation: str, fn: Any) -> Any:
         return await self.conn.execute(operation, fn, deadline=self.deadline)
 
+    async def _counts(self, r: Redis, queue_keys: Sequence[str]) -> list[int]:
+        """One pipelined round trip: each queue's length, then the scheduled and dead-letter
+        counts (the last two items)."""
+        pipe = r.pipeline(transaction=False)
+        for key in queue_keys:
+            pipe.llen(key)
+        pipe.zcard(self.keys.scheduled)
+        pipe.llen(self.keys.dead)
+        return [int(n) for n in await pipe.execute()]
+
     async def queue_keys(self) -> list[str]:
         """Every steadfetch queue key present, plus the Resque queues named in ``resque:queues``."""
 
@@ -52,12 +62,7 @@ class Admin:
         workers = await self.workers()
 
         async def run(r: Redis) -> dict[str, Any]:
-            pipe = r.pipeline(transaction=False)
-            for key in queue_keys:
-                pipe.llen(key)
-            pipe.zcard(self.keys.scheduled)
-            pipe.llen(self.keys.dead)
-            counts = await pipe.execute()
+            counts = await self._counts(r, queue_keys)
             processing: dict[str, int] = {}
             async for key in r.scan_iter(match=f"{self.keys.processing_prefix}*", count=500):
                 worker = _text(key).removeprefix(self.keys.processing_prefix).split(":", 1)[0]
@@ -83,12 +88,7 @@ class Admin:
         queue_keys = self.keys.queue_keys(queues)
 
         async def run(r: Redis) -> list[int]:
-            pipe = r.pipeline(transaction=False)
-            for key in queue_keys:
-                pipe.llen(key)
-            pipe.zcard(self.keys.scheduled)
-            pipe.llen(self.keys.dead)
-            return [int(n) for n in await pipe.execute()]
+            return await self._counts(r, queue_keys)
 
         counts: list[int] = await self._run("reading queue depths", run)
         return {
