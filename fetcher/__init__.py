@@ -7,7 +7,13 @@ reliable batched fetch and recovery (:class:`Fetcher`), enqueueing (:class:`Prod
 
 from fetcher.admin import Admin
 from fetcher.connection import RedisConnection, blocking_read_timeout
-from fetcher.errors import ConfigurationError, DecodeError, FetcherError, RedisUnavailable
+from fetcher.errors import (
+    ConfigurationError,
+    DecodeError,
+    FetcherError,
+    RedisUnavailable,
+    WrongTypeError,
+)
 from fetcher.fetch import Fetcher
 from fetcher.job import Job
 from fetcher.keys import Keys
@@ -40,5 +46,6 @@ __all__ = [
     "RedisUnavailable",
     "RetryPolicy",
     "SyncProducer",
+    "WrongTypeError",
     "blocking_read_timeout",
 ]

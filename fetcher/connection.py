@@ -182,7 +182,11 @@ class RedisConnection:
         block_timeout: float | None,
     ) -> T:
         if self.state is ConnectionState.CLOSED:
-            raise RedisUnavailable(f"Redis {self.endpoint}: connection owner is closed")
+            raise RedisUnavailable(
+                f"Redis {self.endpoint}: connection owner is closed",
+                endpoint=self.endpoint,
+                operation=operation,
+            )
         call = _CallRecord()
         # The first attempt runs without tenacity (whose setup costs ~30 µs a call, the price of
         # a whole batch's decoding): a success returns here; a failure is replayed as attempt 1
@@ -220,7 +224,7 @@ class RedisConnection:
                     f"{call.last_error or describe(exc)} (gave up after {call.attempts} attempt(s))"
                 )
                 self._tracker.describe_outage(line)
-                raise RedisUnavailable(line) from exc
+                raise RedisUnavailable(line, endpoint=self.endpoint, operation=operation) from exc
             if isinstance(exc, RedisError):
                 raise fatal_error(exc, self.endpoint, operation) from exc
             raise

@@ -8,13 +8,33 @@ from __future__ import annotations
 
 
 class FetcherError(Exception):
-    """Base of every error the fetcher raises on purpose."""
+    """Base of every error the fetcher raises on purpose.
+
+    ``endpoint`` (``host:port/db``, never a password) and ``operation`` (``"fetching from queues
+    [high]"``) say where and what, as data: log lines, the dashboard and ``top`` read them from
+    here instead of parsing the message. Either is ``""`` when the error has no such context
+    (a malformed URL has no endpoint yet).
+    """
+
+    def __init__(self, message: str, *, endpoint: str = "", operation: str = "") -> None:
+        super().__init__(message)
+        self.endpoint = endpoint
+        self.operation = operation
 
 
 class ConfigurationError(FetcherError):
     """Waiting will not help: a bad URL, wrong password, unknown command, a script error.
 
     Never retried. The message names the endpoint (never the password) and says what to fix.
+    """
+
+
+class WrongTypeError(ConfigurationError):
+    """A ``WRONGTYPE`` reply: a key holds a value of another type than the command needs.
+
+    A configuration error by default (a shared key such as the registry set was overwritten), but
+    a caller for which the key belongs to one job (that job's queue on promote, requeue or retry)
+    catches it and dead-letters that one job instead: one job's failure never stops a worker.
     """
 
 

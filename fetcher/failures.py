@@ -12,7 +12,7 @@ import ssl
 
 from redis import exceptions as rx
 
-from fetcher.errors import ConfigurationError
+from fetcher.errors import ConfigurationError, WrongTypeError
 
 # Error replies that mean "this node cannot serve you right now", during loading or failover.
 _TRANSIENT_REPLY_PREFIXES = ("LOADING", "READONLY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN")
@@ -101,4 +101,7 @@ def fatal_error(exc: BaseException, endpoint: str, operation: str) -> Configurat
         hint = "a steadfetch Lua script failed; this is a bug, please report it"
     else:
         hint = "this failure is not retried; fix the cause and restart"
-    return ConfigurationError(f"Redis {endpoint} refused {operation}: {name} {text} ({hint})")
+    message = f"Redis {endpoint} refused {operation}: {name} {text} ({hint})"
+    if "WRONGTYPE" in upper:
+        return WrongTypeError(message, endpoint=endpoint, operation=operation)
+    return ConfigurationError(message, endpoint=endpoint, operation=operation)
