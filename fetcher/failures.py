@@ -25,6 +25,7 @@ a reply whose prefix redis-py stripped gets it back (``OutOfMemoryError OOM comm
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import enum
 import re
@@ -75,7 +76,9 @@ REPLIES: dict[str, Reply] = {
     "UNBLOCKED": Reply(_OUT, "retried: a blocking call was unblocked (failover, CLIENT UNBLOCK)"),
     "EXECABORT": Reply(_OUT, "retried: MULTI discarded (its cause, when known, decides instead)"),
     "NOSCRIPT": Reply(Failure.RELOAD_SCRIPT, "loaded and run again; twice in a row: retried"),
-    "WRONGTYPE": Reply(Failure.JOB, "WrongTypeError: the owner of the key dead-letters one job"),
+    "WRONGTYPE": Reply(
+        Failure.JOB, "WrongTypeError: a job's key: that job is dead-lettered; else exit 2"
+    ),
     "NOAUTH": Reply(_CONF, "exit 2: this Redis requires a password; put it in the URL"),
     "WRONGPASS": Reply(_CONF, "exit 2: wrong user name or password in the URL"),
     "NOPERM": Reply(_CONF, "exit 2: the ACL user lacks a command or key"),
@@ -118,6 +121,20 @@ _EMPTY_MESSAGES: dict[type[BaseException], str] = {
 }
 
 
+def _unannotated(text: str) -> str:
+    """The reply's own text without redis-py's pipeline note. The asyncio client writes the
+    reply as a tuple repr (``...caused error: ('MISCONF Errors writing',)``), the sync one as is."""
+    rest = _PIPELINE_NOTE.sub("", text)
+    if rest is not text and rest.startswith("("):
+        try:
+            value = ast.literal_eval(rest)
+        except (ValueError, SyntaxError):
+            return rest
+        if isinstance(value, tuple) and value and isinstance(value[0], str):
+            return value[0]
+    return rest
+
+
 def reply_code(exc: BaseException) -> str | None:
     """The error reply's first word (``OOM``), or None when ``exc`` is not a Redis reply.
 
@@ -134,7 +151,7 @@ def reply_code(exc: BaseException) -> str | None:
             return class_code
     if not isinstance(exc, rx.ResponseError):
         return None
-    match = _CODE.match(_PIPELINE_NOTE.sub("", str(exc)))
+    match = _CODE.match(_unannotated(str(exc)))
     return match.group(0) if match else None
 
 
@@ -202,7 +219,7 @@ def root_cause(exc: BaseException) -> BaseException:
 
 def _message(exc: BaseException) -> str:
     """``exc``'s text with its reply prefix put back when redis-py stripped it."""
-    text = _PIPELINE_NOTE.sub("", str(exc).strip())
+    text = _unannotated(str(exc).strip())
     code = reply_code(exc)
     if code and not text.startswith(code):
         text = f"{code} {text}".strip()
