@@ -7,6 +7,7 @@ exiting 2.
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import tempfile
 import threading
@@ -142,4 +143,40 @@ def test_a_worker_started_during_the_condition_retries_its_registration(
         assert worker.proc.poll() is None, worker.log  # no exit 2: an outage, not configuration
     worker.started()
     assert worker.stop() == 0, worker.log
+    oracle.close()
+
+
+def test_the_heartbeat_carries_the_retry_state_as_fields(
+    server: RedisServer, start_worker: StartWorker, record_path: Path
+) -> None:
+    """A job too large for the output buffer fails the fetch forever while heartbeats go
+    through: the heartbeat carries the fetch's retry state as data (the same fields the log
+    line is built from), and the outage lasts until the fetch itself succeeds."""
+    oracle = redis.Redis(port=server.port, socket_timeout=10)
+    with SyncProducer(server.url, deadline=10.0) as producer:
+        producer.enqueue("work", "x" * 200_000)
+    oracle.config_set("client-output-buffer-limit", "normal 64kb 0 0")
+    worker = start_worker(server.url, *FAST)
+    line = worker.wait_log(
+        r"unreachable while (fetching from queues \[default\]|adopting[^:]*|[^:]+): "
+        r"(\w+ [^(]+) \(attempt (\d+),"
+    )
+
+    def beat_in_outage() -> dict[str, object] | None:
+        keys = oracle.keys("steadfetch:worker:*")
+        beat = json.loads(oracle.get(keys[0]) or b"{}") if keys else {}
+        return beat if (beat.get("retry_attempt") or 0) >= 3 else None
+
+    beat = wait_for("a heartbeat written during the outage", beat_in_outage)
+    assert beat["connection_state"] == "reconnecting", beat
+    assert beat["endpoint"] == f"127.0.0.1:{server.port}/0"
+    assert beat["outage_operation"] == line.group(1), beat
+    assert beat["outage_cause"] == line.group(2).strip(), beat
+    assert isinstance(beat["retry_next_at"], float) and beat["outages"] == 1
+    assert str(beat["last_error"]).startswith(f"Redis 127.0.0.1:{server.port}/0 unreachable")
+    oracle.config_set("client-output-buffer-limit", "normal 0 0 0")
+    wait_for("the large job to run", lambda: read_records(record_path))
+    worker.wait_log(r"reachable again after")
+    assert worker.log.count("reachable again after") == 1, worker.log  # no flapping
+    assert worker.stop() == 0
     oracle.close()
