@@ -248,7 +248,9 @@ def fatal_error(
     ``has_password``: whether the URL gave one; a ``NOAUTH`` reply then means a password is
     missing, and the message says so first, before the server's own text.
     """
-    name, text = type(exc).__name__, _message(exc) or type(exc).__name__
+    note = _PIPELINE_NOTE.match(str(exc).strip())  # which command of a pipeline failed
+    text = (note.group(0) if note else "") + _message(exc)
+    name, text = type(exc).__name__, text or type(exc).__name__
     code = reply_code(exc) or ""
     upper = text.upper()
     cause = root_cause(exc)

@@ -27,7 +27,15 @@ from redis import exceptions as rx
 from chaos.env.redis_server import RedisServer
 from chaos.fixtures import require
 from fetcher import ConfigurationError, ConnectionState, RedisConnection, WrongTypeError
-from fetcher.failures import OTHER_REPLY, REPLIES, Failure, classify, describe, reply_code
+from fetcher.failures import (
+    OTHER_REPLY,
+    REPLIES,
+    Failure,
+    classify,
+    describe,
+    fatal_error,
+    reply_code,
+)
 from fetcher.scripts import LuaScript
 from tests.fetcher.conftest import FAST_RETRY, oracle_for, wait_until
 from tests.fetcher.test_connection import outage_lines, restored_lines
@@ -114,6 +122,20 @@ def test_describe_puts_back_the_prefix_redis_py_stripped() -> None:
     annotated = rx.ResponseError("Command # 2 (EXPIRE k 9) of pipeline caused error: BUSY x")
     assert reply_code(annotated) == "BUSY"
     assert describe(annotated) == "ResponseError BUSY x"
+
+
+def test_a_configuration_error_in_a_pipeline_names_the_command() -> None:
+    exc = rx.ResponseError(
+        "Command # 2 (RPUSH steadfetch:queue:q job) of pipeline caused error: "
+        "('WRONGTYPE Operation against a key holding the wrong kind of value',)"
+    )
+    error = fatal_error(exc, "h:6379/0", "enqueueing")
+    assert isinstance(error, WrongTypeError)
+    assert str(error) == (
+        "Redis h:6379/0 refused enqueueing: ResponseError Command # 2 (RPUSH steadfetch:queue:q "
+        "job) of pipeline caused error: WRONGTYPE Operation against a key holding the wrong kind "
+        "of value (a steadfetch key holds a value of the wrong type; check the key prefix)"
+    )
 
 
 def test_contracts_table_lists_exactly_the_classified_prefixes() -> None:
