@@ -11,6 +11,7 @@ import json
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -180,3 +181,34 @@ def test_the_heartbeat_carries_the_retry_state_as_fields(
     assert worker.log.count("reachable again after") == 1, worker.log  # no flapping
     assert worker.stop() == 0
     oracle.close()
+
+
+def test_connections_the_server_closes_while_idle_are_replaced_without_an_outage(
+    server: RedisServer, start_worker: StartWorker, record_path: Path
+) -> None:
+    """``timeout 1`` in redis.conf: bursts of jobs grow the pool (acks overlap the heartbeat and
+    the scheduler); in the idle gap after each burst the server closes the spare connections;
+    the next burst meets them and replaces them quietly (counted in the heartbeat)."""
+    oracle = redis.Redis(port=server.port, socket_timeout=10)
+    oracle.config_set("timeout", "1")
+    worker = start_worker(server.url, *FAST).started()
+
+    def beat() -> dict[str, object]:
+        keys = oracle.keys("steadfetch:worker:*")
+        return json.loads(oracle.get(keys[0]) or b"{}") if keys else {}
+
+    with SyncProducer(server.url, deadline=10.0) as producer:
+        for burst in range(4):
+            producer.enqueue_many([{"task": "work", "args": [f"b{burst}-{n}"]} for n in range(300)])
+            done = 300 * (burst + 1)
+            wait_for(f"burst {burst}", lambda done=done: _ended(record_path) >= done)
+            time.sleep(2.5)  # the fault itself: idle for longer than the server's timeout
+    wait_for("a quiet reconnect", lambda: int(beat().get("quiet_reconnects") or 0) >= 1)
+    assert "unreachable" not in worker.log and "reachable again" not in worker.log, worker.log
+    assert beat()["outages"] == 0
+    assert worker.stop() == 0
+    oracle.close()
+
+
+def _ended(record_path: Path) -> int:
+    return sum(1 for r in read_records(record_path) if r["event"] == "end")
