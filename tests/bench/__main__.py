@@ -17,7 +17,14 @@ def main() -> None:
     names = sorted(
         m.name for m in pkgutil.iter_modules(package.__path__) if m.name.startswith("bench_")
     )
-    wanted = [a for a in sys.argv[1:] if not a.startswith("-")] or names
+    # Names come first; everything from the first option on belongs to the benchmarks
+    # (so ``peers --jobs 2000`` does not take 2000 for a name).
+    wanted: list[str] = []
+    for arg in sys.argv[1:]:
+        if arg.startswith("-"):
+            break
+        wanted.append(arg)
+    wanted = wanted or names
     unknown = [w for w in wanted if w not in names and f"bench_{w}" not in names]
     if unknown:
         sys.exit(f"unknown benchmark(s) {unknown}; available: {', '.join(names)}")

@@ -1,0 +1,406 @@
+"""Side-by-side with the peers: ``python -m tests.bench peers [options]`` (``scripts/dev bench peers``).
+
+Every Python peer runs from its own CLI, in its own virtualenv at pinned versions
+(``tests/bench/peers/venvs.py``, created under ``.artifacts/peers/`` and reused); Sidekiq comes
+from Debian (``apt-get install ruby-sidekiq ruby-gitlab-sidekiq-fetcher``). Each peer drains no-op
+jobs enqueued through its own API, with one worker process and concurrency 50 where it has such a
+setting, against the same fresh redis-server; steadfetch runs in the same repetition, in reliable
+and fast mode. Per peer and repetition:
+
+- drain jobs/s: N jobs queued, then N / (time from the worker's start until the peer's own
+  bookkeeping says all N are done); a run whose check fails is reported failed, with what is
+  missing;
+- after-start jobs/s: N / (time from the first job leaving the queue until all N are done);
+- enqueue jobs/s: N through the peer's API (its bulk call where it has one, else 100 calls in
+  flight for async clients, one at a time for sync ones);
+- peak RSS of the worker's process tree; worker CPU per job (the tree's CPU from the first job
+  leaving the queue to the last done, over N); Redis CPU per job (INFO cpu, same window).
+
+``--latency-ms X`` puts Toxiproxy between every worker and Redis with a downstream latency
+toxic. ``--restart`` feeds each worker at a steady rate and restarts Redis (AOF on) under it.
+The raw redis-py ceiling (LPOP 100 at a time, same Redis, same path) is printed as the physical
+reference. Results go to ``.artifacts/bench/peers-<time>/results.json`` (every repetition) and a
+printed table of medians (min-max) with steadfetch's ratio to the fastest peer of the same run.
+Every run is bounded in time and stops every process it started, by pid, also on failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from chaos.env.binaries import PROJECT_ROOT, ComponentMissing
+from chaos.env.ports import free_port
+from chaos.env.redis_server import RedisServer
+from chaos.env.toxiproxy import ToxiproxyServer
+from tests.bench.peers import procs, results, venvs
+from tests.bench.peers.peers import APPS, Peer, select
+from tests.bench.peers.procs import Children
+
+POLL = 0.02  # s between samples of the worker's tree and the queue depth
+STALL = 10.0  # s with an empty queue and no progress before a run is declared failed
+RESTART_METRICS: dict[str, tuple[str, str, bool]] = {
+    "recovery_s": ("Redis back -> next job done (s)", "{:.2f}", False),
+    "lost": ("lost", "{:.0f}", False),
+    "twice": ("run twice", "{:.0f}", False),
+    "accepted": ("accepted", "{:.0f}", True),
+}
+
+
+def _options(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="bench peers", description=__doc__.split("\n")[0])
+    parser.add_argument("names", nargs="*", help="benchmark names (for tests.bench)")
+    parser.add_argument("--jobs", type=int, default=100_000, help="N jobs per drain run")
+    parser.add_argument("--repeat", type=int, default=1, help="repetitions of every peer")
+    parser.add_argument("--only", help="comma-separated peers or prefixes (rq, celery, ...)")
+    parser.add_argument("--latency-ms", type=float, default=0.0,
+                        help="Toxiproxy latency toxic (downstream) between workers and Redis")
+    parser.add_argument("--restart", action="store_true", help="the Redis-restart run instead")
+    parser.add_argument("--feed-rate", type=float, default=500.0, help="restart run: jobs/s")
+    parser.add_argument("--feed-seconds", type=float, default=12.0, help="restart run: feeding")
+    parser.add_argument("--restart-after", type=float, default=4.0, help="s into the feed")
+    parser.add_argument("--down-seconds", type=float, default=2.0, help="Redis down this long")
+    parser.add_argument("--settle", type=float, default=30.0,
+                        help="restart run: s to wait for accepted jobs after the feed ends")
+    parser.add_argument("--timeout", type=float, default=600.0, help="bound of one run (s)")
+    parser.add_argument("--out", type=Path, help="results directory")
+    args = parser.parse_args(argv)  # fmt: skip
+    return args
+
+
+@contextmanager
+def _terminate_as_exit() -> Iterator[None]:
+    """SIGTERM unwinds like Ctrl-C, so every ``finally`` stops what it started."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _env(peer: Peer, url: str, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("VIRTUAL_ENV", None)
+    env.update(peer.env)
+    env.update(BENCH_REDIS_URL=url, REDIS_URL=url, PYTHONPATH=str(APPS), PYTHONUNBUFFERED="1",
+               **extra)  # fmt: skip
+    return env
+
+
+def _depth(client: redis.Redis, peer: Peer) -> int:
+    if peer.queue_type == "zset":
+        return int(client.zcard(peer.queue_key))
+    return int(client.llen(peer.queue_key))
+
+
+def _redis_cpu(client: redis.Redis) -> float:
+    info = client.info("cpu")
+    return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+
+
+def _check(checker: procs.Child) -> dict[str, Any]:
+    answer: dict[str, Any] = json.loads(checker.ask("check", 120))
+    return answer
+
+
+def drain_run(peer: Peer, kids: Children, server_port: int, worker_url: str, jobs: int,
+              timeout: float, logs: Path, rep: int) -> dict[str, Any]:  # fmt: skip
+    """One drain of ``jobs`` no-op jobs by ``peer``: its metrics, or why it failed."""
+    direct = f"redis://127.0.0.1:{server_port}/0"
+    client = redis.Redis(port=server_port, socket_timeout=30)
+    out: dict[str, Any] = {"peer": peer.name, "rep": rep, "jobs": jobs, "ok": False,
+                           "error": None}  # fmt: skip
+    log = logs / f"{peer.name}-{rep}.log"
+    checker = worker = None
+    try:
+        client.flushall()
+        client.config_resetstat()
+        env = _env(peer, direct)
+        checker = kids.start(f"{peer.name} check", peer.script_argv("check", str(jobs)),
+                             env=env, cwd=APPS, log_path=log, pipes=True)  # fmt: skip
+        json.loads(checker.read_line(120))  # {"ready": true}: imported and connected
+        line = kids.run(f"{peer.name} enqueue", peer.script_argv("enqueue", str(jobs)),
+                        env=env, cwd=APPS, log_path=log, timeout=timeout)  # fmt: skip
+        out["enqueue_jobs_per_s"] = jobs / json.loads(line)["seconds"]
+        if (queued := _depth(client, peer)) != jobs:
+            raise RuntimeError(f"{queued} jobs in {peer.queue_key} after enqueuing {jobs}")
+        redis_cpu0 = _redis_cpu(client)
+        began = time.time()
+        deadline = time.monotonic() + timeout
+        worker = kids.start(peer.name, peer.worker_argv(worker_url),
+                            env=_env(peer, worker_url), cwd=APPS, log_path=log)  # fmt: skip
+        peak, first, stall = 0, None, (-1, time.monotonic())
+        while True:
+            rss, cpu = procs.sample(worker.pid)
+            peak = max(peak, rss)
+            if not worker.alive:
+                raise RuntimeError(f"worker exited {worker.popen.returncode}: {worker.log_tail()}")
+            depth = _depth(client, peer)
+            if first is None and depth < jobs:
+                first = (time.time(), cpu)
+            if depth == 0:
+                answer = _check(checker)
+                if answer["missing"] == 0:
+                    ended, cpu_end = answer["t"], procs.sample(worker.pid)[1]
+                    break
+                if answer["missing"] != stall[0]:
+                    stall = (answer["missing"], time.monotonic())
+                elif time.monotonic() - stall[1] > STALL:
+                    raise RuntimeError(f"queue empty, {answer['missing']} jobs not done after "
+                                       f"{STALL:.0f} s (e.g. {answer['sample']})")  # fmt: skip
+            if time.monotonic() > deadline:
+                answer = _check(checker)
+                raise RuntimeError(f"not done within {timeout:.0f} s: {answer['missing']} "
+                                   f"missing (e.g. {answer['sample']}), {depth} queued")  # fmt: skip
+            time.sleep(POLL)
+        start_t, start_cpu = first or (began, 0.0)
+        out.update(
+            ok=answer["failed"] == 0,
+            error=f"{answer['failed']} jobs failed" if answer["failed"] else None,
+            drain_jobs_per_s=jobs / (ended - began),
+            steady_jobs_per_s=jobs / max(1e-6, ended - start_t),
+            peak_rss_mib=peak / 2**20,
+            worker_cpu_us_per_job=(cpu_end - start_cpu) / jobs * 1e6,
+            redis_cpu_us_per_job=(_redis_cpu(client) - redis_cpu0) / jobs * 1e6,
+        )
+    except (RuntimeError, TimeoutError, OSError, ValueError, KeyError, redis.RedisError) as exc:
+        out["error"] = f"{exc.__class__.__name__}: {exc}"
+    finally:
+        for child in (worker, checker):
+            if child is not None:
+                child.stop()
+        client.close()
+    out["log"] = str(log)
+    return out
+
+
+def ceiling_run(port: int, url: str, jobs: int) -> float:
+    """The physical reference: RPUSH ``jobs`` 100-byte items, then LPOP 100 at a time over
+    ``url`` (the worker's path, so through Toxiproxy in the latency mode); jobs/s of the pops."""
+    filler = redis.Redis(port=port)
+    filler.delete("ceiling")
+    for start in range(0, jobs, 10_000):
+        filler.rpush("ceiling", *[b"x" * 100] * min(10_000, jobs - start))
+    client = redis.Redis.from_url(url, socket_timeout=30)
+    began, taken = time.perf_counter(), 0
+    while batch := client.lpop("ceiling", 100):
+        taken += len(batch)
+    elapsed = time.perf_counter() - began
+    client.close()
+    filler.close()
+    return taken / elapsed
+
+
+def restart_run(peer: Peer, kids: Children, args: argparse.Namespace, logs: Path,
+                rep: int, proxy_url: Any) -> dict[str, Any]:  # fmt: skip
+    """Feed ``peer`` at a steady rate, restart Redis (AOF on) under it, count what came back."""
+    out: dict[str, Any] = {"peer": peer.name, "rep": rep, "ok": False, "error": None}
+    log = logs / f"{peer.name}-restart-{rep}.log"
+    record, accepted_file = logs / f"{peer.name}-{rep}.executed", logs / f"{peer.name}-{rep}.ids"
+    server = RedisServer(appendonly=True)
+    worker = feeder = None
+    try:
+        server.start()
+        direct = server.url
+        url = proxy_url(server.port) if proxy_url else direct
+        worker = kids.start(peer.name, peer.worker_argv(url), cwd=APPS, log_path=log,
+                            env=_env(peer, url, BENCH_RECORD=str(record)))  # fmt: skip
+        feeder = kids.start(f"{peer.name} feed", peer.script_argv(
+            "feed", str(args.feed_rate), str(args.feed_seconds), str(accepted_file)),
+            env=_env(peer, direct), cwd=APPS, log_path=log, pipes=True)  # fmt: skip
+        time.sleep(args.restart_after)
+        offset = log.stat().st_size
+        server.stop()
+        time.sleep(args.down_seconds)
+        server.start()
+        back = time.time()
+        feeder.read_line(args.feed_seconds + args.timeout)
+        deadline = time.monotonic() + args.settle
+        accepted = set(accepted_file.read_text().split()) if accepted_file.exists() else set()
+        runs: Counter[str] = Counter()
+        while time.monotonic() < deadline:
+            runs = _executions(record)[0]
+            if accepted <= set(runs):
+                break
+            time.sleep(0.2)
+        runs, after = _executions(record, back)
+        lost = sorted(accepted - set(runs), key=lambda i: int(i[1:]))
+        out.update(
+            accepted=len(accepted),
+            lost=len(lost),
+            lost_sample=lost[:5],
+            twice=sum(1 for n in runs.values() if n > 1),
+            recovery_s=(min(after) - back) if after else None,
+            survived=worker.alive,
+            exit_code=worker.popen.returncode,
+            outage_log_line=_first_line(log, offset),
+        )
+        out["ok"] = bool(out["survived"]) and not lost and after != []
+        if not out["ok"]:
+            out["error"] = ("worker died" if not out["survived"] else
+                            f"{len(lost)} lost" if lost else "no job done after Redis came back")
+    except (RuntimeError, TimeoutError, OSError, ValueError) as exc:
+        out["error"] = f"{exc.__class__.__name__}: {exc}"
+    finally:
+        for child in (feeder, worker):
+            if child is not None:
+                child.stop()
+        server.close()
+    out["log"] = str(log)
+    return out
+
+
+def _executions(record: Path, after: float = 0.0) -> tuple[Counter[str], list[float]]:
+    """(executions per id, times of the executions at or after ``after``)."""
+    runs: Counter[str] = Counter()
+    times: list[float] = []
+    if record.exists():
+        for line in record.read_text().splitlines():
+            parts = line.split()
+            if len(parts) == 2:
+                runs[parts[0]] += 1
+                if after and float(parts[1]) >= after:
+                    times.append(float(parts[1]))
+    return runs, times
+
+
+def _first_line(log: Path, offset: int) -> str | None:
+    """The first non-empty line the worker wrote after ``offset`` (when Redis went away)."""
+    with log.open("rb") as f:
+        f.seek(offset)
+        for raw in f:
+            if raw.strip():
+                return raw.decode(errors="replace").strip()[:400]
+    return None
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    try:
+        model = next(line.split(":", 1)[1].strip() for line in
+                     Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass  # fmt: skip
+    return {"cores": os.cpu_count(), "cpu": model, "platform": platform.platform(),
+            "python": platform.python_version(), "load_average": os.getloadavg()}  # fmt: skip
+
+
+def versions(peers: list[Peer]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for runtime in sorted({p.runtime for p in peers} & set(venvs.PINS)):
+        found[runtime] = {"pins": list(venvs.PINS[runtime]), "installed": venvs.freeze(runtime)}
+    if any(p.runtime == "ruby" for p in peers):
+        query = ["dpkg-query", "-W", "-f", "${Package} ${Version}\\n", "ruby-sidekiq",
+                 "ruby-gitlab-sidekiq-fetcher", "ruby-redis", "ruby3.1"]  # fmt: skip
+        found["sidekiq"] = subprocess.run(query, capture_output=True, text=True, timeout=30
+                                          ).stdout.split("\n")  # fmt: skip
+    found["redis-server"] = subprocess.run(
+        ["redis-server", "--version"], capture_output=True, text=True, timeout=30).stdout.strip()
+    found["steadfetch"] = subprocess.run(
+        ["git", "-C", str(PROJECT_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
+        timeout=30).stdout.strip()  # fmt: skip
+    return found
+
+
+def _prepare(peers: list[Peer]) -> list[Peer]:
+    ready = []
+    for peer in peers:
+        try:
+            peer.prepare()
+            ready.append(peer)
+        except (venvs.VenvError, ComponentMissing) as exc:
+            print(f"  skipping {peer.name}: {exc}", flush=True)
+    return ready
+
+
+def main(argv: list[str]) -> None:
+    args = _options(argv)
+    peers = _prepare(select(args.only))
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out_dir = args.out or PROJECT_ROOT / ".artifacts" / "bench" / f"peers-{stamp}"
+    logs = out_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    mode = "restart" if args.restart else "drain"
+    doc: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "mode": mode, "machine": machine(),
+        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "method": __doc__, "versions": versions(peers),
+        "peers": {p.name: {"worker": list(p.worker), "note": p.note} for p in peers},
+        "repetitions": [], "ceiling_jobs_per_s": [],
+    }  # fmt: skip
+    print(f"peers benchmark ({mode}), {len(peers)} peers, {args.repeat} repetition(s), "
+          f"latency {args.latency_ms} ms, load average {doc['machine']['load_average']}",
+          flush=True)  # fmt: skip
+    with _terminate_as_exit(), Children() as kids:
+        toxi = ToxiproxyServer().start() if args.latency_ms else None
+        try:
+            for rep in range(args.repeat):
+                proxy_url = _proxy_factory(toxi, args.latency_ms, rep) if toxi else None
+                if args.restart:
+                    for peer in peers:
+                        _show(doc, restart_run(peer, kids, args, logs, rep, proxy_url))
+                    continue
+                with RedisServer() as server:
+                    url = proxy_url(server.port) if proxy_url else server.url
+                    for peer in peers:
+                        _show(doc, drain_run(peer, kids, server.port, url, args.jobs,
+                                             args.timeout, logs, rep))  # fmt: skip
+                    doc["ceiling_jobs_per_s"].append(ceiling_run(server.port, url, args.jobs))
+                    print(f"  raw redis-py LPOP 100 ceiling: "
+                          f"{doc['ceiling_jobs_per_s'][-1]:,.0f} jobs/s", flush=True)  # fmt: skip
+        finally:
+            if toxi is not None:
+                toxi.close()
+    metrics = RESTART_METRICS if args.restart else results.DRAIN_METRICS
+    doc["summary"] = results.aggregate(doc["repetitions"], metrics)
+    doc["ratios"] = {} if args.restart else results.ratios(doc["summary"])
+    doc["machine"]["load_average_end"] = os.getloadavg()
+    (out_dir / "results.json").write_text(json.dumps(doc, indent=1, default=str))
+    print(results.table(doc["summary"], metrics))
+    ceiling = results.summarize(doc["ceiling_jobs_per_s"])
+    if ceiling:
+        print(f"raw redis-py ceiling (LPOP 100): {results.cell(ceiling, '{:,.0f}')} jobs/s")
+    print(f"results: {out_dir / 'results.json'}", flush=True)
+
+
+def _proxy_factory(toxi: ToxiproxyServer, latency_ms: float, rep: int) -> Any:
+    """A function: Redis port -> URL through a new Toxiproxy proxy with the latency toxic."""
+    count = [0]
+
+    def make(port: int) -> str:
+        count[0] += 1
+        listen = free_port()
+        proxy = toxi.api.create_proxy(f"redis-{rep}-{count[0]}", f"127.0.0.1:{listen}",
+                                      f"127.0.0.1:{port}")  # fmt: skip
+        proxy.add_toxic("latency", stream="downstream", latency=latency_ms)
+        return f"redis://127.0.0.1:{listen}/0"
+
+    return make
+
+
+def _show(doc: dict[str, Any], rep: dict[str, Any]) -> None:
+    doc["repetitions"].append(rep)
+    shown = {k: (round(v, 1) if isinstance(v, float) else v) for k, v in rep.items()
+             if k not in ("peer", "log", "rep")}  # fmt: skip
+    print(f"  {rep['peer']:20} rep {rep['rep']}: {shown}", flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

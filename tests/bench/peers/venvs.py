@@ -1,0 +1,71 @@
+"""One virtualenv per Python peer, at pinned versions, under ``.artifacts/peers/`` (reused).
+
+A peer's venv is rebuilt only when its pin list changes (a stamp file holds the pins it was built
+from), so repeated benchmark runs cost nothing here. ``pip freeze`` of each venv goes into the
+results, so the JSON says exactly what ran.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from chaos.env.binaries import PROJECT_ROOT
+
+CACHE = PROJECT_ROOT / ".artifacts" / "peers"
+INSTALL_TIMEOUT = 600.0
+
+# venv name -> pinned requirements. rq's two workers share one venv, Celery's two pools too.
+PINS: dict[str, tuple[str, ...]] = {
+    "arq": ("arq==0.28.0",),
+    "saq": ("saq[redis]==0.26.4", "typing-extensions==4.15.0"),  # saq imports it, does not require it
+    "rq": ("rq==2.12.0",),
+    "taskiq": ("taskiq==0.13.0", "taskiq-redis==1.2.4"),
+    "dramatiq": ("dramatiq[redis]==2.2.1",),
+    "celery": ("celery[redis]==5.7.0",),
+}
+
+
+class VenvError(RuntimeError):
+    """A peer's virtualenv could not be created (pip's last lines say why)."""
+
+
+def python(name: str) -> Path:
+    return CACHE / name / "bin" / "python"
+
+
+def ensure(name: str) -> Path:
+    """The interpreter of peer ``name``'s venv, creating or refreshing the venv when needed."""
+    pins = PINS[name]
+    root = CACHE / name
+    stamp = root / ".pins"
+    want = "\n".join(pins)
+    if python(name).exists() and stamp.exists() and stamp.read_text() == want:
+        return python(name)
+    print(f"  creating venv {root} ({', '.join(pins)})", flush=True)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    _run([sys.executable, "-m", "venv", "--clear", str(root)])
+    _run([str(python(name)), "-m", "pip", "install", "-q", "--disable-pip-version-check", *pins])
+    stamp.write_text(want)
+    return python(name)
+
+
+def freeze(name: str) -> dict[str, str]:
+    """``{package: version}`` installed in peer ``name``'s venv."""
+    out = subprocess.run(
+        [str(python(name)), "-m", "pip", "freeze", "--disable-pip-version-check"],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    pairs = (line.split("==", 1) for line in out.splitlines() if "==" in line)
+    return {k: v for k, v in pairs}
+
+
+def _run(cmd: list[str]) -> None:
+    try:
+        subprocess.run(cmd, capture_output=True, text=True, timeout=INSTALL_TIMEOUT, check=True)
+    except subprocess.CalledProcessError as exc:
+        tail = " | ".join((exc.stderr or exc.stdout or "").strip().splitlines()[-5:])
+        raise VenvError(f"{' '.join(cmd[:4])}... failed (exit {exc.returncode}): {tail}") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise VenvError(f"{' '.join(cmd[:4])}... took over {INSTALL_TIMEOUT:.0f} s") from exc
