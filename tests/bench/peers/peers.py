@@ -64,17 +64,18 @@ _STEADFETCH = ("{bin}/steadfetch", "run", "steadfetch_app:app", "--redis-url", "
                "--concurrency", CONCURRENCY, "--heartbeat-interval", "0.1", "--mode")  # fmt: skip
 
 PEERS: tuple[Peer, ...] = (
-    Peer("arq", "arq", "arq_app.py", ("{bin}/arq", "arq_app.WorkerSettings"), "arq:queue",
+    Peer("arq", "arq", "arq_app.py", ("{bin}/arq", "arq_app.WorkerSettings", "--custom-log-dict",
+         "arq_app.LOG"), "arq:queue",
          "zset", note="max_jobs=50"),
     Peer("saq", "saq", "saq_app.py", ("{bin}/saq", "saq_app.settings", "--workers", "1"),
          "saq:default:queued", note="concurrency=50"),
     Peer("rq-simple", "rq", "rq_app.py", ("{bin}/rq", "worker", "--url", "{url}", "-w",
-         "rq.worker.SimpleWorker", "-q", "default"), "rq:queue:default",
+         "rq.worker.SimpleWorker", "--quiet", "default"), "rq:queue:default",
          note="one job at a time, in the worker process"),
-    Peer("rq-fork", "rq", "rq_app.py", ("{bin}/rq", "worker", "--url", "{url}", "-q", "default"),
+    Peer("rq-fork", "rq", "rq_app.py", ("{bin}/rq", "worker", "--url", "{url}", "--quiet", "default"),
          "rq:queue:default", note="one job at a time, a fork per job"),
     Peer("taskiq", "taskiq", "taskiq_app.py", ("{bin}/taskiq", "worker", "taskiq_app:broker",
-         "--workers", "1", "--max-async-tasks", CONCURRENCY), "taskiq",
+         "--workers", "1", "--max-async-tasks", CONCURRENCY, "--log-level", "WARNING"), "taskiq",
          note="ListQueueBroker + RedisAsyncResultBackend, max-async-tasks 50"),
     Peer("dramatiq", "dramatiq", "dramatiq_app.py", ("{bin}/dramatiq", "dramatiq_app",
          "--processes", "1", "--threads", CONCURRENCY), "dramatiq:default",

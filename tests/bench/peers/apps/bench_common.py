@@ -19,6 +19,7 @@ hands :func:`main` three coroutines and serves three commands, each answering JS
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import os
 import sys
@@ -83,6 +84,28 @@ async def _feed(rate: float, seconds: float, out: str, submit_recorded: Submit) 
     emit({"accepted": accepted, "errors": errors})
 
 
+def by_record(states: Callable[[list[str]], object]) -> Missing:
+    """A done check for peers that keep a record per job. ``states(ids)`` (sync or async) gives,
+    per id, True (done), False (failed) or None (no record yet), in CHUNK-sized lookups."""
+    failed = [0]
+
+    async def missing_of(ids: list[str]) -> tuple[list[str], int]:
+        missing = []
+        for start in range(0, len(ids), CHUNK):
+            part = ids[start : start + CHUNK]
+            found = states(part)
+            if inspect.isawaitable(found):
+                found = await found
+            for job_id, state in zip(part, found):  # type: ignore[call-overload]
+                if state is None:
+                    missing.append(job_id)
+                elif state is False:
+                    failed[0] += 1  # failed ids leave ``pending``: each is counted once
+        return missing, failed[0]
+
+    return missing_of
+
+
 _total = [0]  # N of the running ``check`` (for peers whose bookkeeping is a counter)
 
 
@@ -132,12 +155,5 @@ def wrap(fn: Callable[[list[str]], object]) -> Submit:
 
     async def call(ids: list[str]) -> None:
         fn(ids)
-
-    return call
-
-
-def wrap_missing(fn: Callable[[list[str]], tuple[list[str], int]]) -> Missing:
-    async def call(ids: list[str]) -> tuple[list[str], int]:
-        return fn(ids)
 
     return call
