@@ -1,4 +1,6 @@
-"""Side-by-side with the peers: ``python -m tests.bench peers [options]`` (``scripts/dev bench peers``).
+"""Side by side with the peers: ``python -m tests.bench peers [options]``.
+
+``scripts/dev bench peers [options]`` runs it after the set-up.
 
 Every Python peer runs from its own CLI, in its own virtualenv at pinned versions
 (``tests/bench/peers/venvs.py``, created under ``.artifacts/peers/`` and reused); Sidekiq comes
@@ -27,6 +29,7 @@ Every run is bounded in time and stops every process it started, by pid, also on
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -64,20 +67,39 @@ def _options(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench peers", description=__doc__.split("\n")[0])
     parser.add_argument("names", nargs="*", help="benchmark names (for tests.bench)")
     parser.add_argument("--jobs", type=int, default=100_000, help="N jobs per drain run")
+    parser.add_argument(
+        "--jobs-for",
+        action="append",
+        default=[],
+        metavar="PEER=N",
+        help="another N for one peer (rq-fork forks per job: 100k takes long)",
+    )
     parser.add_argument("--repeat", type=int, default=1, help="repetitions of every peer")
     parser.add_argument("--only", help="comma-separated peers or prefixes (rq, celery, ...)")
-    parser.add_argument("--latency-ms", type=float, default=0.0,
-                        help="Toxiproxy latency toxic (downstream) between workers and Redis")
+    parser.add_argument(
+        "--latency-ms",
+        type=int,
+        default=0,
+        help="Toxiproxy latency toxic (downstream) between workers and Redis",
+    )
     parser.add_argument("--restart", action="store_true", help="the Redis-restart run instead")
     parser.add_argument("--feed-rate", type=float, default=500.0, help="restart run: jobs/s")
     parser.add_argument("--feed-seconds", type=float, default=12.0, help="restart run: feeding")
     parser.add_argument("--restart-after", type=float, default=4.0, help="s into the feed")
     parser.add_argument("--down-seconds", type=float, default=2.0, help="Redis down this long")
-    parser.add_argument("--settle", type=float, default=30.0,
-                        help="restart run: s to wait for accepted jobs after the feed ends")
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=30.0,
+        help="restart run: s to wait for accepted jobs after the feed ends",
+    )
     parser.add_argument("--timeout", type=float, default=600.0, help="bound of one run (s)")
     parser.add_argument("--out", type=Path, help="results directory")
     args = parser.parse_args(argv)  # fmt: skip
+    try:
+        args.jobs_for = {k: int(v) for k, v in (item.split("=", 1) for item in args.jobs_for)}
+    except ValueError:
+        parser.error(f"--jobs-for takes PEER=N, got {args.jobs_for}")
     return args
 
 
@@ -167,8 +189,10 @@ def drain_run(peer: Peer, kids: Children, server_port: int, worker_url: str, job
                                        f"{STALL:.0f} s (e.g. {answer['sample']})")  # fmt: skip
             if time.monotonic() > deadline:
                 answer = _check(checker)
-                raise RuntimeError(f"not done within {timeout:.0f} s: {answer['missing']} "
-                                   f"missing (e.g. {answer['sample']}), {depth} queued")  # fmt: skip
+                raise RuntimeError(
+                    f"not done within {timeout:.0f} s: {answer['missing']} missing "
+                    f"(e.g. {answer['sample']}), {depth} queued"
+                )
             time.sleep(POLL)
         start_t, start_cpu = first or (began, 0.0)
         out.update(
@@ -254,8 +278,13 @@ def restart_run(peer: Peer, kids: Children, args: argparse.Namespace, logs: Path
         )
         out["ok"] = bool(out["survived"]) and not lost and after != []
         if not out["ok"]:
-            out["error"] = ("worker died" if not out["survived"] else
-                            f"{len(lost)} lost" if lost else "no job done after Redis came back")
+            out["error"] = (
+                "worker died"
+                if not out["survived"]
+                else f"{len(lost)} lost"
+                if lost
+                else "no job done after Redis came back"
+            )
     except (RuntimeError, TimeoutError, OSError, ValueError) as exc:
         out["error"] = f"{exc.__class__.__name__}: {exc}"
     finally:
@@ -293,11 +322,9 @@ def _first_line(log: Path, offset: int) -> str | None:
 
 def machine() -> dict[str, Any]:
     model = ""
-    try:
-        model = next(line.split(":", 1)[1].strip() for line in
-                     Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass  # fmt: skip
+    with contextlib.suppress(OSError, StopIteration):
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        model = next(x.split(":", 1)[1].strip() for x in lines if x.startswith("model name"))
     return {"cores": os.cpu_count(), "cpu": model, "platform": platform.platform(),
             "python": platform.python_version(), "load_average": os.getloadavg()}  # fmt: skip
 
@@ -312,7 +339,8 @@ def versions(peers: list[Peer]) -> dict[str, Any]:
         found["sidekiq"] = subprocess.run(query, capture_output=True, text=True, timeout=30
                                           ).stdout.split("\n")  # fmt: skip
     found["redis-server"] = subprocess.run(
-        ["redis-server", "--version"], capture_output=True, text=True, timeout=30).stdout.strip()
+        ["redis-server", "--version"], capture_output=True, text=True, timeout=30
+    ).stdout.strip()
     found["steadfetch"] = subprocess.run(
         ["git", "-C", str(PROJECT_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
         timeout=30).stdout.strip()  # fmt: skip
@@ -360,8 +388,9 @@ def main(argv: list[str]) -> None:
                 with RedisServer() as server:
                     url = proxy_url(server.port) if proxy_url else server.url
                     for peer in peers:
-                        _show(doc, drain_run(peer, kids, server.port, url, args.jobs,
-                                             args.timeout, logs, rep))  # fmt: skip
+                        jobs = args.jobs_for.get(peer.name, args.jobs)
+                        _show(doc, drain_run(peer, kids, server.port, url, jobs, args.timeout,
+                                             logs, rep))  # fmt: skip
                     doc["ceiling_jobs_per_s"].append(ceiling_run(server.port, url, args.jobs))
                     print(f"  raw redis-py LPOP 100 ceiling: "
                           f"{doc['ceiling_jobs_per_s'][-1]:,.0f} jobs/s", flush=True)  # fmt: skip
@@ -374,13 +403,18 @@ def main(argv: list[str]) -> None:
     doc["machine"]["load_average_end"] = os.getloadavg()
     (out_dir / "results.json").write_text(json.dumps(doc, indent=1, default=str))
     print(results.table(doc["summary"], metrics))
+    if args.restart:
+        for rep in doc["repetitions"]:
+            print(f"{rep['peer']} rep {rep['rep']}: worker "
+                  f"{'survived' if rep.get('survived') else 'DIED'}; first line after Redis went "
+                  f"away: {rep.get('outage_log_line')}")  # fmt: skip
     ceiling = results.summarize(doc["ceiling_jobs_per_s"])
     if ceiling:
         print(f"raw redis-py ceiling (LPOP 100): {results.cell(ceiling, '{:,.0f}')} jobs/s")
     print(f"results: {out_dir / 'results.json'}", flush=True)
 
 
-def _proxy_factory(toxi: ToxiproxyServer, latency_ms: float, rep: int) -> Any:
+def _proxy_factory(toxi: ToxiproxyServer, latency_ms: int, rep: int) -> Any:
     """A function: Redis port -> URL through a new Toxiproxy proxy with the latency toxic."""
     count = [0]
 

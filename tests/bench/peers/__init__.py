@@ -1,4 +1,4 @@
-"""The side-by-side peers benchmark (``scripts/dev bench peers``): see ``tests/bench/bench_peers.py``.
+"""The side-by-side peers benchmark (``scripts/dev bench peers``); see ``bench_peers.py``.
 
 - ``venvs``: one virtualenv per Python peer at pinned versions, created once under
   ``.artifacts/peers/`` and reused;

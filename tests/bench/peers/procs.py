@@ -12,6 +12,7 @@ cutime+cstime (children already reaped by their parent), which counts each CPU s
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
@@ -50,6 +51,17 @@ def tree(root: int) -> list[int]:
     return found
 
 
+def group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes in process group ``pgid``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat_fields(int(entry))
+            if fields is not None and int(fields[2]) == pgid and fields[0] != "Z":
+                found.append(int(entry))
+    return found
+
+
 def sample(root: int) -> tuple[int, float]:
     """(RSS bytes summed over the tree, CPU seconds used by the tree so far)."""
     rss, ticks = 0, 0
@@ -82,16 +94,17 @@ class Child:
     def stop(self, grace: float = 10.0) -> int | None:
         """SIGTERM the group, SIGKILL it after ``grace`` s; the exit code (None if unreaped)."""
         for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-            try:
-                os.killpg(self.pid, sig)
-            except ProcessLookupError:
-                pass  # the whole group is gone already
+            _killpg_quietly(self.pid, sig)  # ProcessLookupError: the whole group is gone
             try:
                 self.popen.wait(wait)
                 _killpg_quietly(self.pid, signal.SIGKILL)  # orphans left in the group
                 break
             except subprocess.TimeoutExpired:
                 continue
+        deadline = time.monotonic() + 5.0  # signals land asynchronously: see the group gone
+        while group_members(self.pid) and time.monotonic() < deadline:
+            _killpg_quietly(self.pid, signal.SIGKILL)
+            time.sleep(0.01)
         for stream in (self.popen.stdin, self.popen.stdout):
             if stream is not None:
                 stream.close()
@@ -126,10 +139,8 @@ class Child:
 
 
 def _killpg_quietly(pgid: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 class Children:

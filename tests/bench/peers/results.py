@@ -83,18 +83,18 @@ def ratios(agg: Mapping[str, Mapping[str, Any]], metric: str = HEADLINE,
 
 
 def cell(summary: Mapping[str, float] | None, fmt: str) -> str:
-    """``median (min–max)``, the median alone for one run, ``-`` for none."""
+    """``median (min-max)``, the median alone for one run, ``-`` for none."""
     if summary is None:
         return "-"
     text = fmt.format(summary["median"])
     if summary["n"] > 1:
-        text += f" ({fmt.format(summary['min'])}–{fmt.format(summary['max'])})"
+        text += f" ({fmt.format(summary['min'])}-{fmt.format(summary['max'])})"
     return text
 
 
 def table(agg: Mapping[str, Mapping[str, Any]],
           metrics: Mapping[str, tuple[str, str, bool]] = DRAIN_METRICS) -> str:  # fmt: skip
-    """A plain-text table: one row per peer, medians (min–max), and a ratio headline below."""
+    """A plain-text table: one row per peer, medians (min-max), and a ratio headline below."""
     header = ["peer", *(title for title, _, _ in metrics.values()), "runs"]
     rows = [header]
     for name, peer in agg.items():
@@ -108,6 +108,8 @@ def table(agg: Mapping[str, Mapping[str, Any]],
         for error in peer["errors"]:
             lines.append(f"FAILED {name}: {error}")
     headline = next(iter(metrics))
+    if not metrics[headline][2]:  # a "lower is better" headline has no "fastest" to compare to
+        return "\n".join(lines)
     ref = fastest_peer(agg, headline)
     for name, ratio in ratios(agg, headline).items():
         lines.append(f"{name} / fastest peer ({ref}) on {metrics[headline][0]}: {ratio:.1f}x")

@@ -19,7 +19,8 @@ INSTALL_TIMEOUT = 600.0
 # venv name -> pinned requirements. rq's two workers share one venv, Celery's two pools too.
 PINS: dict[str, tuple[str, ...]] = {
     "arq": ("arq==0.28.0",),
-    "saq": ("saq[redis]==0.26.4", "typing-extensions==4.15.0"),  # saq imports it, does not require it
+    # saq imports typing_extensions without requiring it
+    "saq": ("saq[redis]==0.26.4", "typing-extensions==4.15.0"),
     "rq": ("rq==2.12.0",),
     "taskiq": ("taskiq==0.13.0", "taskiq-redis==1.2.4"),
     "dramatiq": ("dramatiq[redis]==2.2.1",),

@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import bench_common as common
 from arq import create_pool
 from arq.connections import RedisSettings
 from arq.constants import result_key_prefix
 from arq.jobs import deserialize_result
-
-import bench_common as common
 
 SETTINGS = RedisSettings.from_dsn(common.redis_url())
 

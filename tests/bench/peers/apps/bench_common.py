@@ -67,7 +67,7 @@ async def _enqueue(n: int, submit: Submit) -> None:
 async def _feed(rate: float, seconds: float, out: str, submit_recorded: Submit) -> None:
     accepted = errors = 0
     began = time.monotonic()
-    with open(out, "a", buffering=1) as sink:
+    with open(out, "a", buffering=1) as sink:  # noqa: ASYNC230 -- one line per job, by design
         while (elapsed := time.monotonic() - began) < seconds:
             job_id = f"r{accepted}"
             try:
@@ -96,7 +96,7 @@ def by_record(states: Callable[[list[str]], object]) -> Missing:
             found = states(part)
             if inspect.isawaitable(found):
                 found = await found
-            for job_id, state in zip(part, found):  # type: ignore[call-overload]
+            for job_id, state in zip(part, found, strict=True):  # type: ignore[call-overload]
                 if state is None:
                     missing.append(job_id)
                 elif state is False:

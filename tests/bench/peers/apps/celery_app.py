@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
-from celery import Celery, states as celery_states
-
 import bench_common as common
+from celery import Celery
+from celery import states as celery_states
 
 app = Celery("bench", broker=common.redis_url(), backend=common.redis_url())
 app.conf.update(result_expires=3600, worker_hijack_root_logger=False,

@@ -6,14 +6,13 @@ from __future__ import annotations
 import asyncio
 import time
 
+import bench_common as common
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.results import Results
 from dramatiq.results.backends import RedisBackend
 from dramatiq.results.errors import ResultFailure
 from dramatiq.results.result import unwrap_result
-
-import bench_common as common
 
 backend = RedisBackend(url=common.redis_url())
 broker = RedisBroker(url=common.redis_url())

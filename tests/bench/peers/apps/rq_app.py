@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import asyncio
 
+import bench_common as common
 from redis import Redis
 from rq import Queue
 from rq.job import Job, JobStatus
-
-import bench_common as common
 
 connection = Redis.from_url(common.redis_url())
 queue = Queue("default", connection=connection)

@@ -6,10 +6,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import bench_common as common
 from saq import Queue
 from saq.job import Status
-
-import bench_common as common
 
 queue = Queue.from_url(common.redis_url())
 

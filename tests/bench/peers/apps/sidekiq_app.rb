@@ -17,6 +17,8 @@ Sidekiq.configure_server do |config|
   end
 end
 Sidekiq.logger.level = Logger::WARN # no line per job (no peer logs one in this benchmark)
+# redis-rb 4.8 warns about Redis 5 API changes on every heartbeat; not about the outage.
+Redis.silence_deprecations = true if Redis.respond_to?(:silence_deprecations=)
 if defined?(Sidekiq::Launcher)
   Sidekiq::Launcher.send(:remove_const, :BEAT_PAUSE)
   Sidekiq::Launcher.const_set(:BEAT_PAUSE, 0.1)

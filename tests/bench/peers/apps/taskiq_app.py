@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
+import bench_common as common
 from taskiq_redis import ListQueueBroker, RedisAsyncResultBackend
 from taskiq_redis.exceptions import ResultIsMissingError
-
-import bench_common as common
 
 backend: RedisAsyncResultBackend[None] = RedisAsyncResultBackend(common.redis_url(),
                                                                  result_ex_time=3600)  # fmt: skip
