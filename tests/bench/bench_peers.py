@@ -37,7 +37,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -57,9 +56,14 @@ POLL = 0.02  # s between samples of the worker's tree and the queue depth
 STALL = 10.0  # s with an empty queue and no progress before a run is declared failed
 RESTART_METRICS: dict[str, tuple[str, str, bool]] = {
     "recovery_s": ("Redis back -> next job done (s)", "{:.2f}", False),
-    "lost": ("lost", "{:.0f}", False),
+    "lost": ("not run (lost)", "{:.0f}", False),
     "twice": ("run twice", "{:.0f}", False),
     "accepted": ("accepted", "{:.0f}", True),
+}
+LATENCY_METRICS: dict[str, tuple[str, str, bool]] = {
+    "latency_p50_ms": ("idle enqueue-to-start p50 ms", "{:.2f}", False),
+    "latency_p99_ms": ("p99 ms", "{:.2f}", False),
+    "samples": ("samples", "{:.0f}", True),
 }
 
 
@@ -82,9 +86,19 @@ def _options(argv: list[str]) -> argparse.Namespace:
         default=0,
         help="Toxiproxy latency toxic (downstream) between workers and Redis",
     )
-    parser.add_argument("--restart", action="store_true", help="the Redis-restart run instead")
-    parser.add_argument("--feed-rate", type=float, default=500.0, help="restart run: jobs/s")
-    parser.add_argument("--feed-seconds", type=float, default=12.0, help="restart run: feeding")
+    runs = parser.add_mutually_exclusive_group()
+    runs.add_argument("--restart", action="store_true", help="the Redis-restart run instead")
+    runs.add_argument(
+        "--idle-latency",
+        action="store_true",
+        help="idle enqueue-to-start latency (a slow feed) instead",
+    )
+    parser.add_argument(
+        "--feed-rate",
+        type=float,
+        help="jobs/s fed (default: 500 with --restart, 20 with --idle-latency)",
+    )
+    parser.add_argument("--feed-seconds", type=float, default=12.0, help="seconds of feeding")
     parser.add_argument("--restart-after", type=float, default=4.0, help="s into the feed")
     parser.add_argument("--down-seconds", type=float, default=2.0, help="Redis down this long")
     parser.add_argument(
@@ -96,6 +110,8 @@ def _options(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=600.0, help="bound of one run (s)")
     parser.add_argument("--out", type=Path, help="results directory")
     args = parser.parse_args(argv)  # fmt: skip
+    if args.feed_rate is None:
+        args.feed_rate = 500.0 if args.restart else 20.0
     try:
         args.jobs_for = {k: int(v) for k, v in (item.split("=", 1) for item in args.jobs_for)}
     except ValueError:
@@ -232,59 +248,54 @@ def ceiling_run(port: int, url: str, jobs: int) -> float:
     return taken / elapsed
 
 
-def restart_run(peer: Peer, kids: Children, args: argparse.Namespace, logs: Path,
-                rep: int, proxy_url: Any) -> dict[str, Any]:  # fmt: skip
-    """Feed ``peer`` at a steady rate, restart Redis (AOF on) under it, count what came back."""
+def fed_run(peer: Peer, kids: Children, args: argparse.Namespace, logs: Path, rep: int,
+            proxy_url: Any) -> dict[str, Any]:  # fmt: skip
+    """Feed ``peer`` ``recorded`` jobs at a steady rate; with ``args.restart``, restart Redis (AOF
+    on) under it. Every accepted job is then looked for in the executions file, which lives
+    outside Redis: lost, run twice, and (idle latency) enqueue-to-start times."""
     out: dict[str, Any] = {"peer": peer.name, "rep": rep, "ok": False, "error": None}
-    log = logs / f"{peer.name}-restart-{rep}.log"
+    kind = "restart" if args.restart else "latency"
+    log = logs / f"{peer.name}-{kind}-{rep}.log"
     record, accepted_file = logs / f"{peer.name}-{rep}.executed", logs / f"{peer.name}-{rep}.ids"
-    server = RedisServer(appendonly=True)
+    server = RedisServer(appendonly=args.restart)
     worker = feeder = None
     try:
         server.start()
-        direct = server.url
-        url = proxy_url(server.port) if proxy_url else direct
+        url = proxy_url(server.port) if proxy_url else server.url
         worker = kids.start(peer.name, peer.worker_argv(url), cwd=APPS, log_path=log,
                             env=_env(peer, url, BENCH_RECORD=str(record)))  # fmt: skip
         feeder = kids.start(f"{peer.name} feed", peer.script_argv(
             "feed", str(args.feed_rate), str(args.feed_seconds), str(accepted_file)),
-            env=_env(peer, direct), cwd=APPS, log_path=log, pipes=True)  # fmt: skip
-        time.sleep(args.restart_after)
-        offset = log.stat().st_size
-        server.stop()
-        time.sleep(args.down_seconds)
-        server.start()
-        back = time.time()
+            env=_env(peer, server.url), cwd=APPS, log_path=log, pipes=True)  # fmt: skip
+        back = 0.0
+        if args.restart:
+            time.sleep(args.restart_after)
+            offset = log.stat().st_size
+            server.stop()
+            time.sleep(args.down_seconds)
+            server.start()
+            back = time.time()
         feeder.read_line(args.feed_seconds + args.timeout)
+        accepted = _accepted(accepted_file)
         deadline = time.monotonic() + args.settle
-        accepted = set(accepted_file.read_text().split()) if accepted_file.exists() else set()
-        runs: Counter[str] = Counter()
-        while time.monotonic() < deadline:
-            runs = _executions(record)[0]
-            if accepted <= set(runs):
-                break
+        while not accepted.keys() <= _executions(record).keys() and time.monotonic() < deadline:
             time.sleep(0.2)
-        runs, after = _executions(record, back)
-        lost = sorted(accepted - set(runs), key=lambda i: int(i[1:]))
-        out.update(
-            accepted=len(accepted),
-            lost=len(lost),
-            lost_sample=lost[:5],
-            twice=sum(1 for n in runs.values() if n > 1),
-            recovery_s=(min(after) - back) if after else None,
-            survived=worker.alive,
-            exit_code=worker.popen.returncode,
-            outage_log_line=_first_line(log, offset),
-        )
-        out["ok"] = bool(out["survived"]) and not lost and after != []
-        if not out["ok"]:
-            out["error"] = (
-                "worker died"
-                if not out["survived"]
-                else f"{len(lost)} lost"
-                if lost
-                else "no job done after Redis came back"
-            )
+        runs = _executions(record)
+        lost = sorted(accepted.keys() - runs.keys(), key=lambda i: int(i[1:]))
+        out.update(accepted=len(accepted), lost=len(lost), lost_sample=lost[:5],
+                   twice=sum(1 for times in runs.values() if len(times) > 1),
+                   survived=worker.alive, exit_code=worker.popen.returncode)  # fmt: skip
+        problems = [] if worker.alive else ["worker died"]
+        problems += [f"{len(lost)} not run {args.settle:.0f} s after the feed"] if lost else []
+        if args.restart:
+            after = [t for times in runs.values() for t in times if t >= back]
+            out.update(recovery_s=(min(after) - back) if after else None,
+                       outage_log_line=_first_line(log, offset))  # fmt: skip
+            problems += [] if after else ["no job done after Redis came back"]
+        else:
+            out.update(_latencies(accepted, runs))
+        out["ok"] = not problems
+        out["error"] = "; ".join(problems) or None
     except (RuntimeError, TimeoutError, OSError, ValueError) as exc:
         out["error"] = f"{exc.__class__.__name__}: {exc}"
     finally:
@@ -296,28 +307,57 @@ def restart_run(peer: Peer, kids: Children, args: argparse.Namespace, logs: Path
     return out
 
 
-def _executions(record: Path, after: float = 0.0) -> tuple[Counter[str], list[float]]:
-    """(executions per id, times of the executions at or after ``after``)."""
-    runs: Counter[str] = Counter()
-    times: list[float] = []
+def _accepted(path: Path) -> dict[str, float]:
+    """Accepted ids -> the time their (last) enqueue call began, from the feeder's file."""
+    found: dict[str, float] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            parts = line.split()
+            if len(parts) == 2:
+                found[parts[0]] = float(parts[1])
+    return found
+
+
+def _executions(record: Path) -> dict[str, list[float]]:
+    """Every id the worker ran -> the times it started running it."""
+    runs: dict[str, list[float]] = {}
     if record.exists():
         for line in record.read_text().splitlines():
             parts = line.split()
             if len(parts) == 2:
-                runs[parts[0]] += 1
-                if after and float(parts[1]) >= after:
-                    times.append(float(parts[1]))
-    return runs, times
+                runs.setdefault(parts[0], []).append(float(parts[1]))
+    return runs
+
+
+def _latencies(accepted: dict[str, float], runs: dict[str, list[float]]) -> dict[str, Any]:
+    """Enqueue-to-start p50/p99 over the jobs enqueued once the worker had started working (the
+    first second of the feed may have waited for the worker's start-up, so it is left out)."""
+    if not runs:
+        return {"latency_p50_ms": None, "latency_p99_ms": None, "samples": 0}
+    warm = min(t for times in runs.values() for t in times) + 1.0
+    ms = sorted((min(runs[i]) - t) * 1000 for i, t in accepted.items() if i in runs and t >= warm)
+    if not ms:
+        return {"latency_p50_ms": None, "latency_p99_ms": None, "samples": 0}
+    return {
+        "latency_p50_ms": ms[len(ms) // 2],
+        "latency_p99_ms": ms[min(len(ms) - 1, int(len(ms) * 0.99))],
+        "samples": len(ms),
+    }
 
 
 def _first_line(log: Path, offset: int) -> str | None:
-    """The first non-empty line the worker wrote after ``offset`` (when Redis went away)."""
+    """The first non-empty line the worker wrote after ``offset`` (when Redis went away); for a
+    traceback, its first line and the exception line that ends it."""
     with log.open("rb") as f:
         f.seek(offset)
-        for raw in f:
-            if raw.strip():
-                return raw.decode(errors="replace").strip()[:400]
-    return None
+        lines = [raw.decode(errors="replace").rstrip() for raw in f if raw.strip()]
+    if not lines:
+        return None
+    first = lines[0].strip()
+    if first.startswith("Traceback"):
+        ending = next((x for x in lines[1:] if not x.startswith((" ", "\t"))), "")
+        first = f"{first} ... {ending.strip()}"
+    return first[:400]
 
 
 def machine() -> dict[str, Any]:
@@ -365,7 +405,7 @@ def main(argv: list[str]) -> None:
     out_dir = args.out or PROJECT_ROOT / ".artifacts" / "bench" / f"peers-{stamp}"
     logs = out_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    mode = "restart" if args.restart else "drain"
+    mode = "restart" if args.restart else "idle-latency" if args.idle_latency else "drain"
     doc: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "mode": mode, "machine": machine(),
         "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
@@ -381,9 +421,9 @@ def main(argv: list[str]) -> None:
         try:
             for rep in range(args.repeat):
                 proxy_url = _proxy_factory(toxi, args.latency_ms, rep) if toxi else None
-                if args.restart:
+                if args.restart or args.idle_latency:
                     for peer in peers:
-                        _show(doc, restart_run(peer, kids, args, logs, rep, proxy_url))
+                        _show(doc, fed_run(peer, kids, args, logs, rep, proxy_url))
                     continue
                 with RedisServer() as server:
                     url = proxy_url(server.port) if proxy_url else server.url
@@ -397,9 +437,10 @@ def main(argv: list[str]) -> None:
         finally:
             if toxi is not None:
                 toxi.close()
-    metrics = RESTART_METRICS if args.restart else results.DRAIN_METRICS
+    metrics = {"restart": RESTART_METRICS, "idle-latency": LATENCY_METRICS,
+               "drain": results.DRAIN_METRICS}[mode]  # fmt: skip
     doc["summary"] = results.aggregate(doc["repetitions"], metrics)
-    doc["ratios"] = {} if args.restart else results.ratios(doc["summary"])
+    doc["ratios"] = results.ratios(doc["summary"]) if mode == "drain" else {}
     doc["machine"]["load_average_end"] = os.getloadavg()
     (out_dir / "results.json").write_text(json.dumps(doc, indent=1, default=str))
     print(results.table(doc["summary"], metrics))

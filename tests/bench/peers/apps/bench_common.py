@@ -9,7 +9,8 @@ hands :func:`main` three coroutines and serves three commands, each answering JS
   ``{"seconds": s, "count": N}``;
 - ``feed RATE SECONDS OUT``: ``recorded`` jobs at RATE/s for SECONDS; a failed enqueue (Redis is
   being restarted) is retried after 50 ms with the same id until it is accepted; every accepted id
-  is written to OUT; prints ``{"accepted": n, "errors": n}``;
+  is written to OUT with the time its (last) enqueue call began; prints
+  ``{"accepted": n, "errors": n}``;
 - ``check N``: prints ``{"ready": true}``, then for every line on stdin checks which of ``b0..``
   are not yet done according to the peer's own bookkeeping (only those still missing after the
   previous check) and prints ``{"t": unix time the check began, "missing": n, "sample": [...],
@@ -70,13 +71,14 @@ async def _feed(rate: float, seconds: float, out: str, submit_recorded: Submit) 
     with open(out, "a", buffering=1) as sink:  # noqa: ASYNC230 -- one line per job, by design
         while (elapsed := time.monotonic() - began) < seconds:
             job_id = f"r{accepted}"
+            asked = time.time()
             try:
                 await submit_recorded([job_id])
             except Exception:  # noqa: BLE001 -- whatever the peer raises while Redis is down
                 errors += 1
                 await asyncio.sleep(0.05)
                 continue
-            sink.write(job_id + "\n")
+            sink.write(f"{job_id} {asked:.6f}\n")
             accepted += 1
             ahead = accepted / rate - elapsed
             if ahead > 0:

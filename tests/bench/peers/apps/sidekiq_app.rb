@@ -62,6 +62,7 @@ if __FILE__ == $PROGRAM_NAME
       sink.sync = true
       while (elapsed = monotonic - began) < seconds
         job_id = "r#{accepted}"
+        asked = Time.now.to_f
         begin
           Sidekiq::Client.push("class" => Recorded, "args" => [job_id])
         rescue StandardError
@@ -69,7 +70,7 @@ if __FILE__ == $PROGRAM_NAME
           sleep 0.05
           next
         end
-        sink.write("#{job_id}\n")
+        sink.write(format("%s %.6f\n", job_id, asked))
         accepted += 1
         ahead = accepted / rate - elapsed
         sleep ahead if ahead.positive?
