@@ -52,6 +52,7 @@ from tests.bench.peers import procs, results, venvs
 from tests.bench.peers.peers import APPS, Peer, select
 from tests.bench.peers.procs import Children
 
+PLOT = Path(__file__).resolve().parent / "peers" / "plot.py"
 POLL = 0.02  # s between samples of the worker's tree and the queue depth
 STALL = 10.0  # s with an empty queue and no progress before a run is declared failed
 RESTART_METRICS: dict[str, tuple[str, str, bool]] = {
@@ -109,6 +110,11 @@ def _options(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--timeout", type=float, default=600.0, help="bound of one run (s)")
     parser.add_argument("--out", type=Path, help="results directory")
+    parser.add_argument(
+        "--plot",
+        action="store_true",
+        help="drain runs: RSS and throughput over time as PNG (matplotlib, in a venv of its own)",
+    )
     args = parser.parse_args(argv)  # fmt: skip
     if args.feed_rate is None:
         args.feed_rate = 500.0 if args.restart else 20.0
@@ -153,6 +159,26 @@ def _redis_cpu(client: redis.Redis) -> float:
     return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
 
 
+class Series:
+    """(seconds since the worker's start, RSS MiB, jobs still queued), one point per ``every``
+    seconds; when it reaches MAX points it keeps every other one and doubles ``every``, so a
+    1M-job run stays a few hundred KB of JSON."""
+
+    MAX = 2000
+
+    def __init__(self, every: float = 0.25) -> None:
+        self.every = every
+        self.points: list[tuple[float, float, int]] = []
+
+    def add(self, t: float, rss: int, queued: int) -> None:
+        if self.points and t - self.points[-1][0] < self.every:
+            return
+        self.points.append((round(t, 3), round(rss / 2**20, 2), queued))
+        if len(self.points) >= self.MAX:
+            self.points = self.points[::2]
+            self.every *= 2
+
+
 def _check(checker: procs.Child) -> dict[str, Any]:
     answer: dict[str, Any] = json.loads(checker.ask("check", 120))
     return answer
@@ -185,12 +211,14 @@ def drain_run(peer: Peer, kids: Children, server_port: int, worker_url: str, job
         worker = kids.start(peer.name, peer.worker_argv(worker_url),
                             env=_env(peer, worker_url), cwd=APPS, log_path=log)  # fmt: skip
         peak, first, stall = 0, None, (-1, time.monotonic())
+        series = Series()
         while True:
             rss, cpu = procs.sample(worker.pid)
             peak = max(peak, rss)
             if not worker.alive:
                 raise RuntimeError(f"worker exited {worker.popen.returncode}: {worker.log_tail()}")
             depth = _depth(client, peer)
+            series.add(time.time() - began, rss, depth)
             if first is None and depth < jobs:
                 first = (time.time(), cpu)
             if depth == 0:
@@ -217,6 +245,7 @@ def drain_run(peer: Peer, kids: Children, server_port: int, worker_url: str, job
             drain_jobs_per_s=jobs / (ended - began),
             steady_jobs_per_s=jobs / max(1e-6, ended - start_t),
             peak_rss_mib=peak / 2**20,
+            series=series.points,
             worker_cpu_us_per_job=(cpu_end - start_cpu) / jobs * 1e6,
             redis_cpu_us_per_job=(_redis_cpu(client) - redis_cpu0) / jobs * 1e6,
         )
@@ -453,6 +482,10 @@ def main(argv: list[str]) -> None:
     if ceiling:
         print(f"raw redis-py ceiling (LPOP 100): {results.cell(ceiling, '{:,.0f}')} jobs/s")
     print(f"results: {out_dir / 'results.json'}", flush=True)
+    if args.plot and mode == "drain":
+        python = venvs.ensure("plot")
+        subprocess.run([str(python), str(PLOT), str(out_dir / "results.json"), str(out_dir)],
+                       check=True, timeout=300)  # fmt: skip
 
 
 def _proxy_factory(toxi: ToxiproxyServer, latency_ms: int, rep: int) -> Any:

@@ -25,6 +25,7 @@ PINS: dict[str, tuple[str, ...]] = {
     "taskiq": ("taskiq==0.13.0", "taskiq-redis==1.2.4"),
     "dramatiq": ("dramatiq[redis]==2.2.1",),
     "celery": ("celery[redis]==5.7.0",),
+    "plot": ("matplotlib==3.10.9",),  # not a peer: draws the RSS/throughput PNGs
 }
 
 
