@@ -54,6 +54,8 @@ class Peer:
         """Create the peer's venv when missing (Ruby peers: check the Debian packages)."""
         if self.runtime in venvs.PINS:
             venvs.ensure(self.runtime)
+        elif self.runtime == "ruby":
+            venvs.ensure_sidekiq()
 
 
 _CELERY = ("{bin}/celery", "-A", "celery_app", "worker", "-c", CONCURRENCY, "--without-heartbeat",

@@ -24,6 +24,7 @@ from typing import IO
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 TICKS = os.sysconf("SC_CLK_TCK")
+HAS_CHILDREN_FILE = Path(f"/proc/self/task/{os.getpid()}/children").exists()
 
 
 def _stat_fields(pid: int) -> list[str] | None:
@@ -36,7 +37,27 @@ def _stat_fields(pid: int) -> list[str] | None:
 
 
 def tree(root: int) -> list[int]:
-    """``root`` and every descendant that is alive now."""
+    """``root`` and every descendant that is alive now.
+
+    Walks ``/proc/PID/task/TID/children`` (cheap: only the tree is read) where the kernel has
+    that file, else scans all of ``/proc``. A process that ends while being read is skipped.
+    """
+    if not HAS_CHILDREN_FILE:
+        return _tree_by_scan(root)
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        try:
+            for task in os.listdir(f"/proc/{pid}/task"):
+                kids = Path(f"/proc/{pid}/task/{task}/children").read_text().split()
+                todo.extend(int(k) for k in kids)
+        except OSError:
+            continue  # ended meanwhile
+        found.append(pid)
+    return found
+
+
+def _tree_by_scan(root: int) -> list[int]:
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():

@@ -7,11 +7,13 @@ results, so the JSON says exactly what ran.
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from chaos.env.binaries import PROJECT_ROOT
+from chaos.env.binaries import PROJECT_ROOT, ComponentMissing
 
 CACHE = PROJECT_ROOT / ".artifacts" / "peers"
 INSTALL_TIMEOUT = 600.0
@@ -27,6 +29,9 @@ PINS: dict[str, tuple[str, ...]] = {
     "celery": ("celery[redis]==5.7.0",),
     "plot": ("matplotlib==3.10.9",),  # not a peer: draws the RSS/throughput PNGs
 }
+
+
+SIDEKIQ_PACKAGES = ("ruby-sidekiq", "ruby-gitlab-sidekiq-fetcher")  # Sidekiq 6.4.1, Ruby 3.1
 
 
 class VenvError(RuntimeError):
@@ -71,3 +76,25 @@ def _run(cmd: list[str]) -> None:
         raise VenvError(f"{' '.join(cmd[:4])}... failed (exit {exc.returncode}): {tail}") from exc
     except subprocess.TimeoutExpired as exc:
         raise VenvError(f"{' '.join(cmd[:4])}... took over {INSTALL_TIMEOUT:.0f} s") from exc
+
+
+def ensure_sidekiq() -> None:
+    """Sidekiq and GitLab's reliable fetcher from Debian's packages, installed when missing
+    (as root with apt-get, like ``scripts/dev setup`` does for its components)."""
+    if all(_debian_installed(p) for p in SIDEKIQ_PACKAGES) and shutil.which("sidekiq"):
+        return
+    hint = f"apt-get install -y {' '.join(SIDEKIQ_PACKAGES)}"
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        raise ComponentMissing(f"Sidekiq is not installed: run `{hint}`")
+    print(f"  {hint}", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "-qq", *SIDEKIQ_PACKAGES]
+    if subprocess.run(install, capture_output=True, timeout=INSTALL_TIMEOUT, env=env).returncode:
+        _run(["apt-get", "update", "-qq"])  # a fresh machine has no package lists yet
+        _run(install)
+
+
+def _debian_installed(package: str) -> bool:
+    query = ["dpkg-query", "-W", "-f", "${Status}", package]
+    done = subprocess.run(query, capture_output=True, text=True, timeout=30)
+    return done.stdout.endswith("installed") and "not-installed" not in done.stdout
