@@ -47,7 +47,7 @@ import redis
 from chaos.env.binaries import PROJECT_ROOT, ComponentMissing
 from chaos.env.ports import free_port
 from chaos.env.redis_server import RedisServer
-from chaos.env.toxiproxy import ToxiproxyServer
+from chaos.env.toxiproxy import ToxiproxyError, ToxiproxyServer
 from tests.bench.peers import procs, results, venvs
 from tests.bench.peers.peers import APPS, Peer, select
 from tests.bench.peers.procs import Children
@@ -428,6 +428,13 @@ def _prepare(peers: list[Peer]) -> list[Peer]:
 
 
 def main(argv: list[str]) -> None:
+    try:
+        _main(argv)
+    except (ComponentMissing, ToxiproxyError) as exc:  # everything started is stopped by now
+        sys.exit(f"bench peers: {exc.__class__.__name__}: {exc}")
+
+
+def _main(argv: list[str]) -> None:
     args = _options(argv)
     peers = _prepare(select(args.only))
     stamp = time.strftime("%Y%m%d-%H%M%S")
