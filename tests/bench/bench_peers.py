@@ -16,7 +16,8 @@ and fast mode. Per peer and repetition:
 - enqueue jobs/s: N through the peer's API (its bulk call where it has one, else 100 calls in
   flight for async clients, one at a time for sync ones);
 - peak RSS of the worker's process tree; worker CPU per job (the tree's CPU from the first job
-  leaving the queue to the last done, over N); Redis CPU per job (INFO cpu, same window).
+  leaving the queue to the last done, over N); Redis CPU per job (INFO cpu, from the worker's
+  start to the last done, over N).
 
 ``--latency-ms X`` puts Toxiproxy between every worker and Redis with a downstream latency
 toxic. ``--restart`` feeds each worker at a steady rate and restarts Redis (AOF on) under it.
@@ -55,6 +56,7 @@ from tests.bench.peers.procs import Children
 PLOT = Path(__file__).resolve().parent / "peers" / "plot.py"
 POLL = 0.02  # s between samples of the worker's tree and the queue depth
 STALL = 10.0  # s with an empty queue and no progress before a run is declared failed
+STUCK = 60.0  # s with jobs queued and none taken before a run is declared failed
 RESTART_METRICS: dict[str, tuple[str, str, bool]] = {
     "recovery_s": ("Redis back -> next job done (s)", "{:.2f}", False),
     "lost": ("not run (lost)", "{:.0f}", False),
@@ -99,8 +101,18 @@ def _options(argv: list[str]) -> argparse.Namespace:
         type=float,
         help="jobs/s fed (default: 500 with --restart, 20 with --idle-latency)",
     )
-    parser.add_argument("--feed-seconds", type=float, default=12.0, help="seconds of feeding")
-    parser.add_argument("--restart-after", type=float, default=4.0, help="s into the feed")
+    parser.add_argument(
+        "--feed-seconds",
+        type=float,
+        default=10.0,
+        help="seconds of feeding (--restart: after Redis is back)",
+    )
+    parser.add_argument(
+        "--restart-after",
+        type=float,
+        default=4.0,
+        help="restart Redis this long after the worker ran its first job (s)",
+    )
     parser.add_argument("--down-seconds", type=float, default=2.0, help="Redis down this long")
     parser.add_argument(
         "--settle",
@@ -210,7 +222,7 @@ def drain_run(peer: Peer, kids: Children, server_port: int, worker_url: str, job
         deadline = time.monotonic() + timeout
         worker = kids.start(peer.name, peer.worker_argv(worker_url),
                             env=_env(peer, worker_url), cwd=APPS, log_path=log)  # fmt: skip
-        peak, first, stall = 0, None, (-1, time.monotonic())
+        peak, first, stall, moved = 0, None, (-1, time.monotonic()), (jobs, time.monotonic())
         series = Series()
         while True:
             rss, cpu = procs.sample(worker.pid)
@@ -221,6 +233,11 @@ def drain_run(peer: Peer, kids: Children, server_port: int, worker_url: str, job
             series.add(time.time() - began, rss, depth)
             if first is None and depth < jobs:
                 first = (time.time(), cpu)
+            if depth != moved[0]:
+                moved = (depth, time.monotonic())
+            elif depth and time.monotonic() - moved[1] > STUCK:
+                raise RuntimeError(f"no job taken from the queue for {STUCK:.0f} s, {depth} "
+                                   f"queued: {worker.log_tail()}")  # fmt: skip
             if depth == 0:
                 answer = _check(checker)
                 if answer["missing"] == 0:
@@ -294,17 +311,20 @@ def fed_run(peer: Peer, kids: Children, args: argparse.Namespace, logs: Path, re
         worker = kids.start(peer.name, peer.worker_argv(url), cwd=APPS, log_path=log,
                             env=_env(peer, url, BENCH_RECORD=str(record)))  # fmt: skip
         feeder = kids.start(f"{peer.name} feed", peer.script_argv(
-            "feed", str(args.feed_rate), str(args.feed_seconds), str(accepted_file)),
+            "feed", str(args.feed_rate), str(args.timeout), str(accepted_file)),
             env=_env(peer, server.url), cwd=APPS, log_path=log, pipes=True)  # fmt: skip
-        back = 0.0
+        _wait_first_execution(record, worker, args.timeout)
+        back, fed_from = 0.0, time.monotonic()
         if args.restart:
             time.sleep(args.restart_after)
             offset = log.stat().st_size
             server.stop()
             time.sleep(args.down_seconds)
             server.start()
-            back = time.time()
-        feeder.read_line(args.feed_seconds + args.timeout)
+            back, fed_from = time.time(), time.monotonic()
+        time.sleep(max(0.0, fed_from + args.feed_seconds - time.monotonic()))
+        accepted_file.with_name(accepted_file.name + ".stop").touch()
+        feeder.read_line(args.timeout)
         accepted = _accepted(accepted_file)
         deadline = time.monotonic() + args.settle
         while not accepted.keys() <= _executions(record).keys() and time.monotonic() < deadline:
@@ -334,6 +354,15 @@ def fed_run(peer: Peer, kids: Children, args: argparse.Namespace, logs: Path, re
         server.close()
     out["log"] = str(log)
     return out
+
+
+def _wait_first_execution(record: Path, worker: procs.Child, timeout: float) -> None:
+    """Until the worker ran a job: a restart must hit a worker at work, not one still booting."""
+    deadline = time.monotonic() + timeout
+    while not (record.exists() and record.stat().st_size):
+        if not worker.alive or time.monotonic() > deadline:
+            raise RuntimeError(f"no job run before the restart: {worker.log_tail()}")
+        time.sleep(0.05)
 
 
 def _accepted(path: Path) -> dict[str, float]:

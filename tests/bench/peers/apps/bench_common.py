@@ -7,7 +7,8 @@ hands :func:`main` three coroutines and serves three commands, each answering JS
 
 - ``enqueue N``: N no-op jobs with ids ``b0..b{N-1}`` through the peer's own API; prints
   ``{"seconds": s, "count": N}``;
-- ``feed RATE SECONDS OUT``: ``recorded`` jobs at RATE/s for SECONDS; a failed enqueue (Redis is
+- ``feed RATE SECONDS OUT``: ``recorded`` jobs at RATE/s for SECONDS at most, or until the file
+  ``OUT.stop`` exists (the harness ends a feed that way); a failed enqueue (Redis is
   being restarted) is retried after 50 ms with the same id until it is accepted; every accepted id
   is written to OUT with the time its (last) enqueue call began; prints
   ``{"accepted": n, "errors": n}``;
@@ -65,11 +66,16 @@ async def _enqueue(n: int, submit: Submit) -> None:
     emit({"seconds": time.perf_counter() - began, "count": n})
 
 
+def stopped(path: str) -> bool:
+    """One stat per job fed (at most a few hundred per second): cheaper than a thread."""
+    return os.path.exists(path)
+
+
 async def _feed(rate: float, seconds: float, out: str, submit_recorded: Submit) -> None:
     accepted = errors = 0
-    began = time.monotonic()
+    began, stop = time.monotonic(), out + ".stop"
     with open(out, "a", buffering=1) as sink:  # noqa: ASYNC230 -- one line per job, by design
-        while (elapsed := time.monotonic() - began) < seconds:
+        while (elapsed := time.monotonic() - began) < seconds and not stopped(stop):
             job_id = f"r{accepted}"
             asked = time.time()
             try:

@@ -60,7 +60,7 @@ if __FILE__ == $PROGRAM_NAME
     began = monotonic
     File.open(out, "a") do |sink|
       sink.sync = true
-      while (elapsed = monotonic - began) < seconds
+      while (elapsed = monotonic - began) < seconds && !File.exist?("#{out}.stop")
         job_id = "r#{accepted}"
         asked = Time.now.to_f
         begin
