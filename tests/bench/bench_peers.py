@@ -105,7 +105,7 @@ def _options(argv: list[str]) -> argparse.Namespace:
         "--feed-seconds",
         type=float,
         default=10.0,
-        help="seconds of feeding (--restart: after Redis is back)",
+        help="seconds fed after the worker ran its first job (--restart: after Redis is back)",
     )
     parser.add_argument(
         "--restart-after",
