@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.bench.bench_peers import Series, _first_line, _latencies
 from tests.bench.peers import procs, results
 from tests.bench.peers.peers import APPS, PEERS, select
 
@@ -128,3 +129,35 @@ def test_children_are_measured_as_a_tree_and_all_stopped(tmp_path: Path) -> None
 def _zombie(pid: int) -> bool:
     fields = procs._stat_fields(pid)
     return fields is None or fields[0] == "Z"
+
+
+def test_series_stays_bounded_over_a_long_run() -> None:
+    series = Series(every=0.25)
+    for i in range(200_000):  # 50 000 s of samples every 0.25 s
+        series.add(i * 0.25, 2**20, 1_000_000 - i)
+    assert len(series.points) < Series.MAX
+    assert series.points[0] == (0.0, 1.0, 1_000_000)
+    times = [p[0] for p in series.points]
+    assert times == sorted(times) and times[-1] > 49_000
+
+
+def test_idle_latency_leaves_out_the_warm_up_second() -> None:
+    accepted = {"r0": 100.0, "r1": 101.95, "r2": 102.0, "r3": 103.0}
+    runs = {"r0": [100.9], "r1": [101.952], "r2": [102.004, 102.5], "r3": [103.001]}
+    found = _latencies(accepted, runs)
+    assert found["samples"] == 3  # r0 was enqueued before the worker's first run + 1 s
+    assert found["latency_p50_ms"] == pytest.approx(2.0)
+    assert found["latency_p99_ms"] == pytest.approx(4.0)  # the first run of r2 counts
+    assert _latencies(accepted, {})["samples"] == 0
+
+
+def test_outage_line_of_a_traceback_names_the_exception(tmp_path: Path) -> None:
+    log = tmp_path / "worker.log"
+    log.write_text("booted\n\nTraceback (most recent call last):\n  File \"x.py\", line 1\n"
+                   "    raise\nredis.exceptions.ConnectionError: Connection refused\n")  # fmt: skip
+    assert _first_line(log, len("booted\n")) == (
+        "Traceback (most recent call last): ... redis.exceptions.ConnectionError: Connection "
+        "refused"
+    )
+    assert _first_line(log, 0) == "booted"
+    assert _first_line(log, log.stat().st_size) is None
