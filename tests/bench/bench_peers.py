@@ -99,13 +99,13 @@ def _options(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--feed-rate",
         type=float,
-        help="jobs/s fed (default: 500 with --restart, 20 with --idle-latency)",
+        help="jobs/s fed (default: 500 with --restart, 10 with --idle-latency)",
     )
     parser.add_argument(
         "--feed-seconds",
         type=float,
-        default=10.0,
-        help="seconds fed after the worker ran its first job (--restart: after Redis is back)",
+        help="seconds fed after the worker ran its first job, default 20 (--restart: after Redis "
+        "is back, default 10)",
     )
     parser.add_argument(
         "--restart-after",
@@ -129,7 +129,9 @@ def _options(argv: list[str]) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)  # fmt: skip
     if args.feed_rate is None:
-        args.feed_rate = 500.0 if args.restart else 20.0
+        args.feed_rate = 500.0 if args.restart else 10.0
+    if args.feed_seconds is None:
+        args.feed_seconds = 10.0 if args.restart else 20.0
     try:
         args.jobs_for = {k: int(v) for k, v in (item.split("=", 1) for item in args.jobs_for)}
     except ValueError:
