@@ -507,7 +507,7 @@ def _main(argv: list[str]) -> None:
     metrics = {"restart": RESTART_METRICS, "idle-latency": LATENCY_METRICS,
                "drain": results.DRAIN_METRICS}[mode]  # fmt: skip
     doc["summary"] = results.aggregate(doc["repetitions"], metrics)
-    doc["ratios"] = results.ratios(doc["summary"]) if mode == "drain" else {}
+    doc["ratios"] = results.headline_ratios(doc["summary"]) if mode == "drain" else {}
     doc["machine"]["load_average_end"] = os.getloadavg()
     (out_dir / "results.json").write_text(json.dumps(doc, indent=1, default=str))
     print(results.table(doc["summary"], metrics))

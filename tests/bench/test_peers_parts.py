@@ -29,6 +29,7 @@ REPS = [
     rep("arq", drain_jobs_per_s=450.0, peak_rss_mib=32.0),
     rep("sidekiq-basic", drain_jobs_per_s=5000.0),
     rep("sidekiq-basic", ok=False, drain_jobs_per_s=90_000.0),  # failed: must not count
+    rep("sidekiq-reliable", drain_jobs_per_s=2000.0),
     rep("steadfetch-reliable", drain_jobs_per_s=20_000.0),
     rep("steadfetch-fast", drain_jobs_per_s=30_000.0),
 ]
@@ -54,7 +55,11 @@ def test_ratio_is_against_the_fastest_peer_never_steadfetch_itself() -> None:
     agg = results.aggregate(REPS)
     assert results.fastest_peer(agg) == "sidekiq-basic"
     assert results.ratios(agg) == {"steadfetch-reliable": 4.0, "steadfetch-fast": 6.0}
-    assert results.ratios(results.aggregate(REPS[5:])) == {}  # no peer: no ratio
+    assert results.fastest_peer(agg, skip=("sidekiq",)) == "arq"
+    assert results.ratios(agg, against="arq") == pytest.approx(
+        {"steadfetch-reliable": 20_000 / 450, "steadfetch-fast": 30_000 / 450}
+    )
+    assert results.ratios(results.aggregate(REPS[6:])) == {}  # no peer: no ratio
 
 
 def test_table_shows_ranges_failures_and_ratios() -> None:
@@ -63,6 +68,8 @@ def test_table_shows_ranges_failures_and_ratios() -> None:
     assert "FAILED sidekiq-basic: 3 missing" in text
     assert "1/2 ok" in text
     assert "steadfetch-fast / fastest peer (sidekiq-basic) on drain jobs/s: 6.0x" in text
+    assert "steadfetch-fast / fastest Python peer (arq) on drain jobs/s: 66.7x" in text
+    assert "steadfetch-reliable / Sidekiq reliable fetch (sidekiq-reliable) on drain" in text
     lower_is_better = {"recovery_s": ("recovery s", "{:.2f}", False)}
     assert "fastest" not in results.table(results.aggregate(REPS, lower_is_better),
                                           lower_is_better)  # fmt: skip

@@ -56,12 +56,14 @@ def aggregate(reps: Iterable[Mapping[str, Any]], metrics: Iterable[str] = DRAIN_
     return out
 
 
-def fastest_peer(agg: Mapping[str, Mapping[str, Any]], metric: str = HEADLINE) -> str | None:
-    """The peer (not steadfetch) with the best median of ``metric``, among verified runs."""
+def fastest_peer(agg: Mapping[str, Mapping[str, Any]], metric: str = HEADLINE,
+                 skip: tuple[str, ...] = ()) -> str | None:  # fmt: skip
+    """The peer (not steadfetch, nor one whose name starts with ``skip``) with the best median
+    of ``metric``, among verified runs."""
     best: tuple[float, str] | None = None
     for name, peer in agg.items():
         summary = peer.get(metric)
-        if name.startswith(OURS) or summary is None:
+        if name.startswith((OURS, *skip)) or summary is None:
             continue
         if best is None or summary["median"] > best[0]:
             best = (summary["median"], name)
@@ -110,7 +112,24 @@ def table(agg: Mapping[str, Mapping[str, Any]],
     headline = next(iter(metrics))
     if not metrics[headline][2]:  # a "lower is better" headline has no "fastest" to compare to
         return "\n".join(lines)
-    ref = fastest_peer(agg, headline)
-    for name, ratio in ratios(agg, headline).items():
-        lines.append(f"{name} / fastest peer ({ref}) on {metrics[headline][0]}: {ratio:.1f}x")
+    for label, found in headline_ratios(agg, headline).items():
+        for name, ratio in found["ratios"].items():
+            lines.append(f"{name} / {label} ({found['against']}) on {metrics[headline][0]}: "
+                         f"{ratio:.1f}x")  # fmt: skip
     return "\n".join(lines)
+
+
+def headline_ratios(agg: Mapping[str, Mapping[str, Any]], metric: str = HEADLINE,
+                    ) -> dict[str, dict[str, Any]]:  # fmt: skip
+    """steadfetch against what the targets name: the fastest peer, the fastest Python peer and
+    Sidekiq with reliable fetch (each once, when it has verified runs)."""
+    references = {"fastest peer": fastest_peer(agg, metric),
+                  "fastest Python peer": fastest_peer(agg, metric, skip=("sidekiq",)),
+                  "Sidekiq reliable fetch": "sidekiq-reliable"}  # fmt: skip
+    found: dict[str, dict[str, Any]] = {}
+    for label, ref in references.items():
+        if ref is None or any(f["against"] == ref for f in found.values()):
+            continue
+        if against := ratios(agg, metric, against=ref):
+            found[label] = {"against": ref, "ratios": against}
+    return found
