@@ -430,21 +430,35 @@ def machine() -> dict[str, Any]:
 
 
 def versions(peers: list[Peer]) -> dict[str, Any]:
+    """What ran: each venv's pins and ``pip freeze``, Debian's Sidekiq packages, redis-server,
+    Toxiproxy, and the steadfetch commit (``-dirty`` when the work tree had changes)."""
     found: dict[str, Any] = {}
     for runtime in sorted({p.runtime for p in peers} & set(venvs.PINS)):
         found[runtime] = {"pins": list(venvs.PINS[runtime]), "installed": venvs.freeze(runtime)}
     if any(p.runtime == "ruby" for p in peers):
-        query = ["dpkg-query", "-W", "-f", "${Package} ${Version}\\n", "ruby-sidekiq",
-                 "ruby-gitlab-sidekiq-fetcher", "ruby-redis", "ruby3.1"]  # fmt: skip
-        found["sidekiq"] = subprocess.run(query, capture_output=True, text=True, timeout=30
-                                          ).stdout.split("\n")  # fmt: skip
-    found["redis-server"] = subprocess.run(
-        ["redis-server", "--version"], capture_output=True, text=True, timeout=30
-    ).stdout.strip()
-    found["steadfetch"] = subprocess.run(
-        ["git", "-C", str(PROJECT_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
-        timeout=30).stdout.strip()  # fmt: skip
-    return found
+        found["sidekiq"] = _output(
+            [
+                "dpkg-query",
+                "-W",
+                "-f",
+                "${Package} ${Version}\\n",
+                *venvs.SIDEKIQ_PACKAGES,
+                "ruby-redis",
+            ]
+        ).splitlines()
+        found["ruby"] = _output(["ruby", "--version"])
+    found["redis-server"] = _output(["redis-server", "--version"])
+    found["steadfetch"] = _output(
+        ["git", "-C", str(PROJECT_ROOT), "describe", "--always", "--dirty"]
+    )
+    return found  # fmt: skip
+
+
+def _output(argv: list[str]) -> str:
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"unknown ({exc.__class__.__name__}: {exc})"
 
 
 def _prepare(peers: list[Peer]) -> list[Peer]:
@@ -486,6 +500,8 @@ def _main(argv: list[str]) -> None:
     with _terminate_as_exit(), Children() as kids:
         toxi = ToxiproxyServer().start() if args.latency_ms else None
         try:
+            if toxi is not None:
+                doc["versions"]["toxiproxy"] = toxi.api.version()
             for rep in range(args.repeat):
                 proxy_url = _proxy_factory(toxi, args.latency_ms, rep) if toxi else None
                 if args.restart or args.idle_latency:
