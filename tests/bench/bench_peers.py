@@ -86,8 +86,10 @@ def _options(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--latency-ms",
         type=int,
+        nargs="?",
+        const=1,
         default=0,
-        help="Toxiproxy latency toxic (downstream) between workers and Redis",
+        help="Toxiproxy between every worker and Redis, every reply this late (ms; 1 if no value)",
     )
     runs = parser.add_mutually_exclusive_group()
     runs.add_argument("--restart", action="store_true", help="the Redis-restart run instead")
