@@ -19,12 +19,37 @@ and fast mode. Per peer and repetition:
   leaving the queue to the last done, over N); Redis CPU per job (INFO cpu, from the worker's
   start to the last done, over N).
 
-``--latency-ms X`` puts Toxiproxy between every worker and Redis with a downstream latency
-toxic. ``--restart`` feeds each worker at a steady rate and restarts Redis (AOF on) under it.
-The raw redis-py ceiling (LPOP 100 at a time, same Redis, same path) is printed as the physical
-reference. Results go to ``.artifacts/bench/peers-<time>/results.json`` (every repetition) and a
-printed table of medians (min-max) with steadfetch's ratio to the fastest peer of the same run.
-Every run is bounded in time and stops every process it started, by pid, also on failure.
+How "done" is known (each peer's own bookkeeping, read by a checker process that runs the
+peer's own API, started and connected before the worker, so its start-up is not timed): arq,
+saq, rq, taskiq, dramatiq (Results middleware) and Celery (Redis result backend) keep a record
+per job, so each job id is checked; Sidekiq (``Sidekiq::Stats`` processed) and steadfetch (the
+processed count in its heartbeats) keep a counter. Sidekiq flushes that counter and steadfetch
+writes its heartbeat every 0.1 s in this benchmark (5 s by default), so the end is seen within
+0.1 s; the per-record peers pay for writing a result per job, which is how they say a job is
+done. No worker logs a line per job (rq ``--quiet``, arq's log dict, Sidekiq at WARN). CPU
+comes from ``/proc`` in clock ticks (10 ms), so N should be large enough that a tick is small.
+
+``--latency-ms [X]`` (1 ms without a value) puts one Toxiproxy proxy between the workers and
+Redis with a downstream latency toxic: every reply to a worker is X ms late; enqueueing and
+checking go direct. ``--restart`` starts each worker on its own redis-server with AOF, feeds
+``recorded`` jobs (each appends its id to a file outside Redis) at ``--feed-rate``, and
+``--restart-after`` seconds after the worker ran its first job stops Redis (SIGTERM, so the AOF
+is complete) for ``--down-seconds``, starts it again on the same port, and keeps feeding for
+``--feed-seconds``; then it waits up to ``--settle`` seconds for every accepted job. It reports
+the time from Redis being back to the next job started, jobs accepted but not run within the
+settle time (lost, or parked beyond it: Celery's Redis transport redelivers unacked jobs after
+its visibility timeout, 1 h), jobs run twice, whether the worker process is alive, and the
+first line it wrote after Redis went away. ``--idle-latency`` feeds 10 jobs/s to an idle worker
+and reports enqueue-to-start p50/p99 (from the moment the enqueue call began to the moment the
+job started, both in ``time.time()`` on this machine), leaving out the first second of work.
+
+The raw redis-py ceiling (LPOP 100 at a time over the workers' path, so through Toxiproxy in
+the latency mode) is printed as the physical reference. Results go to
+``.artifacts/bench/peers-<time>/results.json`` (versions, machine, options, this text, every
+repetition) and a printed table of medians (min-max) with steadfetch's ratio to the fastest
+peer, the fastest Python peer and Sidekiq with reliable fetch, all of the same run; ``--plot``
+draws RSS and throughput over time as PNG beside it. Every run is bounded in time and stops
+every process it started, by pid, also on failure.
 """
 
 from __future__ import annotations
