@@ -15,9 +15,10 @@ and fast mode. Per peer and repetition:
 - after-start jobs/s: N / (time from the first job leaving the queue until all N are done);
 - enqueue jobs/s: N through the peer's API (its bulk call where it has one, else 100 calls in
   flight for async clients, one at a time for sync ones);
-- peak RSS of the worker's process tree; worker CPU per job (the tree's CPU from the first job
-  leaving the queue to the last done, over N); Redis CPU per job (INFO cpu, from the worker's
-  start to the last done, over N).
+- peak RSS of the worker's process tree (summed, so a forking worker's shared pages count per
+  process) and peak PSS (shared pages split; sampled every second and at the end); worker CPU
+  per job (the tree's CPU from the first job leaving the queue to the last done, over N); Redis
+  CPU per job (INFO cpu, from the worker's start to the last done, over N).
 
 How "done" is known (each peer's own bookkeeping, read by a checker process that runs the
 peer's own API, started and connected before the worker, so its start-up is not timed): arq,
@@ -80,6 +81,7 @@ from tests.bench.peers.procs import Children
 
 PLOT = Path(__file__).resolve().parent / "peers" / "plot.py"
 POLL = 0.02  # s between samples of the worker's tree and the queue depth
+PSS_EVERY = 1.0  # s between PSS samples (smaps_rollup is dearer than stat)
 STALL = 10.0  # s with an empty queue and no progress before a run is declared failed
 STUCK = 60.0  # s with jobs queued and none taken before a run is declared failed
 RESTART_METRICS: dict[str, tuple[str, str, bool]] = {
@@ -252,10 +254,13 @@ def drain_run(peer: Peer, kids: Children, server_port: int, worker_url: str, job
         worker = kids.start(peer.name, peer.worker_argv(worker_url),
                             env=_env(peer, worker_url), cwd=APPS, log_path=log)  # fmt: skip
         peak, first, stall, moved = 0, None, (-1, time.monotonic()), (jobs, time.monotonic())
+        peak_pss, pss_at = 0, 0.0
         series = Series()
         while True:
             rss, cpu = procs.sample(worker.pid)
             peak = max(peak, rss)
+            if time.monotonic() - pss_at >= PSS_EVERY:
+                peak_pss, pss_at = max(peak_pss, procs.pss(worker.pid)), time.monotonic()
             if not worker.alive:
                 raise RuntimeError(f"worker exited {worker.popen.returncode}: {worker.log_tail()}")
             depth = _depth(client, peer)
@@ -271,6 +276,7 @@ def drain_run(peer: Peer, kids: Children, server_port: int, worker_url: str, job
                 answer = _check(checker)
                 if answer["missing"] == 0:
                     ended, cpu_end = answer["t"], procs.sample(worker.pid)[1]
+                    peak_pss = max(peak_pss, procs.pss(worker.pid))
                     break
                 if answer["missing"] != stall[0]:
                     stall = (answer["missing"], time.monotonic())
@@ -291,6 +297,7 @@ def drain_run(peer: Peer, kids: Children, server_port: int, worker_url: str, job
             drain_jobs_per_s=jobs / (ended - began),
             steady_jobs_per_s=jobs / max(1e-6, ended - start_t),
             peak_rss_mib=peak / 2**20,
+            peak_pss_mib=peak_pss / 2**20,
             series=series.points,
             worker_cpu_us_per_job=(cpu_end - start_cpu) / jobs * 1e6,
             redis_cpu_us_per_job=(_redis_cpu(client) - redis_cpu0) / jobs * 1e6,

@@ -127,6 +127,7 @@ def test_children_are_measured_as_a_tree_and_all_stopped(tmp_path: Path) -> None
         assert len(pids) == 3
         rss, cpu = procs.sample(child.pid)
         assert rss > 0 and cpu >= 0
+        assert 0 < procs.pss(child.pid) <= rss
         raise RuntimeError("boom")
     assert not child.alive
     for pid in pids:

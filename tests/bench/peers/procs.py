@@ -96,6 +96,23 @@ def sample(root: int) -> tuple[int, float]:
     return rss, ticks / TICKS
 
 
+def pss(root: int) -> int:
+    """Proportional set size of the tree in bytes: shared pages split among their sharers, so a
+    forking worker's copy-on-write pages count once (an RSS sum counts them per process).
+    Costs about 0.15 ms per process: sample it less often than :func:`sample`."""
+    total = 0
+    for pid in tree(root):
+        try:
+            text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            if line.startswith("Pss:"):
+                total += int(line.split()[1]) * 1024
+                break
+    return total
+
+
 class Child:
     """One started process. ``stop()`` ends its process group; it is safe to call twice."""
 

@@ -17,6 +17,7 @@ DRAIN_METRICS: dict[str, tuple[str, str, bool]] = {
     "steady_jobs_per_s": ("after start jobs/s", "{:,.0f}", True),
     "enqueue_jobs_per_s": ("enqueue jobs/s", "{:,.0f}", True),
     "peak_rss_mib": ("peak RSS MiB", "{:,.1f}", False),
+    "peak_pss_mib": ("peak PSS MiB", "{:,.1f}", False),
     "worker_cpu_us_per_job": ("worker CPU µs/job", "{:,.1f}", False),
     "redis_cpu_us_per_job": ("Redis CPU µs/job", "{:,.1f}", False),
 }
