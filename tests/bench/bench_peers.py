@@ -594,7 +594,7 @@ def _proxy_factory(toxi: ToxiproxyServer, latency_ms: int, rep: int) -> Any:
 def _show(doc: dict[str, Any], rep: dict[str, Any]) -> None:
     doc["repetitions"].append(rep)
     shown = {k: (round(v, 1) if isinstance(v, float) else v) for k, v in rep.items()
-             if k not in ("peer", "log", "rep")}  # fmt: skip
+             if k not in ("peer", "log", "rep", "series")}  # fmt: skip
     print(f"  {rep['peer']:20} rep {rep['rep']}: {shown}", flush=True)
 
 
