@@ -1,0 +1,76 @@
+"""The production image and the wheel, built by the project's own script (cached: seconds when
+nothing changed), so these tests always exercise what ``docker/build-worker-image.sh`` makes.
+
+A missing engine, base image tool or wheelhouse skips with the script's own reason, except under
+CI=true, where it fails (``tests.fixtures.require``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chaos.env.binaries import PROJECT_ROOT, ComponentMissing
+from chaos.env.containers import docker_client
+from tests.fixtures import require
+
+SCRIPT = PROJECT_ROOT / "docker" / "build-worker-image.sh"
+WORKER_IMAGE = os.environ.get("STEADFETCH_WORKER_IMAGE", "steadfetch/worker:local")
+#: Every container and network these tests start carries it (and a unique name).
+LABEL = {"io.steadfetch.test": "docker-image"}
+
+
+def run_script(*args: str) -> str:
+    """Run docker/build-worker-image.sh; its MISSING lines become ComponentMissing."""
+    env = {**os.environ, "PYTHON": sys.executable}
+    proc = subprocess.run(
+        ["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=900
+    )
+    if proc.returncode != 0:
+        missing = [line for line in proc.stderr.splitlines() if "MISSING:" in line]
+        if missing:
+            raise ComponentMissing(missing[-1].split("MISSING:", 1)[1].strip())
+        pytest.fail(f"{SCRIPT.name} {' '.join(args)} failed:\n{proc.stderr}", pytrace=False)
+    return proc.stdout.strip()
+
+
+@pytest.fixture(scope="session")
+def wheelhouse() -> Path:
+    """steadfetch's wheel (built now, from the working tree) and its dependencies' wheels."""
+    return Path(require(lambda: run_script("wheels")))
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> Any:
+    return require(docker_client)
+
+
+@pytest.fixture(scope="session")
+def worker_image(docker_engine: Any) -> str:
+    """The production image, rebuilt from the working tree when it changed."""
+    require(lambda: run_script("image"))
+    return WORKER_IMAGE
+
+
+@pytest.fixture
+def network(docker_engine: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A Docker network of its own, removed with whatever test containers are still on it."""
+    name = re.sub(
+        r"[^a-zA-Z0-9_.-]", "-", f"steadfetch-test-{os.getpid()}-{request.node.name[:40]}"
+    )
+    net = docker_engine.networks.create(name, labels=LABEL)
+    try:
+        yield net
+    finally:
+        net.reload()
+        for container in net.containers:
+            if container.labels.get("io.steadfetch.test") == LABEL["io.steadfetch.test"]:
+                container.remove(force=True)
+        net.remove()
