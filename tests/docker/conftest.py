@@ -8,9 +8,9 @@ CI=true, where it fails (``tests.fixtures.require``).
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -60,11 +60,10 @@ def worker_image(docker_engine: Any) -> str:
 
 
 @pytest.fixture
-def network(docker_engine: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+def network(docker_engine: Any) -> Iterator[Any]:
     """A Docker network of its own, removed with whatever test containers are still on it."""
-    name = re.sub(
-        r"[^a-zA-Z0-9_.-]", "-", f"steadfetch-test-{os.getpid()}-{request.node.name[:40]}"
-    )
+    # Short: container names derived from it are host names on the network (63 chars at most).
+    name = f"steadfetch-test-{uuid.uuid4().hex[:8]}"
     net = docker_engine.networks.create(name, labels=LABEL)
     try:
         yield net
