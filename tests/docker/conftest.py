@@ -61,15 +61,16 @@ def worker_image(docker_engine: Any) -> str:
 
 @pytest.fixture
 def network(docker_engine: Any) -> Iterator[Any]:
-    """A Docker network of its own, removed with whatever test containers are still on it."""
+    """A Docker network of its own; afterwards it and the test containers named after it
+    (``NETWORK-redis``, ``NETWORK-worker``, ..., running or not) are removed."""
     # Short: container names derived from it are host names on the network (63 chars at most).
     name = f"steadfetch-test-{uuid.uuid4().hex[:8]}"
     net = docker_engine.networks.create(name, labels=LABEL)
     try:
         yield net
     finally:
-        net.reload()
-        for container in net.containers:
-            if container.labels.get("io.steadfetch.test") == LABEL["io.steadfetch.test"]:
-                container.remove(force=True)
+        for container in docker_engine.containers.list(
+            all=True, filters={"name": f"{name}-", "label": "io.steadfetch.test"}
+        ):
+            container.remove(force=True)
         net.remove()
