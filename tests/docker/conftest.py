@@ -11,16 +11,18 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
 from chaos.env.binaries import PROJECT_ROOT, ComponentMissing
 from chaos.env.containers import docker_client
 from tests.fixtures import require
+from tests.worker.harness import wait_for
 
+T = TypeVar("T")
 SCRIPT = PROJECT_ROOT / "docker" / "build-worker-image.sh"
 WORKER_IMAGE = os.environ.get("STEADFETCH_WORKER_IMAGE", "steadfetch/worker:local")
 #: Every container and network these tests start carries it (and a unique name).
@@ -39,6 +41,15 @@ def run_script(*args: str) -> str:
             raise ComponentMissing(missing[-1].split("MISSING:", 1)[1].strip())
         pytest.fail(f"{SCRIPT.name} {' '.join(args)} failed:\n{proc.stderr}", pytrace=False)
     return proc.stdout.strip()
+
+
+def wait_logged(what: str, probe: Callable[[], T | None], container: Any) -> T:
+    """``wait_for`` (60 s), and on a timeout the end of ``container``'s log in the failure."""
+    try:
+        return wait_for(what, probe, timeout=60.0)
+    except AssertionError as exc:
+        tail = container.logs(tail=30).decode(errors="replace")
+        raise AssertionError(f"{exc}; log of {container.name}:\n{tail}") from None
 
 
 @pytest.fixture(scope="session")

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import redis
@@ -17,26 +16,11 @@ import redis
 from chaos.env.containers import REDIS_IMAGE
 from fetcher import Keys, SyncProducer
 from fetcher.codec import decode
-from tests.docker.conftest import LABEL
+from tests.docker.conftest import LABEL, wait_logged
 
 pytestmark = pytest.mark.docker
-T = TypeVar("T")
 PROCESSED = re.compile(rb"order (\d+) processed on ")
 STOP_TIMEOUT = 20  # docker stop's wait before SIGKILL; the worker's grace period is well inside
-
-
-def poll(what: str, check: Callable[[], T | None], container: Any, deadline: float = 60.0) -> T:
-    """``check()`` until it returns something truthy; at the deadline fail naming ``what``,
-    with the end of ``container``'s log."""
-    end = time.monotonic() + deadline
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > end:
-            tail = container.logs(tail=30).decode(errors="replace")
-            pytest.fail(f"timed out after {deadline} s waiting for {what}; log:\n{tail}")
-        time.sleep(0.2)
 
 
 def processed(container: Any) -> set[int]:
@@ -73,13 +57,13 @@ def test_image_runs_jobs_turns_healthy_and_stops_cleanly(
         producer.enqueue_many(
             [{"task": "process_order", "args": [n, 0.01]} for n in quick]
         )  # fmt: skip
-        poll("the quick jobs done", lambda: set(quick) <= processed(worker), worker)
-        poll("the health check to say healthy", lambda: health(worker) == "healthy", worker)
+        wait_logged("the quick jobs done", lambda: set(quick) <= processed(worker), worker)
+        wait_logged("the health check to say healthy", lambda: health(worker) == "healthy", worker)
 
         # Slow jobs, 4 at a time: a stop lands while some run and most still wait.
         slow = range(100, 120)
         producer.enqueue_many([{"task": "process_order", "args": [n, 1.5]} for n in slow])
-        poll("the first slow jobs done", lambda: processed(worker) & set(slow), worker)
+        wait_logged("the first slow jobs done", lambda: processed(worker) & set(slow), worker)
         started = time.monotonic()
         worker.stop(timeout=STOP_TIMEOUT)
         stopped_in = time.monotonic() - started
