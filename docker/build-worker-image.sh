@@ -3,6 +3,8 @@
 #
 #   docker/build-worker-image.sh          the wheelhouse, then the image $STEADFETCH_WORKER_IMAGE
 #   docker/build-worker-image.sh wheels   only the wheelhouse; prints its directory
+#   docker/build-worker-image.sh chaos    also the chaos suite's image $STEADFETCH_CHAOS_IMAGE
+#                                         (docker/chaos.Dockerfile; compose profile `chaos`)
 #
 # Idempotent and cached, so a second run takes seconds:
 # - the base image $STEADFETCH_WORKER_BASE (default steadfetch/python-base:bookworm) is built
@@ -19,6 +21,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 IMAGE="${STEADFETCH_WORKER_IMAGE:-steadfetch/worker:local}"
+CHAOS_IMAGE="${STEADFETCH_CHAOS_IMAGE:-steadfetch/chaos:local}"
 LOCAL_BASE="steadfetch/python-base:bookworm"
 BASE="${STEADFETCH_WORKER_BASE:-$LOCAL_BASE}"
 PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
@@ -54,11 +57,12 @@ build_wheels() {
     # Exactly what the distribution is made of (pyproject.toml's packages and metadata files).
     cp -r "$ROOT/pyproject.toml" "$ROOT/README.md" "$ROOT/LICENSE" "$ROOT/fetcher" "$ROOT/worker" "$ROOT/chaos" "$src/"
     find "$src" -name __pycache__ -prune -exec rm -rf {} +
-    local want; want="$(cat "$ROOT/pyproject.toml" <("$PYTHON" -VV) | sha256sum | cut -d' ' -f1)"
+    local want; want="$(cat "$ROOT/pyproject.toml" "$ROOT/docker/build-worker-image.sh" <("$PYTHON" -VV) | sha256sum | cut -d' ' -f1)"
     if [ "$(cat "$WHEELHOUSE/deps/.stamp" 2>/dev/null)" != "$want" ]; then
         say "downloading the dependencies' wheels into .artifacts/wheelhouse/deps"
         rm -rf "$WHEELHOUSE/deps"
-        "$PYTHON" -m pip wheel -q --disable-pip-version-check --no-build-isolation -w "$WHEELHOUSE/deps" "$src" \
+        # With the chaos extra's too (the chaos image installs them; the worker image does not).
+        "$PYTHON" -m pip wheel -q --disable-pip-version-check --no-build-isolation -w "$WHEELHOUSE/deps" "$src[chaos]" \
             >"$ART/wheelhouse.log" 2>&1 || { rm -rf "$src"; die "pip wheel failed (see $ART/wheelhouse.log)"; }
         # redis-py needs async-timeout on Python < 3.11.3 (Debian bookworm has 3.11.2), whatever the host runs.
         "$PYTHON" -m pip download -q --disable-pip-version-check --only-binary=:all: -d "$WHEELHOUSE/deps" \
@@ -72,23 +76,35 @@ build_wheels() {
     rm -rf "$src"
 }
 
-build_image() {
-    local ctx="$ART/worker-context" offline=0 started=$SECONDS
+docker_build() {  # docker_build DOCKERFILE IMAGE BUILD-ARG...: the context is the wheelhouse + example/
+    local dockerfile="$1" image="$2" ctx="$ART/worker-context" offline=0 started=$SECONDS
+    shift 2
     [ "$BASE" = "$LOCAL_BASE" ] && offline=1
     rm -rf "$ctx"; mkdir -p "$ctx/wheels"
     cp "$WHEELHOUSE"/steadfetch-*.whl "$WHEELHOUSE"/deps/*.whl "$ctx/wheels/"
     cp -r "$ROOT/docker/example" "$ctx/example"
     find "$ctx/example" -name __pycache__ -prune -exec rm -rf {} +
-    say "building $IMAGE on $BASE"
-    docker build -q -f "$ROOT/docker/worker.Dockerfile" --build-arg "BASE=$BASE" \
-        --build-arg "PIP_OFFLINE=$offline" -t "$IMAGE" "$ctx" >"$ART/worker-image.log" 2>&1 \
-        || { cat "$ART/worker-image.log" >&2; die "docker build of $IMAGE failed"; }
-    say "$IMAGE: $(docker image inspect -f '{{.Size}}' "$IMAGE" | awk '{printf "%.0f MB", $1/1e6}'), docker build $((SECONDS - started)) s"
+    say "building $image"
+    docker build -q -f "$ROOT/docker/$dockerfile" --build-arg "PIP_OFFLINE=$offline" "$@" \
+        -t "$image" "$ctx" >"$ART/$dockerfile.log" 2>&1 \
+        || { cat "$ART/$dockerfile.log" >&2; die "docker build of $image failed"; }
+    say "$image: $(docker image inspect -f '{{.Size}}' "$image" | awk '{printf "%.0f MB", $1/1e6}'), docker build $((SECONDS - started)) s"
+}
+
+build_image() {
+    docker_build worker.Dockerfile "$IMAGE" --build-arg "BASE=$BASE"
+}
+
+build_chaos_image() {
+    docker_build chaos.Dockerfile "$CHAOS_IMAGE" --build-arg "WORKER_IMAGE=$IMAGE" \
+        --build-arg "REDIS_IMAGE=${STEADFETCH_REDIS_IMAGE:-steadfetch/redis:local}" \
+        --build-arg "TOXIPROXY_IMAGE=${STEADFETCH_TOXIPROXY_IMAGE:-steadfetch/toxiproxy:local}"
 }
 
 mkdir -p "$ART"
 case "${1:-image}" in
     wheels) build_wheels; echo "$WHEELHOUSE" ;;
     image) build_base; build_wheels; build_image ;;
+    chaos) build_base; build_wheels; build_image; build_chaos_image ;;
     *) sed -n '2,5p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

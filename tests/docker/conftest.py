@@ -25,6 +25,7 @@ from tests.worker.harness import wait_for
 T = TypeVar("T")
 SCRIPT = PROJECT_ROOT / "docker" / "build-worker-image.sh"
 WORKER_IMAGE = os.environ.get("STEADFETCH_WORKER_IMAGE", "steadfetch/worker:local")
+CHAOS_IMAGE = os.environ.get("STEADFETCH_CHAOS_IMAGE", "steadfetch/chaos:local")
 #: Every container and network these tests start carries it (and a unique name).
 LABEL = {"io.steadfetch.test": "docker-image"}
 
@@ -68,6 +69,13 @@ def worker_image(docker_engine: Any) -> str:
     """The production image, rebuilt from the working tree when it changed."""
     require(lambda: run_script("image"))
     return WORKER_IMAGE
+
+
+@pytest.fixture(scope="session")
+def chaos_image(worker_image: str) -> str:
+    """The chaos suite's image (docker/chaos.Dockerfile) on top of the worker image."""
+    require(lambda: run_script("chaos"))
+    return CHAOS_IMAGE
 
 
 @pytest.fixture
