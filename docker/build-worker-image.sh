@@ -14,7 +14,7 @@
 #   build then fetches from the index whatever the wheelhouse lacks.
 # - the wheelhouse (.artifacts/wheelhouse) is built on the host, because pip inside a container
 #   build cannot reach the package index here: the dependencies' wheels again only when
-#   pyproject.toml changes; steadfetch's own wheel every run, from a clean copy of the sources
+#   the requirements in pyproject.toml change; steadfetch's own wheel every run, from a clean copy of the sources
 #   (setuptools' build/ keeps deleted modules) and with a fixed timestamp, so unchanged sources
 #   give the same bytes and Docker's layer cache holds.
 # FORCE=1 rebuilds the base image too.
@@ -57,7 +57,9 @@ build_wheels() {
     # Exactly what the distribution is made of (pyproject.toml's packages and metadata files).
     cp -r "$ROOT/pyproject.toml" "$ROOT/README.md" "$ROOT/LICENSE" "$ROOT/fetcher" "$ROOT/worker" "$ROOT/chaos" "$src/"
     find "$src" -name __pycache__ -prune -exec rm -rf {} +
-    local want; want="$(cat "$ROOT/pyproject.toml" "$ROOT/docker/build-worker-image.sh" <("$PYTHON" -VV) | sha256sum | cut -d' ' -f1)"
+    # Rebuilt when the requirements, this script or the Python change (not on other edits).
+    local want; want="$(cat <("$PYTHON" -c 'import sys, tomllib; p = tomllib.load(open(sys.argv[1], "rb"))["project"]; print(p["dependencies"], p["optional-dependencies"]["chaos"])' "$ROOT/pyproject.toml") \
+        "$ROOT/docker/build-worker-image.sh" <("$PYTHON" -VV) | sha256sum | cut -d' ' -f1)"
     if [ "$(cat "$WHEELHOUSE/deps/.stamp" 2>/dev/null)" != "$want" ]; then
         say "downloading the dependencies' wheels into .artifacts/wheelhouse/deps"
         rm -rf "$WHEELHOUSE/deps"
