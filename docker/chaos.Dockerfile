@@ -19,7 +19,7 @@ COPY wheels/ /tmp/wheels/
 RUN if [ "$PIP_OFFLINE" = 1 ]; then index="--no-index"; else index=""; fi \
  && /opt/steadfetch/bin/python -m ensurepip >/dev/null \
  && /opt/steadfetch/bin/python -m pip install -q --no-cache-dir --disable-pip-version-check $index \
-        --find-links /tmp/wheels "steadfetch[chaos]" \
+        --find-links /tmp/wheels "$(echo /tmp/wheels/steadfetch-*.whl)[chaos]" \
  && rm -rf /tmp/wheels
 COPY --from=toxiproxy /toxiproxy /usr/local/bin/toxiproxy-server
 # redis-server with the libraries it was built against, apart from the base's: run through its

@@ -6,9 +6,10 @@
 #                                           anywhere else; CONTEXT holds wheels/ (at least the
 #                                           steadfetch wheel) and example/.
 #
-# BASE must be a Debian-family image with python3 (>= 3.11) and its venv module. PIP_OFFLINE=1
-# installs from wheels/ only (no package index); otherwise pip fills in from the index whatever
-# wheels/ lacks (e.g. dependencies built for another Python version than the host's).
+# BASE must be a Debian-family image with python3 (>= 3.11) and its venv module. steadfetch is
+# installed from its wheel file in wheels/ (never a same-named distribution from an index).
+# PIP_OFFLINE=1 takes the dependencies from wheels/ only (no package index); otherwise pip fills
+# in from the index whatever wheels/ lacks (e.g. wheels for another Python version than the host's).
 ARG BASE=python:3.11-slim-bookworm
 
 FROM ${BASE} AS build
@@ -17,7 +18,7 @@ COPY wheels/ /wheels/
 RUN python3 -m venv /opt/steadfetch \
  && if [ "$PIP_OFFLINE" = 1 ]; then index="--no-index"; else index=""; fi \
  && /opt/steadfetch/bin/pip install --no-cache-dir --disable-pip-version-check $index \
-        --find-links /wheels steadfetch \
+        --find-links /wheels /wheels/steadfetch-*.whl \
  && /opt/steadfetch/bin/pip uninstall -y -q pip \
  && /opt/steadfetch/bin/steadfetch --help >/dev/null
 

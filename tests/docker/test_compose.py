@@ -93,6 +93,12 @@ def test_three_workers_share_the_queue(compose: Compose) -> None:
     orders = Counter(order for order, _ in done)
     assert [order for order, n in orders.items() if n > 1] == []  # shared, never duplicated
 
+    # A stop is a clean shutdown for every service: SIGTERM, exit 0 (not SIGKILL's 137).
+    compose("stop", "--timeout", "15")
+    exits = {box.name: box.attrs["State"]["ExitCode"] for service in ("worker", "producer")
+             for box in compose.containers(service)}  # fmt: skip
+    assert set(exits.values()) == {0}, exits
+
 
 def test_chaos_profile_runs_the_suite(compose: Compose, chaos_image: str) -> None:
     """The `chaos` profile's service runs the chaos suite (one scenario here; all by default)."""
