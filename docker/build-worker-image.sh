@@ -24,7 +24,8 @@ IMAGE="${STEADFETCH_WORKER_IMAGE:-steadfetch/worker:local}"
 CHAOS_IMAGE="${STEADFETCH_CHAOS_IMAGE:-steadfetch/chaos:local}"
 LOCAL_BASE="steadfetch/python-base:bookworm"
 BASE="${STEADFETCH_WORKER_BASE:-$LOCAL_BASE}"
-PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
+# Not $PYTHON: scripts/dev takes that as the interpreter to create .venv with.
+PYTHON="${STEADFETCH_BUILD_PYTHON:-$ROOT/.venv/bin/python}"
 ART="$ROOT/.artifacts"
 WHEELHOUSE="$ART/wheelhouse"
 # 1980-01-01: the earliest time a zip entry can carry.
@@ -51,7 +52,7 @@ build_base() {
 }
 
 build_wheels() {
-    [ -x "$PYTHON" ] || die "$PYTHON: run scripts/dev setup first (or set PYTHON to a python with setuptools >= 77)"
+    [ -x "$PYTHON" ] || die "$PYTHON: run scripts/dev setup first (or set STEADFETCH_BUILD_PYTHON to a python with setuptools >= 77)"
     mkdir -p "$WHEELHOUSE"
     local src; src="$(mktemp -d)"
     # Exactly what the distribution is made of (pyproject.toml's packages and metadata files).

@@ -32,7 +32,7 @@ LABEL = {"io.steadfetch.test": "docker-image"}
 
 def run_script(*args: str) -> str:
     """Run docker/build-worker-image.sh; its MISSING lines become ComponentMissing."""
-    env = {**os.environ, "PYTHON": sys.executable}
+    env = {**os.environ, "STEADFETCH_BUILD_PYTHON": sys.executable}
     proc = subprocess.run(
         ["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=900
     )
