@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from rich.console import Console, RenderableType
 
-from worker.dashboard import fmt, samples
+from tests.dashboard import samples
+from tests.dashboard.samples import NOW
+from worker.dashboard import fmt
 from worker.dashboard.render import Cluster, Link, Phase, top_view, worker_dashboard
-from worker.dashboard.samples import NOW
 
 
 def render(renderable: RenderableType, width: int = 80, *, color: bool = False) -> Console:
