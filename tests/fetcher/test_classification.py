@@ -25,7 +25,6 @@ import redis
 from redis import exceptions as rx
 
 from chaos.env.redis_server import RedisServer
-from chaos.fixtures import require
 from fetcher import ConfigurationError, ConnectionState, RedisConnection, WrongTypeError
 from fetcher.failures import (
     OTHER_REPLY,
@@ -39,6 +38,7 @@ from fetcher.failures import (
 from fetcher.scripts import LuaScript
 from tests.fetcher.conftest import FAST_RETRY, oracle_for, wait_until
 from tests.fetcher.test_connection import outage_lines, restored_lines
+from tests.fixtures import require
 
 ROOT = Path(__file__).resolve().parents[2]
 

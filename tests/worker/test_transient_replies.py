@@ -19,8 +19,8 @@ import pytest
 import redis
 
 from chaos.env.redis_server import RedisServer
-from chaos.fixtures import require
 from fetcher import SyncProducer
+from tests.fixtures import require
 from tests.worker.conftest import StartWorker
 from tests.worker.harness import http_get, read_records, wait_for
 
