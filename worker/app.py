@@ -140,6 +140,10 @@ def load_app(path: str) -> App:
         obj: Any = importlib.import_module(module_name)
     except ImportError as exc:
         raise AppLoadError(f"cannot import module {module_name!r}: {exc}") from exc
+    except Exception as exc:
+        raise AppLoadError(
+            f"importing module {module_name!r} raised {type(exc).__name__}: {exc}{_where(exc)}"
+        ) from exc
     for part in attr.split("."):
         try:
             obj = getattr(obj, part)
@@ -148,3 +152,13 @@ def load_app(path: str) -> App:
     if not isinstance(obj, App):
         raise AppLoadError(f"{path} is a {type(obj).__name__}, not a worker.App")
     return obj
+
+
+def _where(exc: BaseException) -> str:
+    """`` (at path/to/jobs.py:12)``: the innermost frame of ``exc``'s traceback, or ''."""
+    tb = exc.__traceback__
+    if tb is None:
+        return ""
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return f" (at {tb.tb_frame.f_code.co_filename}:{tb.tb_lineno})"

@@ -395,7 +395,9 @@ class Worker:
         if self._stalled is not None:
             return False, self._stalled
         config = self.config
-        beat_limit = 3 * config.heartbeat_interval + config.retry_cap + config.read_timeout + 1.0
+        beat_limit = (
+            3 * config.heartbeat_interval + config.redis_retry_cap + config.read_timeout + 1.0
+        )
         silent_for = time.monotonic() - self._last_beat
         connected = self.conn.state is ConnectionState.CONNECTED
         if self.started.is_set() and connected and silent_for > beat_limit:
