@@ -57,6 +57,9 @@ def _encode(spec: JobSpec, keys: Keys, now: float) -> _Encoded:
     if spec.format == "resque" and not queue.startswith(RESQUE_NAME_PREFIX):
         queue = RESQUE_NAME_PREFIX + queue
     queue_key = keys.queue_key(queue)
+    # A Resque queue holds Resque payloads, whoever wrote them: a steadfetch payload there
+    # fails every Resque worker ('No job defined for class "undefined"').
+    job_format: JobFormat = "resque" if keys.is_resque(queue_key) else spec.format
     job_id = spec.job_id or codec.new_job_id()
     payload = codec.encode(
         job_id=job_id,
@@ -67,7 +70,7 @@ def _encode(spec: JobSpec, keys: Keys, now: float) -> _Encoded:
         attempt=1,
         max_attempts=spec.max_attempts,
         enqueued_at=now,
-        format=spec.format,
+        format=job_format,
     )
     due = (
         spec.eta if spec.eta is not None else (now + spec.delay if spec.delay is not None else None)

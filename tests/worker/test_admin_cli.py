@@ -6,9 +6,11 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
 import redis
 
 from chaos.env.redis_server import RedisServer
+from fetcher import SyncProducer
 from tests.worker.conftest import StartWorker
 from tests.worker.harness import ROOT, STEADFETCH, read_records, wait_for
 
@@ -72,3 +74,19 @@ def test_status_and_dead_letter_list_retry_purge(
     assert cli(url, "dead-letter", "purge").stdout.strip() == "purged 2 dead-letter entries"
     assert oracle.llen("steadfetch:dead") == 0
     assert worker.stop() == 0
+
+
+def test_a_resque_queue_gets_resque_payloads_without_being_told(
+    redis_server: RedisServer, oracle: redis.Redis, producer: SyncProducer
+) -> None:
+    """A steadfetch payload in resque:queue:NAME fails every Resque worker ('No job defined for
+    class "undefined"'): the queue name decides the format, from the CLI and from Python."""
+    cli(redis_server.url, "enqueue", "Resize", "640", "--queue", "resque:stats")
+    producer.enqueue("Resize", 800, queue="resque:stats")
+    bodies = [json.loads(raw) for raw in oracle.lrange("resque:queue:stats", 0, -1)]
+    assert [(b["class"], b["args"]) for b in bodies] == [("Resize", [640]), ("Resize", [800])]
+    assert all("task" not in b for b in bodies)
+    assert oracle.smembers("resque:queues") == {b"stats"}
+    with pytest.raises(ValueError, match="positional args only"):
+        producer.enqueue("Resize", queue="resque:stats", width=640)
+    assert oracle.llen("resque:queue:stats") == 2
