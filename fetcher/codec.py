@@ -23,6 +23,10 @@ from fetcher.keys import Keys
 
 DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
 RESQUE_DEFAULT_MAX_ATTEMPTS = 1  # Resque itself never retries
+#: ``Job.max_attempts`` of a steadfetch payload that carries none: the worker decides (the
+#: task's ``max_attempts``, else its ``--max-attempts``); Fetcher.nack alone uses 3.
+MAX_ATTEMPTS_UNSET = 0
+DEFAULT_MAX_ATTEMPTS = 3
 
 
 def new_job_id() -> str:
@@ -37,20 +41,22 @@ def encode(
     kwargs: Mapping[str, Any],
     queue_key: str,
     attempt: int,
-    max_attempts: int,
+    max_attempts: int | None,
     enqueued_at: float | None,
     format: JobFormat,
 ) -> bytes:
-    """The payload bytes for one job (compact JSON, UTF-8)."""
-    if max_attempts < 1:
+    """The payload bytes for one job (compact JSON, UTF-8). ``max_attempts`` None or 0: not
+    written, the worker decides (the task's setting, else the worker's default)."""
+    if max_attempts is not None and max_attempts < 0:
         raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
     body: dict[str, Any]
     if format == "resque":
         if kwargs:
             raise ValueError("Resque payloads carry positional args only; pass no kwargs")
         body = {"class": task, "args": list(args), "id": job_id, "queue": queue_key}
-        if attempt != 1 or max_attempts != RESQUE_DEFAULT_MAX_ATTEMPTS:
-            body["attempt"], body["max_attempts"] = attempt, max_attempts
+        limit = max_attempts or RESQUE_DEFAULT_MAX_ATTEMPTS
+        if attempt != 1 or limit != RESQUE_DEFAULT_MAX_ATTEMPTS:
+            body["attempt"], body["max_attempts"] = attempt, limit
     elif format == "steadfetch":
         body = {
             "id": job_id,
@@ -59,9 +65,10 @@ def encode(
             "kwargs": dict(kwargs),
             "queue": queue_key,
             "attempt": attempt,
-            "max_attempts": max_attempts,
             "enqueued_at": enqueued_at,
         }
+        if max_attempts:
+            body["max_attempts"] = max_attempts
     else:
         raise ValueError(f"unknown job format {format!r}: use 'steadfetch' or 'resque'")
     try:
@@ -150,7 +157,7 @@ def _job_from(body: dict[str, Any], raw: bytes, queue_name: str) -> Job:
     get = body.get
     fmt: JobFormat
     if "task" in body:
-        task, fmt, default_max = body["task"], "steadfetch", 3
+        task, fmt, default_max = body["task"], "steadfetch", MAX_ATTEMPTS_UNSET
         kwargs = get("kwargs", {})
     elif "class" in body:
         task, fmt, default_max = body["class"], "resque", RESQUE_DEFAULT_MAX_ATTEMPTS
@@ -179,8 +186,10 @@ def _job_from(body: dict[str, Any], raw: bytes, queue_name: str) -> Job:
     attempt = get("attempt", 1)
     if type(attempt) is not int or attempt < 1:
         raise _bad_count("attempt", attempt)
-    max_attempts = get("max_attempts", default_max)
-    if type(max_attempts) is not int or max_attempts < 1:
+    max_attempts = get("max_attempts")
+    if max_attempts is None:
+        max_attempts = default_max
+    elif type(max_attempts) is not int or max_attempts < 1:
         raise _bad_count("max_attempts", max_attempts)
     return make_job(
         job_id,

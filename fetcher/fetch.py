@@ -326,12 +326,15 @@ class Fetcher:
         traceback_text: str | None = None,
         *,
         delay: float | None = None,
+        max_attempts: int | None = None,
     ) -> Outcome:
         """Failed: retry later with backoff (``attempt + 1``), or dead-letter after the last
-        attempt with the error and a traceback summary."""
+        attempt with the error and a traceback summary. ``max_attempts`` (the worker's
+        decision for a job that carries none) and ``delay`` override the job's and the
+        fetcher's defaults."""
         error_text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
         queue_key = self.keys.queue_key(job.queue)
-        if job.attempt >= job.max_attempts:
+        if job.attempt >= (max_attempts or job.max_attempts or codec.DEFAULT_MAX_ATTEMPTS):
             entry = deadletter.entry(
                 queue_key=queue_key,
                 raw=job.raw,

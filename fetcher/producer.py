@@ -35,7 +35,7 @@ class JobSpec:
     job_id: str | None = None
     delay: float | None = None
     eta: float | None = None
-    max_attempts: int = 3
+    max_attempts: int | None = None  # None: the worker decides (task setting, else its default)
     format: JobFormat = "steadfetch"
 
 
@@ -53,6 +53,8 @@ def _encode(spec: JobSpec, keys: Keys, now: float) -> _Encoded:
         raise ValueError("task must be a non-empty name")
     if spec.delay is not None and spec.eta is not None:
         raise ValueError("give delay or eta, not both")
+    if spec.max_attempts is not None and spec.max_attempts < 1:
+        raise ValueError(f"max_attempts must be >= 1, got {spec.max_attempts}")
     queue = spec.queue
     if spec.format == "resque" and not queue.startswith(RESQUE_NAME_PREFIX):
         queue = RESQUE_NAME_PREFIX + queue
@@ -100,7 +102,7 @@ class Producer:
         job_id: str | None = None,
         delay: float | None = None,
         eta: float | None = None,
-        max_attempts: int = 3,
+        max_attempts: int | None = None,
         format: JobFormat = "steadfetch",
         **kwargs: Any,
     ) -> str:
@@ -182,7 +184,7 @@ class SyncProducer:
         job_id: str | None = None,
         delay: float | None = None,
         eta: float | None = None,
-        max_attempts: int = 3,
+        max_attempts: int | None = None,
         format: JobFormat = "steadfetch",
         **kwargs: Any,
     ) -> str:

@@ -259,7 +259,10 @@ class Worker:
         self.stats.failed += 1
         self.stats.record_duration(seconds)
         tb = "".join(traceback.format_exception(error))
-        outcome = await self.fetcher.nack(job, f"{type(error).__name__}: {error}", tb)
+        task = self.app.get(job.task)
+        limit, delay = task.retry_plan(job, self.config) if task else (job.max_attempts, None)
+        error_text = f"{type(error).__name__}: {error}"
+        outcome = await self.fetcher.nack(job, error_text, tb, delay=delay, max_attempts=limit)
         if outcome == "dead":
             self.stats.dead_lettered += 1
         else:
@@ -269,7 +272,7 @@ class Worker:
             job.id,
             job.task,
             job.attempt,
-            job.max_attempts,
+            limit,
             type(error).__name__,
             error,
             "dead-lettered (last attempt)" if outcome == "dead" else "will be retried",

@@ -71,7 +71,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "delayed jobs, also Resque ones)",
     )
     p.add_argument(
-        "--max-attempts", type=positive_int, default=3, help="attempts before dead-letter"
+        "--max-attempts",
+        type=positive_int,
+        default=None,
+        help="attempts before dead-letter (default: the task's max_attempts, else the "
+        "worker's --max-attempts)",
     )
     p.add_argument(
         "--resque",

@@ -63,6 +63,26 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="server-side block of an idle fetch (s)",
     )
     p.add_argument(
+        "--max-attempts",
+        type=positive_int,
+        default=3,
+        help="attempts of a failing job before it is dead-lettered, for jobs and tasks that "
+        "set none",
+    )
+    p.add_argument(
+        "--job-retry-base",
+        type=positive_float,
+        default=1.0,
+        help="a failed job runs again after this many s, doubling per attempt (unless its task "
+        "sets retry_base)",
+    )
+    p.add_argument(
+        "--job-retry-cap",
+        type=positive_float,
+        default=300.0,
+        help="longest wait before a failed job runs again (s; unless its task sets retry_cap)",
+    )
+    p.add_argument(
         "--heartbeat-interval",
         type=positive_float,
         default=5.0,
@@ -112,6 +132,9 @@ def config_from_args(args: argparse.Namespace) -> WorkerConfig:
         read_timeout=args.read_timeout,
         redis_retry_base=args.redis_retry_base,
         redis_retry_cap=args.redis_retry_cap,
+        max_attempts=args.max_attempts,
+        job_retry_base=args.job_retry_base,
+        job_retry_cap=args.job_retry_cap,
         heartbeat_interval=args.heartbeat_interval,
         recovery_interval=args.recovery_interval,
         watchdog_timeout=args.watchdog_timeout,
