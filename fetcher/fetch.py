@@ -106,6 +106,8 @@ class Fetcher:
         self._fetching = f"fetching from queues [{', '.join(self.queues)}]"
         # Payloads handed out and not yet settled, by (queue key, raw): what is NOT an orphan.
         self._in_flight: Counter[tuple[str, bytes]] = Counter()
+        # Payloads this fetcher dead-lettered itself (undecodable: never handed to the worker).
+        self.dead_lettered = 0
         # True when payloads may sit in our processing lists that nobody holds: at start (a
         # previous run with this worker id) and after a fetch whose reply may have been lost.
         self._orphans_possible = mode == "reliable"
@@ -390,6 +392,7 @@ class Fetcher:
             queue_key=queue_key, raw=raw, reason=reason, worker_id=self.worker_id
         )
         log.error("dead-lettering a payload from %s: %s (%d bytes)", queue_key, reason, len(raw))
+        self.dead_lettered += 1
         await self._move_out(
             f"dead-lettering an undecodable payload from {queue_key}",
             self._processing_of[queue_key],

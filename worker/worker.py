@@ -91,6 +91,9 @@ class Worker:
             "concurrency": config.concurrency,
         }
         self.stats.live = self._live_stats
+        self.stats.dead_lettered_below = lambda: self.fetcher.dead_lettered
+        # The last job that failed, for the heartbeat (top's "last error"): (unix s, line).
+        self._last_job_error: tuple[float, str] | None = None
         self.admin = Admin(conn)
         # Queue, scheduled and dead-letter counts as of the last heartbeat (for the heartbeat
         # itself, `top` and the live dashboard); refreshed with every beat, never per job.
@@ -263,6 +266,7 @@ class Worker:
         limit, delay = task.retry_plan(job, self.config) if task else (job.max_attempts, None)
         error_text = f"{type(error).__name__}: {error}"
         outcome = await self.fetcher.nack(job, error_text, tb, delay=delay, max_attempts=limit)
+        self._note_job_error(job, error_text)
         if outcome == "dead":
             self.stats.dead_lettered += 1
         else:
@@ -283,6 +287,7 @@ class Worker:
     async def _dead_letter(self, job: Job, reason: str) -> None:
         await self.fetcher.dead_letter(job, reason)
         self.stats.dead_lettered += 1
+        self._note_job_error(job, reason)
         log.error(
             "job %s (task %s) dead-lettered: %s",
             job.id,
@@ -290,6 +295,9 @@ class Worker:
             reason,
             extra={"task": job.task, "job_id": job.id, "attempt": job.attempt, "outcome": "dead"},
         )
+
+    def _note_job_error(self, job: Job, error: str) -> None:
+        self._last_job_error = (time.time(), f"job {job.id} (task {job.task}): {error}"[:300])
 
     # -- services -----------------------------------------------------------------------------
 
@@ -306,6 +314,8 @@ class Worker:
             "outage_since": conn.outage_since,
             "last_error": conn.last_error,
             "last_error_at": conn.last_error_at,
+            "last_job_error": self._last_job_error and self._last_job_error[1],
+            "last_job_error_at": self._last_job_error and self._last_job_error[0],
             **self._depths,
         }
 
@@ -460,8 +470,9 @@ class Worker:
         # Started jobs were fetched before the unstarted ones: keep that order at the head.
         await self._give_back(interrupted + self.window.drain(), deadline)
         log.info(
-            "worker %s stopped after %.1f s: %s",
+            "worker %s stopped after running %.1f s (shutdown took %.1f s): %s",
             self.worker_id,
+            time.time() - self.stats.started_at,
             loop.time() - began,
             self.stats.counter_line(),
         )
