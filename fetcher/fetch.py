@@ -28,11 +28,11 @@ from redis.asyncio import Redis
 from fetcher import codec, deadletter
 from fetcher.codec import decode
 from fetcher.connection import RedisConnection
-from fetcher.errors import DecodeError
+from fetcher.errors import DecodeError, WrongTypeError
 from fetcher.job import Job
 from fetcher.keys import Keys, QueueRef
 from fetcher.registry import WorkerRegistration, recover_dead_workers
-from fetcher.scheduling import promote_due
+from fetcher.scheduling import job_backoff, promote_due
 from fetcher.scripts import (
     ACK,
     FETCH_FAST,
@@ -47,6 +47,10 @@ Mode = Literal["reliable", "fast"]
 Outcome = Literal["retried", "dead"]
 T = TypeVar("T")
 log = logging.getLogger("fetcher.fetch")
+
+#: Most payloads one read of a processing list returns (adoption, give-back, dead-lettering):
+#: a reply of a whole long list may be larger than the server lets a client receive.
+ADOPT_CHUNK = 100
 
 
 def _as_bytes(value: bytes | str) -> bytes:
@@ -260,6 +264,10 @@ class Fetcher:
             except DecodeError as exc:
                 await self._dead_letter_raw(queue, raw, f"undecodable payload: {exc.reason}")
                 continue
+            except Exception as exc:  # noqa: BLE001  (a decoder bug is this payload's failure)
+                reason = f"undecodable payload: {type(exc).__name__}: {exc}"
+                await self._dead_letter_raw(queue, raw, reason)
+                continue
             if in_flight is not None:
                 held = (queue.key, raw)
                 in_flight[held] = in_flight.get(held, 0) + 1
@@ -337,23 +345,28 @@ class Fetcher:
             )
             await self._settle(job, "dead-lettering", self.keys.dead, "rpush", 0, entry)
             return "dead"
-        wait = (
-            delay
-            if delay is not None
-            else min(self.retry_cap, self.retry_base * 2.0 ** (job.attempt - 1))
-        )
+        wait = job_backoff(job.attempt, self.retry_base, self.retry_cap) if delay is None else delay
         retry = codec.reencode_for_retry(job, self.keys)
         await self._settle(
             job, "scheduling a retry of", self.keys.scheduled, "zadd", time.time() + wait, retry
         )
         return "retried"
 
-    async def dead_letter(self, job: Job, reason: str) -> None:
+    async def dead_letter(
+        self,
+        job: Job,
+        reason: str,
+        *,
+        error: str | None = None,
+        traceback_text: str | None = None,
+    ) -> None:
         """Move a fetched job to the dead-letter list with ``reason`` (no retry)."""
         entry = deadletter.entry(
             queue_key=self._queue(job.queue).key,
             raw=job.raw,
             reason=reason,
+            error=error,
+            traceback_text=traceback_text,
             attempts=job.attempt,
             worker_id=self.worker_id,
         )
@@ -376,13 +389,13 @@ class Fetcher:
                 verb.removesuffix(" of"),
             )
 
-    async def _dead_letter_raw(self, queue: QueueRef, raw: bytes, reason: str) -> None:
+    async def _dead_letter_raw(self, queue: QueueRef, raw: bytes, reason: str) -> int:
         entry = deadletter.entry(
             queue_key=queue.key, raw=raw, reason=reason, worker_id=self.worker_id
         )
         log.error("dead-lettering a payload from %s: %s (%d bytes)", queue.key, reason, len(raw))
-        await self._move_out(
-            f"dead-lettering an undecodable payload from {queue.key}",
+        return await self._move_out(
+            f"dead-lettering a payload from {queue.key}",
             queue.processing,
             raw,
             self.keys.dead,
@@ -390,6 +403,19 @@ class Fetcher:
             0,
             entry,
         )
+
+    async def _dead_letter_all(self, queue: QueueRef, reason: str) -> None:
+        """Dead-letter everything in ``queue``'s processing list, reading it in bounded chunks."""
+        while True:
+            items = await self.conn.execute(
+                f"reading the processing list {queue.processing}",
+                lambda r: r.lrange(queue.processing, 0, ADOPT_CHUNK - 1),
+            )
+            moved = 0
+            for raw in items:
+                moved += await self._dead_letter_raw(queue, _as_bytes(raw), reason)
+            if not moved:  # fast mode moves without removing: nothing would ever change
+                return
 
     async def _move_out(
         self,
@@ -417,12 +443,17 @@ class Fetcher:
         for queue, group in by_queue.items():
             keys = [queue.processing, queue.key, queue.wake]
             args: list[Any] = [check, WAKE_BOUND, *(job.raw for job in group)]
-            moved += int(
-                await self.conn.execute(
-                    f"requeueing {len(group)} job(s) to {queue.key}",
-                    REQUEUE.bind(keys, args),
+            try:
+                moved += int(
+                    await self.conn.execute(
+                        f"requeueing {len(group)} job(s) to {queue.key}",
+                        REQUEUE.bind(keys, args),
+                    )
                 )
-            )
+            except WrongTypeError as exc:  # the queue's own key: those jobs' failure, not ours
+                for job in group:
+                    await self.dead_letter(job, f"could not be requeued: {exc}")
+                continue
             self._release_all(group)
         return moved
 
@@ -431,14 +462,17 @@ class Fetcher:
         its queue, order preserved. Returns the number of jobs moved."""
         moved = 0
         for queue in self._queues:
-            moved += int(
-                await self.conn.execute(
-                    f"requeueing the jobs of worker {self.worker_id} to {queue.key}",
-                    REQUEUE_PROCESSING.bind(
-                        [queue.processing, queue.key, queue.wake], [WAKE_BOUND]
-                    ),
+            try:
+                moved += int(
+                    await self.conn.execute(
+                        f"requeueing the jobs of worker {self.worker_id} to {queue.key}",
+                        REQUEUE_PROCESSING.bind(
+                            [queue.processing, queue.key, queue.wake], [WAKE_BOUND]
+                        ),
+                    )
                 )
-            )
+            except WrongTypeError as exc:
+                await self._dead_letter_all(queue, f"could not be requeued: {exc}")
         self._in_flight.clear()
         self._orphans_possible = False
         return moved
