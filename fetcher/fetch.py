@@ -28,11 +28,11 @@ from redis.asyncio import Redis
 from fetcher import codec, deadletter
 from fetcher.codec import decode
 from fetcher.connection import RedisConnection
-from fetcher.errors import DecodeError
+from fetcher.errors import DecodeError, WrongTypeError
 from fetcher.job import Job
-from fetcher.keys import Keys
+from fetcher.keys import Keys, QueueRef
 from fetcher.registry import WorkerRegistration, recover_dead_workers
-from fetcher.scheduling import promote_due
+from fetcher.scheduling import job_backoff, promote_due
 from fetcher.scripts import (
     ACK,
     FETCH_FAST,
@@ -47,6 +47,10 @@ Mode = Literal["reliable", "fast"]
 Outcome = Literal["retried", "dead"]
 T = TypeVar("T")
 log = logging.getLogger("fetcher.fetch")
+
+#: Most payloads one read of a processing list returns (adoption, give-back, dead-lettering):
+#: a reply of a whole long list may be larger than the server lets a client receive.
+ADOPT_CHUNK = 100
 
 
 def _as_bytes(value: bytes | str) -> bytes:
@@ -95,14 +99,13 @@ class Fetcher:
         self.heartbeat_ttl = heartbeat_ttl
         self.retry_base = retry_base
         self.retry_cap = retry_cap
-        self._queue_keys = self.keys.queue_keys(self.queues)
-        self._processing = [self.keys.processing(worker_id, q) for q in self._queue_keys]
-        self._processing_of = dict(zip(self._queue_keys, self._processing, strict=True))
-        self._queue_key_of = dict(zip(self.queues, self._queue_keys, strict=True))  # name -> key
-        self._name_of = dict(zip(self._queue_keys, self.queues, strict=True))
-        self._processing_by_name = dict(zip(self.queues, self._processing, strict=True))
-        self._wake_keys = [self.keys.wake(q) for q in self._queue_keys]
-        self._registration = WorkerRegistration(conn, self.keys, worker_id, self._queue_keys)
+        # One record per queue (name, key, processing list, wake list), in priority order.
+        self._queues = [self.keys.queue_ref(worker_id, name) for name in self.queues]
+        self._by_name = {q.name: q for q in self._queues}
+        self._by_key = {q.key: q for q in self._queues}
+        self._registration = WorkerRegistration(
+            conn, self.keys, worker_id, [q.key for q in self._queues]
+        )
         self._fetching = f"fetching from queues [{', '.join(self.queues)}]"
         # Payloads handed out and not yet settled, by (queue key, raw): what is NOT an orphan.
         self._in_flight: Counter[tuple[str, bytes]] = Counter()
@@ -157,15 +160,15 @@ class Fetcher:
 
     async def _take(self, max_jobs: int) -> list[Job]:
         """Non-blocking batched take; loops while a batch held only undecodable payloads."""
+        queues = self._queues
+        keys = [q.key for q in queues]
         if self.mode == "reliable":
-            keys, script = [*self._queue_keys, *self._processing], FETCH_RELIABLE
+            keys, script = [*keys, *(q.processing for q in queues)], FETCH_RELIABLE
         else:
-            keys, script = self._queue_keys, FETCH_FAST
+            script = FETCH_FAST
         while True:
             reply = await self._moving(script.bind(keys, [max_jobs]))
-            fetched = [
-                (self._queue_keys[int(index) - 1], raw) for index, items in reply for raw in items
-            ]
+            fetched = [(queues[int(index) - 1], raw) for index, items in reply for raw in items]
             if not fetched:
                 return []
             jobs = await self._accept(fetched)
@@ -176,24 +179,26 @@ class Fetcher:
         """Block server-side until work may be there (or the block timeout), then take."""
         timeout = self.block_timeout
         if self.mode == "fast":
+            queue_keys = [q.key for q in self._queues]
             popped = await self.conn.execute(
-                self._fetching, lambda r: r.blpop(self._queue_keys, timeout), block_timeout=timeout
+                self._fetching, lambda r: r.blpop(queue_keys, timeout), block_timeout=timeout
             )
             if popped is None:
                 return []
-            first = [(_as_bytes(popped[0]).decode(), _as_bytes(popped[1]))]
-        elif len(self._queue_keys) == 1:
-            queue_key, processing = self._queue_keys[0], self._processing[0]
+            first = [(self._by_key[_as_bytes(popped[0]).decode()], _as_bytes(popped[1]))]
+        elif len(self._queues) == 1:
+            queue = self._queues[0]
             moved = await self._moving(
-                lambda r: r.blmove(queue_key, processing, timeout, "LEFT", "RIGHT"),  # type: ignore[arg-type]
+                lambda r: r.blmove(queue.key, queue.processing, timeout, "LEFT", "RIGHT"),  # type: ignore[arg-type]
                 block_timeout=timeout,
             )
             if moved is None:
                 return []
-            first = [(queue_key, _as_bytes(moved))]
+            first = [(queue, _as_bytes(moved))]
         else:
+            wake_keys = [q.wake for q in self._queues]
             await self.conn.execute(
-                self._fetching, lambda r: r.blpop(self._wake_keys, timeout), block_timeout=timeout
+                self._fetching, lambda r: r.blpop(wake_keys, timeout), block_timeout=timeout
             )
             return await self._take(max_jobs)
         # Hand the woken job over at once: taking a batch first would add a round trip to an idle
@@ -228,18 +233,18 @@ class Fetcher:
 
         async def read(r: Redis) -> list[list[bytes]]:
             pipe = r.pipeline(transaction=False)
-            for key in self._processing:
-                pipe.lrange(key, 0, -1)
+            for queue in self._queues:
+                pipe.lrange(queue.processing, 0, -1)
             return list(await pipe.execute())
 
         lists = await self.conn.execute(self._fetching, read)
-        orphans: list[tuple[str, bytes]] = []
-        for queue_key, items in zip(self._queue_keys, lists, strict=True):
+        orphans: list[tuple[QueueRef, bytes]] = []
+        for queue, items in zip(self._queues, lists, strict=True):
             for raw in items:
-                if held[(queue_key, raw)] > 0:
-                    held[(queue_key, raw)] -= 1
+                if held[(queue.key, raw)] > 0:
+                    held[(queue.key, raw)] -= 1
                 else:
-                    orphans.append((queue_key, raw))
+                    orphans.append((queue, raw))
         self._orphans_possible = len(orphans) > max_jobs
         if orphans:
             log.warning(
@@ -250,26 +255,23 @@ class Fetcher:
             )
         return await self._accept(orphans[:max_jobs])
 
-    async def _accept(self, fetched: Iterable[tuple[str, bytes]]) -> list[Job]:
+    async def _accept(self, fetched: Iterable[tuple[QueueRef, bytes]]) -> list[Job]:
         """Decode fetched payloads; dead-letter the undecodable, track the rest as in flight."""
         jobs: list[Job] = []
-        accepted, keys, max_bytes, name_of = (
-            self._accepted,
-            self.keys,
-            self.max_payload_bytes,
-            self._name_of,
-        )
+        accepted, keys, max_bytes = self._accepted, self.keys, self.max_payload_bytes
         in_flight = self._in_flight if self.mode == "reliable" else None
-        for queue_key, raw in fetched:
+        for queue, raw in fetched:
             try:
-                job = decode(
-                    raw, queue_key, keys, max_bytes=max_bytes, queue_name=name_of.get(queue_key)
-                )
+                job = decode(raw, queue.key, keys, max_bytes=max_bytes, queue_name=queue.name)
             except DecodeError as exc:
-                await self._dead_letter_raw(queue_key, raw, f"undecodable payload: {exc.reason}")
+                await self._dead_letter_raw(queue, raw, f"undecodable payload: {exc.reason}")
+                continue
+            except Exception as exc:  # noqa: BLE001  (a decoder bug is this payload's failure)
+                reason = f"undecodable payload: {type(exc).__name__}: {exc}"
+                await self._dead_letter_raw(queue, raw, reason)
                 continue
             if in_flight is not None:
-                held = (queue_key, raw)
+                held = (queue.key, raw)
                 in_flight[held] = in_flight.get(held, 0) + 1
             accepted.append(job)
             jobs.append(job)
@@ -277,20 +279,20 @@ class Fetcher:
 
     # -- settling ------------------------------------------------------------------------------
 
-    def _queue_key(self, name: str) -> str:
-        key = self._queue_key_of.get(name)
-        if key is None:
-            key = self._queue_key_of[name] = self.keys.queue_key(name)
-        return key
+    def _queue(self, name: str) -> QueueRef:
+        """The record of queue ``name`` (built on the spot for a queue this fetcher does not
+        serve: a job handed in from elsewhere)."""
+        queue = self._by_name.get(name)
+        return queue if queue is not None else self.keys.queue_ref(self.worker_id, name)
 
     def _release(self, job: Job) -> None:
         self._release_all((job,))
 
     def _release_all(self, jobs: Iterable[Job]) -> None:
         """Forget settled (or never handed out) jobs: they are no longer in flight."""
-        in_flight, queue_key = self._in_flight, self._queue_key
+        in_flight, queue_of = self._in_flight, self._queue
         for job in jobs:
-            held = (queue_key(job.queue), job.raw)
+            held = (queue_of(job.queue).key, job.raw)
             count = in_flight.get(held, 0)
             if count > 1:
                 in_flight[held] = count - 1
@@ -307,9 +309,9 @@ class Fetcher:
         if self.mode == "fast" or not jobs:
             return
         by_key: dict[str, list[bytes]] = {}
-        processing_key = self._processing_key
+        queue_of = self._queue
         for job in jobs:
-            raws = by_key.get(key := processing_key(job))
+            raws = by_key.get(key := queue_of(job.queue).processing)
             if raws is None:
                 by_key[key] = [job.raw]
             else:
@@ -335,7 +337,7 @@ class Fetcher:
         decision for a job that carries none) and ``delay`` override the job's and the
         fetcher's defaults."""
         error_text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
-        queue_key = self.keys.queue_key(job.queue)
+        queue_key = self._queue(job.queue).key
         if job.attempt >= (max_attempts or job.max_attempts or codec.DEFAULT_MAX_ATTEMPTS):
             entry = deadletter.entry(
                 queue_key=queue_key,
@@ -348,23 +350,28 @@ class Fetcher:
             )
             await self._settle(job, "dead-lettering", self.keys.dead, "rpush", 0, entry)
             return "dead"
-        wait = (
-            delay
-            if delay is not None
-            else min(self.retry_cap, self.retry_base * 2.0 ** (job.attempt - 1))
-        )
+        wait = job_backoff(job.attempt, self.retry_base, self.retry_cap) if delay is None else delay
         retry = codec.reencode_for_retry(job, self.keys)
         await self._settle(
             job, "scheduling a retry of", self.keys.scheduled, "zadd", time.time() + wait, retry
         )
         return "retried"
 
-    async def dead_letter(self, job: Job, reason: str) -> None:
+    async def dead_letter(
+        self,
+        job: Job,
+        reason: str,
+        *,
+        error: str | None = None,
+        traceback_text: str | None = None,
+    ) -> None:
         """Move a fetched job to the dead-letter list with ``reason`` (no retry)."""
         entry = deadletter.entry(
-            queue_key=self.keys.queue_key(job.queue),
+            queue_key=self._queue(job.queue).key,
             raw=job.raw,
             reason=reason,
+            error=error,
+            traceback_text=traceback_text,
             attempts=job.attempt,
             worker_id=self.worker_id,
         )
@@ -373,7 +380,7 @@ class Fetcher:
     async def _settle(
         self, job: Job, verb: str, destination: str, kind: str, score: float, value: bytes
     ) -> None:
-        processing = self._processing_key(job)
+        processing = self._queue(job.queue).processing
         moved = await self._move_out(
             f"{verb} job {job.id}", processing, job.raw, destination, kind, score, value
         )
@@ -387,21 +394,35 @@ class Fetcher:
                 verb.removesuffix(" of"),
             )
 
-    async def _dead_letter_raw(self, queue_key: str, raw: bytes, reason: str) -> None:
+    async def _dead_letter_raw(self, queue: QueueRef, raw: bytes, reason: str) -> int:
         entry = deadletter.entry(
-            queue_key=queue_key, raw=raw, reason=reason, worker_id=self.worker_id
+            queue_key=queue.key, raw=raw, reason=reason, worker_id=self.worker_id
         )
-        log.error("dead-lettering a payload from %s: %s (%d bytes)", queue_key, reason, len(raw))
-        self.dead_lettered += 1
-        await self._move_out(
-            f"dead-lettering an undecodable payload from {queue_key}",
-            self._processing_of[queue_key],
+        log.error("dead-lettering a payload from %s: %s (%d bytes)", queue.key, reason, len(raw))
+        moved = await self._move_out(
+            f"dead-lettering a payload from {queue.key}",
+            queue.processing,
             raw,
             self.keys.dead,
             "rpush",
             0,
             entry,
         )
+        self.dead_lettered += moved
+        return moved
+
+    async def _dead_letter_all(self, queue: QueueRef, reason: str) -> None:
+        """Dead-letter everything in ``queue``'s processing list, reading it in bounded chunks."""
+        while True:
+            items = await self.conn.execute(
+                f"reading the processing list {queue.processing}",
+                lambda r: r.lrange(queue.processing, 0, ADOPT_CHUNK - 1),
+            )
+            moved = 0
+            for raw in items:
+                moved += await self._dead_letter_raw(queue, _as_bytes(raw), reason)
+            if not moved:  # fast mode moves without removing: nothing would ever change
+                return
 
     async def _move_out(
         self,
@@ -419,32 +440,27 @@ class Fetcher:
         args: list[Any] = [raw, kind, score, value, "1" if self.mode == "reliable" else "0", ""]
         return int(await self.conn.execute(operation, SETTLE.bind(keys, args)))
 
-    def _processing_key(self, job: Job) -> str:
-        key = self._processing_by_name.get(job.queue)
-        if key is None:
-            queue_key = self._queue_key(job.queue)
-            key = self._processing_of.get(queue_key) or self.keys.processing(
-                self.worker_id, queue_key
-            )
-            self._processing_by_name[job.queue] = key
-        return key
-
     async def requeue(self, jobs: Sequence[Job]) -> int:
         """Put jobs back at the HEAD of their queues, in their order (shutdown: unstarted jobs)."""
-        by_queue: dict[str, list[Job]] = {}
+        by_queue: dict[QueueRef, list[Job]] = {}
         for job in jobs:
-            by_queue.setdefault(self.keys.queue_key(job.queue), []).append(job)
+            by_queue.setdefault(self._queue(job.queue), []).append(job)
         check = "1" if self.mode == "reliable" else "0"
         moved = 0
-        for queue_key, group in by_queue.items():
-            keys = [self._processing_key(group[0]), queue_key, self.keys.wake(queue_key)]
+        for queue, group in by_queue.items():
+            keys = [queue.processing, queue.key, queue.wake]
             args: list[Any] = [check, WAKE_BOUND, *(job.raw for job in group)]
-            moved += int(
-                await self.conn.execute(
-                    f"requeueing {len(group)} job(s) to {queue_key}",
-                    REQUEUE.bind(keys, args),
+            try:
+                moved += int(
+                    await self.conn.execute(
+                        f"requeueing {len(group)} job(s) to {queue.key}",
+                        REQUEUE.bind(keys, args),
+                    )
                 )
-            )
+            except WrongTypeError as exc:  # the queue's own key: those jobs' failure, not ours
+                for job in group:
+                    await self.dead_letter(job, f"could not be requeued: {exc}")
+                continue
             self._release_all(group)
         return moved
 
@@ -452,15 +468,18 @@ class Fetcher:
         """Shutdown: everything left in this worker's processing lists goes back to the head of
         its queue, order preserved. Returns the number of jobs moved."""
         moved = 0
-        for queue_key, processing, wake in zip(
-            self._queue_keys, self._processing, self._wake_keys, strict=True
-        ):
-            moved += int(
-                await self.conn.execute(
-                    f"requeueing the jobs of worker {self.worker_id} to {queue_key}",
-                    REQUEUE_PROCESSING.bind([processing, queue_key, wake], [WAKE_BOUND]),
+        for queue in self._queues:
+            try:
+                moved += int(
+                    await self.conn.execute(
+                        f"requeueing the jobs of worker {self.worker_id} to {queue.key}",
+                        REQUEUE_PROCESSING.bind(
+                            [queue.processing, queue.key, queue.wake], [WAKE_BOUND]
+                        ),
+                    )
                 )
-            )
+            except WrongTypeError as exc:
+                await self._dead_letter_all(queue, f"could not be requeued: {exc}")
         self._in_flight.clear()
         self._orphans_possible = False
         return moved

@@ -31,8 +31,20 @@ def job_backoff(attempt: int, base: float, cap: float) -> float:
 
 
 async def promote_due(conn: RedisConnection, keys: Keys, limit: int = 1000) -> int:
-    """Atomically move up to ``limit`` due members of the scheduled set to their queues."""
-    args = [time.time(), limit, keys.wake(""), WAKE_BOUND]
+    """Atomically move up to ``limit`` due members of the scheduled set to their queues.
+
+    A member that cannot go to its queue (it names none, names a key that is not a queue, or its
+    queue key holds another type than a list) is dead-lettered by the script with the reason;
+    the others are promoted: one bad entry never stops promotion, nor the worker.
+    """
+    args = [
+        time.time(),
+        limit,
+        keys.wake(""),
+        WAKE_BOUND,
+        f"{keys.prefix}:queue:",
+        f"{keys.resque_prefix}:queue:",
+    ]
     moved = await conn.execute(
         "promoting due scheduled jobs", lambda r: PROMOTE(r, [keys.scheduled, keys.dead], args)
     )
