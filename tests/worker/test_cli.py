@@ -43,6 +43,8 @@ def steadfetch(*args: str, env: dict[str, str] | None = None) -> subprocess.Comp
         (["enqueue", "t", "1", "--resque", "--kwargs", '{"a": 1}'], "positional arguments only"),
         (["enqueue", "t", "--queue", "resque:q", "--kwargs", '{"a": 1}'], "positional arguments"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
+        (["status", "--redis-retry-base", "9", "--redis-retry-cap", "1"], "need --redis-retry"),
+        (["run", "x:a", "--job-retry-base", "9", "--job-retry-cap", "1"], "need 0 < --job-retry"),
     ],
 )
 def test_bad_usage_exits_2_with_a_message(args: list[str], message: str) -> None:

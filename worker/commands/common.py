@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from fetcher import RedisConnection, RetryPolicy
-from worker.config import DEFAULT_REDIS_URL
+from worker.config import DEFAULT_REDIS_URL, ConfigError
 from worker.logs import LOG_FORMATS
 from worker.options import add_alias, non_negative_float, positive_float
 
@@ -64,6 +64,8 @@ def connect(
     args: argparse.Namespace, *, deadline: float | None = None, name: str | None = None
 ) -> RedisConnection:
     """The connection owner for this command (no I/O yet; bad URLs raise ConfigurationError)."""
+    if args.redis_retry_base > args.redis_retry_cap:
+        raise ConfigError("need --redis-retry-base <= --redis-retry-cap")
     return RedisConnection.from_url(
         args.redis_url,
         connect_timeout=args.connect_timeout,
