@@ -14,8 +14,8 @@ worker's bounded thread pool)::
 
 A failed job runs again after ``retry_base * 2 ** (attempt - 1)`` seconds, at most ``retry_cap``,
 until ``max_attempts`` attempts failed; then it is dead-lettered. Each setting comes from, first
-to last: the job (``enqueue(..., max_attempts=)``), the task, the worker (``--max-attempts``,
-``--job-retry-base``, ``--job-retry-cap``).
+to last: the job (``enqueue(..., max_attempts=, retry_base=, retry_cap=)``), the task, the
+worker (``--max-attempts``, ``--job-retry-base``, ``--job-retry-cap``).
 
 A job whose arguments do not fit the handler's signature is not a retriable failure: it would
 fail the same way on every attempt, so the worker dead-letters it at once with the reason that
@@ -67,12 +67,12 @@ class Task:
         return str(self.signature.replace(parameters=bare, return_annotation=empty))
 
     def retry_plan(self, job: Job, defaults: WorkerConfig) -> tuple[int, float]:
-        """(attempts allowed, seconds before the next one) for ``job`` that just failed: the
-        job's own max_attempts, else the task's, else the worker's; the task's backoff, else
-        the worker's (``--job-retry-base``/``--job-retry-cap``)."""
+        """(attempts allowed, seconds before the next one) for ``job`` that just failed: each
+        setting from the job's payload, else the task, else the worker (``--max-attempts``,
+        ``--job-retry-base``, ``--job-retry-cap``)."""
         limit = job.max_attempts or self.max_attempts or defaults.max_attempts
-        base = self.retry_base or defaults.job_retry_base
-        cap = self.retry_cap or defaults.job_retry_cap
+        base = job.retry_base or self.retry_base or defaults.job_retry_base
+        cap = job.retry_cap or self.retry_cap or defaults.job_retry_cap
         return limit, job_backoff(job.attempt, base, cap)
 
     def check_arguments(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str | None:

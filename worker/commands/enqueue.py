@@ -11,7 +11,7 @@ from fetcher import JobSpec, Producer
 from fetcher.keys import RESQUE_NAME_PREFIX
 from worker.commands.common import add_deadline_option, add_redis_options, connect
 from worker.config import ConfigError
-from worker.options import non_negative_float, positive_int
+from worker.options import non_negative_float, positive_float, positive_int
 
 
 def _no_constant(name: str) -> Any:
@@ -78,6 +78,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "worker's --max-attempts)",
     )
     p.add_argument(
+        "--job-retry-base",
+        type=positive_float,
+        default=None,
+        help="this job's first retry wait, doubling per attempt (default: the task's, else the "
+        "worker's)",
+    )
+    p.add_argument(
+        "--job-retry-cap",
+        type=positive_float,
+        default=None,
+        help="this job's longest retry wait (default: the task's, else the worker's)",
+    )
+    p.add_argument(
         "--resque",
         action="store_true",
         help='Resque format ({"class":..,"args":[..]}) in resque:queue:NAME',
@@ -104,6 +117,8 @@ def job_spec(args: argparse.Namespace) -> JobSpec:
         delay=args.delay,
         max_attempts=args.max_attempts,
         format="resque" if resque else "steadfetch",
+        retry_base=args.job_retry_base,
+        retry_cap=args.job_retry_cap,
     )
 
 
