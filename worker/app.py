@@ -35,7 +35,6 @@ from typing import Any, TypeVar, overload
 
 from fetcher import Job
 from fetcher.scheduling import job_backoff
-from worker.config import WorkerConfig
 
 Handler = Callable[..., Any]
 H = TypeVar("H", bound=Handler)
@@ -66,13 +65,15 @@ class Task:
         bare = [p.replace(annotation=empty) for p in self.signature.parameters.values()]
         return str(self.signature.replace(parameters=bare, return_annotation=empty))
 
-    def retry_plan(self, job: Job, defaults: WorkerConfig) -> tuple[int, float]:
+    def retry_plan(
+        self, job: Job, *, max_attempts: int, retry_base: float, retry_cap: float
+    ) -> tuple[int, float]:
         """(attempts allowed, seconds before the next one) for ``job`` that just failed: each
-        setting from the job's payload, else the task, else the worker (``--max-attempts``,
-        ``--job-retry-base``, ``--job-retry-cap``)."""
-        limit = job.max_attempts or self.max_attempts or defaults.max_attempts
-        base = job.retry_base or self.retry_base or defaults.job_retry_base
-        cap = job.retry_cap or self.retry_cap or defaults.job_retry_cap
+        setting from the job's payload, else the task, else the worker's (the arguments:
+        ``--max-attempts``, ``--job-retry-base``, ``--job-retry-cap``)."""
+        limit = job.max_attempts or self.max_attempts or max_attempts
+        base = job.retry_base or self.retry_base or retry_base
+        cap = job.retry_cap or self.retry_cap or retry_cap
         return limit, job_backoff(job.attempt, base, cap)
 
     def check_arguments(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str | None:

@@ -94,6 +94,8 @@ class Worker:
             mode=config.mode,
             block_timeout=config.block_timeout,
             heartbeat_ttl=config.heartbeat_ttl,
+            retry_base=config.job_retry_base,
+            retry_cap=config.job_retry_cap,
         )
         self.shutdown = Shutdown()
         self.window: JobWindow[Job] = JobWindow(config.concurrency, config.effective_prefetch)
@@ -313,7 +315,12 @@ class Worker:
         tb = "".join(traceback.format_exception(error))
         text = error_text(error)
         task = self.app.get(job.task)
-        limit, delay = task.retry_plan(job, self.config) if task else (job.max_attempts, None)
+        fetcher, default_max = self.fetcher, self.config.max_attempts
+        limit, delay = (
+            task.retry_plan(job, max_attempts=default_max, retry_base=fetcher.retry_base,
+                            retry_cap=fetcher.retry_cap)
+            if task else (job.max_attempts or default_max, None)
+        )  # fmt: skip
         outcome = await self.fetcher.nack(job, text, tb, delay=delay, max_attempts=limit)
         self._note_job_error(job, text)
         if outcome == "dead":
