@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 
 import configargparse
 
-from worker.config import redact_url
+from fetcher.url import redact_url
 
 ENV_PREFIX = "STEADFETCH_"
 #: Where ConfigArgParse records the environment values it used (its own key).
@@ -93,7 +93,7 @@ class Parser(configargparse.ArgumentParser):  # type: ignore[misc]  # (untyped l
         settings = getattr(self, "_source_to_settings", {}).get(_ENV_SOURCE, {})
         for name, (action, value) in settings.items():
             if any(f"argument {flag}" in message for flag in action.option_strings):
-                message = f"{message} (from the environment: {name}={value!r})"
+                message = f"{message} (from the environment: {name}={redact_url(value)!r})"
                 break
         super().error(message)
         raise AssertionError("unreachable: ArgumentParser.error exits")
