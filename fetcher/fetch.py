@@ -31,7 +31,7 @@ from fetcher.connection import RedisConnection
 from fetcher.errors import DecodeError
 from fetcher.job import Job
 from fetcher.keys import Keys
-from fetcher.registry import WorkerRegistration, recover_dead_workers
+from fetcher.registry import Ownership, WorkerRegistration
 from fetcher.scheduling import promote_due
 from fetcher.scripts import (
     ACK,
@@ -106,6 +106,7 @@ class Fetcher:
         self._fetching = f"fetching from queues [{', '.join(self.queues)}]"
         # Payloads handed out and not yet settled, by (queue key, raw): what is NOT an orphan.
         self._in_flight: Counter[tuple[str, bytes]] = Counter()
+        self._registration.in_flight = self._in_flight  # to tell recovered jobs after a lease loss
         # True when payloads may sit in our processing lists that nobody holds: at start (a
         # previous run with this worker id) and after a fetch whose reply may have been lost.
         self._orphans_possible = mode == "reliable"
@@ -114,6 +115,11 @@ class Fetcher:
 
     def __repr__(self) -> str:
         return f"<Fetcher {self.worker_id} {self.mode} {self.queues} in_flight={self.in_flight}>"
+
+    @property
+    def ownership(self) -> Ownership:
+        """Recovered jobs, presumed-dead events and late settles seen by this fetcher."""
+        return self._registration.ownership
 
     @property
     def in_flight(self) -> int:
@@ -304,6 +310,17 @@ class Fetcher:
         of their processing list in fetch order, else an LREM per job)."""
         if self.mode == "fast" or not jobs:
             return
+        registration = self._registration
+        if registration.stale:  # finished after they were recovered elsewhere: touch nothing
+            late: list[Job] = []
+            fresh: list[Job] = []
+            for job in jobs:
+                held = (self._queue_key(job.queue), job.raw)
+                (late if registration.take_stale(held) else fresh).append(job)
+            self._release_all(late)
+            jobs = fresh
+            if not jobs:
+                return
         by_key: dict[str, list[bytes]] = {}
         processing_key = self._processing_key
         for job in jobs:
@@ -316,7 +333,15 @@ class Fetcher:
         for raws in by_key.values():
             args.append(b"%d" % len(raws))
             args += raws
-        await self.conn.execute(f"acknowledging {len(jobs)} job(s)", ACK.bind(list(by_key), args))
+        token = registration.fence
+        removed = await self.conn.execute(
+            f"acknowledging {len(jobs)} job(s)",
+            ACK.bind([registration.lease_key, *by_key], [token, *args]),
+        )
+        if removed < 0:  # fenced: this worker was presumed dead; rejoin, then ack what is ours
+            await registration.lease_lost(token)
+            await self.ack_many(jobs)
+            return
         self._release_all(jobs)
 
     async def nack(
@@ -370,7 +395,14 @@ class Fetcher:
     ) -> None:
         processing = self._processing_key(job)
         moved = await self._move_out(
-            f"{verb} job {job.id}", processing, job.raw, destination, kind, score, value
+            f"{verb} job {job.id}",
+            processing,
+            job.raw,
+            destination,
+            kind,
+            score,
+            value,
+            queue_key=self._queue_key(job.queue),
         )
         self._release(job)
         if not moved:
@@ -395,6 +427,7 @@ class Fetcher:
             "rpush",
             0,
             entry,
+            queue_key=queue_key,
         )
 
     async def _move_out(
@@ -406,12 +439,24 @@ class Fetcher:
         kind: str,
         score: float,
         value: bytes,
+        *,
+        queue_key: str,
     ) -> int:
         """Move ``raw`` from ``processing`` to ``destination`` (atomically, only if still there
-        in reliable mode); returns 1 if it moved."""
-        keys = [processing, destination, destination]
-        args: list[Any] = [raw, kind, score, value, "1" if self.mode == "reliable" else "0", ""]
-        return int(await self.conn.execute(operation, SETTLE.bind(keys, args)))
+        in reliable mode); returns 1 if it moved. Fenced by this worker's lease: a payload that
+        was recovered elsewhere while this worker was presumed dead is not moved (returns 0)."""
+        registration = self._registration
+        keys = [processing, destination, destination, registration.lease_key]
+        reliable = self.mode == "reliable"
+        while True:
+            if registration.stale and registration.take_stale((queue_key, raw)):
+                return 0
+            token = registration.fence if reliable else ""
+            args: list[Any] = [raw, kind, score, value, "1" if reliable else "0", "", token]
+            moved = int(await self.conn.execute(operation, SETTLE.bind(keys, args)))
+            if moved >= 0:
+                return moved
+            await registration.lease_lost(token)
 
     def _processing_key(self, job: Job) -> str:
         key = self._processing_by_name.get(job.queue)
@@ -473,14 +518,14 @@ class Fetcher:
 
     async def unregister(self) -> None:
         """Leave: return whatever is still in the processing lists, then drop the registration."""
-        if self.mode == "reliable":
+        if self.mode == "reliable" and await self._registration.holds_lease():
             await self.requeue_all_processing()
         await self._registration.unregister()
 
     async def recover_dead_workers(self) -> int:
         """Move the jobs of every registered worker whose heartbeat is gone back to the head of
         their queues (one atomic script: concurrent recoverers never duplicate a job)."""
-        return await recover_dead_workers(self.conn, self.keys, caller=self.worker_id)
+        return await self._registration.recover_dead_workers()
 
     async def promote_due(self, limit: int = 1000) -> int:
         """Move due scheduled jobs (retries, delayed jobs) to their queues; returns the count."""

@@ -82,7 +82,8 @@ def test_the_ack_script_removes_the_first_occurrence_of_each_payload(
     args: list[Any] = []
     for items in acks.values():
         args += [len(items), *(f"payload-{c}" for c in items)]
-    assert oracle.eval(ACK.source, len(acks), *acks, *args) == removed
+    # KEYS[1]/ARGV[1]: the lease and its token ('' = unfenced: see tests/fetcher/test_fencing.py)
+    assert oracle.eval(ACK.source, len(acks) + 1, "lease", *acks, "", *args) == removed
     for key, items in expected.items():
         assert oracle.lrange(key, 0, -1) == [f"payload-{c}".encode() for c in items]
 
