@@ -388,7 +388,7 @@ async def recover(
         "recovering the jobs of dead workers", RECOVER.bind([keys.workers], args)
     )
     if removed:
-        pairs = [(_text(wid), int(n)) for wid, n in zip(dead[::2], dead[1::2], strict=True)]
+        pairs = sorted((_text(wid), int(n)) for wid, n in zip(dead[::2], dead[1::2], strict=True))
         named = ", ".join(
             f"{wid} ({n} job{'s' if n != 1 else ''})" for wid, n in pairs[:NAMED_DEAD]
         )
