@@ -15,7 +15,8 @@ counts the jobs it ran that had been recovered elsewhere, and rejoins under a fr
 A second process started with a live worker's id (a *twin*) is refused: on the same host when the
 holder's pid is alive, at once; elsewhere after waiting one TTL for the holder to renew its lease.
 A restart after a crash takes over at once on the same host (the holder's pid is gone), else when
-the crashed holder's lease expires.
+the crashed holder's lease expires (also when the holder had this process's own pid: a container
+restarted in place looks exactly like a twin container with the same hostname).
 """
 
 from __future__ import annotations
@@ -207,7 +208,10 @@ class WorkerRegistration:
             held_by = holder_text(holder)
             same_host = holder.get("hostname") == self.hostname
             pid = int(holder.get("pid") or 0)
-            if same_host and (pid == self.pid or not _pid_alive(pid)):
+            # Same host, another pid: we can see whether it lives. Our own pid (a container
+            # restarted in place, or a twin container with the same hostname) tells nothing:
+            # then, as for another host, the holder gets one TTL to prove it is alive.
+            if same_host and pid != self.pid and not _pid_alive(pid):
                 log.warning(
                     "worker id %s was held by %s, which is no longer running; taking it over "
                     "(its unfinished jobs are adopted)",
@@ -216,7 +220,7 @@ class WorkerRegistration:
                 )
                 replaceable = holder.get("token", "")
                 continue
-            if same_host:
+            if same_host and pid != self.pid:
                 raise self._twin(held_by)
             renewed = holder.get("renewed_at")
             if deadline is None:
@@ -228,7 +232,8 @@ class WorkerRegistration:
                 deadline = time.monotonic() + wait
                 first_renewal, waited_for = renewed, held_by
                 log.warning(
-                    "worker id %s is held by %s (another host): waiting up to %.1f s for its "
+                    "worker id %s is held by %s (not a process this host can see): waiting up "
+                    "to %.1f s for its "
                     "lease to expire (a crashed holder's lease runs out; a live one renews it)",
                     self.worker_id,
                     held_by,
