@@ -12,6 +12,7 @@ from fetcher import codec, deadletter
 from fetcher.connection import RedisConnection
 from fetcher.errors import ConfigurationError, DecodeError
 from fetcher.keys import Keys
+from fetcher.registry import split_processing_key
 from fetcher.scheduling import promote_due
 
 
@@ -133,7 +134,8 @@ class Admin:
                 for queue_key in sorted(_text(m) for m in members):
                     owned[keys.processing(worker_id, queue_key)] = worker_id
             async for key in r.scan_iter(match=f"{keys.processing_prefix}*", count=500):
-                owned.setdefault(_text(key), self._worker_of(_text(key), queue_keys))
+                split = split_processing_key(keys, _text(key))
+                owned.setdefault(_text(key), split[0] if split else _text(key))
             pipe = r.pipeline(transaction=False)
             for key in owned:
                 pipe.llen(key)
@@ -155,19 +157,6 @@ class Admin:
         result["workers"] = workers
         result["eviction_policy"] = await self.eviction_policy()
         return result
-
-    def _worker_of(self, processing_key: str, queue_keys: Sequence[str]) -> str:
-        """The worker id in the key of a processing list no registered worker owns: the key
-        minus the prefix and the longest ``:queue key`` suffix that looks like a queue key."""
-        rest = processing_key.removeprefix(self.keys.processing_prefix)
-        for marker in (f":{self.keys.prefix}:queue:", f":{self.keys.resque_prefix}:queue:"):
-            worker_id, found, _queue = rest.rpartition(marker)
-            if found:
-                return worker_id
-        for queue_key in queue_keys:
-            if rest.endswith(":" + queue_key):
-                return rest[: -len(queue_key) - 1]
-        return rest
 
     async def depths(self, queues: Sequence[str]) -> dict[str, Any]:
         """Depths of the named queues plus the scheduled and dead-letter counts, in one round

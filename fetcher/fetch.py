@@ -522,10 +522,11 @@ class Fetcher:
             await self.requeue_all_processing()
         await self._registration.unregister()
 
-    async def recover_dead_workers(self) -> int:
+    async def recover_dead_workers(self, *, sweep: bool = False) -> int:
         """Move the jobs of every registered worker whose heartbeat is gone back to the head of
-        their queues (one atomic script: concurrent recoverers never duplicate a job)."""
-        return await self._registration.recover_dead_workers()
+        their queues (one atomic script: concurrent recoverers never duplicate a job); with
+        ``sweep``, also processing lists that no registered live worker owns (one SCAN)."""
+        return await self._registration.recover_dead_workers(sweep=sweep)
 
     async def promote_due(self, limit: int = 1000) -> int:
         """Move due scheduled jobs (retries, delayed jobs) to their queues; returns the count."""

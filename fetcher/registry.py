@@ -44,6 +44,7 @@ log = logging.getLogger("fetcher.registry")
 
 LEASE = LuaScript.load("lease")
 UNREGISTER = LuaScript.load("unregister")
+ORPHANS = LuaScript.load("orphans")
 #: At most this many dead worker ids are named in the one recovery line.
 NAMED_DEAD = 10
 
@@ -362,8 +363,8 @@ class WorkerRegistration:
                 "worker %s did not unregister: another process holds its id now", self.worker_id
             )
 
-    async def recover_dead_workers(self) -> int:
-        moved, removed = await recover(self.conn, self.keys, caller=self.worker_id)
+    async def recover_dead_workers(self, *, sweep: bool = False) -> int:
+        moved, removed = await recover(self.conn, self.keys, caller=self.worker_id, sweep=sweep)
         self.ownership.recovered_jobs += moved
         self.ownership.dead_workers += removed
         return moved
@@ -373,13 +374,34 @@ def _ms(seconds: float) -> int:
     return max(1, int(seconds * 1000))
 
 
+def split_processing_key(keys: Keys, key: str) -> tuple[str, str] | None:
+    """``(worker id, queue key)`` named by a processing list's key, or None when the key does
+    not end in a queue key. Only for lists no registered worker owns: the registry's
+    worker-queues sets are the source of truth for the others."""
+    rest = key.removeprefix(keys.processing_prefix)
+    for marker in (f":{keys.prefix}:queue:", f":{keys.resque_prefix}:queue:"):
+        worker_id, found, name = rest.rpartition(marker)
+        if found and worker_id:
+            return worker_id, marker[1:] + name
+    return None
+
+
+def _named(pairs: list[tuple[str, int]]) -> str:
+    pairs = sorted(pairs)
+    named = ", ".join(f"{wid} ({n} job{'s' if n != 1 else ''})" for wid, n in pairs[:NAMED_DEAD])
+    more = f" and {len(pairs) - NAMED_DEAD} more" if len(pairs) > NAMED_DEAD else ""
+    return named + more
+
+
 async def recover(
-    conn: RedisConnection, keys: Keys, *, caller: str | None = None
+    conn: RedisConnection, keys: Keys, *, caller: str | None = None, sweep: bool = False
 ) -> tuple[int, int]:
     """Move the jobs of every registered worker whose heartbeat is gone back to the head of
     their queues, in order (one atomic script: concurrent recoverers never duplicate a job), and
     log ONE line naming the dead workers and the jobs moved. ``caller``, the recovering worker
-    itself, is never taken for dead. Returns (jobs moved, dead workers removed)."""
+    itself, is never taken for dead. With ``sweep``, also give back processing lists that no
+    registered, live worker owns (:func:`sweep_orphans`), named in the same line.
+    Returns (jobs moved, dead workers removed)."""
     args: list[Any] = [
         keys.heartbeat_prefix,
         keys.worker_queues_prefix,
@@ -389,24 +411,68 @@ async def recover(
         caller or "",
         keys.lease_prefix,
     ]
-    moved, removed, dead = await conn.execute(
+    reply = await conn.execute(
         "recovering the jobs of dead workers", RECOVER.bind([keys.workers], args)
     )
+    moved, removed, dead = int(reply[0]), int(reply[1]), reply[2]
+    parts = []
     if removed:
-        pairs = sorted((_text(wid), int(n)) for wid, n in zip(dead[::2], dead[1::2], strict=True))
-        named = ", ".join(
-            f"{wid} ({n} job{'s' if n != 1 else ''})" for wid, n in pairs[:NAMED_DEAD]
+        pairs = [(_text(wid), int(n)) for wid, n in zip(dead[::2], dead[1::2], strict=True)]
+        parts.append(
+            f"recovered {moved} job(s) of {removed} dead worker(s) (heartbeat expired): "
+            + _named(pairs)
         )
-        more = f" and {len(pairs) - NAMED_DEAD} more" if len(pairs) > NAMED_DEAD else ""
-        log.warning(
-            "recovered %d job(s) of %d dead worker(s) (heartbeat expired): %s%s%s",
-            moved,
-            removed,
-            named,
-            more,
-            f"; by worker {caller}" if caller else "",
+    if sweep:
+        orphans = await sweep_orphans(conn, keys, caller=caller)
+        if orphans:
+            swept = sum(n for _wid, n in orphans)
+            moved += swept
+            parts.append(
+                f"recovered {swept} job(s) from processing lists of unregistered worker(s) "
+                f"(presumed dead before they fetched them): {_named(orphans)}"
+            )
+    if parts:
+        log.warning("%s%s", "; ".join(parts), f"; by worker {caller}" if caller else "")
+    return moved, removed
+
+
+async def sweep_orphans(
+    conn: RedisConnection, keys: Keys, *, caller: str | None = None
+) -> list[tuple[str, int]]:
+    """Give back processing lists whose worker is neither registered nor alive (no heartbeat,
+    no lease): what a zombie fetched after it was recovered, when it died before rejoining.
+    One SCAN of the keyspace, so the worker runs it at start and every few recovery passes.
+    Returns ``[(worker id, jobs moved), ...]`` (lists that moved nothing are left out)."""
+
+    async def scan(r: Redis) -> list[tuple[str, str, str]]:
+        found: list[tuple[str, str, str]] = []
+        async for raw in r.scan_iter(match=f"{keys.processing_prefix}*", count=1000):
+            key = _text(raw)
+            split = split_processing_key(keys, key)
+            if split is not None and split[0] != caller:
+                found.append((key, *split))
+        return found
+
+    candidates = await conn.execute("looking for orphaned processing lists", scan)
+    moved: dict[str, int] = {}
+    for key, worker_id, queue_key in candidates:
+        script_keys = [
+            key,
+            queue_key,
+            keys.heartbeat(worker_id),
+            keys.lease(worker_id),
+            keys.workers,
+            keys.wake(queue_key),
+        ]
+        n = int(
+            await conn.execute(
+                f"giving back the orphaned processing list {key}",
+                ORPHANS.bind(script_keys, [worker_id, WAKE_BOUND]),
+            )
         )
-    return int(moved), int(removed)
+        if n:
+            moved[worker_id] = moved.get(worker_id, 0) + n
+    return list(moved.items())
 
 
 async def recover_dead_workers(

@@ -51,6 +51,8 @@ VERSION = "0.1.0"
 CLEANUP_RESERVE = 2.0
 #: A forced (second-signal) exit still tries this long to give jobs back.
 FORCED_CLEANUP = 1.0
+#: The recovery loop sweeps for orphaned processing lists every this many passes (and at start).
+SWEEP_EVERY = 8
 
 
 class JobTimeout(TimeoutError):
@@ -167,7 +169,7 @@ class Worker:
         so. Retries forever while Redis is down. A live process holding the same worker id (a
         twin) makes registration raise ConfigurationError: exit 2, naming the holder."""
         await self.fetcher.register()
-        await self.fetcher.recover_dead_workers()  # logs its one line, naming the dead
+        await self.fetcher.recover_dead_workers(sweep=True)  # one line, naming the dead
         await self.fetcher.heartbeat(self.stats.snapshot(), self._heartbeat_ttl)
         await self._check_eviction_policy()
         log.info(
@@ -387,11 +389,16 @@ class Worker:
             await asyncio.sleep(self.config.scheduler_interval)
 
     async def _recovery_loop(self) -> None:
-        """Give dead workers' jobs back to their queues (also done once at start)."""
+        """Give dead workers' jobs back to their queues (also done once at start). Every
+        :data:`SWEEP_EVERY` passes, also sweep for processing lists that no registered worker
+        owns (a SCAN of the keyspace: what a zombie fetched and then died with)."""
         await self.started.wait()
+        passes = 0
         while True:
             await asyncio.sleep(self.config.recovery_interval)
-            await self.fetcher.recover_dead_workers()  # logs one line naming the dead
+            passes += 1
+            # Logs one line naming the dead workers, when it found any.
+            await self.fetcher.recover_dead_workers(sweep=passes % SWEEP_EVERY == 0)
 
     async def _watchdog_loop(self) -> None:
         """Notice a fetch that cannot still be legitimately running, say so, reset, fetch again.

@@ -270,3 +270,31 @@ async def test_an_unregistered_fetcher_settles_unfenced(
     await fetcher.ack(job)
     assert oracle.llen(processing("w1")) == 0
     assert os.getpid() > 0
+
+
+async def test_what_a_zombie_fetched_before_it_found_out_is_swept_back_if_it_dies(
+    conn: RedisConnection, oracle: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The fetch scripts are not fenced: a zombie that wakes up can fetch into its own lists
+    while it is out of the registry. If it dies before its heartbeat rejoins, no registry entry
+    leads recovery there; the sweep finds the list by SCAN and gives the job back."""
+    zombie, _job, other = await zombie_with_one_job(conn, oracle)
+    [recovered] = await other.fetch(1)
+    await other.ack(recovered)
+    await Producer(conn).enqueue("t", 2, job_id="fetched-by-the-zombie")
+    [stranded] = await zombie.fetch(1)  # ... and the zombie dies here
+    assert stranded.id == "fetched-by-the-zombie" and oracle.llen(processing("w1")) == 1
+    assert await other.recover_dead_workers() == 0  # the registry does not know w1 any more
+    live = Fetcher(conn, "live", ["default"], heartbeat_ttl=60)  # registered: never swept
+    await live.register()
+    await Producer(conn).enqueue("t", 3, job_id="held-by-a-live-worker")
+    assert [j.id for j in await live.fetch(1)] == ["held-by-a-live-worker"]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, "fetcher.registry"):
+        assert await other.recover_dead_workers(sweep=True) == 1
+    assert [json.loads(r)["id"] for r in oracle.lrange(DEFAULT, 0, -1)] == ["fetched-by-the-zombie"]
+    assert oracle.llen(processing("live")) == 1
+    assert [r.getMessage() for r in caplog.records] == [
+        "recovered 1 job(s) from processing lists of unregistered worker(s) (presumed dead "
+        "before they fetched them): w1 (1 job); by worker w2"
+    ]
