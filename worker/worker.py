@@ -97,7 +97,7 @@ class Worker:
         )
         self.shutdown = Shutdown()
         self.window: JobWindow[Job] = JobWindow(config.concurrency, config.effective_prefetch)
-        self.acks: AckBatcher[Job] = AckBatcher(self.fetcher.ack_many)
+        self.acks: AckBatcher[Job] = AckBatcher(self.fetcher.ack_many, self.window.acked)
         self.stats = WorkerStats()
         self.stats.identity = {
             "worker_id": self.worker_id,
@@ -302,6 +302,7 @@ class Worker:
     def _succeeded(self, job: Job, seconds: float) -> None:
         self.stats.processed += 1
         self.stats.record_duration(seconds)
+        self.window.hold()  # the job keeps its slot until the ack is sent
         self.acks.add(job)
 
     async def _failed(self, job: Job, error: BaseException, seconds: float) -> None:
