@@ -25,6 +25,7 @@ One fetch at a time per Fetcher; ack/nack may run concurrently with it.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections import Counter
@@ -52,6 +53,7 @@ from fetcher.scripts import (
 )
 
 ADOPT_READ = LuaScript.load("adopt_read")
+GIVE_BACK = LuaScript.load("give_back")
 
 Mode = Literal["reliable", "fast"]
 Outcome = Literal["retried", "dead"]
@@ -68,6 +70,13 @@ GROW_AFTER = 32  # good replies in a row before the budget doubles again
 #: Lost replies in a row, at the floor budget, before a payload that big is taken for one that
 #: this connection can never receive.
 LOST_LIMIT = 5
+#: Lost adoption replies in a row, while this worker holds jobs (so nothing can be dead-lettered
+#: as unreceivable yet), before it gives back what it cannot receive: again at every multiple.
+GIVE_BACK_AFTER = 3 * LOST_LIMIT
+
+
+class _CannotReceive(Exception):
+    """Adoption replies keep being lost while this worker holds jobs: give back, stop reading."""
 
 
 class _ReplyMaybeLost(Exception):
@@ -363,14 +372,45 @@ class Fetcher:
             attempts += 1
             if attempts > 1:
                 self._reply_lost()
+                if self._in_flight and self._lost_in_a_row % GIVE_BACK_AFTER == 0:
+                    raise _CannotReceive
             oversize, why = self._oversize()
             keys = [queue.processing, self.keys.dead]
             args = [start, ADOPT_CHUNK, self.fetch_bytes, oversize, queue.key, time.time()]
             return ADOPT_READ(r, keys, [*args, self.worker_id, why])
 
-        following, ended, items = await self.conn.execute(self._fetching, read)
+        try:
+            following, ended, items = await self.conn.execute(self._fetching, read)
+        except _CannotReceive:
+            await self._give_back(queue)
+            return start, True, []
         self._reply_received()
         return int(following), bool(ended), [_as_bytes(item) for item in items]
+
+    async def _give_back(self, queue: QueueRef) -> None:
+        """Say that this worker cannot receive what it holds in ``queue``'s processing list, and
+        give back every payload there that it does not hold (another worker, or this one once
+        idle, can take them; one that nobody can receive is then dead-lettered server-side)."""
+        held = [
+            hashlib.sha1(raw, usedforsecurity=False).hexdigest()
+            for (key, raw), count in self._in_flight.items()
+            if key == queue.key
+            for _ in range(count)
+        ]
+        given = await self.conn.execute(
+            f"giving back the jobs worker {self.worker_id} cannot receive to {queue.key}",
+            GIVE_BACK.bind([queue.processing, queue.key, queue.wake], [WAKE_BOUND, *held]),
+        )
+        log.warning(
+            "worker %s cannot receive the jobs in %s (%d replies in a row lost while it holds %d "
+            "job(s)); gave %d job(s) back to %s",
+            self.worker_id,
+            queue.processing,
+            self._lost_in_a_row,
+            len(self._in_flight),
+            int(given),
+            queue.key,
+        )
 
     async def _accept(self, fetched: Iterable[tuple[QueueRef, bytes]]) -> list[Job]:
         """Decode fetched payloads; dead-letter the undecodable, track the rest as in flight."""

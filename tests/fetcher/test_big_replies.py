@@ -6,6 +6,7 @@ the processing list and lost its reply, until one worker held the whole queue an
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from collections.abc import AsyncIterator, Iterator
@@ -17,7 +18,7 @@ from chaos.env.redis_server import RedisServer
 from chaos.fixtures import require
 from fetcher import Fetcher, Keys, RedisConnection
 from fetcher.fetch import LOST_LIMIT, MIN_FETCH_BYTES
-from tests.fetcher.conftest import FAST_RETRY, oracle_for
+from tests.fetcher.conftest import FAST_RETRY, oracle_for, wait_until
 
 KEYS = Keys()
 QUEUE = KEYS.queue_key("default")
@@ -131,4 +132,25 @@ async def test_a_payload_this_connection_can_never_receive_is_dead_lettered_serv
     assert sha == hashlib.sha1(huge).hexdigest() and "could not be received" in reason
     assert int(reason.split(" replies in a row")[0].rsplit(" ", 1)[1]) >= LOST_LIMIT
     assert fetcher.fetch_bytes == MIN_FETCH_BYTES
+    assert oracle.llen(PROCESSING) == oracle.llen(QUEUE) == 0
+
+
+async def test_a_worker_that_cannot_receive_what_it_holds_says_so_and_gives_it_back(
+    conn: RedisConnection, oracle: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """While it runs a job, the unreceivable payload cannot be dead-lettered as such (its own
+    jobs must not be confused with it): after a bound the worker gives it back and says so;
+    once idle, the payload is dead-lettered server-side."""
+    oracle.rpush(QUEUE, job(1, 10))
+    fetcher = Fetcher(conn, "w1", ["default"], block_timeout=0.1)
+    [running] = await fetcher.fetch(1)
+    oracle.rpush(QUEUE, job(0, 300_000))
+    async with asyncio.TaskGroup() as tg:
+        fetching = tg.create_task(fetcher.fetch(10))
+        await wait_until(lambda: "gave 1 job(s) back to" in caplog.text, within=20)
+        assert oracle.llen(KEYS.dead) == 0
+        await fetcher.ack(running)
+    assert fetching.result() == []
+    ((reason, _),) = dead_summary(oracle)
+    assert "could not be received" in reason
     assert oracle.llen(PROCESSING) == oracle.llen(QUEUE) == 0
