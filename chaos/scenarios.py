@@ -11,7 +11,7 @@ is unambiguous.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from chaos.checkers import Limits
@@ -202,6 +202,9 @@ def _blackhole(name: str, description: str) -> Fault:
     half-open, so only a read timeout (or the watchdog) notices."""
     return _toxic(name, description, "timeout", "downstream", soft=True, timeout=0)
 
+
+WATCHDOG_ONLY = WorkerSettings(read_timeout=0, watchdog_timeout=3.0)
+"""No client read timeout: a call on a half-open socket waits forever unless the watchdog acts."""
 
 BACKLOG: dict[str, Any] = {
     "worker": WorkerSettings(concurrency=4, prefetch=4),
@@ -478,11 +481,27 @@ SCENARIOS: tuple[Scenario, ...] = (
     # --- the watchdog's own case: no read timeouts, a black hole ----------------------------
     Scenario(
         "watchdog-blackhole",
-        _blackhole(
-            "watchdog-blackhole",
-            "--read-timeout 0 under a black hole: only the watchdog (3 s) can unstick the fetch",
+        replace(
+            _blackhole(
+                "watchdog-blackhole",
+                "--read-timeout 0, a 2 s black hole: the fetch stays stuck on its half-open "
+                "socket after the heal until the watchdog (3 s) resets it",
+            ),
+            duration=2.0,
         ),
-        worker=WorkerSettings(read_timeout=0, watchdog_timeout=3.0),
+        worker=WATCHDOG_ONLY,
+    ),
+    Scenario(
+        "watchdog-blackhole-long",
+        _blackhole(
+            "watchdog-blackhole-long",
+            "--read-timeout 0, a 6 s black hole: the watchdog fires during it, and the retries "
+            "on new connections hang in the hole too",
+        ),
+        worker=WATCHDOG_ONLY,
+        known_bug="worker._watchdog_loop only acts while the connection counts as CONNECTED: "
+        "after its first reset the retries hang on black-holed connections (no read timeout) "
+        "with the state RECONNECTING, so it never fires again and the worker locks up for good",
     ),
     # --- Redis-side conditions (issue 9): error replies and stalls, not a broken network ----
     Scenario(
