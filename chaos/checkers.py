@@ -749,6 +749,60 @@ def check_recovered_workers(history: Sequence[Op]) -> Verdict:
     )
 
 
+# --- zombies: a worker presumed dead must say so ------------------------------------------
+
+PRESUMED_DEAD = re.compile(r"\bpresumed dead\b", re.I)
+
+
+def check_zombies(history: Sequence[Op]) -> Verdict:
+    """A frozen worker whose jobs another worker recovered meanwhile (it was presumed dead)
+    must say so once it resumes: a WARNING that it was presumed dead. Otherwise it goes on
+    silently, acking jobs it no longer owns, with their duplicates unexplained."""
+    starts = worker_starts(history)
+    logs = _worker_logs(history)
+    frozen: dict[str, float] = {}
+    findings: list[str] = []
+    rows: list[dict[str, Any]] = []
+    for op in select(history, "freeze"):
+        target = str(op.value.get("target"))
+        if op.type == "invoke":
+            frozen[target] = op.time
+            continue
+        began = frozen.pop(target, None)
+        if began is None or target not in starts:
+            continue
+        wid = str(starts[target].value.get("worker_id") or target)
+        recovered = [
+            line
+            for line in logs
+            if line.process != target
+            and began <= line.time <= op.time
+            and (m := RECOVERED_JOBS.search(_msg(line)))
+            and int(m.group(1)) > 0
+        ]
+        said = [
+            line
+            for line in logs
+            if line.process == target and line.time >= op.time and PRESUMED_DEAD.search(_msg(line))
+        ]
+        rows.append({"worker": wid, "recovered_lines": len(recovered), "said": len(said)})
+        if recovered and not said:
+            findings.append(
+                f"{target} ({wid}) had its jobs recovered while frozen and never logged that it "
+                "was presumed dead after resuming"
+            )
+    if findings:
+        return Verdict("zombies", False, "; ".join(findings), {"freezes": rows})
+    if not rows:
+        return Verdict("zombies", True, "no worker was frozen", {"freezes": rows})
+    return Verdict(
+        "zombies",
+        True,
+        f"{len(rows)} freezes, each presumed-dead worker said so",
+        {"freezes": rows},
+    )
+
+
 # --- memory --------------------------------------------------------------------------------
 
 
@@ -885,6 +939,7 @@ def check_all(history: Sequence[Op], limits: Limits) -> list[Verdict]:
         ("watchdog", lambda h: check_watchdog(h, limits.watchdog_allowed)),
         ("retry-waits", lambda h: check_retry_waits(h, limits.retry_cap)),
         ("recovered-workers", check_recovered_workers),
+        ("zombies", check_zombies),
         ("rss", lambda h: check_rss(h, limits.rss_limit_bytes)),
         ("exits", check_exits),
         ("timeouts", check_timeouts),

@@ -475,7 +475,8 @@ class BusyScript(RedisSide):
         return f"a never-ending read-only script (busy-reply-threshold {self.threshold_ms} ms)"
 
     async def hold(self, t: Target) -> None:
-        client = _admin(t, None)
+        client, killer = _admin(t, None), _admin(t)
+        killer.ping()  # connected before the script runs: a new connection is refused then
         runner = threading.Thread(
             target=_quietly(lambda: client.eval("while true do end", 0)), daemon=True
         )
@@ -483,8 +484,9 @@ class BusyScript(RedisSide):
         try:
             await asyncio.sleep(self.duration)
         finally:
-            await blocking(lambda: _kill_script(t, runner))
+            await blocking(lambda: _kill_script(killer, runner))
             client.close()
+            killer.close()
 
     def undo(self, t: Target) -> str:
         with contextlib.suppress(Exception):
@@ -503,12 +505,15 @@ def _quietly(fn: Callable[[], object]) -> Callable[[], None]:
     return target
 
 
-def _kill_script(t: Target, runner: threading.Thread, limit: float = 10.0) -> None:
+def _kill_script(killer: Any, runner: threading.Thread, limit: float = 10.0) -> None:
+    """SCRIPT KILL until the script's thread ends (it may not have started running yet)."""
     deadline = time.monotonic() + limit
     while runner.is_alive() and time.monotonic() < deadline:
         with contextlib.suppress(Exception):
-            _run(t, "SCRIPT", "KILL")
+            killer.script_kill()
         runner.join(0.1)
+    if runner.is_alive():
+        raise TimeoutError(f"the busy script still runs after {limit:.0f} s of SCRIPT KILL")
 
 
 @dataclass(frozen=True)

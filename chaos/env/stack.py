@@ -91,8 +91,7 @@ class Stack:
             password=self.password,
             socket_timeout=timeout,
             socket_connect_timeout=5.0,
-            client_name="chaos-nemesis",
-        )
+        )  # no client name: CLIENT SETNAME on connect is refused while Redis is BUSY
 
     def close(self) -> None:
         self._closer.close()

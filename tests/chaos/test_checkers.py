@@ -24,6 +24,7 @@ from chaos.checkers import (
     check_spurious_outages,
     check_timeouts,
     check_watchdog,
+    check_zombies,
     combine,
     guarded,
     is_bare,
@@ -555,3 +556,17 @@ def test_exits_expected_without_a_signal() -> None:
         5, "nemesis", "expect-exit", "ok", target="worker-2", expect_codes=[2], within=10
     )
     assert check_exits(wrong.exit(7, "worker-2", 0).sorted()).valid is False
+
+
+def test_a_frozen_worker_whose_jobs_were_recovered_must_say_it_was_presumed_dead() -> None:
+    """The bug this catches: a zombie resumes silently and acks jobs it no longer owns."""
+    h = _two_workers().op(3, "nemesis", "freeze", "invoke", target="worker-1")
+    h.log(8, "recovered 2 job(s) of 1 dead worker(s): w-1 (2 jobs)", process="worker-2")
+    h.op(10, "nemesis", "freeze", "ok", target="worker-1")
+    v = check_zombies(h.sorted())
+    assert v.valid is False and "never logged that it was presumed dead" in v.summary
+    h.log(11, "worker w-1 was presumed dead: its lease expired and its jobs were recovered")
+    assert check_zombies(h.sorted()).valid is True
+    quiet = _two_workers().op(3, "nemesis", "freeze", "invoke", target="worker-1")
+    quiet.op(4, "nemesis", "freeze", "ok", target="worker-1")  # too short: nothing recovered
+    assert check_zombies(quiet.sorted()).valid is True
