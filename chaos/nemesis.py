@@ -649,7 +649,7 @@ class OutputBufferLimit(RedisSide):
     """``client-output-buffer-limit normal`` below one batch of large jobs: Redis closes a
     connection whose reply would exceed it (the reply is lost, the jobs were moved)."""
 
-    limit: str = "256kb"
+    limit: str = "64kb"
 
     async def apply(self, t: Target) -> str:
         await blocking(

@@ -562,16 +562,17 @@ SCENARIOS: tuple[Scenario, ...] = (
         "output-buffer",
         OutputBufferLimit(
             "output-buffer",
-            "client-output-buffer-limit normal 256kb with 40 KB jobs and batches of 12",
+            "client-output-buffer-limit normal 64kb for 5 s with 40 KB jobs and a backlog: a "
+            "reply of two jobs is too large",
             outage=False,
             noisy=True,
             duration=5.0,
         ),
         worker=WorkerSettings(concurrency=8, prefetch=4),
-        backlog=60,
+        backlog=200,
         pad=40_000,
-        rate=10.0,
-        work=0.05,
+        rate=5.0,
+        work=0.2,
     ),
     # --- proof that the checker can fail -----------------------------------------------------
     Scenario(
