@@ -2,10 +2,16 @@
 expected. Two *broken* scenarios run a deliberately unsafe worker and expect the checker to
 catch it: they prove the checker can fail.
 
-Timings are short so the whole catalogue fits ~30 s per scenario and environment on 2 cores:
-3 s warm-up, 5-10 s fault, 3 s of production after the heal, at most 10 s to drain. The worker
+Timings are short so the whole catalogue fits ~20 s per scenario and environment on 2 cores:
+2 s warm-up, 4-10 s fault, 2 s of production after the heal, at most 10 s to drain. The worker
 runs with small block/read timeouts and a 1 s retry cap so that recovery is quick and a LOCK-UP
-is unambiguous.
+is unambiguous; the recovery bound is derived from those settings (``recovery_bound``).
+
+Beyond one fault against one worker below capacity, the catalogue has: a standing backlog on
+three priority queues (``BACKLOG``: every fetch takes a full batch, so a fault cuts one
+mid-flight), two and three workers (recovery races, a live worker taken for dead, a frozen one,
+a twin id), the watchdog's own case (no read timeouts), and Redis-side conditions (error
+replies and stalls inside Redis, not a broken network).
 """
 
 from __future__ import annotations
@@ -143,8 +149,8 @@ class Scenario:
     scenario is not ``strict`` (a broken configuration may fail several ways at once)."""
     strict: bool = True
     broken: bool = False
-    warmup: float = 3.0
-    after: float = 3.0
+    warmup: float = 2.0
+    after: float = 2.0
     drain: float = 10.0
     rate: float = 20.0
     work: float = 0.02
