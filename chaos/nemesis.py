@@ -88,6 +88,8 @@ class Fault:
     """Failure lines may appear (None: only if it is an outage)."""
     restarts_worker: bool = False
     """The heal starts a new worker process (recovery then includes its start-up)."""
+    progress: bool = False
+    """Work must go on during the fault (it degrades, never stops, the worker)."""
 
     async def apply(self, t: Target) -> str:
         raise NotImplementedError
@@ -109,6 +111,7 @@ async def run_fault(fault: Fault, t: Target) -> None:
         "outage": fault.outage,
         "recovery_line": fault.recovery_line,
         "noisy": fault.outage if fault.noisy is None else fault.noisy,
+        "progress": fault.progress,
     }
     try:
         try:
@@ -356,6 +359,7 @@ class FreezeWorker(Fault):
     outage: bool = False
     noisy: bool | None = True
     recovery_line: bool = False
+    progress: bool = True
     past_ttl: float = 2.0
     """Seconds beyond the TTL the freeze lasts (the hold is TTL + this)."""
 
@@ -390,6 +394,7 @@ class TwinWorker(Fault):
     ambiguous: bool = False
     outage: bool = False
     recovery_line: bool = False
+    progress: bool = True
     duration: float = 0.0
     within: float = 10.0
 
@@ -597,6 +602,7 @@ class ScriptFlushStorm(Storm):
     """SCRIPT FLUSH over and over: every cached script vanishes between load and call."""
 
     every: float = 0.05
+    progress: bool = True
 
     def strike(self, t: Target, client: Any) -> None:
         client.script_flush()
@@ -650,6 +656,7 @@ class OutputBufferLimit(RedisSide):
     connection whose reply would exceed it (the reply is lost, the jobs were moved)."""
 
     limit: str = "64kb"
+    progress: bool = True
 
     async def apply(self, t: Target) -> str:
         await blocking(

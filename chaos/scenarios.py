@@ -439,25 +439,31 @@ SCENARIOS: tuple[Scenario, ...] = (
     # --- several workers: recovery races, live workers mistaken for dead ---------------------
     Scenario(
         "latency-2w",
-        _toxic(
-            "latency-2w",
-            "two workers under 1 s latency (250 ms jitter): neither may take the other for dead",
-            "latency",
-            "downstream",
-            latency=1000,
-            jitter=250,
+        replace(
+            _toxic(
+                "latency-2w",
+                "two workers under 1 s latency (250 ms jitter): neither taken for dead",
+                "latency",
+                "downstream",
+                latency=1000,
+                jitter=250,
+            ),
+            progress=True,
         ),
         workers=2,
     ),
     Scenario(
         "latency-up-3w",
-        _toxic(
-            "latency-up-3w",
-            "three workers under 1 s latency on commands: none taken for dead",
-            "latency",
-            "upstream",
-            latency=1000,
-            jitter=250,
+        replace(
+            _toxic(
+                "latency-up-3w",
+                "three workers under 1 s latency on commands: none taken for dead",
+                "latency",
+                "upstream",
+                latency=1000,
+                jitter=250,
+            ),
+            progress=True,
         ),
         workers=3,
     ),
@@ -568,11 +574,11 @@ SCENARIOS: tuple[Scenario, ...] = (
         "output-buffer",
         OutputBufferLimit(
             "output-buffer",
-            "client-output-buffer-limit normal 64kb for 5 s with 40 KB jobs and a backlog: a "
+            "client-output-buffer-limit normal 64kb for 8 s with 40 KB jobs and a backlog: a "
             "reply of two jobs is too large",
             outage=False,
             noisy=True,
-            duration=5.0,
+            duration=8.0,
         ),
         worker=WorkerSettings(concurrency=8, prefetch=4),
         backlog=200,
