@@ -652,10 +652,12 @@ class ClientPause(RedisSide):
 
 @dataclass(frozen=True)
 class OutputBufferLimit(RedisSide):
-    """``client-output-buffer-limit normal`` below one batch of large jobs: Redis closes a
-    connection whose reply would exceed it (the reply is lost, the jobs were moved)."""
+    """``client-output-buffer-limit normal`` below a full batch of large jobs: Redis closes a
+    connection whose reply would exceed it (the reply is lost, the jobs were moved). A short cut
+    first lets the worker's window empty, so its next fetch asks for a full batch."""
 
-    limit: str = "64kb"
+    limit: str = "256kb"
+    cut: float = 1.5
     progress: bool = True
 
     async def apply(self, t: Target) -> str:
@@ -664,7 +666,10 @@ class OutputBufferLimit(RedisSide):
                 t, "CONFIG", "SET", "client-output-buffer-limit", f"normal {self.limit} 0 0"
             )
         )
-        return f"client-output-buffer-limit normal {self.limit}"
+        await blocking(t.stack.proxy.disable)
+        await asyncio.sleep(self.cut)
+        await blocking(t.stack.proxy.enable)
+        return f"client-output-buffer-limit normal {self.limit}, after a {self.cut:g} s cut"
 
     def undo(self, t: Target) -> str:
         _run(t, "CONFIG", "SET", "client-output-buffer-limit", "normal 0 0 0")
