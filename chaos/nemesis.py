@@ -428,6 +428,16 @@ class RedisSide(Fault):
     broken network. The stack's heal does not know these: each one undoes its own."""
 
     duration: float = 5.0
+    join_during: bool = False
+    """Start one more worker halfway through: registering while the condition lasts must be
+    retried like any outage, never an exit 2 (a restart during an outage is no crash loop)."""
+
+    async def hold(self, t: Target) -> None:
+        if not self.join_during:
+            return await super().hold(t)
+        await asyncio.sleep(self.duration / 2)
+        await t.start_worker()
+        await asyncio.sleep(self.duration / 2)
 
     async def heal(self, t: Target) -> str:
         did = await blocking(lambda: self.undo(t))

@@ -523,8 +523,10 @@ SCENARIOS: tuple[Scenario, ...] = (
         "redis-oom",
         OutOfMemory(
             "redis-oom",
-            "maxmemory below use (noeviction) for 4 s: writes refused with OOM",
+            "maxmemory below use (noeviction) for 4 s: writes refused with OOM; a second "
+            "worker starts meanwhile",
             ambiguous=False,
+            join_during=True,
             duration=4.0,
         ),
         known_bug="the errors fix (issue 9 §2): on main the worker exits 2 on OOM",
@@ -544,8 +546,10 @@ SCENARIOS: tuple[Scenario, ...] = (
         "redis-misconf",
         FailedSave(
             "redis-misconf",
-            "a failed background save (dir /proc): writes refused with MISCONF",
+            "a failed background save (dir /proc): writes refused with MISCONF; a second "
+            "worker starts meanwhile",
             ambiguous=False,
+            join_during=True,
             duration=4.0,
         ),
         known_bug="the errors fix (issue 9 §2): on main the worker exits 2 on MISCONF; with errors "
