@@ -633,8 +633,14 @@ BY_NAME: dict[str, Scenario] = {s.name: s for s in SCENARIOS}
 
 
 def select(pattern: str | None) -> list[Scenario]:
-    """Scenarios whose name contains any of the comma-separated substrings (all when None)."""
+    """Scenarios named by the comma-separated parts (all when None): a part that is a scenario's
+    exact name selects that one (``cut``, not ``cut-backlog``), any other part every scenario
+    whose name contains it."""
     if not pattern:
         return list(SCENARIOS)
     parts = [p.strip() for p in pattern.split(",") if p.strip()]
-    return [s for s in SCENARIOS if any(p in s.name for p in parts)]
+
+    def chosen(name: str, part: str) -> bool:
+        return name == part if part in BY_NAME else part in name
+
+    return [s for s in SCENARIOS if any(chosen(s.name, p) for p in parts)]
