@@ -466,6 +466,10 @@ SCENARIOS: tuple[Scenario, ...] = (
             progress=True,
         ),
         workers=3,
+        known_bug="a live worker taken for dead under 1 s command latency: in one local run of "
+        "three, worker-2 recovered 4 jobs of a live worker (its heartbeat, TTL 5 s, expired) and "
+        "they ran twice",
+        intermittent=True,
     ),
     Scenario(
         "freeze-2w",
