@@ -467,7 +467,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         ),
         workers=3,
         known_bug="a live worker taken for dead under 1 s command latency: in one local run of "
-        "three, worker-2 recovered 4 jobs of a live worker (its heartbeat, TTL 5 s, expired) and "
+        "two, worker-2 recovered 4 jobs of a live worker (its heartbeat, TTL 5 s, expired) and "
         "they ran twice",
         intermittent=True,
     ),
