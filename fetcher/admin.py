@@ -11,8 +11,9 @@ from redis.asyncio import Redis
 
 from fetcher import codec, deadletter
 from fetcher.connection import RedisConnection
-from fetcher.errors import DecodeError
+from fetcher.errors import ConfigurationError, DecodeError
 from fetcher.keys import Keys
+from fetcher.registry import split_processing_key
 from fetcher.scheduling import promote_due
 from fetcher.scripts import WAKE_BOUND, LuaScript
 
@@ -42,6 +43,31 @@ class DeadLetterRetry:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+#: The one eviction policy under which Redis never drops a key to make room.
+SAFE_EVICTION_POLICY = "noeviction"
+
+
+def eviction_warning(endpoint: str, policy: str) -> str | None:
+    """What to tell an operator about ``maxmemory-policy`` (None when it is safe)."""
+    if policy == SAFE_EVICTION_POLICY:
+        return None
+    if policy.startswith("volatile-"):
+        what = (
+            "keys with a TTL (heartbeats and leases) can be evicted under memory pressure, so "
+            "live workers look dead and their jobs are recovered and run twice"
+        )
+    else:
+        what = (
+            "Redis may evict any key under memory pressure (queues, processing lists, scheduled "
+            "retries, the dead-letter list): jobs vanish without a trace"
+        )
+    return (
+        f"Redis {endpoint} has maxmemory-policy {policy}: {what}. Fix: CONFIG SET "
+        f"maxmemory-policy {SAFE_EVICTION_POLICY} (and set it in redis.conf); with noeviction a "
+        "full Redis refuses writes (an outage steadfetch waits out) instead of losing jobs"
+    )
 
 
 class Admin:
@@ -80,18 +106,68 @@ class Admin:
         result: list[str] = await self._run("listing queues", run)
         return result
 
+    async def eviction_policy(self) -> dict[str, Any]:
+        """``{"policy": "noeviction"|...|None, "safe": bool|None, "note": str}``: Redis's
+        ``maxmemory-policy``, read with CONFIG GET. Where CONFIG is not permitted (an ACL user
+        without +config, a renamed CONFIG command) policy and safe are None and the note says
+        that it could not be checked, and why. Outages are retried as usual."""
+        endpoint = self.conn.endpoint
+        try:
+            reply = await self._run(
+                "reading maxmemory-policy", lambda r: r.config_get("maxmemory-policy")
+            )
+        except ConfigurationError as exc:
+            return {
+                "policy": None,
+                "safe": None,
+                "note": f"could not check the maxmemory-policy of Redis {endpoint} (CONFIG GET "
+                f"refused: {exc}); make sure it is {SAFE_EVICTION_POLICY}, or Redis may evict "
+                "jobs",
+            }
+        values = {_text(k): _text(v) for k, v in dict(reply).items()}
+        policy = values.get("maxmemory-policy")
+        if policy is None:
+            return {
+                "policy": None,
+                "safe": None,
+                "note": f"could not check the maxmemory-policy of Redis {endpoint}: CONFIG GET "
+                "returned nothing for it",
+            }
+        warning = eviction_warning(endpoint, policy)
+        return {"policy": policy, "safe": warning is None, "note": warning or "ok"}
+
     async def status(self) -> dict[str, Any]:
         """``{"queues": {name: depth}, "scheduled": n, "dead": n, "processing": {worker: n},
-        "workers": [heartbeat dicts]}``."""
+        "workers": [heartbeat dicts], "eviction_policy": {...}}``.
+
+        ``processing`` is grouped by worker id as the registry knows them (each registered
+        worker's processing lists come from its worker-queues set); lists that belong to no
+        registered worker (left by a worker that was recovered, or by a version without a
+        registry) are found by SCAN and shown under the worker id their key names."""
         queue_keys = await self.queue_keys()
         workers = await self.workers()
+        keys = self.keys
 
         async def run(r: Redis) -> dict[str, Any]:
             counts = await self._counts(r, queue_keys)
+            ids = sorted(_text(m) for m in await r.smembers(keys.workers))
+            pipe = r.pipeline(transaction=False)
+            for worker_id in ids:
+                pipe.smembers(keys.worker_queues(worker_id))
+            owned: dict[str, str] = {}  # processing key -> registered worker id
+            for worker_id, members in zip(ids, await pipe.execute(), strict=True):
+                for queue_key in sorted(_text(m) for m in members):
+                    owned[keys.processing(worker_id, queue_key)] = worker_id
+            async for key in r.scan_iter(match=f"{keys.processing_prefix}*", count=500):
+                split = split_processing_key(keys, _text(key))
+                owned.setdefault(_text(key), split[0] if split else _text(key))
+            pipe = r.pipeline(transaction=False)
+            for key in owned:
+                pipe.llen(key)
             processing: dict[str, int] = {}
-            async for key in r.scan_iter(match=f"{self.keys.processing_prefix}*", count=500):
-                worker = _text(key).removeprefix(self.keys.processing_prefix).split(":", 1)[0]
-                processing[worker] = processing.get(worker, 0) + int(await r.llen(key))
+            for worker_id, n in zip(owned.values(), await pipe.execute(), strict=True):
+                if n:
+                    processing[worker_id] = processing.get(worker_id, 0) + int(n)
             return {
                 "queues": {
                     self.keys.queue_name(k): int(n)
@@ -104,6 +180,7 @@ class Admin:
 
         result: dict[str, Any] = await self._run("reading queue status", run)
         result["workers"] = workers
+        result["eviction_policy"] = await self.eviction_policy()
         return result
 
     async def depths(self, queues: Sequence[str]) -> dict[str, Any]:

@@ -11,12 +11,21 @@ producers and the scheduler feed with disposable tokens. Producers that push no 
 Apisonator) are still drained within one block timeout.
 
 A reply lost after the script ran (the ambiguous failure) leaves the payloads in the processing
-list; the fetcher notices that it may have happened and adopts such orphans on its next fetch.
+list; the fetcher notices that it may have happened and adopts such orphans before it takes
+anything more (a take is never retried blindly: a reply too large for the server's
+``client-output-buffer-limit`` is lost every time, and each retry would move another batch).
+Batches are bounded in jobs and in bytes; the byte budget halves after each lost reply (down to
+:data:`MIN_FETCH_BYTES`) and grows back after a run of good ones. Adoption reads the processing
+lists in slices bounded the same way. A payload over ``max_payload_bytes`` never leaves Redis: the
+scripts dead-letter it server-side. One that is smaller but whose reply keeps being lost (the
+server's limit is below it) is dead-lettered server-side too, after :data:`LOST_LIMIT` lost
+replies in a row at the smallest budget, once this worker holds no job it could be confused with.
 One fetch at a time per Fetcher; ack/nack may run concurrently with it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections import Counter
@@ -31,17 +40,20 @@ from fetcher.connection import RedisConnection
 from fetcher.errors import DecodeError, WrongTypeError
 from fetcher.job import Job
 from fetcher.keys import Keys, QueueRef
-from fetcher.registry import WorkerRegistration, recover_dead_workers
+from fetcher.registry import Ownership, WorkerRegistration
 from fetcher.scheduling import job_backoff, promote_due
 from fetcher.scripts import (
     ACK,
-    FETCH_FAST,
-    FETCH_RELIABLE,
+    FETCH,
     REQUEUE,
     REQUEUE_PROCESSING,
     SETTLE,
     WAKE_BOUND,
+    LuaScript,
 )
+
+ADOPT_READ = LuaScript.load("adopt_read")
+GIVE_BACK = LuaScript.load("give_back")
 
 Mode = Literal["reliable", "fast"]
 Outcome = Literal["retried", "dead"]
@@ -51,6 +63,32 @@ log = logging.getLogger("fetcher.fetch")
 #: Most payloads one read of a processing list returns (adoption, give-back, dead-lettering):
 #: a reply of a whole long list may be larger than the server lets a client receive.
 ADOPT_CHUNK = 100
+#: Byte budget of one fetch or adoption reply: where it starts, its floor, and how it recovers.
+DEFAULT_FETCH_BYTES = 1024 * 1024
+MIN_FETCH_BYTES = 16 * 1024
+GROW_AFTER = 32  # good replies in a row before the budget doubles again
+#: Lost replies in a row, at the floor budget, before a payload that big is taken for one that
+#: this connection can never receive.
+LOST_LIMIT = 5
+#: Lost adoption replies in a row, while this worker holds jobs (so nothing can be dead-lettered
+#: as unreceivable yet), before it gives back what it cannot receive: again at every multiple.
+GIVE_BACK_AFTER = 3 * LOST_LIMIT
+
+
+class _CannotReceive(Exception):
+    """Adoption replies keep being lost while this worker holds jobs: give back, stop reading."""
+
+
+class _ReplyMaybeLost(Exception):
+    """A call that moves payloads failed once: its reply may have been lost after the script
+    ran. Raised instead of a second attempt, so the caller adopts before taking more."""
+
+
+class _Lost:
+    """What :meth:`Fetcher._moving` returns instead of a result when the reply may be lost."""
+
+
+_LOST = _Lost()
 
 
 def _as_bytes(value: bytes | str) -> bytes:
@@ -111,14 +149,24 @@ class Fetcher:
         self._in_flight: Counter[tuple[str, bytes]] = Counter()
         # Payloads this fetcher dead-lettered itself (undecodable: never handed to the worker).
         self.dead_lettered = 0
+        self._registration.in_flight = self._in_flight  # to tell recovered jobs after a lease loss
         # True when payloads may sit in our processing lists that nobody holds: at start (a
         # previous run with this worker id) and after a fetch whose reply may have been lost.
         self._orphans_possible = mode == "reliable"
         self._fetching_now = False  # adoption relies on a single fetch at a time
+        self.fetch_bytes = DEFAULT_FETCH_BYTES  # the byte budget now (see the module docstring)
+        self._lost_in_a_row = 0
+        self._good_in_a_row = 0
+        self._settled_count = 0  # bumped by every ack/settle: adoption notices concurrent ones
         self._accepted: list[Job] = []  # taken by the running fetch, not yet handed out
 
     def __repr__(self) -> str:
         return f"<Fetcher {self.worker_id} {self.mode} {self.queues} in_flight={self.in_flight}>"
+
+    @property
+    def ownership(self) -> Ownership:
+        """Recovered jobs, presumed-dead events and late settles seen by this fetcher."""
+        return self._registration.ownership
 
     @property
     def in_flight(self) -> int:
@@ -140,14 +188,19 @@ class Fetcher:
             raise RuntimeError(f"{self!r}: fetch() is already running; one fetch at a time")
         self._fetching_now = True
         try:
-            if self._orphans_possible:
-                adopted = await self._adopt_orphans(max_jobs)
-                if adopted:
-                    return adopted
-            jobs = await self._take(max_jobs)
-            if jobs:
-                return jobs
-            return await self._block_then_take(max_jobs)
+            while True:
+                if self._orphans_possible:
+                    adopted = await self._adopt_orphans(max_jobs)
+                    if adopted:
+                        return adopted
+                jobs = await self._take(max_jobs)
+                if jobs is None:
+                    continue  # the reply may be lost: adopt what it moved before taking more
+                if jobs:
+                    return jobs
+                jobs = await self._block_then_take(max_jobs)
+                if jobs is not None:
+                    return jobs
         except BaseException:
             # Cancelled or failed after jobs were taken but before they were handed out: they
             # stay in the processing list, so forget them here and adopt them next time.
@@ -158,16 +211,23 @@ class Fetcher:
             self._accepted = []
             self._fetching_now = False
 
-    async def _take(self, max_jobs: int) -> list[Job]:
-        """Non-blocking batched take; loops while a batch held only undecodable payloads."""
+    async def _take(self, max_jobs: int) -> list[Job] | None:
+        """Non-blocking batched take, bounded in jobs and bytes; loops while a batch held only
+        undecodable payloads. ``None`` when the reply may have been lost."""
         queues = self._queues
         keys = [q.key for q in queues]
         if self.mode == "reliable":
-            keys, script = [*keys, *(q.processing for q in queues)], FETCH_RELIABLE
-        else:
-            script = FETCH_FAST
+            keys += [q.processing for q in queues]
+        keys.append(self.keys.dead)
+
+        def take(r: Redis) -> Awaitable[Any]:
+            args = [max_jobs, self.fetch_bytes, self.max_payload_bytes, time.time(), self.worker_id]
+            return FETCH(r, keys, [*args, self.mode])
+
         while True:
-            reply = await self._moving(script.bind(keys, [max_jobs]))
+            reply = await self._moving(take)
+            if isinstance(reply, _Lost):
+                return None
             fetched = [(queues[int(index) - 1], raw) for index, items in reply for raw in items]
             if not fetched:
                 return []
@@ -175,8 +235,9 @@ class Fetcher:
             if jobs:
                 return jobs
 
-    async def _block_then_take(self, max_jobs: int) -> list[Job]:
-        """Block server-side until work may be there (or the block timeout), then take."""
+    async def _block_then_take(self, max_jobs: int) -> list[Job] | None:
+        """Block server-side until work may be there (or the block timeout), then take.
+        ``None`` when a reply may have been lost."""
         timeout = self.block_timeout
         if self.mode == "fast":
             queue_keys = [q.key for q in self._queues]
@@ -194,6 +255,8 @@ class Fetcher:
             )
             if moved is None:
                 return []
+            if isinstance(moved, _Lost):
+                return None
             first = [(queue, _as_bytes(moved))]
         else:
             wake_keys = [q.wake for q in self._queues]
@@ -208,44 +271,96 @@ class Fetcher:
 
     async def _moving(
         self, fn: Callable[[Redis], Awaitable[T]], *, block_timeout: float | None = None
-    ) -> T:
-        """Run a call that moves payloads into our processing lists, noting when its reply may
-        have been lost (a failed attempt, or cancellation) so that orphans get adopted."""
+    ) -> T | _Lost:
+        """Run a call that moves payloads into our processing lists, at most once per reply: after
+        a failed attempt (its reply may have been lost after the script ran) the call is not
+        repeated but returns ``_LOST``, with orphans marked for adoption and the byte budget
+        halved, so that the caller adopts before it takes more. (The retry policy's wait before
+        that second attempt still paces the loop during an outage.)"""
         attempts = 0
 
         async def attempt(client: Redis) -> T:
             nonlocal attempts
             attempts += 1
+            if attempts > 1:
+                raise _ReplyMaybeLost
             return await fn(client)
 
         try:
             result = await self.conn.execute(self._fetching, attempt, block_timeout=block_timeout)
+        except _ReplyMaybeLost:
+            self._reply_lost()
+            return _LOST
         except BaseException:
             self._orphans_possible = self.mode == "reliable"
             raise
-        if attempts > 1 and self.mode == "reliable":
-            self._orphans_possible = True
+        self._reply_received()
         return result
 
+    def _reply_lost(self) -> None:
+        """A reply that moved (or read) payloads may have been lost: adopt, and shrink the next
+        replies (a reply over the server's output-buffer limit is lost every time)."""
+        self._orphans_possible = self.mode == "reliable"
+        self._lost_in_a_row += 1
+        self._good_in_a_row = 0
+        smaller = max(MIN_FETCH_BYTES, self.fetch_bytes // 2)
+        if smaller < self.fetch_bytes or self._lost_in_a_row == LOST_LIMIT:
+            log.warning(
+                "worker %s: %d fetch repl%s in a row may have been lost (a reply larger than "
+                "the server's client-output-buffer-limit is lost every time); adopting what "
+                "they moved before taking more, with replies bounded to %d bytes",
+                self.worker_id,
+                self._lost_in_a_row,
+                "y" if self._lost_in_a_row == 1 else "ies",
+                smaller,
+            )
+        self.fetch_bytes = smaller
+
+    def _reply_received(self) -> None:
+        self._lost_in_a_row = 0
+        self._good_in_a_row += 1
+        if self._good_in_a_row >= GROW_AFTER and self.fetch_bytes < DEFAULT_FETCH_BYTES:
+            self.fetch_bytes = min(DEFAULT_FETCH_BYTES, self.fetch_bytes * 2)
+            self._good_in_a_row = 0
+
+    def _oversize(self) -> tuple[int, str]:
+        """Payloads bigger than this are dead-lettered server-side by an adoption read, and why.
+
+        ``max_payload_bytes`` (no held job can be bigger: it was decoded); after LOST_LIMIT lost
+        replies in a row at the floor budget, and only while this worker holds no job at all
+        (so none of its own can match), the floor itself: a payload that big cannot reach us."""
+        if (
+            self._lost_in_a_row >= LOST_LIMIT
+            and self.fetch_bytes <= MIN_FETCH_BYTES
+            and not self._in_flight
+        ):
+            return self.fetch_bytes, (
+                f"could not be received: {self._lost_in_a_row} replies in a row that carried it "
+                "were lost (larger than the server's client-output-buffer-limit?)"
+            )
+        return self.max_payload_bytes, f"exceeds the limit of {self.max_payload_bytes}"
+
     async def _adopt_orphans(self, max_jobs: int) -> list[Job]:
-        """Hand out payloads in our processing lists that no caller holds."""
+        """Hand out payloads in our processing lists that no caller holds (at most
+        ``max_jobs``), reading the lists in slices bounded in items and bytes."""
         held = Counter(self._in_flight)  # snapshot first: an ack racing the read is still held
-
-        async def read(r: Redis) -> list[list[bytes]]:
-            pipe = r.pipeline(transaction=False)
-            for queue in self._queues:
-                pipe.lrange(queue.processing, 0, -1)
-            return list(await pipe.execute())
-
-        lists = await self.conn.execute(self._fetching, read)
+        settled_before = self._settled_count
         orphans: list[tuple[QueueRef, bytes]] = []
-        for queue, items in zip(self._queues, lists, strict=True):
-            for raw in items:
-                if held[(queue.key, raw)] > 0:
-                    held[(queue.key, raw)] -= 1
-                else:
-                    orphans.append((queue, raw))
-        self._orphans_possible = len(orphans) > max_jobs
+        more = slices = 0
+        for queue in self._queues:
+            start, ended = 0, False
+            while not ended and len(orphans) < max_jobs:
+                start, ended, items = await self._read_slice(queue, start)
+                slices += 1
+                for raw in items:
+                    if held[(queue.key, raw)] > 0:
+                        held[(queue.key, raw)] -= 1
+                    else:
+                        orphans.append((queue, raw))
+            more += not ended
+        # A slice read after an ack removed an item before it may have skipped one: look again.
+        raced = slices > len(self._queues) and self._settled_count != settled_before
+        self._orphans_possible = bool(more) or len(orphans) > max_jobs or raced
         if orphans:
             log.warning(
                 "worker %s adopts %d job(s) left in its processing lists (a lost reply or an "
@@ -254,6 +369,56 @@ class Fetcher:
                 min(len(orphans), max_jobs),
             )
         return await self._accept(orphans[:max_jobs])
+
+    async def _read_slice(self, queue: QueueRef, start: int) -> tuple[int, bool, list[bytes]]:
+        """One bounded slice of ``queue``'s processing list from ``start``: (next start, whether
+        the list ends there, payloads). A lost reply shrinks the budget for the retry."""
+        attempts = 0
+
+        def read(r: Redis) -> Awaitable[Any]:
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1:
+                self._reply_lost()
+                if self._in_flight and self._lost_in_a_row % GIVE_BACK_AFTER == 0:
+                    raise _CannotReceive
+            oversize, why = self._oversize()
+            keys = [queue.processing, self.keys.dead]
+            args = [start, ADOPT_CHUNK, self.fetch_bytes, oversize, queue.key, time.time()]
+            return ADOPT_READ(r, keys, [*args, self.worker_id, why])
+
+        try:
+            following, ended, items = await self.conn.execute(self._fetching, read)
+        except _CannotReceive:
+            await self._give_back(queue)
+            return start, True, []
+        self._reply_received()
+        return int(following), bool(ended), [_as_bytes(item) for item in items]
+
+    async def _give_back(self, queue: QueueRef) -> None:
+        """Say that this worker cannot receive what it holds in ``queue``'s processing list, and
+        give back every payload there that it does not hold (another worker, or this one once
+        idle, can take them; one that nobody can receive is then dead-lettered server-side)."""
+        held = [
+            hashlib.sha1(raw, usedforsecurity=False).hexdigest()
+            for (key, raw), count in self._in_flight.items()
+            if key == queue.key
+            for _ in range(count)
+        ]
+        given = await self.conn.execute(
+            f"giving back the jobs worker {self.worker_id} cannot receive to {queue.key}",
+            GIVE_BACK.bind([queue.processing, queue.key, queue.wake], [WAKE_BOUND, *held]),
+        )
+        log.warning(
+            "worker %s cannot receive the jobs in %s (%d replies in a row lost while it holds %d "
+            "job(s)); gave %d job(s) back to %s",
+            self.worker_id,
+            queue.processing,
+            self._lost_in_a_row,
+            len(self._in_flight),
+            int(given),
+            queue.key,
+        )
 
     async def _accept(self, fetched: Iterable[tuple[QueueRef, bytes]]) -> list[Job]:
         """Decode fetched payloads; dead-letter the undecodable, track the rest as in flight."""
@@ -308,6 +473,17 @@ class Fetcher:
         of their processing list in fetch order, else an LREM per job)."""
         if self.mode == "fast" or not jobs:
             return
+        registration = self._registration
+        if registration.stale:  # finished after they were recovered elsewhere: touch nothing
+            late: list[Job] = []
+            fresh: list[Job] = []
+            for job in jobs:
+                held = (self._queue(job.queue).key, job.raw)
+                (late if registration.take_stale(held) else fresh).append(job)
+            self._release_all(late)
+            jobs = fresh
+            if not jobs:
+                return
         by_key: dict[str, list[bytes]] = {}
         queue_of = self._queue
         for job in jobs:
@@ -320,7 +496,16 @@ class Fetcher:
         for raws in by_key.values():
             args.append(b"%d" % len(raws))
             args += raws
-        await self.conn.execute(f"acknowledging {len(jobs)} job(s)", ACK.bind(list(by_key), args))
+        token = registration.fence
+        removed = await self.conn.execute(
+            f"acknowledging {len(jobs)} job(s)",
+            ACK.bind([registration.lease_key, *by_key], [token, *args]),
+        )
+        if removed < 0:  # fenced: this worker was presumed dead; rejoin, then ack what is ours
+            await registration.lease_lost(token)
+            await self.ack_many(jobs)
+            return
+        self._settled_count += 1
         self._release_all(jobs)
 
     async def nack(
@@ -382,8 +567,16 @@ class Fetcher:
     ) -> None:
         processing = self._queue(job.queue).processing
         moved = await self._move_out(
-            f"{verb} job {job.id}", processing, job.raw, destination, kind, score, value
+            f"{verb} job {job.id}",
+            processing,
+            job.raw,
+            destination,
+            kind,
+            score,
+            value,
+            queue_key=self._queue(job.queue).key,
         )
+        self._settled_count += 1
         self._release(job)
         if not moved:
             log.warning(
@@ -407,6 +600,7 @@ class Fetcher:
             "rpush",
             0,
             entry,
+            queue_key=queue.key,
         )
         self.dead_lettered += moved
         return moved
@@ -433,12 +627,24 @@ class Fetcher:
         kind: str,
         score: float,
         value: bytes,
+        *,
+        queue_key: str,
     ) -> int:
         """Move ``raw`` from ``processing`` to ``destination`` (atomically, only if still there
-        in reliable mode); returns 1 if it moved."""
-        keys = [processing, destination, destination]
-        args: list[Any] = [raw, kind, score, value, "1" if self.mode == "reliable" else "0", ""]
-        return int(await self.conn.execute(operation, SETTLE.bind(keys, args)))
+        in reliable mode); returns 1 if it moved. Fenced by this worker's lease: a payload that
+        was recovered elsewhere while this worker was presumed dead is not moved (returns 0)."""
+        registration = self._registration
+        keys = [processing, destination, destination, registration.lease_key]
+        reliable = self.mode == "reliable"
+        while True:
+            if registration.stale and registration.take_stale((queue_key, raw)):
+                return 0
+            token = registration.fence if reliable else ""
+            args: list[Any] = [raw, kind, score, value, "1" if reliable else "0", "", token]
+            moved = int(await self.conn.execute(operation, SETTLE.bind(keys, args)))
+            if moved >= 0:
+                return moved
+            await registration.lease_lost(token)
 
     async def requeue(self, jobs: Sequence[Job]) -> int:
         """Put jobs back at the HEAD of their queues, in their order (shutdown: unstarted jobs)."""
@@ -498,14 +704,15 @@ class Fetcher:
 
     async def unregister(self) -> None:
         """Leave: return whatever is still in the processing lists, then drop the registration."""
-        if self.mode == "reliable":
+        if self.mode == "reliable" and await self._registration.holds_lease():
             await self.requeue_all_processing()
         await self._registration.unregister()
 
-    async def recover_dead_workers(self) -> int:
+    async def recover_dead_workers(self, *, sweep: bool = False) -> int:
         """Move the jobs of every registered worker whose heartbeat is gone back to the head of
-        their queues (one atomic script: concurrent recoverers never duplicate a job)."""
-        return await recover_dead_workers(self.conn, self.keys, caller=self.worker_id)
+        their queues (one atomic script: concurrent recoverers never duplicate a job); with
+        ``sweep``, also processing lists that no registered live worker owns (one SCAN)."""
+        return await self._registration.recover_dead_workers(sweep=sweep)
 
     async def promote_due(self, limit: int = 1000) -> int:
         """Move due scheduled jobs (retries, delayed jobs) to their queues; returns the count."""

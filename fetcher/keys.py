@@ -73,6 +73,15 @@ class Keys:
     def heartbeat_prefix(self) -> str:
         return f"{self.prefix}:worker:"
 
+    def lease(self, worker_id: str) -> str:
+        """Hash naming the one process that owns ``worker_id`` now (token, hostname, pid, since,
+        renewed_at); same TTL as the heartbeat. Ack and settle are fenced by its token."""
+        return f"{self.prefix}:lease:{worker_id}"
+
+    @property
+    def lease_prefix(self) -> str:
+        return f"{self.prefix}:lease:"
+
     def worker_queues(self, worker_id: str) -> str:
         """Set of the queue keys a worker may hold jobs from (so recovery finds its lists)."""
         return f"{self.prefix}:worker-queues:{worker_id}"

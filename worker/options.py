@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from collections.abc import Iterator, Sequence
 from typing import Any, NoReturn
 
@@ -24,6 +25,11 @@ from fetcher.url import redact_url
 ENV_PREFIX = "STEADFETCH_"
 #: Where ConfigArgParse records the environment values it used (its own key).
 _ENV_SOURCE = "environment_variables"
+
+
+def _shown(value: str) -> str:
+    """``value`` for --help: passwords redacted, ``%`` escaped for argparse."""
+    return redact_url(value).replace("%", "%%")
 
 
 def env_name(flag: str) -> str:
@@ -81,10 +87,17 @@ class Parser(configargparse.ArgumentParser):  # type: ignore[misc]  # (untyped l
             kwargs["env_var"] = env_name(flags[0])
         default = kwargs.get("default")
         help_text = kwargs.get("help")
-        if help_text and help_text is not argparse.SUPPRESS and default not in (None, False):
-            shown = ",".join(map(str, default)) if isinstance(default, tuple) else str(default)
-            # A default may one day be a URL with a password: never print one.
-            kwargs["help"] = f"{help_text} (default: {redact_url(shown).replace('%', '%%')})"
+        name = kwargs.get("env_var")
+        if help_text and help_text is not argparse.SUPPRESS:
+            # Say what applies now, and why. A Redis URL may hold a password: never print one.
+            if name is not None and name in os.environ:
+                note = f"set to {_shown(os.environ[name])} by {name}"
+            elif default not in (None, False, argparse.SUPPRESS):
+                text = ",".join(map(str, default)) if isinstance(default, tuple) else str(default)
+                note = f"default: {_shown(text)}"
+            else:
+                note = ""
+            kwargs["help"] = f"{help_text} ({note})" if note else help_text
         action: argparse.Action = super().add_argument(*args, **kwargs)
         return action
 

@@ -85,8 +85,16 @@ def format_status(status: dict[str, Any]) -> str:
         lines.append(
             f"  {beat.get('worker_id')}  {beat.get('connection_state', '?')}  "
             f"in_flight={beat.get('in_flight', '?')} processed={beat.get('processed', '?')} "
-            f"failed={beat.get('failed', '?')} jobs/s={beat.get('jobs_per_second', '?')}"
+            f"failed={beat.get('failed', '?')} jobs/s={beat.get('jobs_per_second', '?')} "
+            f"recovered_jobs={beat.get('recovered_jobs', '?')} "
+            f"presumed_dead={beat.get('presumed_dead', '?')} "
+            f"late_settles={beat.get('late_settles', '?')}"
         )
+    eviction: dict[str, Any] = status.get("eviction_policy") or {}
+    if eviction:
+        shown = eviction.get("policy") or "unknown"
+        note = "" if eviction.get("safe") else f"  WARNING: {eviction.get('note')}"
+        lines.append(f"redis maxmemory-policy: {shown}{note}")
     return "\n".join(lines)
 
 
