@@ -283,8 +283,15 @@ class Worker:
                     await task.handler(*job.args, **job.kwargs)
                 else:
                     await self._threads.run(task.handler, job.args, job.kwargs)
-        except (Exception, SystemExit) as exc:  # noqa: BLE001  (the handler's failure is the
-            # job's outcome; a handler calling sys.exit() ends its job, not the worker)
+        except (Exception, SystemExit, asyncio.CancelledError) as exc:
+            # The handler's failure is the job's outcome: a handler calling sys.exit() ends its
+            # job, not the worker, and one raising CancelledError of its own (nobody cancelled
+            # this task) must not end its runner (N such jobs would leave no runner at all).
+            current = asyncio.current_task()
+            if isinstance(exc, asyncio.CancelledError) and (
+                current is None or current.cancelling()
+            ):
+                raise
             error: BaseException = exc
             if isinstance(exc, TimeoutError) and scope.expired():
                 error = JobTimeout(f"job exceeded its timeout of {timeout:g} s")

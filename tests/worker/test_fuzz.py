@@ -76,6 +76,12 @@ async def exits(*args: Any, **kwargs: Any) -> None:
 
 
 @app.task
+async def cancels(*args: Any, **kwargs: Any) -> None:
+    """Raises CancelledError though nobody cancelled it: must not end its runner."""
+    raise asyncio.CancelledError
+
+
+@app.task
 async def strict(mark: str) -> None:
     done[mark_of(mark) or -1] += 1
 
@@ -103,7 +109,9 @@ def adversarial_value(rng: random.Random, depth: int = 0) -> bytes:
 
 def payload(rng: random.Random, mark: int) -> bytes:
     token = f'"mark-{mark}-"'.encode()
-    task = rng.choice(["ok", "ok", "flaky", "flaky", "unprintable", "exits", "strict", "nope"])
+    task = rng.choice(
+        ["ok", "ok", "flaky", "flaky", "unprintable", "exits", "cancels", "strict", "nope"]
+    )
     args = [token]
     if task == "flaky":
         args.append(str(rng.choice([0, 1, 2])).encode())
@@ -113,7 +121,11 @@ def payload(rng: random.Random, mark: int) -> bytes:
                           b"-1", b'"x"', b"1.5"])  # fmt: skip
     max_attempts = rng.choice([b"1", b"3", b"3", b"5000", b"10000000000000000000000000000000",
                                b"0"])  # fmt: skip
-    if task in ("unprintable", "exits"):  # they always fail: a bounded number of attempts
+    if task in (
+        "unprintable",
+        "exits",
+        "cancels",
+    ):  # they always fail: a bounded number of attempts
         max_attempts = rng.choice([b"1", b"3", b"0"])
     shape = rng.random()
     if shape < 0.04:
