@@ -306,9 +306,9 @@ class Fetcher:
         smaller = max(MIN_FETCH_BYTES, self.fetch_bytes // 2)
         if smaller < self.fetch_bytes or self._lost_in_a_row == LOST_LIMIT:
             log.warning(
-                "worker %s: %d fetch repl%s in a row may have been lost (a reply larger than "
-                "the server's client-output-buffer-limit is lost every time); adopting what "
-                "they moved before taking more, with replies bounded to %d bytes",
+                "worker %s: %d fetch repl%s in a row may have been lost; adopting what they "
+                "moved before taking more, with replies bounded to %d bytes (if this repeats "
+                "while Redis is reachable, its replies exceed client-output-buffer-limit)",
                 self.worker_id,
                 self._lost_in_a_row,
                 "y" if self._lost_in_a_row == 1 else "ies",

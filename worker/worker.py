@@ -62,13 +62,20 @@ class JobTimeout(TimeoutError):
     """A handler ran longer than its task's (or the worker's default) job timeout."""
 
 
+#: Longest exception message kept in a log line or a dead-letter entry (user code may raise
+#: one of any size; the traceback is summarised separately).
+ERROR_TEXT_MAX_CHARS = 2000
+
+
 def error_text(error: BaseException) -> str:
-    """``ValueError: message`` for a log line or a dead-letter entry; never raises, even for an
-    exception whose ``__str__`` does (user code)."""
+    """``ValueError: message`` for a log line or a dead-letter entry; bounded, and never raises,
+    even for an exception whose ``__str__`` does (user code)."""
     try:
         message = str(error)
     except Exception:  # noqa: BLE001  (any failure of user code's __str__ is the same to us)
         message = "<str() of the exception failed>"
+    if len(message) > ERROR_TEXT_MAX_CHARS:
+        message = f"{message[:ERROR_TEXT_MAX_CHARS]}... ({len(message)} characters)"
     return f"{type(error).__name__}: {message}"
 
 
@@ -304,8 +311,16 @@ class Worker:
                     await task.handler(*job.args, **job.kwargs)
                 else:
                     await self._threads.run(task.handler, job.args, job.kwargs)
-        except (Exception, SystemExit) as exc:  # noqa: BLE001  (the handler's failure is the
-            # job's outcome; a handler calling sys.exit() ends its job, not the worker)
+        except (Exception, SystemExit, KeyboardInterrupt, asyncio.CancelledError) as exc:
+            # The handler's failure is the job's outcome: a handler calling sys.exit() or raising
+            # KeyboardInterrupt (signals reach the worker's handlers, never user code) ends its
+            # job, not the worker, and one raising CancelledError of its own (nobody cancelled
+            # this task) must not end its runner (N such jobs would leave no runner at all).
+            current = asyncio.current_task()
+            if isinstance(exc, asyncio.CancelledError) and (
+                current is None or current.cancelling()
+            ):
+                raise
             error: BaseException = exc
             if isinstance(exc, TimeoutError) and scope.expired():
                 error = JobTimeout(f"job exceeded its timeout of {timeout:g} s")

@@ -22,31 +22,50 @@ for i = n + 1, reliable and 2 * n or n do
     return redis.error_reply('WRONGTYPE processing list ' .. KEYS[i] .. ' holds a ' .. kind)
   end
 end
+local function dead_letter(queue, item)
+  redis.call('RPUSH', dead, cjson.encode({
+    queue = queue, raw = item, error = cjson.null, traceback = cjson.null, attempts = 0,
+    reason = 'undecodable payload: payload of ' .. #item .. ' bytes exceeds the limit of '
+      .. oversize .. ' (dead-lettered by the server, never sent to the worker)',
+    failed_at = tonumber(ARGV[4]), worker_id = ARGV[5]}))
+end
+-- Move items[from..to] (the head of queue i) out in one LPOP and, reliable, chunked RPUSHes.
+local function take(i, items, from, to)
+  redis.call('LPOP', KEYS[i], to - from + 1)
+  if reliable then
+    for s = from, to, 1000 do
+      redis.call('RPUSH', KEYS[n + i], unpack(items, s, math.min(s + 999, to)))
+    end
+  end
+end
 local out, bytes, taken, full = {}, 0, 0, false
 for i = 1, n do
   if remaining <= 0 or full then break end
-  local items = redis.call('LRANGE', KEYS[i], 0, remaining - 1)
-  local batch = {}
-  for _, item in ipairs(items) do
-    local size = #item
-    if size > oversize then
-      redis.call('LPOP', KEYS[i])  -- it is the head: everything before it has moved already
-      redis.call('RPUSH', dead, cjson.encode({
-        queue = KEYS[i], raw = item, error = cjson.null, traceback = cjson.null, attempts = 0,
-        reason = 'undecodable payload: payload of ' .. size .. ' bytes exceeds the limit of '
-          .. oversize .. ' (dead-lettered by the server, never sent to the worker)',
-        failed_at = tonumber(ARGV[4]), worker_id = ARGV[5]}))
-    elseif taken > 0 and bytes + size > budget then
-      full = true
-      break
-    else
-      if reliable then
-        redis.call('LMOVE', KEYS[i], KEYS[n + i], 'LEFT', 'RIGHT')
+  local batch, again = {}, true
+  while again and remaining > 0 and not full do
+    again = false  -- read again only after dead-lettering made room in this slice
+    local items = redis.call('LRANGE', KEYS[i], 0, remaining - 1)
+    local run_from = 1  -- items[run_from..j-1] fit and are still at the queue's head
+    for j = 1, #items + 1 do
+      local item = items[j]
+      local size = item and #item or 0
+      local oversized = item and size > oversize
+      local stop = item and not oversized and taken > 0 and bytes + size > budget
+      if not item or oversized or stop then
+        if j > run_from then
+          take(i, items, run_from, j - 1)
+        end
+        if not item or stop then
+          full = stop
+          break
+        end
+        redis.call('LPOP', KEYS[i])  -- the oversized one, now at the head: never sent
+        dead_letter(KEYS[i], item)
+        run_from, again = j + 1, true
       else
-        redis.call('LPOP', KEYS[i])
+        batch[#batch + 1] = item
+        bytes, taken, remaining = bytes + size, taken + 1, remaining - 1
       end
-      batch[#batch + 1] = item
-      bytes, taken, remaining = bytes + size, taken + 1, remaining - 1
     end
   end
   if #batch > 0 then

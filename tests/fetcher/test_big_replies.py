@@ -154,3 +154,17 @@ async def test_a_worker_that_cannot_receive_what_it_holds_says_so_and_gives_it_b
     ((reason, _),) = dead_summary(oracle)
     assert "could not be received" in reason
     assert oracle.llen(PROCESSING) == oracle.llen(QUEUE) == 0
+
+
+@pytest.mark.parametrize("mode", ["reliable", "fast"])
+async def test_oversized_payloads_between_others_keep_the_others_in_order(
+    conn: RedisConnection, oracle: redis.Redis, mode: str
+) -> None:
+    big = job(99, 2_000)
+    oracle.rpush(QUEUE, job(1, 10), big, job(2, 10), job(3, 10), big, job(4, 10))
+    fetcher = Fetcher(conn, "w1", ["default"], mode=mode, max_payload_bytes=1_000)  # type: ignore[arg-type]
+    assert [j.id for j in await fetcher.fetch(3)] == ["j1", "j2", "j3"]
+    assert [j.id for j in await fetcher.fetch(3)] == ["j4"]
+    assert len(dead_summary(oracle)) == 2
+    expected = [job(i, 10) for i in range(1, 5)] if mode == "reliable" else []
+    assert oracle.lrange(PROCESSING, 0, -1) == expected

@@ -34,6 +34,7 @@ SEED = int(os.environ.get("STEADFETCH_FUZZ_SEED", "20261129"))
 JOBS = 400
 TIME_BOUND = 20.0
 MARK = re.compile(rb"mark-(\d+)-")
+ALWAYS_FAILING = ("unprintable", "exits", "cancels", "interrupts", "loud")
 
 done: Counter[int] = Counter()
 failures: Counter[int] = Counter()
@@ -76,6 +77,22 @@ async def exits(*args: Any, **kwargs: Any) -> None:
 
 
 @app.task
+async def cancels(*args: Any, **kwargs: Any) -> None:
+    """Raises CancelledError though nobody cancelled it: must not end its runner."""
+    raise asyncio.CancelledError
+
+
+@app.task
+async def interrupts(*args: Any, **kwargs: Any) -> None:
+    raise KeyboardInterrupt
+
+
+@app.task
+def loud(*args: Any, **kwargs: Any) -> None:
+    raise ValueError("x" * 1_000_000)
+
+
+@app.task
 async def strict(mark: str) -> None:
     done[mark_of(mark) or -1] += 1
 
@@ -101,9 +118,12 @@ def adversarial_value(rng: random.Random, depth: int = 0) -> bytes:
     return rng.choice(choices)()
 
 
+TASKS = ("ok", "ok", "flaky", "flaky", "strict", "nope", *ALWAYS_FAILING)
+
+
 def payload(rng: random.Random, mark: int) -> bytes:
     token = f'"mark-{mark}-"'.encode()
-    task = rng.choice(["ok", "ok", "flaky", "flaky", "unprintable", "exits", "strict", "nope"])
+    task = rng.choice(TASKS)
     args = [token]
     if task == "flaky":
         args.append(str(rng.choice([0, 1, 2])).encode())
@@ -113,7 +133,7 @@ def payload(rng: random.Random, mark: int) -> bytes:
                           b"-1", b'"x"', b"1.5"])  # fmt: skip
     max_attempts = rng.choice([b"1", b"3", b"3", b"5000", b"10000000000000000000000000000000",
                                b"0"])  # fmt: skip
-    if task in ("unprintable", "exits"):  # they always fail: a bounded number of attempts
+    if task in ALWAYS_FAILING:  # a bounded number of attempts, or they never settle
         max_attempts = rng.choice([b"1", b"3", b"0"])
     shape = rng.random()
     if shape < 0.04:
@@ -201,3 +221,5 @@ async def test_fuzzed_payloads_never_stop_the_worker_and_every_job_ends_done_or_
         assert oracle.llen(KEYS.queue_key(queue)) == 0
         assert oracle.llen(KEYS.processing("fuzzer", KEYS.queue_key(queue))) == 0
     assert oracle.get(broken) == b"a string, not a list"
+    longest = max(len(item) for item in oracle.lrange(KEYS.dead, 0, -1))
+    assert longest < 400_000  # a 1 MB exception message is not copied into entries whole
