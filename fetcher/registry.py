@@ -283,8 +283,9 @@ class WorkerRegistration:
                 return
             if status == "lapsed":
                 log.warning(
-                    "worker %s: its heartbeat had expired (the heartbeat loop stalled past the "
-                    "TTL of %.1f s) but nobody had recovered its jobs yet; lease renewed",
+                    "worker %s: its heartbeat had expired (no heartbeat got through within the "
+                    "TTL of %.1f s: a stalled loop or a slow link) but nobody had recovered its "
+                    "jobs yet; lease renewed",
                     self.worker_id,
                     self._ttl,
                 )
@@ -450,10 +451,12 @@ async def sweep_orphans(
 
     async def scan(r: Redis) -> list[tuple[str, str, str]]:
         found: list[tuple[str, str, str]] = []
+        registered = {_text(m) for m in await r.smembers(keys.workers)}
         async for raw in r.scan_iter(match=f"{keys.processing_prefix}*", count=1000):
             key = _text(raw)
             split = split_processing_key(keys, key)
-            if split is not None and split[0] != caller:
+            # Registered workers are recovery's (orphans.lua re-checks the rest atomically).
+            if split is not None and split[0] != caller and split[0] not in registered:
                 found.append((key, *split))
         return found
 
