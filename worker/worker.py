@@ -35,6 +35,7 @@ from fetcher import (
     RedisConnection,
     WrongTypeError,
 )
+from fetcher.state import stats_fields
 from worker.acks import AckBatcher
 from worker.app import App
 from worker.cancellation import cancel_and_wait, checkpoint, finish_by
@@ -360,14 +361,10 @@ class Worker:
         return self.config.heartbeat_ttl
 
     def _live_stats(self) -> dict[str, Any]:
-        conn = self.conn.stats
         return {
             "in_flight": self.window.running,
             "connection_state": self.conn.state.value,
-            "outages": conn.outages,
-            "outage_since": conn.outage_since,
-            "last_error": conn.last_error,
-            "last_error_at": conn.last_error_at,
+            **stats_fields(self.conn.stats),
             **self._depths,
         }
 
