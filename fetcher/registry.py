@@ -260,41 +260,46 @@ class WorkerRegistration:
         if self.token is None:  # never registered: join now
             await self._claim(secrets.token_hex(16))
             return
-        token = self.token
-        status, *rest = await self._lease(token, "beat")
-        if status == "lapsed":
-            log.warning(
-                "worker %s: its heartbeat had expired (the heartbeat loop stalled past the TTL "
-                "of %.1f s) but nobody had recovered its jobs yet; lease renewed",
-                self.worker_id,
-                ttl,
-            )
-        elif status == "lost":
-            await self.lease_lost(token, _fields(rest))
+        await self._renew(self.token)
 
-    async def lease_lost(self, token: str, holder: dict[str, str] | None = None) -> None:
-        """``token`` was refused (by the heartbeat or a fenced settle): this worker was presumed
-        dead. Say so, mark in-flight jobs recovered elsewhere as stale, rejoin with a fresh token.
-        Raises ConfigurationError when another process now holds the id. Idempotent per token."""
+    async def lease_lost(self, token: str) -> None:
+        """A settle under ``token`` was refused by the fence: find out why, as the heartbeat
+        does (:meth:`_renew`). Afterwards the caller settles again under :attr:`fence`: the
+        jobs recovered elsewhere are then :attr:`stale` and touch nothing."""
+        await self._renew(token)
+
+    async def _renew(self, token: str) -> None:
+        """Renew the lease held by ``token`` (a beat). Its lease may have lapsed while nobody
+        recovered this worker: taken back, same token, a WARNING. Or the worker was presumed
+        dead (recovered): say so, mark in-flight jobs recovered elsewhere as stale, rejoin with
+        a fresh token. Raises ConfigurationError when another process holds the id now.
+        Serialized, and idempotent per token (the heartbeat and several fenced settles may all
+        find out at once)."""
         async with self._rejoining:
             if self.token != token:
                 return  # someone (the heartbeat or another settle) already rejoined
-            if holder is None:
-                raw: dict[Any, Any] = await self.conn.execute(
-                    f"reading the lease of worker {self.worker_id}",
-                    lambda r: r.hgetall(self.lease_key),
+            status, *rest = await self._lease(token, "beat")
+            if status == "ok":
+                return
+            if status == "lapsed":
+                log.warning(
+                    "worker %s: its heartbeat had expired (no heartbeat got through within the "
+                    "TTL of %.1f s: a stalled loop or a slow link) but nobody had recovered its "
+                    "jobs yet; lease renewed",
+                    self.worker_id,
+                    self._ttl,
                 )
-                holder = _fields([x for pair in raw.items() for x in pair])
-            if holder.get("token") and holder.get("token") != token:
+                return
+            holder = _fields(rest)
+            if holder.get("token"):
                 raise ConfigurationError(
                     f"worker {self.worker_id} was presumed dead and its id is now held by "
                     f"another process ({holder_text(holder)}); this process stops without "
                     "touching that worker's jobs. Give each worker its own --worker-id.",
                     operation=f"writing the heartbeat of worker {self.worker_id}",
                 )
-            fresh = secrets.token_hex(16)
             self._since = time.time()
-            await self._claim(fresh)
+            await self._claim(secrets.token_hex(16))
             recovered = await self._mark_stale()
             self.ownership.presumed_dead += 1
             self.ownership.presumed_dead_at = time.time()
@@ -446,10 +451,12 @@ async def sweep_orphans(
 
     async def scan(r: Redis) -> list[tuple[str, str, str]]:
         found: list[tuple[str, str, str]] = []
+        registered = {_text(m) for m in await r.smembers(keys.workers)}
         async for raw in r.scan_iter(match=f"{keys.processing_prefix}*", count=1000):
             key = _text(raw)
             split = split_processing_key(keys, key)
-            if split is not None and split[0] != caller:
+            # Registered workers are recovery's (orphans.lua re-checks the rest atomically).
+            if split is not None and split[0] != caller and split[0] not in registered:
                 found.append((key, *split))
         return found
 

@@ -57,6 +57,14 @@ class SnapshotCollector(Collector):
         connected = GaugeMetricFamily("steadfetch_redis_connected", "1 when Redis is connected")
         connected.add_metric([], 1.0 if snap.get("connection_state") == "connected" else 0.0)
         yield connected
+        policy = snap.get("eviction_policy")
+        safe = GaugeMetricFamily(
+            "steadfetch_redis_eviction_safe",
+            "1 when Redis's maxmemory-policy is noeviction, 0 when Redis may evict jobs, "
+            "-1 when it could not be read",
+        )
+        safe.add_metric([], -1.0 if policy is None else float(policy == "noeviction"))
+        yield safe
 
 
 def metrics_registry(snapshot: Callable[[], dict[str, Any]]) -> CollectorRegistry:

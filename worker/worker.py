@@ -447,12 +447,16 @@ class Worker:
                     late + self.config.heartbeat_interval,
                     self._heartbeat_ttl,
                 )
+            began = loop.time()
             await self.fetcher.heartbeat(self.stats.snapshot(), self._heartbeat_ttl)
             self._last_beat = time.monotonic()
             if self._eviction_due:
                 await self._check_eviction_policy()
-            # For the next beat (and the dashboard): after the write, so it never delays one.
-            self._depths = await self.admin.depths(self.config.queues)
+            # For the next beat (and the dashboard): after the write, so it never delays one;
+            # skipped when the write itself was slow (a slow link), where one more round trip
+            # would push the next beat toward the TTL.
+            if loop.time() - began < self.config.heartbeat_interval / 2:
+                self._depths = await self.admin.depths(self.config.queues)
 
     async def _scheduler_loop(self) -> None:
         """Move due retries and delayed jobs into their queues."""

@@ -460,3 +460,21 @@ def test_every_raise_site_fills_endpoint_and_operation() -> None:
                 line = source.count("\n", 0, match.start()) + 1
                 missing.append(f"{path.name}:{line}")
     assert missing == []
+
+
+async def test_max_clients_reached_is_an_outage(
+    server: RedisServer, named_conn: RedisConnection, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``ERR max number of clients reached`` is an ERR reply, but a connection-level one."""
+    oracle = oracle_for(server.url)
+    oracle.ping()  # the one client allowed below
+    oracle.config_set("maxclients", "1")
+    _, lines = await _retried_until_healed(
+        named_conn,
+        "reading",
+        lambda r: r.get("k"),
+        lambda: oracle.config_set("maxclients", "100"),
+        caplog,
+    )
+    assert "max number of clients reached" in lines[0]["msg"], lines[0][0]
+    oracle.close()

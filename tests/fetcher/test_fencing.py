@@ -131,6 +131,29 @@ async def test_a_lapsed_lease_that_nobody_recovered_is_taken_back_quietly(
     assert worker.ownership.presumed_dead == 0 and worker.ownership.late_settles == 0
 
 
+async def test_a_settle_fenced_by_a_lapsed_lease_takes_it_back_and_goes_through(
+    conn: RedisConnection, oracle: redis.Redis
+) -> None:
+    """Found by the chaos scenario latency-up-3w: under 1 s command latency the lease lapsed
+    (nobody recovered the worker), an ack was fenced, the heartbeat took the lease back with the
+    same token, and the settle's rejoin then took its own renewed lease for a twin: exit 2."""
+    await Producer(conn).enqueue_many([{"task": "t", "args": (i,)} for i in range(2)])
+    worker = Fetcher(conn, "w1", ["default"], heartbeat_ttl=0.2)
+    await worker.register()
+    first, second = await worker.fetch(2)
+    token = worker._registration.token
+    assert token is not None
+    await wait_until(lambda: oracle.exists(KEYS.lease("w1")) == 0, what="lease expiry")
+    await worker.ack(first)  # fenced (no lease), then taken back as lapsed: the ack goes through
+    await wait_until(lambda: oracle.exists(KEYS.lease("w1")) == 0, what="lease expiry")
+    await worker.heartbeat({"worker_id": "w1"}, ttl=30)  # lapsed: taken back by the heartbeat
+    await worker._registration.lease_lost(token)  # ... before a fenced settle looks: a no-op
+    await worker.ack(second)
+    assert oracle.llen(processing("w1")) == 0
+    assert worker._registration.token == token and token_of(oracle, "w1") == token.encode()
+    assert worker.ownership.presumed_dead == 0 and worker.ownership.late_settles == 0
+
+
 def fake_lease(
     oracle: redis.Redis, worker_id: str, *, hostname: str, pid: int, ttl_ms: int
 ) -> None:

@@ -14,7 +14,8 @@ import redis
 from chaos.env.redis_server import RedisServer
 from chaos.fixtures import require
 from tests.worker.conftest import StartWorker
-from tests.worker.harness import ROOT, STEADFETCH
+from tests.worker.harness import ROOT, STEADFETCH, http_get
+from tests.worker.test_observability import metric
 
 CHECK_LINE = "maxmemory-policy"
 
@@ -32,10 +33,12 @@ def test_allkeys_lru_is_a_warning_at_start_and_in_status(
     redis_server: RedisServer, start_worker: StartWorker, oracle: redis.Redis
 ) -> None:
     oracle.config_set("maxmemory-policy", "allkeys-lru")
-    worker = start_worker(redis_server.url).started()
+    worker = start_worker(redis_server.url, "--metrics-port", "0").started()
     line = worker.wait_log(
         r"WARNING worker: Redis \S+ has maxmemory-policy allkeys-lru: .*"
     ).group()
+    scrape = http_get(worker.health_port(), "/metrics")[1]
+    assert metric(scrape, "steadfetch_redis_eviction_safe") == 0
     assert "jobs vanish" in line and "CONFIG SET maxmemory-policy noeviction" in line
     policy = json.loads(status(redis_server.url, "--json"))["eviction_policy"]
     assert policy["policy"] == "allkeys-lru" and policy["safe"] is False
