@@ -12,10 +12,10 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from importlib.metadata import PackageNotFoundError, version
 from typing import TypeVar
 
 from fetcher.errors import ConfigurationError, RedisUnavailable
+from worker import __version__
 from worker.app import AppLoadError
 from worker.commands import admin, demo, enqueue, run, top
 from worker.config import ConfigError
@@ -39,20 +39,12 @@ def build_parser() -> tuple[argparse.ArgumentParser, list[str]]:
         "STEADFETCH_REDIS_URL; a switch as STEADFETCH_LIVE=1 or 0, and --no-live on the "
         "command line turns it off again.",
     )
-    parser.add_argument("--version", action="version", version=f"steadfetch {package_version()}")
+    parser.add_argument("--version", action="version", version=f"steadfetch {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in (run, enqueue, admin, top, demo):
         module.register(subparsers)
     skipped = load_plugins(subparsers)
     return parser, skipped
-
-
-def package_version() -> str:
-    """The installed distribution's version (what pip and the wheel say)."""
-    try:
-        return version("steadfetch")
-    except PackageNotFoundError:  # running from a source tree that was never installed
-        return "unknown (not installed)"
 
 
 def find_errors(exc: BaseException, kind: type[E]) -> E | None:

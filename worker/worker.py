@@ -36,6 +36,7 @@ from fetcher import (
     WrongTypeError,
 )
 from fetcher.state import stats_fields
+from worker import __version__
 from worker.acks import AckBatcher
 from worker.app import App
 from worker.cancellation import cancel_and_wait, checkpoint, finish_by
@@ -49,7 +50,7 @@ from worker.window import JobWindow
 
 log = logging.getLogger("worker")
 
-VERSION = "0.1.0"
+VERSION = __version__
 #: Part of the grace period kept for giving jobs back and unregistering (at most this many s).
 CLEANUP_RESERVE = 2.0
 #: A forced (second-signal) exit still tries this long to give jobs back.

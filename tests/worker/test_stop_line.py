@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from importlib.metadata import version
 
 import redis
 from rich.console import Console
@@ -38,6 +39,7 @@ def test_stop_line_uptime_shutdown_time_and_every_dead_letter(
         f"job {failing} (task fail): ValueError: failing on purpose: once"
     )
     assert snap["dead_lettered"] == 2
+    assert snap["version"] == version("steadfetch")  # the one --version prints
     console = Console(width=200, record=True)
     console.print(workers_table([snap], now=time.time()))
     assert "ValueError: failing on purpose: once" in console.export_text()
