@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from chaos.env.redis_server import RedisServer
-from chaos.fixtures import require
+from tests.fixtures import require
 from tests.worker.conftest import StartWorker
 from tests.worker.harness import ROOT, STEADFETCH, http_get
 from tests.worker.test_observability import metric
