@@ -15,10 +15,10 @@ import pytest
 import redis
 
 from chaos.env.redis_server import RedisServer
-from chaos.fixtures import require
 from fetcher import Fetcher, Keys, RedisConnection
 from fetcher.fetch import LOST_LIMIT, MIN_FETCH_BYTES
 from tests.fetcher.conftest import FAST_RETRY, oracle_for, wait_until
+from tests.fixtures import require
 
 KEYS = Keys()
 QUEUE = KEYS.queue_key("default")

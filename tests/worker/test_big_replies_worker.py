@@ -14,8 +14,8 @@ import pytest
 import redis
 
 from chaos.env.redis_server import RedisServer
-from chaos.fixtures import require
 from fetcher import JobSpec, Keys, SyncProducer
+from tests.fixtures import require
 from tests.worker.conftest import StartWorker
 from tests.worker.harness import wait_for
 
