@@ -86,7 +86,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--heartbeat-interval",
         type=positive_float,
         default=5.0,
-        help="seconds between heartbeats (TTL: 3 beats + read timeout)",
+        help="seconds between heartbeats (TTL: 3 beats + connect timeout + 2 read timeouts)",
     )
     p.add_argument(
         "--recovery-interval",
