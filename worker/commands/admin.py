@@ -68,8 +68,16 @@ def format_status(status: dict[str, Any]) -> str:
         lines.append(
             f"  {beat.get('worker_id')}  {beat.get('connection_state', '?')}  "
             f"in_flight={beat.get('in_flight', '?')} processed={beat.get('processed', '?')} "
-            f"failed={beat.get('failed', '?')} jobs/s={beat.get('jobs_per_second', '?')}"
+            f"failed={beat.get('failed', '?')} jobs/s={beat.get('jobs_per_second', '?')} "
+            f"recovered_jobs={beat.get('recovered_jobs', '?')} "
+            f"presumed_dead={beat.get('presumed_dead', '?')} "
+            f"late_settles={beat.get('late_settles', '?')}"
         )
+    eviction: dict[str, Any] = status.get("eviction_policy") or {}
+    if eviction:
+        shown = eviction.get("policy") or "unknown"
+        note = "" if eviction.get("safe") else f"  WARNING: {eviction.get('note')}"
+        lines.append(f"redis maxmemory-policy: {shown}{note}")
     return "\n".join(lines)
 
 
@@ -85,8 +93,10 @@ def dead_letter_command(args: argparse.Namespace) -> int:
         for entry in entries:
             print(json.dumps(entry, default=str))
     elif args.action == "retry":
-        moved = with_admin(args, lambda admin: admin.dead_letter_retry(args.limit))
-        print(f"requeued {moved} dead-lettered job(s)")
+        report = with_admin(args, lambda admin: admin.dead_letter_retry(args.limit))
+        print(f"requeued {report.requeued} dead-lettered job(s)")
+        for refusal in report.refused:  # the cli engineer owns the final wording
+            print(f"could not requeue {refusal.job_id or '?'}: {refusal.reason}")
     else:
         purged = with_admin(args, lambda admin: admin.dead_letter_purge())
         print(f"purged {purged} dead-letter entr{'y' if purged == 1 else 'ies'}")
