@@ -148,6 +148,8 @@ class Fetcher:
         # Payloads handed out and not yet settled, by (queue key, raw): what is NOT an orphan.
         self._in_flight: Counter[tuple[str, bytes]] = Counter()
         self._registration.in_flight = self._in_flight  # to tell recovered jobs after a lease loss
+        # Payloads this fetcher dead-lettered itself (undecodable: never handed to the worker).
+        self.dead_lettered = 0
         # True when payloads may sit in our processing lists that nobody holds: at start (a
         # previous run with this worker id) and after a fetch whose reply may have been lost.
         self._orphans_possible = mode == "reliable"
@@ -513,12 +515,15 @@ class Fetcher:
         traceback_text: str | None = None,
         *,
         delay: float | None = None,
+        max_attempts: int | None = None,
     ) -> Outcome:
         """Failed: retry later with backoff (``attempt + 1``), or dead-letter after the last
-        attempt with the error and a traceback summary."""
+        attempt with the error and a traceback summary. ``max_attempts`` (the worker's
+        decision for a job that carries none) and ``delay`` override the job's and the
+        fetcher's defaults."""
         error_text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
         queue_key = self._queue(job.queue).key
-        if job.attempt >= job.max_attempts:
+        if job.attempt >= (max_attempts or job.max_attempts or codec.DEFAULT_MAX_ATTEMPTS):
             entry = deadletter.entry(
                 queue_key=queue_key,
                 raw=job.raw,
@@ -587,7 +592,7 @@ class Fetcher:
             queue_key=queue.key, raw=raw, reason=reason, worker_id=self.worker_id
         )
         log.error("dead-lettering a payload from %s: %s (%d bytes)", queue.key, reason, len(raw))
-        return await self._move_out(
+        moved = await self._move_out(
             f"dead-lettering a payload from {queue.key}",
             queue.processing,
             raw,
@@ -597,6 +602,8 @@ class Fetcher:
             entry,
             queue_key=queue.key,
         )
+        self.dead_lettered += moved
+        return moved
 
     async def _dead_letter_all(self, queue: QueueRef, reason: str) -> None:
         """Dead-letter everything in ``queue``'s processing list, reading it in bounded chunks."""

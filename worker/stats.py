@@ -53,6 +53,8 @@ class WorkerStats:
     identity: dict[str, Any] = field(default_factory=dict)
     live: Callable[[], dict[str, Any]] = field(default=dict)
     safety: Callable[[], dict[str, Any]] = field(default=dict)
+    # Set by the worker: jobs dead-lettered below it (the fetcher's undecodable payloads).
+    dead_lettered_below: Callable[[], int] = field(default=int)
     _durations: array[float] = field(default_factory=lambda: array("d", bytes(8 * RING_SIZE)))
     # When each recorded job ended (monotonic s), in the same ring slots as its duration.
     _ends: array[float] = field(default_factory=lambda: array("d", bytes(8 * RING_SIZE)))
@@ -102,7 +104,7 @@ class WorkerStats:
             "processed": self.processed,
             "failed": self.failed,
             "retried": self.retried,
-            "dead_lettered": self.dead_lettered,
+            "dead_lettered": self.dead_lettered + self.dead_lettered_below(),
             "requeued": self.requeued,
         }
 
