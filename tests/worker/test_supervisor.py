@@ -14,7 +14,7 @@ import redis
 from chaos.env.redis_server import RedisServer
 from fetcher import SyncProducer
 from tests.worker.conftest import StartWorker
-from tests.worker.harness import WorkerProcess, read_records, wait_for
+from tests.worker.harness import WorkerProcess, http_get, read_records, wait_for
 from worker.supervisor import process_count, without_processes
 
 QUEUE = "steadfetch:queue:default"
@@ -177,3 +177,29 @@ def test_a_hung_child_is_killed_after_the_grace_period_and_the_exit_is_1(
         r"worker process 1 \(\S+, pid \d+\) still running [\d.]+ s after", supervisor.log
     )
     assert not alive(hung)
+
+
+def test_processes_from_the_environment_start_plain_workers_each_with_its_own_port(
+    redis_server: RedisServer, start_worker: StartWorker, oracle: redis.Redis
+) -> None:
+    # STEADFETCH_PROCESSES reaches the supervisor only: a child that inherited it would start
+    # a supervisor of its own, and so on.
+    supervisor = start_worker(
+        redis_server.url, "--metrics-port", "0", env={"STEADFETCH_PROCESSES": "2"}
+    )
+    supervisor.wait_log(r"worker \S+-0 started")
+    supervisor.wait_log(r"worker \S+-1 started")
+    wait_for(
+        "both children serving", lambda: len(re.findall("metrics and health", supervisor.log)) == 2
+    )
+    ports = [
+        int(p)
+        for p in re.findall(r"metrics and health on http://127\.0\.0\.1:(\d+)", supervisor.log)
+    ]
+    assert len(set(ports)) == 2
+    for port in ports:
+        assert http_get(port, "/readyz")[0] == 200
+    ids = {member.decode() for member in oracle.smembers("steadfetch:workers")}
+    assert {i.rsplit("-", 1)[1] for i in ids} == {"0", "1"}
+    assert len(re.findall("starting 2 worker processes", supervisor.log)) == 1
+    assert supervisor.stop() == 0
