@@ -17,7 +17,7 @@ processing lists at start: nothing waits for a heartbeat to expire.
   child had to be killed (still running ``grace + SHUTDOWN_MARGIN`` s after the first signal).
 - Children run in their own process group (a terminal's Ctrl-C reaches the supervisor only, which
   forwards it once: not twice, which would force them). A supervisor that is SIGKILLed leaves no
-  orphans: a child asks Linux for SIGTERM when its parent dies (``prctl(PR_SET_PDEATHSIG)``) and
+  orphans: a child asks Linux for SIGHUP when its parent dies (``prctl(PR_SET_PDEATHSIG)``) and
   also polls ``getppid()`` (:func:`watch_parent`), then shuts down gracefully.
 - Children's output (stdout and stderr) is relayed line by line, unchanged, to the supervisor's
   stderr, so lines of two children never interleave mid-line.
@@ -42,7 +42,7 @@ from collections import deque
 from collections.abc import Awaitable, Sequence
 
 from fetcher.scheduling import job_backoff
-from worker.config import WorkerConfig
+from worker.config import ConfigError, WorkerConfig
 from worker.shutdown import Shutdown
 from worker.worker import default_worker_id
 
@@ -61,7 +61,10 @@ PARENT_POLL = 0.5
 KEPT_LINES = 20
 LINE_LIMIT = 1 << 20
 EXIT_CONFIG = 2
+MAX_PORT = 65535
 PR_SET_PDEATHSIG = 1
+#: What a child receives when its supervisor dies (see :func:`watch_parent`).
+PARENT_GONE = signal.SIGHUP
 #: The flags the supervisor sets for its children; the user's values for them are overridden.
 PROCESSES_FLAG = "--processes"
 
@@ -341,6 +344,12 @@ class Supervisor:
 def supervise(config: WorkerConfig, processes: int, argv: Sequence[str]) -> int:
     """Run a supervisor of ``processes`` children built from ``argv`` (the command line after
     the program name); the exit code."""
+    port = config.metrics_port
+    if port and port + processes - 1 > MAX_PORT:
+        raise ConfigError(
+            f"--metrics-port {port} with --processes {processes} needs ports {port}.."
+            f"{port + processes - 1} (process i serves on port + i): above {MAX_PORT}"
+        )
     return asyncio.run(Supervisor(config, processes, without_processes(argv)).run())
 
 
@@ -348,12 +357,12 @@ def supervise(config: WorkerConfig, processes: int, argv: Sequence[str]) -> int:
 
 
 def die_with_parent() -> bool:
-    """Ask Linux to send us SIGTERM when our parent dies. False where that is unavailable."""
+    """Ask Linux to send us PARENT_GONE when our parent dies. False where that is unavailable."""
     if not sys.platform.startswith("linux"):
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        return bool(libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) == 0)
+        return bool(libc.prctl(PR_SET_PDEATHSIG, PARENT_GONE, 0, 0, 0) == 0)
     except (OSError, AttributeError):
         return False
 
@@ -361,13 +370,24 @@ def die_with_parent() -> bool:
 async def watch_parent(shutdown: Shutdown, supervisor_pid: int) -> None:
     """In a child: shut down gracefully when the supervisor is gone (SIGKILLed, crashed).
 
-    ``prctl(PR_SET_PDEATHSIG)`` delivers SIGTERM, handled like any SIGTERM; this poll of
-    ``getppid()`` is the fallback (no prctl, or the parent died before it was set)."""
-    armed = die_with_parent()
-    log.debug("supervised by pid %d (parent-death signal %s)", supervisor_pid, armed)
-    while os.getppid() == supervisor_pid:  # noqa: ASYNC110  (no event says "parent gone")
-        await asyncio.sleep(PARENT_POLL)
-    shutdown.request(f"the supervisor (pid {supervisor_pid}) is gone")
+    ``prctl(PR_SET_PDEATHSIG)`` delivers PARENT_GONE (SIGHUP), which only requests the graceful
+    shutdown, however often it comes; this poll of ``getppid()`` is the fallback (no prctl, or
+    the parent died before it was set). Not SIGTERM: Linux sends the parent-death signal when
+    the *thread* that forked us exits, and a SIGKILLed supervisor's threads exit one by one, so
+    it can arrive twice, and a second SIGTERM means "stop at once" (seen: exit 143, jobs cut).
+    Runs until cancelled, so that the handler outlives the request."""
+    reason = f"the supervisor (pid {supervisor_pid}) is gone"
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(PARENT_GONE, shutdown.request, reason)
+    try:
+        armed = die_with_parent()
+        log.debug("supervised by pid %d (parent-death signal: %s)", supervisor_pid, armed)
+        while os.getppid() == supervisor_pid:  # noqa: ASYNC110  (no event says "parent gone")
+            await asyncio.sleep(PARENT_POLL)
+        shutdown.request(reason)
+        await loop.create_future()  # until the worker is done
+    finally:
+        loop.remove_signal_handler(PARENT_GONE)
 
 
 async def run_supervised(work: Awaitable[int], shutdown: Shutdown, supervisor_pid: int) -> int:

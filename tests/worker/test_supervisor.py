@@ -63,6 +63,16 @@ def test_processes_flag_parsing() -> None:
     assert without_processes(argv) == ["run", "app:x", "--queues", "a"]
 
 
+def test_metrics_ports_beyond_65535_are_a_usage_error_before_any_child(
+    start_worker: StartWorker,
+) -> None:
+    flags = ["--processes", "2", "--metrics-port", "65535"]
+    supervisor = start_worker("redis://127.0.0.1:1/0", *flags)
+    assert supervisor.wait() == 2
+    assert "needs ports 65535..65536" in supervisor.log
+    assert "worker process" not in supervisor.log
+
+
 def test_a_child_killed_mid_batch_is_restarted_under_its_id_and_loses_nothing(
     redis_server: RedisServer,
     start_worker: StartWorker,
@@ -140,7 +150,7 @@ def test_children_shut_down_gracefully_when_the_supervisor_is_sigkilled(
 ) -> None:
     supervisor = start_supervisor(start_worker, redis_server.url)
     tokens = [f"job-{i}" for i in range(4)]
-    producer.enqueue_many({"task": "work", "args": (t, 0.5)} for t in tokens)
+    producer.enqueue_many({"task": "work", "args": (t, 2.0)} for t in tokens)
     wait_for("jobs running", lambda: len(tokens_with(record_path, "start")) >= 4)
     pids = child_pids(supervisor)
     supervisor.signal(signal.SIGKILL)
