@@ -20,7 +20,8 @@ processing lists at start: nothing waits for a heartbeat to expire.
   orphans: a child asks Linux for SIGHUP when its parent dies (``prctl(PR_SET_PDEATHSIG)``) and
   also polls ``getppid()`` (:func:`watch_parent`), then shuts down gracefully.
 - Children's output (stdout and stderr) is relayed line by line, unchanged, to the supervisor's
-  stderr, so lines of two children never interleave mid-line.
+  stderr, so lines of two children never interleave mid-line. A child whose supervisor is gone
+  writes to the supervisor's stderr directly (inherited as ``--supervisor-stderr-fd``).
 - Observability: children on consecutive ports (``--metrics-port P``: child i serves /metrics,
   /healthz and /readyz on P+i; with 0 each picks a free port and logs it); each child heartbeats
   under its own id, so ``steadfetch top`` shows one row per child.
@@ -172,6 +173,8 @@ class Supervisor:
         self.shutdown = SupervisorShutdown(self.children)
         self._argv = [executable, "-m", "worker", *child_argv]
         self._env = {k: v for k, v in os.environ.items() if k != "STEADFETCH_PROCESSES"}
+        # Our stderr, for a child to write to directly once we are gone (see watch_parent).
+        self._stderr_fd = os.dup(sys.stderr.fileno())
         self.config_failure: Child | None = None
         self.killed: list[Child] = []
         self.unclean: list[str] = []
@@ -213,7 +216,7 @@ class Supervisor:
 
     def _command(self, child: Child) -> list[str]:
         argv = [*self._argv, "--worker-id", child.worker_id, "--supervisor-pid", str(os.getpid())]
-        argv.append("--no-live")
+        argv += ["--supervisor-stderr-fd", str(self._stderr_fd), "--no-live"]
         port = self.config.metrics_port
         if port is not None:
             argv += ["--metrics-port", str(port + child.index if port else 0)]
@@ -230,6 +233,7 @@ class Supervisor:
                 stderr=asyncio.subprocess.STDOUT,
                 env=self._env,
                 process_group=0,
+                pass_fds=(self._stderr_fd,),
                 limit=LINE_LIMIT,
             )
             log.info(
@@ -367,7 +371,9 @@ def die_with_parent() -> bool:
         return False
 
 
-async def watch_parent(shutdown: Shutdown, supervisor_pid: int) -> None:
+async def watch_parent(
+    shutdown: Shutdown, supervisor_pid: int, stderr_fd: int | None = None
+) -> None:
     """In a child: shut down gracefully when the supervisor is gone (SIGKILLed, crashed).
 
     ``prctl(PR_SET_PDEATHSIG)`` delivers PARENT_GONE (SIGHUP), which only requests the graceful
@@ -375,25 +381,37 @@ async def watch_parent(shutdown: Shutdown, supervisor_pid: int) -> None:
     the parent died before it was set). Not SIGTERM: Linux sends the parent-death signal when
     the *thread* that forked us exits, and a SIGKILLed supervisor's threads exit one by one, so
     it can arrive twice, and a second SIGTERM means "stop at once" (seen: exit 143, jobs cut).
-    Runs until cancelled, so that the handler outlives the request."""
-    reason = f"the supervisor (pid {supervisor_pid}) is gone"
+    Runs until cancelled, so that the handler outlives the request.
+
+    Our output went to the supervisor, which relayed it; ``stderr_fd`` is the supervisor's own
+    stderr, inherited: from then on we write there, so the lines of our shutdown are not lost."""
+
+    def gone() -> None:
+        if stderr_fd is not None and not shutdown.requested.is_set():
+            with contextlib.suppress(OSError):
+                os.dup2(stderr_fd, sys.stderr.fileno())
+        shutdown.request(f"the supervisor (pid {supervisor_pid}) is gone")
+
     loop = asyncio.get_running_loop()
-    loop.add_signal_handler(PARENT_GONE, shutdown.request, reason)
+    loop.add_signal_handler(PARENT_GONE, gone)
     try:
         armed = die_with_parent()
         log.debug("supervised by pid %d (parent-death signal: %s)", supervisor_pid, armed)
         while os.getppid() == supervisor_pid:  # noqa: ASYNC110  (no event says "parent gone")
             await asyncio.sleep(PARENT_POLL)
-        shutdown.request(reason)
+        gone()
         await loop.create_future()  # until the worker is done
     finally:
         loop.remove_signal_handler(PARENT_GONE)
 
 
-async def run_supervised(work: Awaitable[int], shutdown: Shutdown, supervisor_pid: int) -> int:
+async def run_supervised(
+    work: Awaitable[int], shutdown: Shutdown, supervisor_pid: int, stderr_fd: int | None = None
+) -> int:
     """``await work`` (a worker's run), with :func:`watch_parent` beside it."""
     async with asyncio.TaskGroup() as tg:
-        watcher = tg.create_task(watch_parent(shutdown, supervisor_pid), name="parent")
+        watch = watch_parent(shutdown, supervisor_pid, stderr_fd)
+        watcher = tg.create_task(watch, name="parent")
         try:
             return await work
         finally:

@@ -156,8 +156,11 @@ def test_children_shut_down_gracefully_when_the_supervisor_is_sigkilled(
     supervisor.signal(signal.SIGKILL)
     supervisor.wait()
     wait_for("no orphan left", lambda: not any(alive(pid) for pid in pids.values()))
-    # They drained: the running jobs finished and both unregistered (a graceful stop).
+    # They drained: the running jobs finished and both unregistered (a graceful stop), and
+    # said so on the supervisor's stderr, which they inherited.
     assert tokens_with(record_path, "end") == set(tokens)
+    assert len(re.findall(r"worker \S+-\d stopped after running", supervisor.log)) == 2
+    assert "shutdown requested (the supervisor (pid " in supervisor.log
     assert oracle.smembers("steadfetch:workers") == set()
     assert oracle.keys("steadfetch:processing:*") == []
 

@@ -124,6 +124,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "process i serves on P+i",
     )
     p.add_argument("--supervisor-pid", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--supervisor-stderr-fd", type=int, default=None, help=argparse.SUPPRESS)
     add_redis_options(p)
     p.set_defaults(func=run_command, parser=p)
 
@@ -167,7 +168,12 @@ def build_worker(app: App, config: WorkerConfig) -> Worker:
 
 
 async def run_worker(
-    worker: Worker, *, live: bool = False, no_color: bool = False, supervisor_pid: int | None = None
+    worker: Worker,
+    *,
+    live: bool = False,
+    no_color: bool = False,
+    supervisor_pid: int | None = None,
+    supervisor_stderr_fd: int | None = None,
 ) -> int:
     """Run ``worker``, inside the live dashboard when asked (lazy import: rich only then)."""
     dashboard: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
@@ -177,7 +183,9 @@ async def run_worker(
         dashboard = LiveDashboard(worker.stats.snapshot, no_color=no_color)
     with dashboard:
         if supervisor_pid is not None:
-            return await run_supervised(worker.run(), worker.shutdown, supervisor_pid)
+            return await run_supervised(
+                worker.run(), worker.shutdown, supervisor_pid, supervisor_stderr_fd
+            )
         return await worker.run()
 
 
@@ -190,6 +198,10 @@ def run_command(args: argparse.Namespace) -> int:
     log.debug("configuration: %r", config)
     return asyncio.run(
         run_worker(
-            worker, live=args.live, no_color=args.no_color, supervisor_pid=args.supervisor_pid
+            worker,
+            live=args.live,
+            no_color=args.no_color,
+            supervisor_pid=args.supervisor_pid,
+            supervisor_stderr_fd=args.supervisor_stderr_fd,
         )
     )
