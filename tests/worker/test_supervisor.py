@@ -216,3 +216,21 @@ def test_processes_from_the_environment_start_plain_workers_each_with_its_own_po
     assert {i.rsplit("-", 1)[1] for i in ids} == {"0", "1"}
     assert len(re.findall("starting 2 worker processes", supervisor.log)) == 1
     assert supervisor.stop() == 0
+
+
+def test_restarts_back_off_exponentially_and_a_signal_during_the_backoff_ends_it(
+    redis_server: RedisServer, start_worker: StartWorker
+) -> None:
+    supervisor = start_supervisor(start_worker, redis_server.url)
+    for restart, delay in ((1, "0.5"), (2, "1.0"), (3, "2.0")):
+        if restart > 1:
+            supervisor.wait_log(r"worker \S+-0 started", count=restart)
+        os.kill(child_pids(supervisor)[0], signal.SIGKILL)
+        supervisor.wait_log(
+            rf"worker process 0 \(\S+, pid \d+\) killed by SIGKILL after [\d.]+ s; "
+            rf"restarting it in {delay} s \(restart {restart}\)"
+        )
+    # SIGTERM inside the 2 s wait: no third restart, the other child drains, exit 0.
+    assert supervisor.stop() == 0
+    assert "(restart 3)" not in re.sub(r"restarting it in .*", "", supervisor.log)
+    assert not any(alive(pid) for pid in child_pids(supervisor).values())
