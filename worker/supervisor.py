@@ -58,8 +58,10 @@ STABLE = 30.0
 SHUTDOWN_MARGIN = 5.0
 #: How often a child checks that its supervisor is still its parent (the prctl fallback).
 PARENT_POLL = 0.5
-#: Lines kept per child to quote when it exits 2, and the longest line relayed in one piece.
+#: Lines kept per child to quote when it exits 2 (each cut to KEPT_CHARS bytes), and the
+#: longest line relayed in one piece.
 KEPT_LINES = 20
+KEPT_CHARS = 2000
 LINE_LIMIT = 1 << 20
 EXIT_CONFIG = 2
 MAX_PORT = 65535
@@ -286,9 +288,12 @@ class Supervisor:
                     break
             except asyncio.LimitOverrunError as exc:  # one huge line: pass it on in pieces
                 line = await proc.stdout.readexactly(exc.consumed)
-            out.write(line)
-            out.flush()
-            child.lines.append(line.decode(errors="replace").rstrip())
+            # Our stderr gone (a closed pipe) must not stop the relay: the child would block on
+            # a full pipe. Like a worker's own logging, the line is dropped and work goes on.
+            with contextlib.suppress(OSError):
+                out.write(line)
+                out.flush()
+            child.lines.append(line[:KEPT_CHARS].decode(errors="replace").rstrip())
         return await proc.wait()
 
     def _stopped(self, child: Child, code: int) -> None:

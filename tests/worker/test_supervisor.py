@@ -6,6 +6,7 @@ import argparse
 import os
 import re
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,15 @@ import redis
 from chaos.env.redis_server import RedisServer
 from fetcher import SyncProducer
 from tests.worker.conftest import StartWorker
-from tests.worker.harness import WorkerProcess, http_get, read_records, wait_for
+from tests.worker.harness import (
+    APP,
+    ROOT,
+    STEADFETCH,
+    WorkerProcess,
+    http_get,
+    read_records,
+    wait_for,
+)
 from worker.supervisor import process_count, without_processes
 
 QUEUE = "steadfetch:queue:default"
@@ -234,3 +243,45 @@ def test_restarts_back_off_exponentially_and_a_signal_during_the_backoff_ends_it
     assert supervisor.stop() == 0
     assert "(restart 3)" not in re.sub(r"restarting it in .*", "", supervisor.log)
     assert not any(alive(pid) for pid in child_pids(supervisor).values())
+
+
+def test_a_log_line_longer_than_the_relay_limit_is_passed_on_in_pieces(
+    redis_server: RedisServer,
+    start_worker: StartWorker,
+    producer: SyncProducer,
+    record_path: Path,
+) -> None:
+    supervisor = start_supervisor(start_worker, redis_server.url, "--log-format", "json")
+    token = "x" * 700_000  # in the message and the traceback: one JSON line of ~1.4 MB
+    producer.enqueue("fail", token, max_attempts=1)
+    supervisor.wait_log("dead-lettered", timeout=30)
+    assert supervisor.proc.poll() is None
+    assert supervisor.log.count(token) >= 2
+    assert supervisor.stop() == 0
+
+
+def test_a_closed_stderr_does_not_stop_the_supervisor(
+    redis_server: RedisServer, producer: SyncProducer, record_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STEADFETCH_")}
+    env["STEADFETCH_TEST_RECORD"] = str(record_path)
+    argv = [str(STEADFETCH), "run", APP, "--redis-url", redis_server.url, "--processes", "2"]
+    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stderr=subprocess.PIPE)
+    try:
+        assert proc.stderr is not None
+        seen = b""
+        while seen.count(b" started: queues") < 2:
+            chunk = proc.stderr.read1(65536)
+            assert chunk, seen.decode(errors="replace")
+            seen += chunk
+        proc.stderr.close()  # whoever read our logs is gone
+        producer.enqueue("fail", "loud", max_attempts=1)  # an ERROR line with a traceback
+        producer.enqueue_many({"task": "work", "args": (f"job-{i}",)} for i in range(20))
+        wait_for("the jobs after it", lambda: len(tokens_with(record_path, "end")) == 20)
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
