@@ -6,6 +6,7 @@ import argparse
 import os
 import re
 import signal
+import socket
 import subprocess
 from pathlib import Path
 
@@ -285,3 +286,33 @@ def test_a_closed_stderr_does_not_stop_the_supervisor(
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+def free_port_pair() -> int:
+    """A port P with P and P+1 free just now (each child binds its own later)."""
+    for _ in range(50):
+        with socket.socket() as first:
+            first.bind(("127.0.0.1", 0))
+            port = first.getsockname()[1]
+            if port >= 65535:
+                continue
+            with socket.socket() as second:
+                try:
+                    second.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+                return int(port)
+    raise AssertionError("no two consecutive free ports")
+
+
+def test_with_a_metrics_port_process_i_serves_on_port_plus_i(
+    redis_server: RedisServer, start_worker: StartWorker
+) -> None:
+    port = free_port_pair()
+    supervisor = start_supervisor(start_worker, redis_server.url, "--metrics-port", str(port))
+    for i in (0, 1):
+        supervisor.wait_log(rf"metrics and health on http://127\.0\.0\.1:{port + i} ")
+        wait_for(f"/readyz of process {i}", lambda i=i: http_get(port + i, "/readyz")[0] == 200)
+        status, body = http_get(port + i, "/metrics")
+        assert status == 200 and "steadfetch_processed_total" in body
+    assert supervisor.stop() == 0
