@@ -192,16 +192,19 @@ class Supervisor:
             len(self.children),
             ", ".join(child.worker_id for child in self.children),
         )
-        with self.shutdown.signal_handlers():
-            async with asyncio.TaskGroup() as tg:
-                keepers = [
-                    tg.create_task(self._keep(child), name=f"child-{child.index}")
-                    for child in self.children
-                ]
-                backstop = tg.create_task(self._backstop(), name="backstop")
-                # Each keeper returns once the shutdown began and its child is reaped.
-                await asyncio.wait(keepers)
-                backstop.cancel()
+        try:
+            with self.shutdown.signal_handlers():
+                async with asyncio.TaskGroup() as tg:
+                    keepers = [
+                        tg.create_task(self._keep(child), name=f"child-{child.index}")
+                        for child in self.children
+                    ]
+                    backstop = tg.create_task(self._backstop(), name="backstop")
+                    # Each keeper returns once the shutdown began and its child is reaped.
+                    await asyncio.wait(keepers)
+                    backstop.cancel()
+        finally:
+            os.close(self._stderr_fd)
         return self._exit_code()
 
     def _exit_code(self) -> int:
