@@ -119,6 +119,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--processes",
         type=process_count,
         default=None,
+        metavar="N|auto",
         help="run N worker processes under a supervisor that restarts the ones that die "
         "('auto': one per usable core); worker ids ID-0..ID-(N-1); with --metrics-port P, "
         "process i serves on P+i",
