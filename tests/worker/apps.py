@@ -58,6 +58,16 @@ async def fail(token: str) -> None:
     raise ValueError(f"failing on purpose: {token}")
 
 
+@app.task
+async def fail_chained(token: str) -> None:
+    """Fails with a chained exception: its traceback holds ``token`` twice (a long log line,
+    although the error message itself is capped)."""
+    try:
+        raise LookupError(token)
+    except LookupError as exc:
+        raise ValueError(token) from exc
+
+
 @app.task(timeout=0.5)
 async def hang(token: str) -> None:
     record("start", token=token)

@@ -86,8 +86,9 @@ def test_heartbeat_in_redis_has_the_contract_fields(
     assert body.keys() >= HEARTBEAT_KEYS
     assert body["connection_state"] == "connected"
     assert body["mode"] == "reliable"
-    # TTL: 3 x --heartbeat-interval 0.5, plus one write as slow as the read timeout (5 s).
-    assert 5000 < oracle.pttl("steadfetch:worker:hb-worker") <= 6500
+    # TTL: 3 x --heartbeat-interval 0.5, plus one write on a new connection: the connect timeout
+    # (2 s) and two replies as slow as the read timeout (5 s each): 13.5 s.
+    assert 12000 < oracle.pttl("steadfetch:worker:hb-worker") <= 13500
     assert worker.stop() == 0
     assert oracle.get("steadfetch:worker:hb-worker") is None
 

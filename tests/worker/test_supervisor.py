@@ -253,8 +253,10 @@ def test_a_log_line_longer_than_the_relay_limit_is_passed_on_in_pieces(
     record_path: Path,
 ) -> None:
     supervisor = start_supervisor(start_worker, redis_server.url, "--log-format", "json")
-    token = "x" * 700_000  # in the message and the traceback: one JSON line of ~1.4 MB
-    producer.enqueue("fail", token, max_attempts=1)
+    # Twice in the traceback of a chained exception (the error message itself is capped at
+    # 2000 characters): one JSON line of ~1.4 MB, over the relay's 1 MiB limit.
+    token = "x" * 700_000
+    producer.enqueue("fail_chained", token, max_attempts=1)
     supervisor.wait_log("dead-lettered", timeout=30)
     assert supervisor.proc.poll() is None
     assert supervisor.log.count(token) >= 2
