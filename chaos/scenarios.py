@@ -480,7 +480,8 @@ SCENARIOS: tuple[Scenario, ...] = (
         workers=2,
         rate=10.0,
         work=0.3,
-        known_bug="the twins fix (issue 9 §4): on main a worker presumed dead resumes silently",
+        known_bug="the twins fix (issue 9 §4; passes with twins at 80ad483): on main a worker "
+        "presumed dead resumes silently",
     ),
     Scenario(
         "worker-kill-3w",
@@ -494,7 +495,8 @@ SCENARIOS: tuple[Scenario, ...] = (
         TwinWorker("twin-ids", "a second worker with the first's --worker-id: refused with exit 2"),
         rate=10.0,
         work=0.3,
-        known_bug="the twins fix (issue 9 §4): on main a second worker with a live worker's id is "
+        known_bug="the twins fix (issue 9 §4; passes with twins at 80ad483): on main a second "
+        "worker with a live worker's id is "
         "not refused; it runs beside it and their jobs run twice",
     ),
     # --- the watchdog's own case: no read timeouts, a black hole ----------------------------
@@ -533,7 +535,8 @@ SCENARIOS: tuple[Scenario, ...] = (
             join_during=True,
             duration=4.0,
         ),
-        known_bug="the errors fix (issue 9 §2): on main the worker exits 2 on OOM",
+        known_bug="the errors fix (issue 9 §2; passes with errors at a1bfc6a): on main the worker "
+        "exits 2 on OOM",
     ),
     Scenario(
         "redis-busy",
@@ -543,8 +546,8 @@ SCENARIOS: tuple[Scenario, ...] = (
             ambiguous=False,
             duration=4.0,
         ),
-        known_bug="the errors fix (issue 9 §2): on main the worker exits 2 on BUSY; with errors at "
-        "b5ab04a still on the heartbeat's MULTI/EXEC, whose error text is not classified",
+        known_bug="the errors fix (issue 9 §2; passes with errors at a1bfc6a): on main the worker "
+        "exits 2 on BUSY",
     ),
     Scenario(
         "redis-misconf",
@@ -556,8 +559,8 @@ SCENARIOS: tuple[Scenario, ...] = (
             join_during=True,
             duration=4.0,
         ),
-        known_bug="the errors fix (issue 9 §2): on main the worker exits 2 on MISCONF; with errors "
-        "at b5ab04a still on the heartbeat's MULTI/EXEC, whose error text is not classified",
+        known_bug="the errors fix (issue 9 §2; passes with errors at a1bfc6a): on main the worker "
+        "exits 2 on MISCONF",
     ),
     Scenario(
         "script-flush-storm",
