@@ -356,7 +356,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
     Scenario(
         "flapping",
-        Flapping("flapping", "link cut and restored about every second for 20 s", duration=20.0),
+        Flapping("flapping", "link cut and restored about every second for 12 s", duration=12.0),
     ),
     Scenario(
         "worker-kill",
