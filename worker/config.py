@@ -3,29 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass, field
 from typing import Literal
+
+from fetcher.url import redact_url
 
 Mode = Literal["reliable", "fast"]
 MODES: tuple[Mode, ...] = ("reliable", "fast")
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-
-_USERINFO = re.compile(r"^(?P<scheme>[a-z+]+://)(?P<userinfo>[^@/]*)@")
-_QUERY_PASSWORD = re.compile(r"((?:^|[?&])(?:sentinel_)?password=)[^&]*")
-
-
-def redact_url(url: str) -> str:
-    """``redis://user:secret@host`` → ``redis://user:***@host`` (and ``:secret@`` → ``:***@``;
-    ``?password=secret`` → ``?password=***``)."""
-    url = _QUERY_PASSWORD.sub(r"\1***", url)
-    match = _USERINFO.match(url)
-    if not match:
-        return url
-    user, sep, _password = match["userinfo"].partition(":")
-    hidden = f"{user}:***" if sep else "***"
-    return f"{match['scheme']}{hidden}@{url[match.end() :]}"
 
 
 class ConfigError(ValueError):

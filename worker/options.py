@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from worker.config import redact_url
+from fetcher.url import redact_url
 
 ENV_PREFIX = "STEADFETCH_"
 _TRUE = {"1", "true", "yes", "on"}
@@ -66,7 +66,8 @@ def add_option(
     elif isinstance(default, tuple):
         shown = ",".join(map(str, default))
     else:
-        shown = redact_url(str(default))  # a Redis URL from the environment may hold a password
+        # A Redis URL from the environment may hold a password; "%" would be a format for argparse.
+        shown = redact_url(str(default)).replace("%", "%%")
     parser.add_argument(
         flag, type=type, default=default, help=f"{help} [{name}; default {shown}]", **kwargs
     )

@@ -25,6 +25,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fetcher import Admin, ConnectionState, Fetcher, Job, RedisConnection
+from fetcher.state import stats_fields
 from worker.acks import AckBatcher
 from worker.app import App
 from worker.cancellation import cancel_and_wait, checkpoint, finish_by
@@ -295,14 +296,10 @@ class Worker:
         return self.config.heartbeat_ttl
 
     def _live_stats(self) -> dict[str, Any]:
-        conn = self.conn.stats
         return {
             "in_flight": self.window.running,
             "connection_state": self.conn.state.value,
-            "outages": conn.outages,
-            "outage_since": conn.outage_since,
-            "last_error": conn.last_error,
-            "last_error_at": conn.last_error_at,
+            **stats_fields(self.conn.stats),
             **self._depths,
         }
 
@@ -426,15 +423,7 @@ class Worker:
                 self.window.running,
                 self.window.buffered,
             )
-        forced = asyncio.ensure_future(self.shutdown.forced.wait())
-        try:
-            await asyncio.wait(
-                [running, forced],
-                timeout=max(0.0, deadline - loop.time() - self._cleanup_reserve),
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-        finally:
-            forced.cancel()
+        await self._drain(running, until=deadline - self._cleanup_reserve)
         interrupted = [job for job in self._current if job is not None]
         if not running.done():
             reason = "second signal" if self.shutdown.forced.is_set() else "grace period over"
@@ -460,6 +449,21 @@ class Worker:
             loop.time() - began,
             self.stats.counter_line(),
         )
+
+    async def _drain(self, running: asyncio.Task[None], *, until: float) -> None:
+        """Wait until the running jobs end, the loop time ``until`` passes or a second signal
+        arrives.
+
+        ``running`` is only watched, never cancelled here: the caller decides what happens to
+        jobs still running. The second-signal watcher is owned by a TaskGroup, so it is gone
+        when this returns, whichever way it ends."""
+        try:
+            async with asyncio.timeout_at(until), asyncio.TaskGroup() as watchers:
+                forced = watchers.create_task(self.shutdown.forced.wait(), name="forced")
+                await asyncio.wait([running, forced], return_when=asyncio.FIRST_COMPLETED)
+                forced.cancel()
+        except TimeoutError:
+            pass  # grace period over: the caller cancels what still runs
 
     def _outage_cause(self) -> str:
         """What the current outage looks like, for a log line: the last failed attempt's
