@@ -535,8 +535,6 @@ SCENARIOS: tuple[Scenario, ...] = (
             join_during=True,
             duration=4.0,
         ),
-        known_bug="the errors fix (issue 9 §2; passes with errors at a1bfc6a): on main the worker "
-        "exits 2 on OOM",
     ),
     Scenario(
         "redis-busy",
@@ -546,8 +544,6 @@ SCENARIOS: tuple[Scenario, ...] = (
             ambiguous=False,
             duration=4.0,
         ),
-        known_bug="the errors fix (issue 9 §2; passes with errors at a1bfc6a): on main the worker "
-        "exits 2 on BUSY",
     ),
     Scenario(
         "redis-misconf",
@@ -559,8 +555,6 @@ SCENARIOS: tuple[Scenario, ...] = (
             join_during=True,
             duration=4.0,
         ),
-        known_bug="the errors fix (issue 9 §2; passes with errors at a1bfc6a): on main the worker "
-        "exits 2 on MISCONF",
     ),
     Scenario(
         "script-flush-storm",
