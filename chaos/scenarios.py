@@ -598,7 +598,8 @@ SCENARIOS: tuple[Scenario, ...] = (
         pad=40_000,
         rate=5.0,
         work=0.2,
-        known_bug="the pills fix (issue 9 §3): on main every fetch of a full batch loses its "
+        known_bug="the pills fix (issue 9 §3; passes with pills at 700eed5): on main every fetch "
+        "of a full batch loses its "
         "reply and moves the jobs anyway; the worker finishes nothing while the limit stands",
     ),
     # --- proof that the checker can fail -----------------------------------------------------
