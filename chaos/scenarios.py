@@ -467,8 +467,8 @@ SCENARIOS: tuple[Scenario, ...] = (
         ),
         workers=3,
         known_bug="a live worker taken for dead under 1 s ± 250 ms command latency (heartbeat "
-        "TTL 5 s): another worker recovers its jobs and they run twice; seen in 3 of 5 local runs, "
-        "on main and with the twins branch (whose line names the live victim)",
+        "TTL 5 s): another worker recovers its jobs and they run twice; seen in 3 of 6 local runs "
+        "(main and the twins branch, whose line names the live victim) and 2 of 2 Docker runs",
         intermittent=True,
     ),
     Scenario(
