@@ -359,7 +359,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
     Scenario(
         "flapping",
-        Flapping("flapping", "link cut and restored about every second for 20 s", duration=20.0),
+        Flapping("flapping", "link cut and restored about every second for 12 s", duration=12.0),
     ),
     Scenario(
         "worker-kill",
@@ -470,8 +470,8 @@ SCENARIOS: tuple[Scenario, ...] = (
         ),
         workers=3,
         known_bug="a live worker taken for dead under 1 s ± 250 ms command latency (heartbeat "
-        "TTL 5 s): another worker recovers its jobs and they run twice; seen in 3 of 5 local runs, "
-        "on main and with the twins branch (whose line names the live victim)",
+        "TTL 5 s): another worker recovers its jobs and they run twice; seen in 3 of 6 local runs "
+        "(main and the twins branch, whose line names the live victim) and 2 of 2 Docker runs",
         intermittent=True,
     ),
     Scenario(
@@ -483,7 +483,8 @@ SCENARIOS: tuple[Scenario, ...] = (
         workers=2,
         rate=10.0,
         work=0.3,
-        known_bug="the twins fix (issue 9 §4): on main a worker presumed dead resumes silently",
+        known_bug="the twins fix (issue 9 §4; passes with twins at 80ad483): on main a worker "
+        "presumed dead resumes silently",
     ),
     Scenario(
         "worker-kill-3w",
@@ -497,7 +498,8 @@ SCENARIOS: tuple[Scenario, ...] = (
         TwinWorker("twin-ids", "a second worker with the first's --worker-id: refused with exit 2"),
         rate=10.0,
         work=0.3,
-        known_bug="the twins fix (issue 9 §4): on main a second worker with a live worker's id is "
+        known_bug="the twins fix (issue 9 §4; passes with twins at 80ad483): on main a second "
+        "worker with a live worker's id is "
         "not refused; it runs beside it and their jobs run twice",
     ),
     # --- a supervisor of two worker processes (run --processes 2, issue 11 §1) ---------------
@@ -560,7 +562,6 @@ SCENARIOS: tuple[Scenario, ...] = (
             join_during=True,
             duration=4.0,
         ),
-        known_bug="the errors fix (issue 9 §2): on main the worker exits 2 on OOM",
     ),
     Scenario(
         "redis-busy",
@@ -570,8 +571,6 @@ SCENARIOS: tuple[Scenario, ...] = (
             ambiguous=False,
             duration=4.0,
         ),
-        known_bug="the errors fix (issue 9 §2): on main the worker exits 2 on BUSY; with errors at "
-        "b5ab04a still on the heartbeat's MULTI/EXEC, whose error text is not classified",
     ),
     Scenario(
         "redis-misconf",
@@ -583,8 +582,6 @@ SCENARIOS: tuple[Scenario, ...] = (
             join_during=True,
             duration=4.0,
         ),
-        known_bug="the errors fix (issue 9 §2): on main the worker exits 2 on MISCONF; with errors "
-        "at b5ab04a still on the heartbeat's MULTI/EXEC, whose error text is not classified",
     ),
     Scenario(
         "script-flush-storm",
@@ -628,7 +625,8 @@ SCENARIOS: tuple[Scenario, ...] = (
         pad=40_000,
         rate=5.0,
         work=0.2,
-        known_bug="the pills fix (issue 9 §3): on main every fetch of a full batch loses its "
+        known_bug="the pills fix (issue 9 §3; passes with pills at 700eed5): on main every fetch "
+        "of a full batch loses its "
         "reply and moves the jobs anyway; the worker finishes nothing while the limit stands",
     ),
     # --- proof that the checker can fail -----------------------------------------------------
