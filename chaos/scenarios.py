@@ -483,8 +483,6 @@ SCENARIOS: tuple[Scenario, ...] = (
         workers=2,
         rate=10.0,
         work=0.3,
-        known_bug="the twins fix (issue 9 §4; passes with twins at 80ad483): on main a worker "
-        "presumed dead resumes silently",
     ),
     Scenario(
         "worker-kill-3w",
@@ -498,9 +496,6 @@ SCENARIOS: tuple[Scenario, ...] = (
         TwinWorker("twin-ids", "a second worker with the first's --worker-id: refused with exit 2"),
         rate=10.0,
         work=0.3,
-        known_bug="the twins fix (issue 9 §4; passes with twins at 80ad483): on main a second "
-        "worker with a live worker's id is "
-        "not refused; it runs beside it and their jobs run twice",
     ),
     # --- a supervisor of two worker processes (run --processes 2, issue 11 §1) ---------------
     Scenario(
@@ -547,9 +542,6 @@ SCENARIOS: tuple[Scenario, ...] = (
             "on new connections hang in the hole too",
         ),
         worker=WATCHDOG_ONLY,
-        known_bug="worker._watchdog_loop only acts while the connection counts as CONNECTED: "
-        "after its first reset the retries hang on black-holed connections (no read timeout) "
-        "with the state RECONNECTING, so it never fires again and the worker locks up for good",
     ),
     # --- Redis-side conditions (issue 9): error replies and stalls, not a broken network ----
     Scenario(
@@ -625,9 +617,6 @@ SCENARIOS: tuple[Scenario, ...] = (
         pad=40_000,
         rate=5.0,
         work=0.2,
-        known_bug="the pills fix (issue 9 §3; passes with pills at 700eed5): on main every fetch "
-        "of a full batch loses its "
-        "reply and moves the jobs anyway; the worker finishes nothing while the limit stands",
     ),
     # --- proof that the checker can fail -----------------------------------------------------
     Scenario(

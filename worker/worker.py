@@ -484,9 +484,12 @@ class Worker:
         """Notice a fetch that cannot still be legitimately running, say so, reset, fetch again.
 
         A fetch blocks at most ``block_timeout`` server-side and the client gives up after its
-        read timeout; during an outage the connection is visibly RECONNECTING. A fetch that is
-        older than both while the connection claims to be CONNECTED is stuck (a half-open socket
-        with no read timeout, a lost wake-up, a bug): exactly the silent lock-up operators saw.
+        read timeout; during an outage every attempt fails within its timeouts and the next one
+        is scheduled (``retry_next_at``). A fetch older than the limit is stuck when the
+        connection claims to be CONNECTED, or when it is RECONNECTING but no attempt has ended
+        for longer than the limit (a retry that hangs on a half-open socket with no read
+        timeout): exactly the silent lock-up operators saw. Each stuck fetch is reset once; the
+        fetch that replaces it is judged afresh, so a hang that repeats is reset again.
         """
         limit = self.config.effective_watchdog_timeout
         if limit == 0:
@@ -497,25 +500,50 @@ class Worker:
             return
         loop = asyncio.get_running_loop()
         period = min(1.0, limit / 4)
+        reset_since: float | None = None  # the _fetch_since of the fetch last reset
+        awake_since = loop.time()  # time this process spent frozen is nobody's fault
         while True:
+            due = loop.time() + period
             await asyncio.sleep(period)
+            if loop.time() - due > period:
+                # This loop itself woke up late: the process was frozen (SIGSTOP, a VM pause) or
+                # the event loop blocked. A fetch did not hang meanwhile; judge it from now on.
+                awake_since = loop.time()
+                continue
             since = self._fetch_since
-            if since is None or self.conn.state is not ConnectionState.CONNECTED:
+            if since is None or since == reset_since:
                 continue
-            stuck_for = loop.time() - since
-            if stuck_for <= limit or self._stalled is not None:
+            stuck_for = loop.time() - max(since, awake_since)
+            why = self._stuck_because(limit) if stuck_for > limit else None
+            if why is None:
                 continue
+            reset_since = since
             self.stalls += 1
             self._stalled = (
                 f"fetch from queues [{', '.join(self.config.queues)}] made no progress for "
                 f"{stuck_for:.1f} s (limit {limit:.1f} s = block timeout + read timeout + margin) "
-                f"while Redis {self.conn.endpoint} counted as connected"
+                f"{why}"
             )
             log.error("watchdog: %s; resetting the connection and fetching again", self._stalled)
             await self.conn.reset()
             scope = self._fetch_scope
             if scope is not None and not scope.expired():
                 scope.reschedule(loop.time())
+
+    def _stuck_because(self, limit: float) -> str | None:
+        """Why a fetch older than ``limit`` cannot still be legitimate, or None if it can."""
+        state, stats = self.conn.state, self.conn.stats
+        if state is ConnectionState.CONNECTED:
+            return f"while Redis {self.conn.endpoint} counted as connected"
+        if state is ConnectionState.RECONNECTING:
+            # The last attempt began when its wait ended (or, before any wait, when it failed).
+            began = stats.retry_next_at or stats.last_error_at
+            if began is not None and (silent := time.time() - began) > limit:
+                return (
+                    f"while Redis {self.conn.endpoint} was reconnecting and no attempt had ended "
+                    f"for {silent:.1f} s (a retry hanging on a half-open connection)"
+                )
+        return None
 
     # -- probes (for worker.http) -------------------------------------------------------------
 
