@@ -469,10 +469,6 @@ SCENARIOS: tuple[Scenario, ...] = (
             progress=True,
         ),
         workers=3,
-        known_bug="a live worker taken for dead under 1 s ± 250 ms command latency (heartbeat "
-        "TTL 5 s): another worker recovers its jobs and they run twice; seen in 3 of 6 local runs "
-        "(main and the twins branch, whose line names the live victim) and 2 of 2 Docker runs",
-        intermittent=True,
     ),
     Scenario(
         "freeze-2w",
