@@ -1,0 +1,345 @@
+"""The mutation catalogue: realistic bugs the chaos suite must catch, and where it catches them.
+
+Each :class:`~chaos.mutate.Mutant` is the kind of one-line bug a developer writes in a hurry,
+applied to a scratch copy of ``fetcher/`` and ``worker/`` only (see :mod:`chaos.mutate`). Its
+``catches`` lists the cheapest scenario(s) that kill it; the whole catalogue must stay within a
+few minutes, so each mutant gets one scenario unless a second is needed.
+
+The first two entries are the configurations the catalogue has always carried as proof that the
+checkers can fail (``broken-*`` scenarios): they change no source.
+"""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass
+from typing import Protocol, cast
+
+from chaos.mutate import Mutant
+from chaos.nemesis import Target, WorkerFault, blocking
+from chaos.scenarios import BY_NAME, Scenario, WorkerSettings, _toxic
+from chaos.workload.process import WorkerProcess
+
+MUTANTS: tuple[Mutant, ...] = (
+    # --- the deliberately broken configurations ----------------------------------------------
+    Mutant(
+        "config-no-read-timeout",
+        "timeouts",
+        None,
+        "",
+        "",
+        ("broken-no-read-timeout",),
+        "--read-timeout 0 --watchdog-timeout 0 under a black hole: the fetch hangs for ever",
+    ),
+    Mutant(
+        "config-fast-mode-kill",
+        "fetch",
+        None,
+        "",
+        "",
+        ("broken-fast-kill",),
+        "--mode fast (destructive pops) and a worker SIGKILL: the popped jobs die with it",
+    ),
+    # --- acks ----------------------------------------------------------------------------------
+    Mutant(
+        "ack-never-sent",
+        "ack",
+        "worker/acks.py",
+        "            await self._ack_many(batch)\n",
+        "            self._ack_many(batch)  # mutant: the await is missing, nothing is sent\n",
+        ("cut",),
+        "a worker that never sends its acks (a missing await): finished jobs stay in its "
+        "processing list and are requeued and run again at its next stop",
+    ),
+    Mutant(
+        "ack-trims-one-too-many",
+        "ack",
+        "fetcher/lua/ack.lua",
+        "redis.call('LTRIM', key, n, -1)",
+        "redis.call('LTRIM', key, n + 1, -1)",
+        ("worker-kill",),
+        "an off-by-one in the batched ack: each ack also drops the next job, still running, "
+        "from the processing list, so a crash loses it",
+    ),
+    # --- fetch ---------------------------------------------------------------------------------
+    Mutant(
+        "fetch-batch-not-kept",
+        "fetch",
+        "fetcher/lua/fetch_reliable.lua",
+        "      redis.call('RPUSH', KEYS[n + i], unpack(items, s, math.min(s + 999, #items)))\n",
+        "      -- mutant: no RPUSH into the processing list (an LPOP that keeps nothing)\n",
+        ("worker-kill",),
+        "the reliable batch fetch pops jobs without pushing them into the processing list: "
+        "at-most-once in disguise, a crash loses every batched job in flight",
+    ),
+    Mutant(
+        "fetch-orphans-never-adopted",
+        "fetch",
+        "fetcher/fetch.py",
+        "            if self._orphans_possible:\n",
+        "            if False:  # mutant: orphans from a lost reply are never adopted\n",
+        ("blackhole-down",),
+        "a job moved by a fetch whose reply was lost sits in the processing list, held by "
+        "nobody, until the worker stops",
+    ),
+    # --- timeouts ------------------------------------------------------------------------------
+    Mutant(
+        "timeout-blocking-no-margin",
+        "timeouts",
+        "fetcher/connection.py",
+        "    return block_timeout + max(BLOCK_MARGIN_MIN, BLOCK_MARGIN_FRACTION * block_timeout)\n",
+        "    return block_timeout  # mutant: no margin over the server-side block\n",
+        ("latency",),
+        "a blocking call's read timeout without its margin: the client gives up exactly when "
+        "the server answers, so an idle or slow link looks like an outage",
+    ),
+    Mutant(
+        "timeout-blocking-none",
+        "timeouts",
+        "fetcher/connection.py",
+        "            timeout = blocking_read_timeout(block_timeout)\n",
+        "            timeout = None  # mutant: blocking calls without any read timeout\n",
+        ("blackhole-down",),
+        "blocking calls without any read timeout: a half-open socket hangs the fetch until the "
+        "watchdog, the last resort, notices",
+    ),
+    Mutant(
+        "timeout-none-at-all",
+        "timeouts",
+        "fetcher/connection.py",
+        '            "socket_timeout": socket_timeout,\n',
+        '            "socket_timeout": None,  # mutant: no read timeout on any socket\n',
+        ("blackhole-down",),
+        "no read timeout on any call (the option built but never passed to redis-py)",
+    ),
+    Mutant(
+        "timeout-job-ignored",
+        "timeouts",
+        "worker/worker.py",
+        "        scope = asyncio.timeout(timeout)\n",
+        "        scope = asyncio.timeout(None)  # mutant: the job timeout is not applied\n",
+        ("job-timeout",),
+        "the job timeout is computed but never applied: a hung handler holds its slot for ever",
+    ),
+    # --- retry ---------------------------------------------------------------------------------
+    Mutant(
+        "retry-backoff-uncapped",
+        "retry",
+        "fetcher/retry.py",
+        "        full = min(self.cap, self.base * 2.0 ** min(attempt - 1, 62))\n",
+        "        full = self.base * 2.0 ** min(attempt - 1, 62)  # mutant: no cap\n",
+        ("cut",),
+        "the retry backoff without its cap: after a long outage the next attempt is minutes away",
+    ),
+    Mutant(
+        "retry-timeouts-fatal",
+        "retry",
+        "fetcher/failures.py",
+        "    if isinstance(exc, rx.ConnectionError | rx.TimeoutError | OSError | EOFError):\n",
+        "    if isinstance(exc, rx.ConnectionError | OSError | EOFError):  # mutant\n",
+        ("blackhole-down",),
+        "redis-py's TimeoutError left out of the retryable failures: a read timeout ends the "
+        "worker as a configuration error",
+    ),
+    Mutant(
+        "retry-scheduled-never-promoted",
+        "retry",
+        "worker/worker.py",
+        "            promoted = await self.fetcher.promote_due()\n",
+        "            promoted = 0  # mutant: the scheduler loop never promotes\n",
+        ("job-timeout",),
+        "failed jobs are scheduled for a retry that never comes: the scheduler loop does nothing",
+    ),
+    # --- recovery ------------------------------------------------------------------------------
+    Mutant(
+        "recovery-takes-the-living",
+        "recovery",
+        "fetcher/lua/recover.lua",
+        "redis.call('EXISTS', ARGV[1] .. wid) == 0",
+        "redis.call('EXISTS', ARGV[1] .. wid) == 1",
+        ("worker-kill",),
+        "the recovery script's test inverted: it recovers live workers and leaves the dead ones' "
+        "jobs in their processing lists",
+    ),
+    Mutant(
+        "recovery-loop-idle",
+        "recovery",
+        "worker/worker.py",
+        "            recovered = await self.fetcher.recover_dead_workers()\n"
+        "            if recovered:",
+        "            recovered = 0  # mutant\n            if recovered:",
+        ("worker-kill",),
+        "the periodic recovery loop never recovers: a worker that died after the others started "
+        "keeps its jobs for ever",
+    ),
+    # --- heartbeats ----------------------------------------------------------------------------
+    Mutant(
+        "heartbeat-ttl-below-interval",
+        "heartbeats",
+        "worker/config.py",
+        "        return 3 * self.heartbeat_interval + "
+        "max(self.read_timeout, self.connect_timeout)\n",
+        "        return self.heartbeat_interval / 2  # mutant: expires between two beats\n",
+        ("two-workers",),
+        "a heartbeat TTL shorter than the heartbeat interval: a live worker looks dead half the "
+        "time and another worker takes its running jobs",
+    ),
+    Mutant(
+        "heartbeat-ttl-in-seconds",
+        "heartbeats",
+        "fetcher/registry.py",
+        "body, px=_ms(ttl))",
+        "body, ex=_ms(ttl))",
+        ("worker-kill",),
+        "milliseconds given as seconds (EX for PX): a dead worker's heartbeat lives for hours "
+        "and its jobs are never recovered",
+    ),
+    # --- watchdog ------------------------------------------------------------------------------
+    Mutant(
+        "watchdog-never-fires",
+        "watchdog",
+        "worker/worker.py",
+        "            if stuck_for <= limit or self._stalled is not None:\n",
+        "            if stuck_for <= limit or self._stalled is None:  # mutant\n",
+        ("watchdog-blackhole",),
+        "the watchdog switched off by an inverted test: a stuck fetch goes unnoticed",
+    ),
+    Mutant(
+        "watchdog-limit-too-short",
+        "watchdog",
+        "worker/config.py",
+        "        return self.block_timeout + max(self.read_timeout, self.connect_timeout) + 5.0\n",
+        "        return max(self.read_timeout, self.connect_timeout)  # mutant\n",
+        ("latency",),
+        "the watchdog's limit forgets the block timeout and the margin: it resets healthy slow "
+        "fetches",
+    ),
+    # --- shutdown ------------------------------------------------------------------------------
+    Mutant(
+        "shutdown-no-ack-flush",
+        "shutdown",
+        "worker/worker.py",
+        '            ("acking finished jobs", self.acks.flush)\n',
+        "            # mutant: the last ack flush is forgotten\n",
+        ("restart-under-load",),
+        "a shutdown that forgets its last ack flush: the jobs that finished last are requeued "
+        "and run again by the next worker",
+    ),
+    Mutant(
+        "shutdown-no-deadline",
+        "shutdown",
+        "worker/cancellation.py",
+        "    scope = asyncio.timeout_at(deadline)\n",
+        "    scope = asyncio.timeout_at(None)  # mutant: cleanup steps without a deadline\n",
+        ("sigterm-outage",),
+        "shutdown steps without their deadline: SIGTERM during an outage waits for Redis for ever",
+    ),
+    Mutant(
+        "shutdown-requeue-wrong-key",
+        "shutdown",
+        "fetcher/lua/requeue_processing.lua",
+        "while redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT') do",
+        "while redis.call('LMOVE', KEYS[1], KEYS[3], 'RIGHT', 'LEFT') do",
+        ("double-sigterm",),
+        "giving unfinished jobs back at shutdown moves them into the wake list, not the queue",
+    ),
+    # --- logging -------------------------------------------------------------------------------
+    Mutant(
+        "log-outage-line-vague",
+        "logging",
+        "fetcher/connection.py",
+        'f"Redis {self.endpoint} unreachable while {operation}: {call.last_error} "',
+        'f"Redis unreachable: {call.last_error} "',
+        ("cut",),
+        "the retry line without endpoint and operation: an operator cannot tell what failed",
+    ),
+    Mutant(
+        "log-no-recovery-line",
+        "logging",
+        "fetcher/state.py",
+        '        log.warning(\n            "Redis %s reachable again after',
+        '        log.debug(\n            "Redis %s reachable again after',
+        ("cut",),
+        "the recovery line logged at DEBUG: an operator never learns the outage ended",
+    ),
+)
+
+# --- scenarios only the mutation catalogue needs ---------------------------------------------
+
+
+class _Workers(Target, Protocol):
+    workers: list[WorkerProcess]
+
+
+@dataclass(frozen=True)
+class RestartUnderLoad(WorkerFault):
+    """One SIGTERM while jobs run (a graceful stop: exit 0 within the grace period), then a new
+    worker: whatever the first one finished must not run again."""
+
+    duration: float = 1.0
+
+    async def apply(self, t: Target) -> str:
+        running = await self.jobs_in_flight(t)
+        within = t.grace_period + 5.0
+        t.worker.signal(signal.SIGTERM, expect_codes=[0], within=within)
+        await t.worker.wait_exit(within + 2.0)
+        return f"sent {t.worker.name} one SIGTERM with {running} jobs running"
+
+
+@dataclass(frozen=True)
+class SecondWorker(WorkerFault):
+    """A second worker runs beside the first for ``duration`` seconds; then the first stops
+    gracefully (SIGTERM, exit 0) and the second carries on. Two live workers must never take
+    each other for dead."""
+
+    duration: float = 6.0
+
+    async def apply(self, t: Target) -> str:
+        second = await t.start_worker()
+        return f"started {second.name} beside the first"
+
+    async def heal(self, t: Target) -> str:
+        first = cast(_Workers, t).workers[0]
+        within = t.grace_period + 5.0
+        first.signal(signal.SIGTERM, expect_codes=[0], within=within)
+        await first.wait_exit(within + 2.0)
+        await blocking(t.stack.heal)
+        return f"stopped {first.name} gracefully; {t.worker.name} carries on"
+
+
+EXTRA_SCENARIOS: tuple[Scenario, ...] = (
+    Scenario(
+        "restart-under-load",
+        RestartUnderLoad(
+            "restart-under-load", "one SIGTERM while jobs run, then a new worker: no job reruns"
+        ),
+        rate=10.0,
+        work=0.3,
+    ),
+    Scenario(
+        "two-workers",
+        SecondWorker("two-workers", "two workers side by side for 6 s, then the first stops"),
+        rate=10.0,
+        work=0.3,
+    ),
+    Scenario(
+        "watchdog-blackhole",
+        _toxic(
+            "watchdog-blackhole",
+            "--read-timeout 0 under a black hole: only the watchdog can notice; must recover",
+            "timeout",
+            "downstream",
+            soft=True,
+            timeout=0,
+        ),
+        worker=WorkerSettings(read_timeout=0),
+    ),
+)
+
+
+def scenario(name: str) -> Scenario:
+    """A scenario by name: the chaos catalogue's, or one defined here."""
+    found = BY_NAME.get(name) or next((s for s in EXTRA_SCENARIOS if s.name == name), None)
+    if found is None:
+        raise KeyError(f"no scenario named {name!r} (chaos/scenarios.py or chaos/mutants.py)")
+    return found
