@@ -157,7 +157,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "fetcher/lua/recover.lua",
         "redis.call('EXISTS', ARGV[1] .. wid) == 0",
         "redis.call('EXISTS', ARGV[1] .. wid) == 1",
-        ("worker-kill",),
+        ("two-workers",),
         "the recovery script's test inverted: it recovers live workers and leaves the dead ones' "
         "jobs in their processing lists",
     ),
@@ -209,10 +209,10 @@ MUTANTS: tuple[Mutant, ...] = (
         "watchdog",
         "worker/config.py",
         "        return self.block_timeout + max(self.read_timeout, self.connect_timeout) + 5.0\n",
-        "        return max(self.read_timeout, self.connect_timeout)  # mutant\n",
+        "        return self.block_timeout  # mutant: forgets the reply's own time\n",
         ("latency",),
-        "the watchdog's limit forgets the block timeout and the margin: it resets healthy slow "
-        "fetches",
+        "the watchdog's limit is only the block timeout, forgetting the time a reply takes: it "
+        "resets healthy slow fetches",
     ),
     # --- shutdown ------------------------------------------------------------------------------
     Mutant(
@@ -273,17 +273,30 @@ class _Workers(Target, Protocol):
 
 @dataclass(frozen=True)
 class RestartUnderLoad(WorkerFault):
-    """One SIGTERM while jobs run (a graceful stop: exit 0 within the grace period), then a new
-    worker: whatever the first one finished must not run again."""
+    """One SIGTERM while jobs run on a slow link (a graceful stop: exit 0 within the grace
+    period), then a new worker: whatever the first one finished must not run again.
+
+    The latency (on replies: nothing is lost, so no duplicate is licensed) keeps acks in flight
+    long enough that some jobs finish with their ack still unsent when the runners are done.
+    """
 
     duration: float = 1.0
+    latency_ms: int = 300
 
     async def apply(self, t: Target) -> str:
+        await blocking(
+            lambda: t.stack.proxy.add_toxic(
+                "latency", stream="downstream", name=f"{self.name}_latency", latency=self.latency_ms
+            )
+        )
         running = await self.jobs_in_flight(t)
         within = t.grace_period + 5.0
         t.worker.signal(signal.SIGTERM, expect_codes=[0], within=within)
         await t.worker.wait_exit(within + 2.0)
-        return f"sent {t.worker.name} one SIGTERM with {running} jobs running"
+        return (
+            f"{self.latency_ms} ms latency on replies; sent {t.worker.name} one SIGTERM with "
+            f"{running} jobs running"
+        )
 
 
 @dataclass(frozen=True)
