@@ -12,13 +12,11 @@ checkers can fail (``broken-*`` scenarios): they change no source.
 from __future__ import annotations
 
 import signal
-from dataclasses import dataclass
-from typing import Protocol, cast
+from dataclasses import dataclass, replace
 
 from chaos.mutate import Mutant
 from chaos.nemesis import Target, WorkerFault, blocking
-from chaos.scenarios import BY_NAME, Scenario, WorkerSettings, _toxic
-from chaos.workload.process import WorkerProcess
+from chaos.scenarios import BY_NAME, Scenario
 
 MUTANTS: tuple[Mutant, ...] = (
     # --- the deliberately broken configurations ----------------------------------------------
@@ -52,14 +50,14 @@ MUTANTS: tuple[Mutant, ...] = (
         "processing list and are requeued and run again at its next stop",
     ),
     Mutant(
-        "ack-trims-one-too-many",
+        "ack-trim-keeps-the-acked",
         "ack",
         "fetcher/lua/ack.lua",
         "redis.call('LTRIM', key, n, -1)",
-        "redis.call('LTRIM', key, n + 1, -1)",
-        ("worker-kill",),
-        "an off-by-one in the batched ack: each ack also drops the next job, still running, "
-        "from the processing list, so a crash loses it",
+        "redis.call('LTRIM', key, 0, n - 1)",
+        ("cut",),
+        "LTRIM read as 'remove this range' (it keeps it): the batched ack keeps the acked jobs "
+        "and drops the ones still running from the processing list",
     ),
     # --- fetch ---------------------------------------------------------------------------------
     Mutant(
@@ -68,7 +66,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "fetcher/lua/fetch_reliable.lua",
         "      redis.call('RPUSH', KEYS[n + i], unpack(items, s, math.min(s + 999, #items)))\n",
         "      -- mutant: no RPUSH into the processing list (an LPOP that keeps nothing)\n",
-        ("worker-kill",),
+        ("worker-kill-backlog",),
         "the reliable batch fetch pops jobs without pushing them into the processing list: "
         "at-most-once in disguise, a crash loses every batched job in flight",
     ),
@@ -99,7 +97,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "fetcher/connection.py",
         "            timeout = blocking_read_timeout(block_timeout)\n",
         "            timeout = None  # mutant: blocking calls without any read timeout\n",
-        ("blackhole-down",),
+        ("blackhole-idle",),
         "blocking calls without any read timeout: a half-open socket hangs the fetch until the "
         "watchdog, the last resort, notices",
     ),
@@ -157,7 +155,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "fetcher/lua/recover.lua",
         "redis.call('EXISTS', ARGV[1] .. wid) == 0",
         "redis.call('EXISTS', ARGV[1] .. wid) == 1",
-        ("two-workers",),
+        ("latency-2w",),
         "the recovery script's test inverted: it recovers live workers and leaves the dead ones' "
         "jobs in their processing lists",
     ),
@@ -180,7 +178,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "        return 3 * self.heartbeat_interval + "
         "max(self.read_timeout, self.connect_timeout)\n",
         "        return self.heartbeat_interval / 2  # mutant: expires between two beats\n",
-        ("two-workers",),
+        ("latency-2w",),
         "a heartbeat TTL shorter than the heartbeat interval: a live worker looks dead half the "
         "time and another worker takes its running jobs",
     ),
@@ -267,10 +265,6 @@ MUTANTS: tuple[Mutant, ...] = (
 # --- scenarios only the mutation catalogue needs ---------------------------------------------
 
 
-class _Workers(Target, Protocol):
-    workers: list[WorkerProcess]
-
-
 @dataclass(frozen=True)
 class RestartUnderLoad(WorkerFault):
     """One SIGTERM while jobs run on a slow link (a graceful stop: exit 0 within the grace
@@ -299,27 +293,6 @@ class RestartUnderLoad(WorkerFault):
         )
 
 
-@dataclass(frozen=True)
-class SecondWorker(WorkerFault):
-    """A second worker runs beside the first for ``duration`` seconds; then the first stops
-    gracefully (SIGTERM, exit 0) and the second carries on. Two live workers must never take
-    each other for dead."""
-
-    duration: float = 6.0
-
-    async def apply(self, t: Target) -> str:
-        second = await t.start_worker()
-        return f"started {second.name} beside the first"
-
-    async def heal(self, t: Target) -> str:
-        first = cast(_Workers, t).workers[0]
-        within = t.grace_period + 5.0
-        first.signal(signal.SIGTERM, expect_codes=[0], within=within)
-        await first.wait_exit(within + 2.0)
-        await blocking(t.stack.heal)
-        return f"stopped {first.name} gracefully; {t.worker.name} carries on"
-
-
 EXTRA_SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "restart-under-load",
@@ -330,22 +303,13 @@ EXTRA_SCENARIOS: tuple[Scenario, ...] = (
         work=0.3,
     ),
     Scenario(
-        "two-workers",
-        SecondWorker("two-workers", "two workers side by side for 6 s, then the first stops"),
-        rate=10.0,
-        work=0.3,
-    ),
-    Scenario(
-        "watchdog-blackhole",
-        _toxic(
-            "watchdog-blackhole",
-            "--read-timeout 0 under a black hole: only the watchdog can notice; must recover",
-            "timeout",
-            "downstream",
-            soft=True,
-            timeout=0,
+        "blackhole-idle",
+        replace(
+            BY_NAME["blackhole-down"].fault,
+            name="blackhole-idle",
+            description="replies vanish while the worker idles in a blocking fetch (2 jobs/s)",
         ),
-        worker=WorkerSettings(read_timeout=0),
+        rate=2.0,
     ),
 )
 

@@ -29,8 +29,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -180,25 +179,14 @@ def make_scratch(mutant: Mutant | None, *, parent: Path | None = None) -> Path:
     return scratch
 
 
-@contextmanager
-def worker_environment(scratch: Path, probe: Path) -> Iterator[None]:
-    """Worker processes started inside the block import ``scratch`` first and report to ``probe``.
-
-    The chaos runner gives each worker a copy of this process' environment, so setting it here
-    (and restoring it after) is all a worker needs; this process keeps its own imports.
-    """
-    saved = {name: os.environ.get(name) for name in ("PYTHONPATH", PROBE_ENV)}
-    rest = saved["PYTHONPATH"]
-    os.environ["PYTHONPATH"] = os.pathsep.join([str(scratch), *([rest] if rest else [])])
-    os.environ[PROBE_ENV] = str(probe)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+def scratch_env(scratch: Path, probe: Path) -> dict[str, str]:
+    """The environment additions that make a worker import ``scratch`` first (ahead of the
+    editable install) and report its imports to ``probe``. The worker must be started as the
+    ``steadfetch`` console script: ``python -m worker`` run from the checkout would put the
+    checkout itself first on ``sys.path`` (the probe check catches that)."""
+    rest = os.environ.get("PYTHONPATH")
+    path = os.pathsep.join([str(scratch), *([rest] if rest else [])])
+    return {"PYTHONPATH": path, PROBE_ENV: str(probe)}
 
 
 def read_probe(probe: Path) -> dict[int, dict[str, str]]:
@@ -339,13 +327,16 @@ async def run_against(
     result and the scratch directory (the caller removes it)."""
     from chaos.history import read_jsonl
     from chaos.runner import run_scenario
+    from chaos.workload.process import Launcher
 
     if mutant is not None and mutant.file is None:
         return await run_scenario(strict(scenario), "local", seed=seed, workdir=workdir), None
     scratch = make_scratch(mutant, parent=workdir)
     probe = scratch / "imports.probe"
-    with worker_environment(scratch, probe):
-        result = await run_scenario(strict(scenario), "local", seed=seed, workdir=workdir)
+    launcher = Launcher(env=scratch_env(scratch, probe))
+    result = await run_scenario(
+        strict(scenario), "local", seed=seed, workdir=workdir, launcher=launcher
+    )
     history = read_jsonl(result.run_dir / "history.jsonl")
     workers = [(op.process, int(op.value["pid"])) for op in history if op.f == "worker-start"]
     check_imports(probe, scratch, workers, probed_modules(mutant))

@@ -39,7 +39,7 @@ from chaos.mutate import (
     run_against,
     run_mutant,
     score,
-    worker_environment,
+    scratch_env,
 )
 from chaos.runner import RunResult
 
@@ -129,9 +129,15 @@ def test_a_mutant_that_does_not_compile_is_an_error_not_a_kill(tmp_path: Path) -
         apply(MUTANTS[0], tmp_path)
 
 
-def _run_steadfetch(argv: list[str], cwd: Path) -> int:
-    """Start ``argv`` (the same way the chaos runner starts a worker) and return its pid."""
-    proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def _run(argv: list[str], cwd: Path, env: dict[str, str]) -> int:
+    """Run ``argv`` with ``env`` added to this environment (as the chaos Launcher does); its pid."""
+    proc = subprocess.Popen(
+        argv,
+        cwd=cwd,
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     assert proc.wait(timeout=60) == 0
     return proc.pid
 
@@ -147,9 +153,7 @@ def test_a_worker_started_with_the_scratch_environment_imports_the_scratch_copy(
     )
     scratch = make_scratch(m, parent=tmp_path)
     probe = tmp_path / "probe"
-    with worker_environment(scratch, probe):
-        pid = _run_steadfetch([STEADFETCH, "run", "--help"], cwd=tmp_path)
-    assert PROBE_ENV not in os.environ
+    pid = _run([STEADFETCH, "run", "--help"], tmp_path, scratch_env(scratch, probe))
     check_imports(probe, scratch, [("worker-1", pid)], probed_modules(m))
     assert set(read_probe(probe)[pid]) >= {"fetcher", "worker", "worker.config"}
 
@@ -159,8 +163,8 @@ def test_a_worker_that_ran_the_original_code_is_an_error(tmp_path: Path) -> None
     probe = tmp_path / "probe"
     # The trap: `python -m worker` from the checkout puts the checkout first on sys.path, ahead
     # of PYTHONPATH, so the original packages are imported and the mutant never runs.
-    with worker_environment(scratch, probe):
-        pid = _run_steadfetch([sys.executable, "-m", "worker", "--help"], cwd=SOURCE_ROOT)
+    env = scratch_env(scratch, probe)
+    pid = _run([sys.executable, "-m", "worker", "--help"], SOURCE_ROOT, env)
     with pytest.raises(ScratchNotImported, match=r"worker-1 \(pid \d+\) did not import fetcher"):
         check_imports(probe, scratch, [("worker-1", pid)], probed_modules(mutant()))
     with pytest.raises(ScratchNotImported, match="no worker process"):
@@ -190,7 +194,7 @@ def test_what_counts_as_a_kill() -> None:
 
 MUTATION = [pytest.mark.chaos, pytest.mark.mutation]
 # Scenarios in which no job may finish twice on the real worker (no death, no lost reply).
-NO_RERUN = {"restart-under-load", "two-workers"}
+NO_RERUN = {"restart-under-load"}
 
 
 def _param(m: Mutant) -> object:
