@@ -54,6 +54,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     mutate.add_argument("--keep", action="store_true", help="keep killed mutants' runs too")
     mutate.add_argument("--workdir", type=Path, default=None, help="where runs and copies go")
     mutate.add_argument("--list", action="store_true", help="list the catalogue, run nothing")
+    mutate.add_argument(
+        "--baseline", action="store_true", help="run their scenarios on unchanged code instead"
+    )
     mutate.set_defaults(func=cmd_mutate)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import signal
 from dataclasses import dataclass, replace
 
-from chaos.mutate import Mutant
+from chaos.mutate import Mutant, Spot
 from chaos.nemesis import Target, WorkerFault, blocking
 from chaos.scenarios import BY_NAME, Scenario
 
@@ -69,6 +69,13 @@ MUTANTS: tuple[Mutant, ...] = (
         ("worker-kill-backlog",),
         "the reliable batch fetch pops jobs without pushing them into the processing list: "
         "at-most-once in disguise, a crash loses every batched job in flight",
+        variants=(
+            Spot(
+                "fetcher/lua/fetch.lua",
+                "        redis.call('LMOVE', KEYS[i], KEYS[n + i], 'LEFT', 'RIGHT')\n",
+                "        redis.call('LPOP', KEYS[i])  -- mutant: a pop that keeps nothing\n",
+            ),
+        ),
     ),
     Mutant(
         "fetch-orphans-never-adopted",
@@ -163,12 +170,11 @@ MUTANTS: tuple[Mutant, ...] = (
         "recovery-loop-idle",
         "recovery",
         "worker/worker.py",
-        "            recovered = await self.fetcher.recover_dead_workers()\n"
-        "            if recovered:",
-        "            recovered = 0  # mutant\n            if recovered:",
+        "await asyncio.sleep(self.config.recovery_interval)",
+        "await asyncio.sleep(self.config.recovery_interval * 1000)",
         ("worker-kill",),
-        "the periodic recovery loop never recovers: a worker that died after the others started "
-        "keeps its jobs for ever",
+        "the recovery loop's interval turned into milliseconds: a worker that died after the "
+        "others started keeps its jobs for a thousand intervals",
     ),
     # --- heartbeats ----------------------------------------------------------------------------
     Mutant(
@@ -183,14 +189,14 @@ MUTANTS: tuple[Mutant, ...] = (
         "time and another worker takes its running jobs",
     ),
     Mutant(
-        "heartbeat-ttl-in-seconds",
+        "heartbeat-ttl-converted-twice",
         "heartbeats",
         "fetcher/registry.py",
-        "body, px=_ms(ttl))",
-        "body, ex=_ms(ttl))",
+        "    return max(1, int(seconds * 1000))\n",
+        "    return max(1, int(seconds * 1000 * 1000))  # mutant: converted twice\n",
         ("worker-kill",),
-        "milliseconds given as seconds (EX for PX): a dead worker's heartbeat lives for hours "
-        "and its jobs are never recovered",
+        "a TTL converted to milliseconds twice: a dead worker's heartbeat lives a thousand times "
+        "too long and its jobs are never recovered",
     ),
     # --- watchdog ------------------------------------------------------------------------------
     Mutant(
@@ -250,6 +256,13 @@ MUTANTS: tuple[Mutant, ...] = (
         'f"Redis unreachable: {call.last_error} "',
         ("cut",),
         "the retry line without endpoint and operation: an operator cannot tell what failed",
+        variants=(
+            Spot(
+                "fetcher/state.py",
+                'f"Redis {endpoint} unreachable while {operation}: {cause} "',
+                'f"Redis unreachable: {cause} "',
+            ),
+        ),
     ),
     Mutant(
         "log-no-recovery-line",
@@ -275,7 +288,7 @@ class RestartUnderLoad(WorkerFault):
     """
 
     duration: float = 1.0
-    latency_ms: int = 300
+    latency_ms: int = 100
 
     async def apply(self, t: Target) -> str:
         await blocking(

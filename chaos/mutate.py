@@ -32,7 +32,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 if TYPE_CHECKING:
     import argparse
@@ -61,6 +61,21 @@ class ScratchNotImported(MutantError):
     """A worker of a mutant run did not import the scratch copy: it ran the original code."""
 
 
+class Spot(NamedTuple):
+    """One place to change: ``find`` (which must occur exactly once in ``file``) → ``replace``."""
+
+    file: str
+    find: str
+    replace: str
+
+    @property
+    def module(self) -> str | None:
+        """The dotted module ``file`` is (None for Lua files)."""
+        if not self.file.endswith(".py"):
+            return None
+        return self.file.removesuffix(".py").replace("/", ".").removesuffix(".__init__")
+
+
 @dataclass(frozen=True)
 class Mutant:
     """One injected bug.
@@ -71,6 +86,9 @@ class Mutant:
     on the original code. ``catches`` names the scenarios that should kill it, cheapest first;
     they run in order until one does. ``survivor`` is set for a bug the suite cannot catch yet,
     with the reason: its survival is reported but does not fail the run.
+
+    ``variants`` write the same bug for another shape of the code (a branch being merged that
+    moved or rewrote the spot): exactly one of the mutant's spots must apply to the tree.
     """
 
     name: str
@@ -81,20 +99,20 @@ class Mutant:
     catches: tuple[str, ...]
     why: str
     survivor: str | None = None
+    variants: tuple[Spot, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.catches:
             raise ValueError(f"mutant {self.name}: name at least one scenario that catches it")
-        if self.file is not None and (not self.find or self.find == self.replace):
+        if any(not spot.find or spot.find == spot.replace for spot in self.spots):
             raise ValueError(f"mutant {self.name}: find must be non-empty and differ from replace")
 
     @property
-    def module(self) -> str | None:
-        """The dotted module the mutated file is (None for Lua files and configurations)."""
-        if self.file is None or not self.file.endswith(".py"):
-            return None
-        dotted = self.file.removesuffix(".py").replace("/", ".")
-        return dotted.removesuffix(".__init__")
+    def spots(self) -> tuple[Spot, ...]:
+        """Where the bug may go: the main spot, then its variants (none for a configuration)."""
+        if self.file is None:
+            return ()
+        return (Spot(self.file, self.find, self.replace), *self.variants)
 
 
 # --- the scratch copy ----------------------------------------------------------------------
@@ -119,42 +137,65 @@ del _steadfetch_mutant_probe
 '''
 
 
-def apply(mutant: Mutant, root: Path) -> Path:
-    """Apply ``mutant`` to the tree under ``root`` (a scratch copy); returns the changed file.
+def apply(mutant: Mutant, root: Path) -> Spot:
+    """Apply ``mutant`` to the tree under ``root`` (a scratch copy); returns the spot changed.
 
-    Raises MutantDrift when ``find`` does not occur exactly once, MutantError when the result is
-    Python that no longer compiles.
+    Raises MutantDrift unless exactly one of its spots has its ``find`` exactly once (and the
+    others not at all), MutantError when the result is Python that no longer compiles.
     """
     if mutant.file is None:
         raise MutantError(f"mutant {mutant.name} is a configuration: there is no source to change")
-    path = root / mutant.file
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    found: list[tuple[Spot, Path, str]] = []
+    problems: list[str] = []
+    for spot in mutant.spots:
+        path = root / spot.file
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            problems.append(f"{spot.file} does not exist any more")
+            continue
+        count = text.count(spot.find)
+        if count == 1:
+            found.append((spot, path, text))
+        else:
+            problems.append(f"the text it replaces occurs {count} times in {spot.file}")
+    if len(found) != 1:
+        if found:
+            problems = [
+                f"{len(found)} of its spots apply ({', '.join(s.file for s, _, _ in found)})"
+            ]
         raise MutantDrift(
-            f"mutant {mutant.name}: {mutant.file} does not exist any more; "
-            "update the mutant in chaos/mutants.py"
-        ) from None
-    count = text.count(mutant.find)
-    if count != 1:
-        raise MutantDrift(
-            f"mutant {mutant.name}: the text it replaces occurs {count} times in {mutant.file} "
-            f"(it must occur exactly once): the source drifted; update the mutant in "
-            f"chaos/mutants.py. Text: {mutant.find!r}"
+            f"mutant {mutant.name}: {'; '.join(problems)} (it must occur exactly once): the "
+            f"source drifted; update the mutant in chaos/mutants.py. Text: {mutant.find!r}"
         )
-    changed = text.replace(mutant.find, mutant.replace)
+    spot, path, text = found[0]
+    changed = text.replace(spot.find, spot.replace)
     if path.suffix == ".py":
         try:
             compile(changed, str(path), "exec")
         except SyntaxError as exc:
             raise MutantError(
-                f"mutant {mutant.name} breaks the syntax of {mutant.file}: {exc}"
+                f"mutant {mutant.name} breaks the syntax of {spot.file}: {exc}"
             ) from exc
     path.write_text(changed, encoding="utf-8")
-    return path
+    return spot
 
 
-def make_scratch(mutant: Mutant | None, *, parent: Path | None = None) -> Path:
+@dataclass(frozen=True)
+class Scratch:
+    """A scratch copy of the product packages, with the spot a mutant changed in it (if any)."""
+
+    path: Path
+    spot: Spot | None = None
+
+    @property
+    def modules(self) -> list[str]:
+        """The modules a worker must have imported from this copy."""
+        extra = self.spot.module if self.spot is not None else None
+        return [*PACKAGES, *([extra] if extra and extra not in PACKAGES else [])]
+
+
+def make_scratch(mutant: Mutant | None, *, parent: Path | None = None) -> Scratch:
     """Copy ``fetcher/`` and ``worker/`` to a new scratch directory, apply ``mutant`` there (None:
     an unchanged copy) and add the import probe. The caller removes the directory."""
     scratch = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=parent))
@@ -166,17 +207,16 @@ def make_scratch(mutant: Mutant | None, *, parent: Path | None = None) -> Path:
                 ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
             )
         probed = {f"{package}/__init__.py" for package in PACKAGES}
-        if mutant is not None:
-            apply(mutant, scratch)
-            if mutant.module is not None and mutant.file is not None:
-                probed.add(mutant.file)
+        spot = apply(mutant, scratch) if mutant is not None else None
+        if spot is not None and spot.module is not None:
+            probed.add(spot.file)
         for relative in sorted(probed):
             with (scratch / relative).open("a", encoding="utf-8") as f:
                 f.write(PROBE)
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
-    return scratch
+    return Scratch(scratch, spot)
 
 
 def scratch_env(scratch: Path, probe: Path) -> dict[str, str]:
@@ -202,23 +242,21 @@ def read_probe(probe: Path) -> dict[int, dict[str, str]]:
     return seen
 
 
-def check_imports(
-    probe: Path, scratch: Path, workers: Iterable[tuple[str, int]], modules: Sequence[str]
-) -> None:
-    """Every worker (name, pid) imported each of ``modules`` from ``scratch``, else raise
-    ScratchNotImported: a run that used the original code proves nothing about the mutant."""
+def check_imports(probe: Path, scratch: Scratch, workers: Iterable[tuple[str, int]]) -> None:
+    """Every worker (name, pid) imported ``fetcher``, ``worker`` and the mutated module from
+    ``scratch``, else raise ScratchNotImported: a run of the original code proves nothing."""
     seen = read_probe(probe)
-    root = scratch.resolve()
+    root = scratch.path.resolve()
     problems: list[str] = []
     workers = list(workers)
     if not workers:
         problems.append("no worker process was started")
     for name, pid in workers:
         imported = seen.get(pid, {})
-        for module in modules:
+        for module in scratch.modules:
             file = imported.get(module)
             if file is None:
-                problems.append(f"{name} (pid {pid}) did not import {module} from {scratch}")
+                problems.append(f"{name} (pid {pid}) did not import {module} from {root}")
             elif not Path(file).resolve().is_relative_to(root):
                 problems.append(f"{name} (pid {pid}) imported {module} from {file}")
     if problems:
@@ -226,14 +264,6 @@ def check_imports(
             "the worker did not run the scratch copy, so this run says nothing about the "
             f"mutant: {'; '.join(problems)}"
         )
-
-
-def probed_modules(mutant: Mutant | None) -> list[str]:
-    """The modules a worker must have imported from the scratch copy."""
-    modules = list(PACKAGES)
-    if mutant is not None and mutant.module is not None and mutant.module not in modules:
-        modules.append(mutant.module)
-    return modules
 
 
 # --- running -------------------------------------------------------------------------------
@@ -332,15 +362,15 @@ async def run_against(
     if mutant is not None and mutant.file is None:
         return await run_scenario(strict(scenario), "local", seed=seed, workdir=workdir), None
     scratch = make_scratch(mutant, parent=workdir)
-    probe = scratch / "imports.probe"
-    launcher = Launcher(env=scratch_env(scratch, probe))
+    probe = scratch.path / "imports.probe"
+    launcher = Launcher(env=scratch_env(scratch.path, probe))
     result = await run_scenario(
         strict(scenario), "local", seed=seed, workdir=workdir, launcher=launcher
     )
     history = read_jsonl(result.run_dir / "history.jsonl")
     workers = [(op.process, int(op.value["pid"])) for op in history if op.f == "worker-start"]
-    check_imports(probe, scratch, workers, probed_modules(mutant))
-    return result, scratch
+    check_imports(probe, scratch, workers)
+    return result, scratch.path
 
 
 async def run_mutant(
@@ -455,6 +485,8 @@ def cmd_mutate(args: argparse.Namespace) -> int:
         replay += f" -k {args.pattern}"
     console.print(f"[bold]mutation seed {seed}[/] (replay: {replay})")
     workdir = Path(tempfile.mkdtemp(prefix="steadfetch-mutate-", dir=args.workdir))
+    if args.baseline:
+        return _baseline(console, mutants, seed, workdir)
     results: list[MutantResult] = []
     began = time.monotonic()
     for mutant in mutants:
@@ -483,3 +515,27 @@ def cmd_mutate(args: argparse.Namespace) -> int:
     if not any(r.runs and r.status != "killed" for r in results) and not args.keep:
         shutil.rmtree(workdir, ignore_errors=True)
     return 1 if any(r.failed for r in results) else 0
+
+
+def _baseline(console: Any, mutants: Sequence[Mutant], seed: int, workdir: Path) -> int:
+    """Run each scenario the mutants use on an unchanged scratch copy: each must pass, or a
+    kill in it would say nothing about the mutant."""
+    import asyncio
+
+    from chaos.mutants import scenario
+
+    names = sorted({name for m in mutants if m.file is not None for name in m.catches})
+    failed = 0
+    for name in names:
+        result, _ = asyncio.run(run_against(None, scenario(name), seed=seed, workdir=workdir))
+        mark = "[green]PASS[/]" if result.passed else "[red bold]FAIL[/]"
+        console.print(f"{mark} {name} on an unchanged copy ({result.duration:.0f} s)")
+        for reason in result.reasons:
+            console.print(f"    {reason}", highlight=False)
+        if result.passed:
+            shutil.rmtree(result.run_dir, ignore_errors=True)
+        else:
+            failed += 1
+            console.print(f"    run directory: {result.run_dir}", highlight=False)
+    console.print(f"baseline: {len(names) - failed} of {len(names)} scenarios pass (seed {seed})")
+    return 1 if failed else 0

@@ -29,12 +29,13 @@ from chaos.mutate import (
     Mutant,
     MutantDrift,
     MutantError,
+    Scratch,
     ScratchNotImported,
+    Spot,
     apply,
     caught_by,
     check_imports,
     make_scratch,
-    probed_modules,
     read_probe,
     run_against,
     run_mutant,
@@ -82,10 +83,11 @@ def test_the_catalogue_covers_what_the_suite_exists_to_catch() -> None:
 @pytest.mark.parametrize("m", SOURCE_MUTANTS, ids=lambda m: m.name)
 def test_each_mutant_applies_to_this_checkout(m: Mutant, tmp_path: Path) -> None:
     scratch = make_scratch(m, parent=tmp_path)
-    assert m.file is not None
-    original = (SOURCE_ROOT / m.file).read_text()
-    mutated = (scratch / m.file).read_text()
-    assert m.find in original and m.find not in mutated and m.replace in mutated
+    spot = scratch.spot
+    assert spot is not None
+    original = (SOURCE_ROOT / spot.file).read_text()
+    mutated = (scratch.path / spot.file).read_text()
+    assert spot.find in original and spot.find not in mutated and spot.replace in mutated
 
 
 # --- the tool ------------------------------------------------------------------------------
@@ -96,7 +98,7 @@ def test_a_mutant_changes_one_spot_of_the_scratch_copy_and_never_the_checkout(
 ) -> None:
     m = mutant()
     before = (SOURCE_ROOT / "fetcher/retry.py").read_text()
-    scratch = make_scratch(m, parent=tmp_path)
+    scratch = make_scratch(m, parent=tmp_path).path
     assert (SOURCE_ROOT / "fetcher/retry.py").read_text() == before
     mutated = (scratch / "fetcher/retry.py").read_text()
     assert mutated.startswith(before.replace(m.find, m.replace))
@@ -119,6 +121,15 @@ def test_a_drifted_source_fails_loudly(tmp_path: Path) -> None:
     with pytest.raises(MutantDrift, match="does not exist any more"):
         make_scratch(moved, parent=tmp_path)
     assert list(tmp_path.iterdir()) == []  # no half-made scratch copy is left behind
+
+
+def test_a_variant_applies_where_the_main_spot_drifted_but_never_both(tmp_path: Path) -> None:
+    here = Spot("fetcher/retry.py", "full = min(self.cap, ", "full = min(2 * self.cap, ")
+    elsewhere = mutant(file="fetcher/gone.py", variants=(here,))
+    assert make_scratch(elsewhere, parent=tmp_path).spot == here
+    both = mutant(variants=(here,))
+    with pytest.raises(MutantDrift, match=r"2 of its spots apply"):
+        make_scratch(both, parent=tmp_path)
 
 
 def test_a_mutant_that_does_not_compile_is_an_error_not_a_kill(tmp_path: Path) -> None:
@@ -153,8 +164,9 @@ def test_a_worker_started_with_the_scratch_environment_imports_the_scratch_copy(
     )
     scratch = make_scratch(m, parent=tmp_path)
     probe = tmp_path / "probe"
-    pid = _run([STEADFETCH, "run", "--help"], tmp_path, scratch_env(scratch, probe))
-    check_imports(probe, scratch, [("worker-1", pid)], probed_modules(m))
+    pid = _run([STEADFETCH, "run", "--help"], tmp_path, scratch_env(scratch.path, probe))
+    check_imports(probe, scratch, [("worker-1", pid)])
+    assert scratch.modules == ["fetcher", "worker", "worker.config"]
     assert set(read_probe(probe)[pid]) >= {"fetcher", "worker", "worker.config"}
 
 
@@ -163,20 +175,20 @@ def test_a_worker_that_ran_the_original_code_is_an_error(tmp_path: Path) -> None
     probe = tmp_path / "probe"
     # The trap: `python -m worker` from the checkout puts the checkout first on sys.path, ahead
     # of PYTHONPATH, so the original packages are imported and the mutant never runs.
-    env = scratch_env(scratch, probe)
+    env = scratch_env(scratch.path, probe)
     pid = _run([sys.executable, "-m", "worker", "--help"], SOURCE_ROOT, env)
     with pytest.raises(ScratchNotImported, match=r"worker-1 \(pid \d+\) did not import fetcher"):
-        check_imports(probe, scratch, [("worker-1", pid)], probed_modules(mutant()))
+        check_imports(probe, scratch, [("worker-1", pid)])
     with pytest.raises(ScratchNotImported, match="no worker process"):
-        check_imports(probe, scratch, [], ["fetcher"])
+        check_imports(probe, scratch, [])
 
 
 def test_a_probe_pointing_outside_the_scratch_copy_is_an_error(tmp_path: Path) -> None:
-    scratch = tmp_path / "scratch"
+    scratch = Scratch(tmp_path / "scratch")
     probe = tmp_path / "probe"
     probe.write_text(f"7 fetcher {SOURCE_ROOT / 'fetcher/__init__.py'}\n")
     with pytest.raises(ScratchNotImported, match="imported fetcher from /"):
-        check_imports(probe, scratch, [("worker-1", 7)], ["fetcher"])
+        check_imports(probe, scratch, [("worker-1", 7)])
 
 
 def _result(verdicts: list[Verdict], error: str | None = None) -> RunResult:
