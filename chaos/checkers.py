@@ -83,6 +83,8 @@ class Window:
     expect_recovery: bool
     noisy: bool = False
     """Failure lines are expected here (an outage, or a fault that may look like one)."""
+    progress: bool = False
+    """Work must go on during the fault (slow or degraded, never stopped)."""
 
 
 def fault_windows(history: Sequence[Op]) -> list[Window]:
@@ -109,6 +111,7 @@ def _window(start: Op, stop: Op | None) -> Window:
         outage=bool(start.value.get("outage", False)),
         expect_recovery=bool(stop.value.get("expect_recovery", True)) if stop else True,
         noisy=bool(start.value.get("noisy", start.value.get("outage", False))),
+        progress=bool(start.value.get("progress", False)),
     )
 
 
@@ -461,6 +464,47 @@ def check_recovery(history: Sequence[Op], bound: float) -> Verdict:
     if not measured:
         return Verdict("recovery", True, "no fault to recover from", details)
     return Verdict("recovery", True, f"resumed within {max(measured):.2f} s of each heal", details)
+
+
+def check_progress(history: Sequence[Op], bound: float) -> Verdict:
+    """During a fault that degrades but must not stop work (latency, a frozen peer, a twin, an
+    output-buffer limit below a batch), no gap between job completions exceeds ``bound`` while
+    jobs wait: a worker that holds jobs and makes no progress on them is locked up too."""
+    done_at: dict[str, float] = {}
+    for op in select(history, "execute", "ok"):
+        done_at.setdefault(str(op.value["job_id"]), op.time)
+    done_times = sorted(op.time for op in select(history, "execute", "ok"))
+    enqueued = [(op.time, str(op.value["job_id"])) for op in select(history, "enqueue", "ok")]
+    gaps: dict[str, float] = {}
+    stalls: list[str] = []
+    for w in fault_windows(history):
+        if not w.progress or w.stop is None:
+            continue
+        points = [w.start, *(t for t in done_times if w.start < t < w.stop), w.stop]
+        worst = 0.0
+        for a, b in itertools.pairwise(points):
+            waiting = any(t <= b and done_at.get(job, float("inf")) > a for t, job in enqueued)
+            if waiting:
+                worst = max(worst, b - a)
+        gaps[f"{w.fault}@{w.start:.1f}"] = round(worst, 3)
+        if worst > bound:
+            stalls.append(f"{w.fault} (no job finished for {worst:.1f} s)")
+    details = {"bound": bound, "longest_gap_s": gaps}
+    if stalls:
+        return Verdict(
+            "progress",
+            False,
+            f"STALL: work stopped during {', '.join(stalls)}, bound {bound:.1f} s",
+            details,
+        )
+    if not gaps:
+        return Verdict("progress", True, "no fault required progress", details)
+    return Verdict(
+        "progress",
+        True,
+        f"work went on during each fault (longest gap {max(gaps.values()):.2f} s)",
+        details,
+    )
 
 
 # --- logs ----------------------------------------------------------------------------------
@@ -934,6 +978,7 @@ def check_all(history: Sequence[Op], limits: Limits) -> list[Verdict]:
         ("duplicates", check_duplicates),
         ("final-state", check_final_state),
         ("recovery", lambda h: check_recovery(h, limits.recovery_bound)),
+        ("progress", lambda h: check_progress(h, limits.recovery_bound)),
         ("logs", lambda h: check_logs(h, limits.recovery_bound)),
         ("spurious-outages", lambda h: check_spurious_outages(h, limits.recovery_bound)),
         ("watchdog", lambda h: check_watchdog(h, limits.watchdog_allowed)),

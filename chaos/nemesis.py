@@ -88,6 +88,8 @@ class Fault:
     """Failure lines may appear (None: only if it is an outage)."""
     restarts_worker: bool = False
     """The heal starts a new worker process (recovery then includes its start-up)."""
+    progress: bool = False
+    """Work must go on during the fault (it degrades, never stops, the worker)."""
 
     async def apply(self, t: Target) -> str:
         raise NotImplementedError
@@ -109,6 +111,7 @@ async def run_fault(fault: Fault, t: Target) -> None:
         "outage": fault.outage,
         "recovery_line": fault.recovery_line,
         "noisy": fault.outage if fault.noisy is None else fault.noisy,
+        "progress": fault.progress,
     }
     try:
         try:
@@ -356,6 +359,7 @@ class FreezeWorker(Fault):
     outage: bool = False
     noisy: bool | None = True
     recovery_line: bool = False
+    progress: bool = True
     past_ttl: float = 2.0
     """Seconds beyond the TTL the freeze lasts (the hold is TTL + this)."""
 
@@ -390,6 +394,7 @@ class TwinWorker(Fault):
     ambiguous: bool = False
     outage: bool = False
     recovery_line: bool = False
+    progress: bool = True
     duration: float = 0.0
     within: float = 10.0
 
@@ -423,6 +428,16 @@ class RedisSide(Fault):
     broken network. The stack's heal does not know these: each one undoes its own."""
 
     duration: float = 5.0
+    join_during: bool = False
+    """Start one more worker halfway through: registering while the condition lasts must be
+    retried like any outage, never an exit 2 (a restart during an outage is no crash loop)."""
+
+    async def hold(self, t: Target) -> None:
+        if not self.join_during:
+            return await super().hold(t)
+        await asyncio.sleep(self.duration / 2)
+        await t.start_worker()
+        await asyncio.sleep(self.duration / 2)
 
     async def heal(self, t: Target) -> str:
         did = await blocking(lambda: self.undo(t))
@@ -597,6 +612,7 @@ class ScriptFlushStorm(Storm):
     """SCRIPT FLUSH over and over: every cached script vanishes between load and call."""
 
     every: float = 0.05
+    progress: bool = True
 
     def strike(self, t: Target, client: Any) -> None:
         client.script_flush()
@@ -646,10 +662,13 @@ class ClientPause(RedisSide):
 
 @dataclass(frozen=True)
 class OutputBufferLimit(RedisSide):
-    """``client-output-buffer-limit normal`` below one batch of large jobs: Redis closes a
-    connection whose reply would exceed it (the reply is lost, the jobs were moved)."""
+    """``client-output-buffer-limit normal`` below a full batch of large jobs: Redis closes a
+    connection whose reply would exceed it (the reply is lost, the jobs were moved). A short cut
+    first lets the worker's window empty, so its next fetch asks for a full batch."""
 
-    limit: str = "64kb"
+    limit: str = "256kb"
+    cut: float = 1.5
+    progress: bool = True
 
     async def apply(self, t: Target) -> str:
         await blocking(
@@ -657,7 +676,10 @@ class OutputBufferLimit(RedisSide):
                 t, "CONFIG", "SET", "client-output-buffer-limit", f"normal {self.limit} 0 0"
             )
         )
-        return f"client-output-buffer-limit normal {self.limit}"
+        await blocking(t.stack.proxy.disable)
+        await asyncio.sleep(self.cut)
+        await blocking(t.stack.proxy.enable)
+        return f"client-output-buffer-limit normal {self.limit}, after a {self.cut:g} s cut"
 
     def undo(self, t: Target) -> str:
         _run(t, "CONFIG", "SET", "client-output-buffer-limit", "normal 0 0 0")

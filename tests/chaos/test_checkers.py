@@ -17,6 +17,7 @@ from chaos.checkers import (
     check_final_state,
     check_logs,
     check_lost,
+    check_progress,
     check_recovered_workers,
     check_recovery,
     check_retry_waits,
@@ -570,3 +571,15 @@ def test_a_frozen_worker_whose_jobs_were_recovered_must_say_it_was_presumed_dead
     quiet = _two_workers().op(3, "nemesis", "freeze", "invoke", target="worker-1")
     quiet.op(4, "nemesis", "freeze", "ok", target="worker-1")  # too short: nothing recovered
     assert check_zombies(quiet.sorted()).valid is True
+
+
+def test_a_fault_that_must_not_stop_work_is_a_stall_when_it_does() -> None:
+    """The bug this catches: replies too large for the output buffer lost on every fetch, the
+    worker holding jobs and finishing none until the limit is lifted."""
+    h = _steady(H(), 0, 20, ran_until=5).fault("buffer", 5, 15, progress=True)
+    v = check_progress(h.sorted(), bound=4)
+    assert v.valid is False and v.summary.startswith("STALL")
+    steady = _steady(H(), 0, 20, ran_until=20).fault("buffer", 5, 15, progress=True)
+    assert check_progress(steady.sorted(), bound=4).valid is True
+    outage = _steady(H(), 0, 20, ran_until=5).fault("cut", 5, 15)  # an outage may stop work
+    assert check_progress(outage.sorted(), bound=4).valid is True

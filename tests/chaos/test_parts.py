@@ -98,6 +98,8 @@ def test_catalogue_shape() -> None:
         "blackhole-down",
         "blackhole-up",
     ]
+    assert [s.name for s in select("cut")] == ["cut"]  # an exact name: that one only
+    assert "cut-backlog" in [s.name for s in select("cut-")]
     assert select("nothing-like-this") == []
     assert "--read-timeout" in BY_NAME["broken-no-read-timeout"].worker.argv()
     assert WorkerSettings().recovery_bound < 10
