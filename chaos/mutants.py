@@ -87,6 +87,30 @@ MUTANTS: tuple[Mutant, ...] = (
         "a job moved by a fetch whose reply was lost sits in the processing list, held by "
         "nobody, until the worker stops",
     ),
+    Mutant(
+        "fetch-ignores-free-slots",
+        "fetch",
+        "worker/worker.py",
+        "jobs = await fetch(wanted)",
+        "jobs = await fetch(self.config.concurrency)  # mutant",
+        ("worker-kill-backlog",),
+        "the fetch asks for a full batch, not for the free slots (the seed system's LPOP 20): a "
+        "busy worker holds up to twice its window",
+        survivor="no checker counts what a worker holds: the extra jobs wait unstarted in its "
+        "buffer and come back intact after a kill, so the history shows nothing",
+    ),
+    Mutant(
+        "fetch-priority-reversed",
+        "fetch",
+        "fetcher/lua/fetch_reliable.lua",
+        "for i = 1, n do",
+        "for i = n, 1, -1 do",
+        ("cut-backlog",),
+        "the batched fetch walks the queues lowest priority first",
+        survivor="no checker judges the order jobs ran in: serving the low queue first loses "
+        "and repeats nothing",
+        variants=(Spot("fetcher/lua/fetch.lua", "for i = 1, n do", "for i = n, 1, -1 do"),),
+    ),
     # --- timeouts ------------------------------------------------------------------------------
     Mutant(
         "timeout-blocking-no-margin",

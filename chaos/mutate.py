@@ -437,7 +437,7 @@ def describe(result: MutantResult) -> str:
         return f"[red bold]ERROR[/]    {m.name}: {result.error}"
     tried = ", ".join(r.scenario for r in result.runs)
     if m.survivor is not None:
-        return f"[yellow]SURVIVED[/] {m.name} (known survivor: {m.survivor}) [{tried}, {took}]"
+        return f"[yellow]SURVIVED[/] {m.name} in {tried} ({took}), a known survivor: {m.survivor}"
     return f"[red bold]SURVIVED[/] {m.name}: no checker caught it in {tried} ({took})"
 
 
