@@ -4,19 +4,70 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
 
 from fetcher import codec, deadletter
 from fetcher.connection import RedisConnection
-from fetcher.errors import DecodeError
+from fetcher.errors import ConfigurationError, DecodeError
 from fetcher.keys import Keys
+from fetcher.registry import split_processing_key
 from fetcher.scheduling import promote_due
+from fetcher.scripts import WAKE_BOUND, LuaScript
+
+DEAD_LETTER_RETRY = LuaScript.load("dead_letter_retry")
+#: Entries read (and retried) per round trip: a bounded reply, a bounded script.
+DEAD_LETTER_CHUNK = 100
+
+
+@dataclass(frozen=True)
+class DeadLetterRefusal:
+    """One dead-letter entry that :meth:`Admin.dead_letter_retry` left where it was, and why.
+    ``job_id``/``queue`` are ``None`` when the entry does not say."""
+
+    job_id: str | None
+    queue: str | None
+    reason: str
+
+
+@dataclass
+class DeadLetterRetry:
+    """What :meth:`Admin.dead_letter_retry` did: ``requeued`` jobs went back to their queue;
+    each of ``refused`` stays in the dead-letter list (for "N requeued, M could not be: ...")."""
+
+    requeued: int = 0
+    refused: list[DeadLetterRefusal] = field(default_factory=list)
 
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+#: The one eviction policy under which Redis never drops a key to make room.
+SAFE_EVICTION_POLICY = "noeviction"
+
+
+def eviction_warning(endpoint: str, policy: str) -> str | None:
+    """What to tell an operator about ``maxmemory-policy`` (None when it is safe)."""
+    if policy == SAFE_EVICTION_POLICY:
+        return None
+    if policy.startswith("volatile-"):
+        what = (
+            "keys with a TTL (heartbeats and leases) can be evicted under memory pressure, so "
+            "live workers look dead and their jobs are recovered and run twice"
+        )
+    else:
+        what = (
+            "Redis may evict any key under memory pressure (queues, processing lists, scheduled "
+            "retries, the dead-letter list): jobs vanish without a trace"
+        )
+    return (
+        f"Redis {endpoint} has maxmemory-policy {policy}: {what}. Fix: CONFIG SET "
+        f"maxmemory-policy {SAFE_EVICTION_POLICY} (and set it in redis.conf); with noeviction a "
+        "full Redis refuses writes (an outage steadfetch waits out) instead of losing jobs"
+    )
 
 
 class Admin:
@@ -55,18 +106,68 @@ class Admin:
         result: list[str] = await self._run("listing queues", run)
         return result
 
+    async def eviction_policy(self) -> dict[str, Any]:
+        """``{"policy": "noeviction"|...|None, "safe": bool|None, "note": str}``: Redis's
+        ``maxmemory-policy``, read with CONFIG GET. Where CONFIG is not permitted (an ACL user
+        without +config, a renamed CONFIG command) policy and safe are None and the note says
+        that it could not be checked, and why. Outages are retried as usual."""
+        endpoint = self.conn.endpoint
+        try:
+            reply = await self._run(
+                "reading maxmemory-policy", lambda r: r.config_get("maxmemory-policy")
+            )
+        except ConfigurationError as exc:
+            return {
+                "policy": None,
+                "safe": None,
+                "note": f"could not check the maxmemory-policy of Redis {endpoint} (CONFIG GET "
+                f"refused: {exc}); make sure it is {SAFE_EVICTION_POLICY}, or Redis may evict "
+                "jobs",
+            }
+        values = {_text(k): _text(v) for k, v in dict(reply).items()}
+        policy = values.get("maxmemory-policy")
+        if policy is None:
+            return {
+                "policy": None,
+                "safe": None,
+                "note": f"could not check the maxmemory-policy of Redis {endpoint}: CONFIG GET "
+                "returned nothing for it",
+            }
+        warning = eviction_warning(endpoint, policy)
+        return {"policy": policy, "safe": warning is None, "note": warning or "ok"}
+
     async def status(self) -> dict[str, Any]:
         """``{"queues": {name: depth}, "scheduled": n, "dead": n, "processing": {worker: n},
-        "workers": [heartbeat dicts]}``."""
+        "workers": [heartbeat dicts], "eviction_policy": {...}}``.
+
+        ``processing`` is grouped by worker id as the registry knows them (each registered
+        worker's processing lists come from its worker-queues set); lists that belong to no
+        registered worker (left by a worker that was recovered, or by a version without a
+        registry) are found by SCAN and shown under the worker id their key names."""
         queue_keys = await self.queue_keys()
         workers = await self.workers()
+        keys = self.keys
 
         async def run(r: Redis) -> dict[str, Any]:
             counts = await self._counts(r, queue_keys)
+            ids = sorted(_text(m) for m in await r.smembers(keys.workers))
+            pipe = r.pipeline(transaction=False)
+            for worker_id in ids:
+                pipe.smembers(keys.worker_queues(worker_id))
+            owned: dict[str, str] = {}  # processing key -> registered worker id
+            for worker_id, members in zip(ids, await pipe.execute(), strict=True):
+                for queue_key in sorted(_text(m) for m in members):
+                    owned[keys.processing(worker_id, queue_key)] = worker_id
+            async for key in r.scan_iter(match=f"{keys.processing_prefix}*", count=500):
+                split = split_processing_key(keys, _text(key))
+                owned.setdefault(_text(key), split[0] if split else _text(key))
+            pipe = r.pipeline(transaction=False)
+            for key in owned:
+                pipe.llen(key)
             processing: dict[str, int] = {}
-            async for key in r.scan_iter(match=f"{self.keys.processing_prefix}*", count=500):
-                worker = _text(key).removeprefix(self.keys.processing_prefix).split(":", 1)[0]
-                processing[worker] = processing.get(worker, 0) + int(await r.llen(key))
+            for worker_id, n in zip(owned.values(), await pipe.execute(), strict=True):
+                if n:
+                    processing[worker_id] = processing.get(worker_id, 0) + int(n)
             return {
                 "queues": {
                     self.keys.queue_name(k): int(n)
@@ -79,6 +180,7 @@ class Admin:
 
         result: dict[str, Any] = await self._run("reading queue status", run)
         result["workers"] = workers
+        result["eviction_policy"] = await self.eviction_policy()
         return result
 
     async def depths(self, queues: Sequence[str]) -> dict[str, Any]:
@@ -135,25 +237,69 @@ class Admin:
                 entries.append({"raw": item.decode(errors="replace"), "reason": "unparsable entry"})
         return entries
 
-    async def dead_letter_retry(self, limit: int = 1000) -> int:
-        """Requeue decodable dead-lettered jobs (attempt reset to 1); returns how many.
+    async def dead_letter_retry(
+        self, limit: int = 1000, *, job_id: str | None = None
+    ) -> DeadLetterRetry:
+        """Requeue dead-lettered jobs (attempt reset to 1): the oldest ``limit`` entries, or,
+        with ``job_id``, every entry of that job (the whole list is searched, in chunks).
 
-        Entries whose payload is still undecodable stay where they are.
+        Each job is written to its queue first, with a wake token, and its entry removed only
+        after (one script, ``lua/dead_letter_retry.lua``): a write that fails loses nothing. An
+        entry that cannot be retried (unparsable, no payload, a payload that is not a job, a
+        queue key that is not a queue or holds another type than a list) stays in the list as it
+        is, and the returned :class:`DeadLetterRetry` says why.
         """
-        raw_entries: list[bytes] = await self._run(
-            "reading the dead-letter list", lambda r: r.lrange(self.keys.dead, 0, limit - 1)
-        )
-        moved = 0
-        for item in raw_entries:
-            try:
-                body = json.loads(item)
-                payload = deadletter.raw_of(body)
-                queue_key = str(body["queue"])
-                if payload is None or not queue_key:
-                    continue
-                job = codec.decode(payload, queue_key, self.keys)
-            except (ValueError, KeyError, TypeError, DecodeError):
-                continue
+        report = DeadLetterRetry()
+        start = examined = 0  # where the next unread entry is; how many were read
+        while True:
+            count = DEAD_LETTER_CHUNK
+            if job_id is None:
+                count = min(count, limit - examined)
+            if count <= 0:
+                break
+            chunk: list[bytes] = await self._run(
+                "reading the dead-letter list",
+                lambda r, s=start, n=count: r.lrange(self.keys.dead, s, s + n - 1),
+            )
+            candidates: list[tuple[str, bytes, str, bytes]] = []  # id, entry, queue key, fresh
+            for item in chunk:
+                prepared = self._prepare_retry(item)
+                if isinstance(prepared, DeadLetterRefusal):
+                    if job_id is None or prepared.job_id == job_id:
+                        report.refused.append(prepared)
+                elif job_id is None or prepared[0] == job_id:
+                    candidates.append(prepared)
+            requeued = await self._retry_candidates(candidates, report)
+            # Requeued entries left the list: the next unread entry moved up by that many.
+            start += len(chunk) - requeued
+            examined += len(chunk)
+            if len(chunk) < count:
+                break
+        return report
+
+    def _prepare_retry(self, item: bytes) -> DeadLetterRefusal | tuple[str, bytes, str, bytes]:
+        """The fresh payload for one entry, or why it cannot be retried."""
+        try:
+            body = json.loads(item)
+        except ValueError:
+            return DeadLetterRefusal(None, None, "the entry is not JSON")
+        if not isinstance(body, dict):
+            return DeadLetterRefusal(None, None, "the entry is not a JSON object")
+        queue_key = body.get("queue")
+        payload = deadletter.raw_of(body)
+        if not isinstance(queue_key, str) or not queue_key:
+            return DeadLetterRefusal(None, None, "the entry names no queue")
+        if payload is None:
+            return DeadLetterRefusal(None, queue_key, "the entry holds no payload")
+        try:
+            job = codec.decode(payload, queue_key, self.keys)
+        except DecodeError as exc:
+            return DeadLetterRefusal(None, queue_key, f"the payload is not a job: {exc.reason}")
+        if not queue_key.startswith(
+            (f"{self.keys.prefix}:queue:", f"{self.keys.resque_prefix}:queue:")
+        ):
+            return DeadLetterRefusal(job.id, queue_key, f"{queue_key} is not a queue key")
+        try:
             fresh = codec.encode(
                 job_id=job.id,
                 task=job.task,
@@ -164,19 +310,33 @@ class Admin:
                 max_attempts=job.max_attempts,
                 enqueued_at=job.enqueued_at,
                 format=job.format,
+                retry_base=job.retry_base,
+                retry_cap=job.retry_cap,
             )
+        except ValueError as exc:
+            return DeadLetterRefusal(job.id, queue_key, str(exc))
+        return job.id, item, queue_key, fresh
 
-            async def requeue(
-                r: Redis, item: bytes = item, fresh: bytes = fresh, queue_key: str = queue_key
-            ) -> int:
-                pipe = r.pipeline(transaction=True)
-                pipe.lrem(self.keys.dead, 1, item)  # type: ignore[arg-type]
-                pipe.rpush(queue_key, fresh)
-                removed, _ = await pipe.execute()
-                return int(removed)
-
-            moved += await self._run("requeueing a dead-lettered job", requeue)
-        return moved
+    async def _retry_candidates(
+        self, candidates: list[tuple[str, bytes, str, bytes]], report: DeadLetterRetry
+    ) -> int:
+        if not candidates:
+            return 0
+        args: list[Any] = [self.keys.wake(""), WAKE_BOUND]
+        for _, item, queue_key, fresh in candidates:
+            args += [item, queue_key, fresh]
+        statuses = await self._run(
+            f"requeueing {len(candidates)} dead-lettered job(s)",
+            DEAD_LETTER_RETRY.bind([self.keys.dead], args),
+        )
+        requeued = 0
+        for (job_id, _, queue_key, _), status in zip(candidates, statuses, strict=True):
+            if status == 1:
+                requeued += 1
+            elif status != 0:
+                report.refused.append(DeadLetterRefusal(job_id, queue_key, _text(status)))
+        report.requeued += requeued
+        return requeued
 
     async def dead_letter_purge(self) -> int:
         """Delete every dead-letter entry; returns how many there were."""

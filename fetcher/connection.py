@@ -28,7 +28,13 @@ from tenacity import RetryCallState
 
 from fetcher.cancellation import CancelGuard
 from fetcher.errors import RedisUnavailable
-from fetcher.failures import describe, fatal_error, is_retryable, needs_new_master
+from fetcher.failures import (
+    describe,
+    fatal_error,
+    is_closed_by_peer,
+    is_retryable,
+    needs_new_master,
+)
 from fetcher.retry import RetryPolicy
 from fetcher.state import (
     ConnectionState,
@@ -51,13 +57,22 @@ def blocking_read_timeout(block_timeout: float) -> float:
     return block_timeout + max(BLOCK_MARGIN_MIN, BLOCK_MARGIN_FRACTION * block_timeout)
 
 
+#: A connection the server closed while idle is replaced quietly at most once per this many
+#: seconds per client; a second closed connection sooner is an outage (a CLIENT KILL storm).
+QUIET_RECONNECT_INTERVAL = 0.5
+
+
 @dataclass
 class _CallRecord:
     """What one ``execute`` call has seen so far (for its log lines and its final error)."""
 
     attempts: int = 0
     last_error: str = ""
-    down_seconds: float = 0.0
+
+    @property
+    def key(self) -> int:
+        """This call's key in the outage tracker (unique while the call lives)."""
+        return id(self)
 
 
 class RedisConnection:
@@ -91,6 +106,8 @@ class RedisConnection:
         self.name = name
         self._tracker = OutageTracker(address.endpoint)
         self._clients: dict[float | None, Redis] = {}
+        # When each client (by id) last replaced a server-closed idle connection quietly.
+        self._quiet_at: dict[int, float] = {}
         self._sentinel: Sentinel | None = None
         if self.read_timeout is None:
             log.warning(
@@ -188,26 +205,42 @@ class RedisConnection:
                 operation=operation,
             )
         call = _CallRecord()
+        try:
+            result = await self._retrying(operation, fn, deadline, block_timeout, call)
+        except BaseException:
+            self._tracker.ended(call.key, ok=False)
+            raise
+        self._tracker.ended(call.key, ok=True)
+        return result
+
+    async def _retrying(
+        self,
+        operation: str,
+        fn: Callable[[Redis], Awaitable[T]],
+        deadline: float | None,
+        block_timeout: float | None,
+        call: _CallRecord,
+    ) -> T:
         # The first attempt runs without tenacity (whose setup costs ~30 µs a call, the price of
         # a whole batch's decoding): a success returns here; a failure is replayed as attempt 1
         # of the retry loop below, which then behaves exactly as if it had run it.
         started = time.monotonic()
         try:
-            result = await self._attempt(operation, fn, block_timeout, call)
+            return await self._first_attempt(operation, fn, block_timeout, call)
         except Exception as exc:  # noqa: BLE001 (not swallowed: replayed in the loop below)
             first_failure: Exception | None = exc
-        else:
-            self._tracker.succeeded()
-            return result
 
         def before_sleep(state: RetryCallState) -> None:
-            line = (
-                f"Redis {self.endpoint} unreachable while {operation}: {call.last_error} "
-                f"(attempt {state.attempt_number}, down {call.down_seconds:.1f} s, "
-                f"retrying in {state.upcoming_sleep:.1f} s)"
-            )
-            self._tracker.describe_outage(line)
-            log.warning("%s", line)
+            line = self._tracker.retrying(call.key, state.upcoming_sleep)
+            stats = self._tracker.stats
+            extra = {
+                "connection_event": "outage",
+                "endpoint": self.endpoint,
+                "operation": operation,
+                "retry_attempt": stats.retry_attempt,
+                "retry_next_at": stats.retry_next_at,
+            }
+            log.warning("%s", line, extra=extra)
 
         retrying = self.retry.retrying(is_retryable, before_sleep, deadline, started=started)
         try:
@@ -223,13 +256,45 @@ class RedisConnection:
                     f"Redis {self.endpoint} unreachable while {operation}: "
                     f"{call.last_error or describe(exc)} (gave up after {call.attempts} attempt(s))"
                 )
-                self._tracker.describe_outage(line)
+                self._tracker.gave_up(line)
                 raise RedisUnavailable(line, endpoint=self.endpoint, operation=operation) from exc
             if isinstance(exc, RedisError):
-                raise fatal_error(exc, self.endpoint, operation) from exc
+                raise fatal_error(
+                    exc, self.endpoint, operation, has_password=self.address.password is not None
+                ) from exc
             raise
-        self._tracker.succeeded()
         return result
+
+    async def _first_attempt(
+        self,
+        operation: str,
+        fn: Callable[[Redis], Awaitable[T]],
+        block_timeout: float | None,
+        call: _CallRecord,
+    ) -> T:
+        """Attempt 1, and once more at once, quietly, when the server had closed the pooled
+        connection while it sat idle (``timeout`` in redis.conf): that is no outage.
+
+        Quiet only when no outage is in progress and no other connection of this client was
+        replaced within :data:`QUIET_RECONNECT_INTERVAL`; the pool's other idle connections,
+        likely closed too, are dropped with it. A connection that fails again is an outage.
+        """
+        client = self._client(block_timeout)
+        try:
+            return await self._attempt(operation, fn, block_timeout, call, quiet=True)
+        except Exception as exc:
+            now = time.monotonic()
+            last = self._quiet_at.get(id(client))
+            recent = last is not None and now - last < QUIET_RECONNECT_INTERVAL
+            if recent or self._tracker.in_outage or not is_closed_by_peer(exc):
+                self._record_failure(operation, exc, call)  # an ordinary attempt 1 after all
+                raise
+            self._quiet_at[id(client)] = now
+            cause = describe(exc)
+            log.debug("Redis %s closed an idle connection (%s); replacing it", self.endpoint, cause)
+            await self._discard_idle(client)
+            self._tracker.replaced_quietly()
+        return await self._attempt(operation, fn, block_timeout, call)
 
     async def _attempt(
         self,
@@ -237,8 +302,11 @@ class RedisConnection:
         fn: Callable[[Redis], Awaitable[T]],
         block_timeout: float | None,
         call: _CallRecord,
+        *,
+        quiet: bool = False,
     ) -> T:
-        """One attempt of ``execute``: a retryable failure is recorded before it propagates.
+        """One attempt of ``execute``: a retryable failure is recorded before it propagates
+        (``quiet``: left to the caller, which may not count it as a failure at all).
 
         A cancel during ``fn`` (raised, or swallowed by redis-py and seen only in the task's
         cancel count) ends the attempt in CancelledError after closing the pool's idle
@@ -246,7 +314,6 @@ class RedisConnection:
         which the next caller would otherwise read as its own (redis-py#2624, #2665).
         """
         client = self._client(block_timeout)
-        call.attempts += 1
         guard = CancelGuard()
         try:
             result = await fn(client)
@@ -257,16 +324,22 @@ class RedisConnection:
             if guard.cancelled:
                 await self._discard_idle(client)
                 raise guard.lost_cancel() from exc
-            if is_retryable(exc):
-                call.last_error = describe(exc)
-                call.down_seconds = self._tracker.failed(operation, call.last_error)
-                if needs_new_master(exc):  # Sentinel: re-resolve on reconnect
-                    await client.connection_pool.disconnect(inuse_connections=False)
+            if needs_new_master(exc):  # Sentinel: re-resolve on reconnect
+                await client.connection_pool.disconnect(inuse_connections=False)
+            if not quiet:
+                self._record_failure(operation, exc, call)
             raise
         if guard.cancelled:
             await self._discard_idle(client)
             raise guard.lost_cancel()
         return result
+
+    def _record_failure(self, operation: str, exc: BaseException, call: _CallRecord) -> None:
+        """Count one failed attempt; a retryable one is an outage attempt for the tracker."""
+        call.attempts += 1
+        if is_retryable(exc):
+            call.last_error = describe(exc)
+            self._tracker.failed(call.key, operation, call.last_error)
 
     @staticmethod
     async def _discard_idle(client: Redis) -> None:
@@ -338,6 +411,7 @@ class RedisConnection:
             old.extend(self._sentinel.sentinels)
             self._sentinel = None
         self._clients = {}
+        self._quiet_at.clear()
         return old
 
     @staticmethod

@@ -13,6 +13,20 @@ from dataclasses import dataclass
 RESQUE_NAME_PREFIX = "resque:"
 
 
+@dataclass(frozen=True, slots=True)
+class QueueRef:
+    """One queue as one worker sees it: every key that belongs to it, resolved once.
+
+    ``name`` is what users write (``high``); ``key`` the list producers push to; ``processing``
+    this worker's list of jobs taken from it and not yet settled; ``wake`` its wake-token list.
+    """
+
+    name: str
+    key: str
+    processing: str
+    wake: str
+
+
 @dataclass(frozen=True)
 class Keys:
     """Key layout (see docs/CONTRACTS.md). ``prefix`` namespaces everything but Resque queues."""
@@ -59,6 +73,15 @@ class Keys:
     def heartbeat_prefix(self) -> str:
         return f"{self.prefix}:worker:"
 
+    def lease(self, worker_id: str) -> str:
+        """Hash naming the one process that owns ``worker_id`` now (token, hostname, pid, since,
+        renewed_at); same TTL as the heartbeat. Ack and settle are fenced by its token."""
+        return f"{self.prefix}:lease:{worker_id}"
+
+    @property
+    def lease_prefix(self) -> str:
+        return f"{self.prefix}:lease:"
+
     def worker_queues(self, worker_id: str) -> str:
         """Set of the queue keys a worker may hold jobs from (so recovery finds its lists)."""
         return f"{self.prefix}:worker-queues:{worker_id}"
@@ -81,3 +104,8 @@ class Keys:
 
     def queue_keys(self, names: Iterable[str]) -> list[str]:
         return [self.queue_key(n) for n in names]
+
+    def queue_ref(self, worker_id: str, name: str) -> QueueRef:
+        """The keys of queue ``name`` for worker ``worker_id``, as one record."""
+        key = self.queue_key(name)
+        return QueueRef(name, key, self.processing(worker_id, key), self.wake(key))

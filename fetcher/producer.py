@@ -1,27 +1,30 @@
 """Enqueue API: async :class:`Producer` and blocking :class:`SyncProducer`.
 
-One job or many in one round trip (a MULTI/EXEC transaction), immediate or delayed (``delay``
+One job or many in one round trip (one script, ``lua/enqueue.lua``), immediate or delayed (``delay``
 seconds or an ``eta`` unix time: the scheduled set), in steadfetch or Resque format. Each
 immediate push also leaves a wake token so an idle fetcher wakes at once. A retried enqueue
 after an ambiguous failure may push a job twice; both copies carry the same job id.
+A queue key that holds another type than a list is refused before anything is written
+(:class:`fetcher.errors.WrongTypeError`), for delayed jobs too: they would fail at promotion.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-
-from redis.asyncio import Redis
 
 from fetcher import codec
 from fetcher.connection import RedisConnection
 from fetcher.job import JobFormat
 from fetcher.keys import RESQUE_NAME_PREFIX, Keys
 from fetcher.retry import RetryPolicy
-from fetcher.scripts import WAKE_BOUND
+from fetcher.scripts import WAKE_BOUND, LuaScript
+
+ENQUEUE = LuaScript.load("enqueue")
 
 
 @dataclass(frozen=True)
@@ -35,8 +38,10 @@ class JobSpec:
     job_id: str | None = None
     delay: float | None = None
     eta: float | None = None
-    max_attempts: int = 3
+    max_attempts: int | None = None  # None: the worker decides (task setting, else its default)
     format: JobFormat = "steadfetch"
+    retry_base: float | None = None  # this job's retry backoff; None: the worker decides
+    retry_cap: float | None = None
 
 
 @dataclass(frozen=True)
@@ -53,10 +58,18 @@ def _encode(spec: JobSpec, keys: Keys, now: float) -> _Encoded:
         raise ValueError("task must be a non-empty name")
     if spec.delay is not None and spec.eta is not None:
         raise ValueError("give delay or eta, not both")
+    if spec.max_attempts is not None and spec.max_attempts < 1:
+        raise ValueError(f"max_attempts must be >= 1, got {spec.max_attempts}")
+    for name, seconds in (("retry_base", spec.retry_base), ("retry_cap", spec.retry_cap)):
+        if seconds is not None and not (math.isfinite(seconds) and seconds > 0):
+            raise ValueError(f"{name} must be a number of seconds > 0, got {seconds}")
     queue = spec.queue
     if spec.format == "resque" and not queue.startswith(RESQUE_NAME_PREFIX):
         queue = RESQUE_NAME_PREFIX + queue
     queue_key = keys.queue_key(queue)
+    # A Resque queue holds Resque payloads, whoever wrote them: a steadfetch payload there
+    # fails every Resque worker ('No job defined for class "undefined"').
+    job_format: JobFormat = "resque" if keys.is_resque(queue_key) else spec.format
     job_id = spec.job_id or codec.new_job_id()
     payload = codec.encode(
         job_id=job_id,
@@ -66,12 +79,16 @@ def _encode(spec: JobSpec, keys: Keys, now: float) -> _Encoded:
         queue_key=queue_key,
         attempt=1,
         max_attempts=spec.max_attempts,
+        retry_base=spec.retry_base,
+        retry_cap=spec.retry_cap,
         enqueued_at=now,
-        format=spec.format,
+        format=job_format,
     )
     due = (
         spec.eta if spec.eta is not None else (now + spec.delay if spec.delay is not None else None)
     )
+    if due is not None and not math.isfinite(due):
+        raise ValueError(f"delay and eta must be finite numbers, got {spec.delay or spec.eta!r}")
     resque_name = queue.removeprefix(RESQUE_NAME_PREFIX) if keys.is_resque(queue_key) else None
     return _Encoded(job_id, queue_key, resque_name, payload, due)
 
@@ -97,13 +114,16 @@ class Producer:
         job_id: str | None = None,
         delay: float | None = None,
         eta: float | None = None,
-        max_attempts: int = 3,
+        max_attempts: int | None = None,
         format: JobFormat = "steadfetch",
+        retry_base: float | None = None,
+        retry_cap: float | None = None,
         **kwargs: Any,
     ) -> str:
         """Enqueue one job; returns its id. (Job kwargs cannot use this method's own names;
         use :class:`JobSpec` with :meth:`enqueue_many` for those.)"""
-        spec = JobSpec(task, args, kwargs, queue, job_id, delay, eta, max_attempts, format)
+        spec = JobSpec(task, args, kwargs, queue, job_id, delay, eta, max_attempts, format,
+                       retry_base=retry_base, retry_cap=retry_cap)  # fmt: skip
         return (await self.enqueue_many([spec]))[0]
 
     async def enqueue_many(self, specs: Iterable[JobSpec | Mapping[str, Any]]) -> list[str]:
@@ -115,28 +135,21 @@ class Producer:
         if not encoded:
             return []
         queues = sorted({e.queue_key for e in encoded})
-
-        async def push(r: Redis) -> None:
-            pipe = r.pipeline(transaction=True)
-            woken: dict[str, int] = {}
-            for e in encoded:
-                if e.resque_name is not None:
-                    pipe.sadd(self.keys.resque_queues, e.resque_name)
-                if e.due is None:
-                    pipe.rpush(e.queue_key, e.payload)
-                    woken[e.queue_key] = woken.get(e.queue_key, 0) + 1
-                else:
-                    pipe.zadd(self.keys.scheduled, {e.payload: e.due})
-            for queue_key, count in woken.items():
-                wake = self.keys.wake(queue_key)
-                pipe.rpush(wake, *["1"] * min(count, WAKE_BOUND))
-                pipe.ltrim(wake, -WAKE_BOUND, -1)
-            await pipe.execute()
-
+        index = {queue_key: i for i, queue_key in enumerate(queues, 1)}
+        resque = sorted({e.resque_name for e in encoded if e.resque_name is not None})
+        keys = [
+            self.keys.scheduled,
+            self.keys.resque_queues,
+            *queues,
+            *(self.keys.wake(q) for q in queues),
+        ]
+        args: list[Any] = [WAKE_BOUND, len(queues), len(resque), *resque]
+        for e in encoded:
+            args += [index[e.queue_key], "" if e.due is None else repr(e.due), e.payload]
         names = ", ".join(self.keys.queue_name(q) for q in queues)
         await self.conn.execute(
             f"enqueueing {len(encoded)} job(s) to [{names}]",
-            push,
+            ENQUEUE.bind(keys, args),
             deadline=self.deadline,
         )
         return [e.job_id for e in encoded]
@@ -179,11 +192,14 @@ class SyncProducer:
         job_id: str | None = None,
         delay: float | None = None,
         eta: float | None = None,
-        max_attempts: int = 3,
+        max_attempts: int | None = None,
         format: JobFormat = "steadfetch",
+        retry_base: float | None = None,
+        retry_cap: float | None = None,
         **kwargs: Any,
     ) -> str:
-        spec = JobSpec(task, args, kwargs, queue, job_id, delay, eta, max_attempts, format)
+        spec = JobSpec(task, args, kwargs, queue, job_id, delay, eta, max_attempts, format,
+                       retry_base=retry_base, retry_cap=retry_cap)  # fmt: skip
         return self.enqueue_many([spec])[0]
 
     def enqueue_many(self, specs: Iterable[JobSpec | Mapping[str, Any]]) -> list[str]:

@@ -1,7 +1,9 @@
 """The Lua scripts (``fetcher/lua/*.lua``) and one way to run them: EVALSHA, loading on NOSCRIPT.
 
-A restarted Redis has forgotten every script; the NOSCRIPT reply is handled here, once, by
-loading and re-running, so it never reaches the retry policy or the caller.
+A restarted Redis has forgotten every script; the NOSCRIPT reply is handled here by loading and
+re-running. A second NOSCRIPT right after the load (a ``SCRIPT FLUSH`` landed between the load
+and the call) propagates: :mod:`fetcher.failures` classifies it RELOAD_SCRIPT and the connection
+owner retries it as one outage attempt, so it never reaches the caller.
 """
 
 from __future__ import annotations
@@ -27,7 +29,13 @@ class LuaScript:
 
     @classmethod
     def load(cls, name: str) -> LuaScript:
-        source = resources.files("fetcher").joinpath(f"lua/{name}.lua").read_text()
+        """``fetcher/lua/NAME.lua``."""
+        return cls.from_source(
+            name, resources.files("fetcher").joinpath(f"lua/{name}.lua").read_text()
+        )
+
+    @classmethod
+    def from_source(cls, name: str, source: str) -> LuaScript:
         return cls(name, source, hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest())
 
     async def __call__(self, client: Redis, keys: list[str], args: list[Any]) -> Any:
@@ -43,8 +51,7 @@ class LuaScript:
 
 
 ACK = LuaScript.load("ack")
-FETCH_RELIABLE = LuaScript.load("fetch_reliable")
-FETCH_FAST = LuaScript.load("fetch_fast")
+FETCH = LuaScript.load("fetch")  # reliable and fast mode (pills: one script, one bound)
 SETTLE = LuaScript.load("settle")
 REQUEUE = LuaScript.load("requeue")
 REQUEUE_PROCESSING = LuaScript.load("requeue_processing")

@@ -9,9 +9,10 @@ TLS to the master). Query parameters: ``db``, ``ssl_cert_reqs`` (none|optional|r
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import parse_qs, unquote
+from urllib.parse import unquote
 
 from fetcher.errors import ConfigurationError
 
@@ -63,14 +64,61 @@ def _fail(url_text: str, problem: str, fix: str) -> ConfigurationError:
     return ConfigurationError(f"Redis URL {url_text!r} {problem}: {fix}")
 
 
-def _redact(url: str) -> str:
-    """The URL with any password replaced by ``***`` (for error messages)."""
+# One host[:port] (or [ipv6]:port); Sentinel URLs list several, comma-separated.
+_HOST = r"(?:\[[0-9A-Fa-f:.]*\]|[^\s/?#@\[\],:]*)(?::[^\s/?#@\[\],]*)?"
+_HOSTS_THEN_END = re.compile(rf"{_HOST}(?:,{_HOST})*(?:[/?]|$)")
+# A query parameter starts at "&name=": a password may hold "&" or "#" itself.
+_PARAM_SPLIT = re.compile(r"&(?=[A-Za-z_]+=)")
+_QUERY_START = re.compile(r"\?[A-Za-z_]+=")
+_SECRET_PARAM = re.compile(r"((?:^|[?&])(?:sentinel_)?password=).*?(?=&[A-Za-z_]+=|$)", re.S)
+
+
+def split_userinfo(rest: str, *, strict: bool = True) -> tuple[str | None, str]:
+    """``rest`` (the URL after ``scheme://``) as (userinfo or None, what follows its ``@``).
+
+    The password may hold ``/ @ ? # %`` unencoded, so the ``@`` that ends the userinfo is the
+    last one followed by host[:port] and then ``/``, ``?`` or the end, preferring one whose
+    userinfo holds no ``/?#``, and never one inside the query (after ``?name=``: a value such as
+    ``ssl_ca_certs=/a@b`` may hold an ``@``). ``strict=False`` (for redaction) falls back to any
+    such ``@``, then to the last ``@``: when unsure the userinfo grows, so a redaction hides too
+    much rather than too little.
+    """
+    ats = [i for i, char in enumerate(rest) if char == "@"]
+    fitting = [i for i in reversed(ats) if _HOSTS_THEN_END.match(rest, i + 1)]
+    outside_query = [i for i in fitting if not _QUERY_START.search(rest, 0, i)]
+    clean = [i for i in outside_query if not any(c in rest[:i] for c in "/?#")]
+    choices = [clean, outside_query] if strict else [clean, outside_query, fitting, ats[::-1]]
+    for candidates in choices:
+        if candidates:
+            at = candidates[0]
+            return rest[:at], rest[at + 1 :]
+    return None, rest
+
+
+def redact_url(url: str) -> str:
+    """``url`` with every password replaced by ``***``: the one redaction, used wherever a Redis
+    URL is printed (error messages, ``--help``, reprs). A password in the query
+    (``password=***``, ``sentinel_password=***``) and in the userinfo (``:***@``; a lone name
+    before ``@`` is hidden too, as some write the password there), also when it holds
+    ``/ @ ? # & %`` unencoded."""
+    url = _SECRET_PARAM.sub(r"\1***", url)
     scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest.split("/", 1)[0]:
+    if not sep:
         return url
-    creds, _, hostpart = rest.partition("@")
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{hostpart}" if ":" in creds else f"{scheme}://***@{hostpart}"
+    userinfo, after = split_userinfo(rest, strict=False)
+    if userinfo is None:
+        return url
+    user, has_password, _ = userinfo.partition(":")
+    return f"{scheme}://{user}:***@{after}" if has_password else f"{scheme}://***@{after}"
+
+
+def _parse_query(text: str) -> dict[str, str]:
+    """``a=1&password=x&y`` → {"a": "1", "password": "x&y"} (split as :func:`redact_url` does)."""
+    query: dict[str, str] = {}
+    for item in _PARAM_SPLIT.split(text) if text else []:
+        key, _, value = item.partition("=")
+        query[unquote(key)] = unquote(value)
+    return query
 
 
 def _parse_db(raw: str, shown: str) -> int:
@@ -105,7 +153,7 @@ def _host_port(item: str, shown: str, default_port: int) -> tuple[str, int]:
 
 def parse_redis_url(url: str) -> RedisAddress:
     """Parse ``url``; raise ConfigurationError (password redacted) saying what to fix."""
-    shown = _redact(url)
+    shown = redact_url(url)
     scheme, sep, rest = url.partition("://")
     scheme = scheme.lower()
     if not sep or scheme not in _SCHEMES:
@@ -114,17 +162,17 @@ def parse_redis_url(url: str) -> RedisAddress:
             "has no supported scheme",
             f"start it with one of {', '.join(s + '://' for s in _SCHEMES)}",
         )
+    creds, rest = split_userinfo(rest)
     netloc, _, tail = rest.partition("/")
     path, _, query_text = tail.partition("?")
     if "?" in netloc:
         netloc, _, query_text = netloc.partition("?")
-    query = {k: v[-1] for k, v in parse_qs(query_text, keep_blank_values=True).items()}
+    query = _parse_query(query_text)
     unknown = sorted(set(query) - _QUERY_KEYS)
     if unknown:
         raise _fail(shown, f"has unknown parameter(s) {unknown}", f"use only {sorted(_QUERY_KEYS)}")
     username = password = None
-    if "@" in netloc:
-        creds, _, netloc = netloc.rpartition("@")
+    if creds is not None:
         user, has_pw, pw = creds.partition(":")
         username = unquote(user) or None  # redis://name@host names a user, as in redis-py
         password = unquote(pw) if has_pw else None

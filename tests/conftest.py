@@ -1,1 +1,1 @@
-pytest_plugins = ["chaos.fixtures"]
+pytest_plugins = ["tests.fixtures"]

@@ -3,6 +3,13 @@
 Write handlers against :class:`App`; run them with ``steadfetch run module:app``.
 """
 
+from importlib.metadata import PackageNotFoundError, version
+
 from worker.app import App, Task
 
-__all__ = ["App", "Task"]
+try:  # one version for --version, heartbeats and /metrics: what pip installed
+    __version__ = version("steadfetch")
+except PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "unknown (not installed)"
+
+__all__ = ["App", "Task", "__version__"]

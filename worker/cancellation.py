@@ -63,16 +63,27 @@ async def finish_by(
         await event.wait()
         scope.reschedule(min(deadline, loop.time() + hurry_within))
 
-    watcher: asyncio.Task[None] | None = None
+    failure: Exception | None = None
+    result: T | None = None
     try:
-        async with scope:
-            if hurry is not None:
-                watcher = asyncio.create_task(shorten(hurry))
-            return True, await step
+        async with scope, asyncio.TaskGroup() as watchers:
+            # The watcher lives in a TaskGroup (never a stray task): the group cancels and awaits
+            # it on every way out, including our own deadline. The step runs in this task, and
+            # its error is carried out of the group by hand so it is not wrapped in a group.
+            watcher = watchers.create_task(shorten(hurry)) if hurry is not None else None
+            try:
+                result = await step
+            except Exception as exc:  # noqa: BLE001 (re-raised below, outside the group)
+                failure = exc
+            finally:
+                if watcher is not None:
+                    watcher.cancel()
     except TimeoutError:
         if not scope.expired():  # the step's own error, not our deadline
             raise
         return False, None
-    finally:
-        if watcher is not None:
-            watcher.cancel()
+    if failure is not None:
+        if isinstance(failure, TimeoutError) and scope.expired():
+            return False, None
+        raise failure
+    return True, result

@@ -15,11 +15,12 @@ from collections.abc import Sequence
 from typing import TypeVar
 
 from fetcher.errors import ConfigurationError, RedisUnavailable
+from worker import __version__
 from worker.app import AppLoadError
 from worker.commands import admin, demo, enqueue, run, top
 from worker.config import ConfigError
 from worker.logs import configure_logging
-from worker.options import check_environment
+from worker.options import Parser
 from worker.plugins import load_plugins
 from worker.threads import SyncRunner
 
@@ -31,11 +32,14 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
 def build_parser() -> tuple[argparse.ArgumentParser, list[str]]:
     """The parser, and why any plugin subcommand was skipped."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="steadfetch",
         description="A Redis job worker that does not lock up, leak or lose jobs.",
-        epilog="Every flag can also be set as STEADFETCH_<FLAG>, e.g. STEADFETCH_REDIS_URL.",
+        epilog="Every flag of every command can also be set as STEADFETCH_<FLAG>, e.g. "
+        "STEADFETCH_REDIS_URL; a switch as STEADFETCH_LIVE=1 or 0, and --no-live on the "
+        "command line turns it off again.",
     )
+    parser.add_argument("--version", action="version", version=f"steadfetch {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in (run, enqueue, admin, top, demo):
         module.register(subparsers)
@@ -72,14 +76,17 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
     parser, skipped_plugins = build_parser()
     args = parser.parse_args(argv)
     command_parser: argparse.ArgumentParser = getattr(args, "parser", parser)
-    check_environment(command_parser)
     configure_logging(getattr(args, "log_format", "text"))
     for reason in skipped_plugins:
         log.warning("%s", reason)
+    for note in getattr(args, "deprecations", ()):
+        log.warning("%s", note)
     try:
         code: int = args.func(args)
     except (ConfigError, AppLoadError) as exc:
-        command_parser.error(str(exc))
+        # The one line that matters: a usage dump would bury it (the flags were fine).
+        print(f"{command_parser.prog}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         return 128 + 2
     except BaseException as exc:  # noqa: BLE001  (mapped to an exit code, nothing swallowed)

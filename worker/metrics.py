@@ -23,6 +23,11 @@ _COUNTERS = {
     "dead_lettered": "Jobs moved to the dead-letter list",
     "requeued": "Jobs given back to their queue at shutdown",
     "outages": "Redis outages seen by this worker",
+    "recovered_jobs": "Jobs this worker moved back to their queues from dead workers",
+    "dead_workers_recovered": "Dead workers (heartbeat expired) this worker recovered",
+    "presumed_dead": "Times this worker found it had been presumed dead (lease taken away)",
+    "late_settles": "Jobs this worker finished after they had been recovered elsewhere "
+    "(its ack or retry was fenced off)",
 }
 _GAUGES = {
     "in_flight": "Jobs running now",
@@ -31,6 +36,7 @@ _GAUGES = {
     "latency_p50_ms": "Median job run time over recent jobs (ms)",
     "latency_p99_ms": "99th percentile job run time over recent jobs (ms)",
     "rss_bytes": "Resident memory of the worker process",
+    "stuck_threads": "Sync handler threads still running past their job's timeout",
 }
 
 
@@ -51,6 +57,14 @@ class SnapshotCollector(Collector):
         connected = GaugeMetricFamily("steadfetch_redis_connected", "1 when Redis is connected")
         connected.add_metric([], 1.0 if snap.get("connection_state") == "connected" else 0.0)
         yield connected
+        policy = snap.get("eviction_policy")
+        safe = GaugeMetricFamily(
+            "steadfetch_redis_eviction_safe",
+            "1 when Redis's maxmemory-policy is noeviction, 0 when Redis may evict jobs, "
+            "-1 when it could not be read",
+        )
+        safe.add_metric([], -1.0 if policy is None else float(policy == "noeviction"))
+        yield safe
 
 
 def metrics_registry(snapshot: Callable[[], dict[str, Any]]) -> CollectorRegistry:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 RING_SIZE = 4096  # recent job durations kept for the percentiles (a power of two)
+RATE_WINDOW = 5.0  # jobs_per_second: completions over this many recent seconds
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
@@ -46,39 +47,64 @@ class WorkerStats:
     requeued: int = 0
     started_at: float = field(default_factory=time.time)
     # Set by the worker: fixed facts (worker_id, hostname, queues, ...) and live gauges
-    # (in_flight, connection state, outages, last error), merged into every snapshot.
+    # (in_flight, connection state, outages, last error), merged into every snapshot; and
+    # the safety facts: ownership counters (recovered jobs, presumed dead, late settles: see
+    # fetcher.Ownership), stuck sync threads, the Redis eviction policy.
     identity: dict[str, Any] = field(default_factory=dict)
     live: Callable[[], dict[str, Any]] = field(default=dict)
+    # Set by the worker: jobs dead-lettered below it (the fetcher's undecodable payloads).
+    dead_lettered_below: Callable[[], int] = field(default=int)
+    safety: Callable[[], dict[str, Any]] = field(default=dict)
     _durations: array[float] = field(default_factory=lambda: array("d", bytes(8 * RING_SIZE)))
+    # When each recorded job ended (monotonic s), in the same ring slots as its duration.
+    _ends: array[float] = field(default_factory=lambda: array("d", bytes(8 * RING_SIZE)))
     _count: int = 0
-    _rate_mark: tuple[float, int] = field(default_factory=lambda: (time.monotonic(), 0))
-    _rate: float = 0.0
+    _since: float = field(default_factory=time.monotonic)
 
-    def record_duration(self, seconds: float) -> None:
-        self._durations[self._count & (RING_SIZE - 1)] = seconds
-        self._count += 1
+    def record_duration(self, seconds: float, now: float | None = None) -> None:
+        slot = self._count & (RING_SIZE - 1)
+        self._durations[slot] = seconds
+        self._ends[slot] = time.monotonic() if now is None else now
+        self._count += 1  # last: a reader on another thread never counts an unwritten slot
 
     def latency_ms(self) -> tuple[float, float]:
         """(p50, p99) of the recent job durations, in milliseconds."""
         recent = sorted(self._durations[: min(self._count, RING_SIZE)])
         return percentile(recent, 0.50) * 1000.0, percentile(recent, 0.99) * 1000.0
 
-    def jobs_per_second(self) -> float:
-        """Jobs finished per second since the previous call at least a second ago."""
-        now = time.monotonic()
-        finished = self.processed + self.failed
-        mark_time, mark_count = self._rate_mark
-        if now - mark_time >= 1.0:
-            self._rate = (finished - mark_count) / (now - mark_time)
-            self._rate_mark = (now, finished)
-        return self._rate
+    def jobs_per_second(self, now: float | None = None) -> float:
+        """Jobs finished per second over the last :data:`RATE_WINDOW` seconds.
+
+        A pure read: the heartbeat, a Prometheus scrape and the dashboard's thread may all call
+        it, and none changes what another sees (the old figure reset a shared mark on every
+        read, so it depended on who read last, and two threads could make it negative). It
+        walks back from the newest end time in the ring, so it costs O(jobs in the window),
+        at most :data:`RING_SIZE`; with the ring full of recent jobs it divides by their span.
+        """
+        now = time.monotonic() if now is None else now
+        count = self._count
+        ends = self._ends
+        start = now - RATE_WINDOW
+        recent = 0
+        oldest = now
+        for back in range(min(count, RING_SIZE)):
+            ended = ends[(count - 1 - back) & (RING_SIZE - 1)]
+            if ended < start:
+                break
+            recent += 1
+            oldest = min(oldest, ended)
+        if recent == 0:
+            return 0.0
+        if recent >= RING_SIZE:
+            return recent / max(now - oldest, 1e-3)
+        return recent / min(RATE_WINDOW, max(1.0, now - self._since))
 
     def counters(self) -> dict[str, int]:
         return {
             "processed": self.processed,
             "failed": self.failed,
             "retried": self.retried,
-            "dead_lettered": self.dead_lettered,
+            "dead_lettered": self.dead_lettered + self.dead_lettered_below(),
             "requeued": self.requeued,
         }
 
@@ -95,6 +121,7 @@ class WorkerStats:
             "heartbeat_at": time.time(),
             **self.live(),
             **self.counters(),
+            **self.safety(),
             "jobs_per_second": round(self.jobs_per_second(), 1),
             "latency_p50_ms": round(p50, 3),
             "latency_p99_ms": round(p99, 3),

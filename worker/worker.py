@@ -24,7 +24,19 @@ import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from fetcher import Admin, ConnectionState, Fetcher, Job, RedisConnection
+from fetcher import (
+    Admin,
+    ConnectionEvent,
+    ConnectionRestored,
+    ConnectionState,
+    Fetcher,
+    FetcherError,
+    Job,
+    RedisConnection,
+    WrongTypeError,
+)
+from fetcher.state import stats_fields
+from worker import __version__
 from worker.acks import AckBatcher
 from worker.app import App
 from worker.cancellation import cancel_and_wait, checkpoint, finish_by
@@ -38,15 +50,34 @@ from worker.window import JobWindow
 
 log = logging.getLogger("worker")
 
-VERSION = "0.1.0"
+VERSION = __version__
 #: Part of the grace period kept for giving jobs back and unregistering (at most this many s).
 CLEANUP_RESERVE = 2.0
 #: A forced (second-signal) exit still tries this long to give jobs back.
 FORCED_CLEANUP = 1.0
+#: The recovery loop sweeps for orphaned processing lists every this many passes (and at start).
+SWEEP_EVERY = 8
 
 
 class JobTimeout(TimeoutError):
     """A handler ran longer than its task's (or the worker's default) job timeout."""
+
+
+#: Longest exception message kept in a log line or a dead-letter entry (user code may raise
+#: one of any size; the traceback is summarised separately).
+ERROR_TEXT_MAX_CHARS = 2000
+
+
+def error_text(error: BaseException) -> str:
+    """``ValueError: message`` for a log line or a dead-letter entry; bounded, and never raises,
+    even for an exception whose ``__str__`` does (user code)."""
+    try:
+        message = str(error)
+    except Exception:  # noqa: BLE001  (any failure of user code's __str__ is the same to us)
+        message = "<str() of the exception failed>"
+    if len(message) > ERROR_TEXT_MAX_CHARS:
+        message = f"{message[:ERROR_TEXT_MAX_CHARS]}... ({len(message)} characters)"
+    return f"{type(error).__name__}: {message}"
 
 
 def default_worker_id() -> str:
@@ -76,10 +107,12 @@ class Worker:
             mode=config.mode,
             block_timeout=config.block_timeout,
             heartbeat_ttl=config.heartbeat_ttl,
+            retry_base=config.job_retry_base,
+            retry_cap=config.job_retry_cap,
         )
         self.shutdown = Shutdown()
         self.window: JobWindow[Job] = JobWindow(config.concurrency, config.effective_prefetch)
-        self.acks: AckBatcher[Job] = AckBatcher(self.fetcher.ack_many)
+        self.acks: AckBatcher[Job] = AckBatcher(self.fetcher.ack_many, self.window.acked)
         self.stats = WorkerStats()
         self.stats.identity = {
             "worker_id": self.worker_id,
@@ -91,6 +124,10 @@ class Worker:
             "concurrency": config.concurrency,
         }
         self.stats.live = self._live_stats
+        self.stats.dead_lettered_below = lambda: self.fetcher.dead_lettered
+        # The last job that failed, for the heartbeat (top's "last error"): (unix s, line).
+        self._last_job_error: tuple[float, str] | None = None
+        self.stats.safety = self._safety_stats
         self.admin = Admin(conn)
         # Queue, scheduled and dead-letter counts as of the last heartbeat (for the heartbeat
         # itself, `top` and the live dashboard); refreshed with every beat, never per job.
@@ -107,6 +144,14 @@ class Worker:
         self._stalled: str | None = None
         self.stalls = 0
         self._last_beat = time.monotonic()
+        # When the heartbeat loop last woke up later than the heartbeat TTL (frozen process,
+        # blocked event loop): other workers may have taken this one for dead (unix s).
+        self._beat_stalled_at: float | None = None
+        # Redis's maxmemory-policy as last read (fetcher.Admin.eviction_policy); read again
+        # after every reconnect (a restarted Redis may come back with another config).
+        self._eviction: dict[str, Any] = {}
+        self._eviction_due = True
+        conn.subscribe(self._on_connection_event)
 
     def __repr__(self) -> str:
         return f"<Worker {self.worker_id} {self.config.mode} {self.window!r} {self.conn!r}>"
@@ -146,19 +191,21 @@ class Worker:
             await self._stop(fetching, running, services)
 
     async def _start(self) -> None:
-        """Register, recover dead workers' jobs, say so. Retries forever while Redis is down."""
+        """Claim the worker id, recover dead workers' jobs, check Redis's eviction policy, say
+        so. Retries forever while Redis is down. A live process holding the same worker id (a
+        twin) makes registration raise ConfigurationError: exit 2, naming the holder."""
         await self.fetcher.register()
-        recovered = await self.fetcher.recover_dead_workers()
+        await self.fetcher.recover_dead_workers(sweep=True)  # one line, naming the dead
         await self.fetcher.heartbeat(self.stats.snapshot(), self._heartbeat_ttl)
+        await self._check_eviction_policy()
         log.info(
-            "worker %s started: queues [%s], concurrency %d (prefetch %d), %s mode, Redis %s%s",
+            "worker %s started: queues [%s], concurrency %d (prefetch %d), %s mode, Redis %s",
             self.worker_id,
             ", ".join(self.config.queues),
             self.config.concurrency,
             self.config.effective_prefetch,
             self.config.mode,
             self.conn.endpoint,
-            f"; recovered {recovered} jobs of dead workers" if recovered else "",
         )
         self._last_beat = time.monotonic()
         self.started.set()
@@ -217,6 +264,36 @@ class Worker:
             checkpoint()
 
     async def _run_job(self, job: Job) -> None:
+        """Run one job and settle it. A failure in this job's own path (argument check, retry
+        re-encode, backoff, a settle into a key of the wrong type, or any unexpected exception
+        there) dead-letters the job with the reason and the worker goes on. Only a genuine
+        configuration error (a shared key, auth, permissions) or an outage reaches the loops."""
+        try:
+            await self._run_and_settle(job)
+        except WrongTypeError as exc:  # a key this job's settle writes to: the job's problem
+            await self._contain(job, exc)
+        except FetcherError:
+            raise
+        except Exception as exc:  # noqa: BLE001  (one job's bug must not stop the worker)
+            await self._contain(job, exc)
+
+    async def _contain(self, job: Job, exc: Exception) -> None:
+        """Dead-letter ``job`` after an unexpected failure in its own path; one log line (the
+        traceback goes into the dead-letter entry). If even that fails, the worker stops."""
+        text = error_text(exc)
+        reason = f"the worker could not process or settle this job: {text}"
+        tb = "".join(traceback.format_exception(exc))
+        await self.fetcher.dead_letter(job, reason, error=text, traceback_text=tb)
+        self.stats.dead_lettered += 1
+        log.error(
+            "job %s (task %s) dead-lettered: %s (traceback in the dead-letter entry)",
+            job.id,
+            job.task,
+            reason,
+            extra={"task": job.task, "job_id": job.id, "attempt": job.attempt, "outcome": "dead"},
+        )
+
+    async def _run_and_settle(self, job: Job) -> None:
         task = self.app.get(job.task)
         if task is None:
             known = ", ".join(sorted(t.name for t in self.app)) or "none"
@@ -235,7 +312,16 @@ class Worker:
                     await task.handler(*job.args, **job.kwargs)
                 else:
                     await self._threads.run(task.handler, job.args, job.kwargs)
-        except Exception as exc:  # noqa: BLE001  (the handler's failure is the job's outcome)
+        except (Exception, SystemExit, KeyboardInterrupt, asyncio.CancelledError) as exc:
+            # The handler's failure is the job's outcome: a handler calling sys.exit() or raising
+            # KeyboardInterrupt (signals reach the worker's handlers, never user code) ends its
+            # job, not the worker, and one raising CancelledError of its own (nobody cancelled
+            # this task) must not end its runner (N such jobs would leave no runner at all).
+            current = asyncio.current_task()
+            if isinstance(exc, asyncio.CancelledError) and (
+                current is None or current.cancelling()
+            ):
+                raise
             error: BaseException = exc
             if isinstance(exc, TimeoutError) and scope.expired():
                 error = JobTimeout(f"job exceeded its timeout of {timeout:g} s")
@@ -253,25 +339,34 @@ class Worker:
     def _succeeded(self, job: Job, seconds: float) -> None:
         self.stats.processed += 1
         self.stats.record_duration(seconds)
+        self.window.hold()  # the job keeps its slot until the ack is sent
         self.acks.add(job)
 
     async def _failed(self, job: Job, error: BaseException, seconds: float) -> None:
         self.stats.failed += 1
         self.stats.record_duration(seconds)
         tb = "".join(traceback.format_exception(error))
-        outcome = await self.fetcher.nack(job, f"{type(error).__name__}: {error}", tb)
+        text = error_text(error)
+        task = self.app.get(job.task)
+        fetcher, default_max = self.fetcher, self.config.max_attempts
+        limit, delay = (
+            task.retry_plan(job, max_attempts=default_max, retry_base=fetcher.retry_base,
+                            retry_cap=fetcher.retry_cap)
+            if task else (job.max_attempts or default_max, None)
+        )  # fmt: skip
+        outcome = await self.fetcher.nack(job, text, tb, delay=delay, max_attempts=limit)
+        self._note_job_error(job, text)
         if outcome == "dead":
             self.stats.dead_lettered += 1
         else:
             self.stats.retried += 1
         log.error(
-            "job %s (task %s, attempt %d/%d) failed: %s: %s; %s\n%s",
+            "job %s (task %s, attempt %d/%d) failed: %s; %s\n%s",
             job.id,
             job.task,
             job.attempt,
-            job.max_attempts,
-            type(error).__name__,
-            error,
+            limit,
+            text,
             "dead-lettered (last attempt)" if outcome == "dead" else "will be retried",
             tb.rstrip(),
             extra={"task": job.task, "job_id": job.id, "attempt": job.attempt, "outcome": outcome},
@@ -280,6 +375,7 @@ class Worker:
     async def _dead_letter(self, job: Job, reason: str) -> None:
         await self.fetcher.dead_letter(job, reason)
         self.stats.dead_lettered += 1
+        self._note_job_error(job, reason)
         log.error(
             "job %s (task %s) dead-lettered: %s",
             job.id,
@@ -288,6 +384,9 @@ class Worker:
             extra={"task": job.task, "job_id": job.id, "attempt": job.attempt, "outcome": "dead"},
         )
 
+    def _note_job_error(self, job: Job, error: str) -> None:
+        self._last_job_error = (time.time(), f"job {job.id} (task {job.task}): {error}"[:300])
+
     # -- services -----------------------------------------------------------------------------
 
     @property
@@ -295,30 +394,70 @@ class Worker:
         return self.config.heartbeat_ttl
 
     def _live_stats(self) -> dict[str, Any]:
-        conn = self.conn.stats
         return {
             "in_flight": self.window.running,
             "connection_state": self.conn.state.value,
-            "outages": conn.outages,
-            "outage_since": conn.outage_since,
-            "last_error": conn.last_error,
-            "last_error_at": conn.last_error_at,
+            **stats_fields(self.conn.stats),
+            "last_job_error": self._last_job_error and self._last_job_error[1],
+            "last_job_error_at": self._last_job_error and self._last_job_error[0],
             **self._depths,
         }
 
+    def _safety_stats(self) -> dict[str, Any]:
+        """Ownership counters, stuck threads and the eviction policy, for beats and /metrics."""
+        ownership = self.fetcher.ownership
+        return {
+            **ownership.counters(),
+            "presumed_dead_at": ownership.presumed_dead_at,
+            "stuck_threads": self._threads.stuck,
+            "eviction_policy": self._eviction.get("policy"),
+        }
+
+    def _on_connection_event(self, event: ConnectionEvent) -> None:
+        if isinstance(event, ConnectionRestored):
+            self._eviction_due = True
+
+    async def _check_eviction_policy(self) -> None:
+        """Read maxmemory-policy; WARN when Redis may evict jobs or when it cannot be checked."""
+        self._eviction_due = False
+        self._eviction = await self.admin.eviction_policy()
+        if not self._eviction.get("safe"):
+            log.warning("%s", self._eviction["note"])
+
     async def _heartbeat_loop(self) -> None:
         """Beat at a fixed rate: a slow link must not stretch the gaps between beats (a gap
-        longer than the TTL makes other workers take this one for dead and requeue its jobs)."""
+        longer than the TTL makes other workers take this one for dead and requeue its jobs).
+
+        A wake-up later than the TTL means this process was frozen (SIGSTOP, a paused VM) or its
+        event loop blocked: that is said at once. The beat itself then finds out whether this
+        worker was presumed dead (fetcher.registry: WARNING, counted, rejoined)."""
         await self.started.wait()
         loop = asyncio.get_running_loop()
         due = loop.time()
         while True:
             due = max(due + self.config.heartbeat_interval, loop.time())
             await asyncio.sleep(due - loop.time())
+            late = loop.time() - due
+            if late > self._heartbeat_ttl:
+                self._beat_stalled_at = time.time()
+                log.warning(
+                    "worker %s: heartbeat loop stalled for %.1f s, past the heartbeat TTL of "
+                    "%.1f s (process frozen or event loop blocked): other workers may have taken "
+                    "it for dead and recovered its jobs",
+                    self.worker_id,
+                    late + self.config.heartbeat_interval,
+                    self._heartbeat_ttl,
+                )
+            began = loop.time()
             await self.fetcher.heartbeat(self.stats.snapshot(), self._heartbeat_ttl)
             self._last_beat = time.monotonic()
-            # For the next beat (and the dashboard): after the write, so it never delays one.
-            self._depths = await self.admin.depths(self.config.queues)
+            if self._eviction_due:
+                await self._check_eviction_policy()
+            # For the next beat (and the dashboard): after the write, so it never delays one;
+            # skipped when the write itself was slow (a slow link), where one more round trip
+            # would push the next beat toward the TTL.
+            if loop.time() - began < self.config.heartbeat_interval / 2:
+                self._depths = await self.admin.depths(self.config.queues)
 
     async def _scheduler_loop(self) -> None:
         """Move due retries and delayed jobs into their queues."""
@@ -330,13 +469,16 @@ class Worker:
             await asyncio.sleep(self.config.scheduler_interval)
 
     async def _recovery_loop(self) -> None:
-        """Give dead workers' jobs back to their queues (also done once at start)."""
+        """Give dead workers' jobs back to their queues (also done once at start). Every
+        :data:`SWEEP_EVERY` passes, also sweep for processing lists that no registered worker
+        owns (a SCAN of the keyspace: what a zombie fetched and then died with)."""
         await self.started.wait()
+        passes = 0
         while True:
             await asyncio.sleep(self.config.recovery_interval)
-            recovered = await self.fetcher.recover_dead_workers()
-            if recovered:
-                log.warning("recovered %d jobs of dead workers", recovered)
+            passes += 1
+            # Logs one line naming the dead workers, when it found any.
+            await self.fetcher.recover_dead_workers(sweep=passes % SWEEP_EVERY == 0)
 
     async def _watchdog_loop(self) -> None:
         """Notice a fetch that cannot still be legitimately running, say so, reset, fetch again.
@@ -390,12 +532,35 @@ class Worker:
         return True, "ready"
 
     def healthy(self) -> tuple[bool, str]:
-        """Unhealthy when the fetch loop is stuck (watchdog) or heartbeats stopped while Redis
-        counts as connected. An outage alone is not unhealthy: restarting would not help."""
+        """Unhealthy when the fetch loop is stuck (watchdog), heartbeats stopped while Redis
+        counts as connected, more sync handler threads are stuck than there are spares, or,
+        for one heartbeat TTL after the fact, when the heartbeat loop stalled past its TTL or
+        this worker found it had been presumed dead. An outage alone is not unhealthy:
+        restarting would not help."""
         if self._stalled is not None:
             return False, self._stalled
+        threads_ok, threads_why = self._threads.health()
+        if not threads_ok:
+            return False, threads_why
+        ttl, now = self._heartbeat_ttl, time.time()
+        ownership = self.fetcher.ownership
+        presumed = ownership.presumed_dead_at
+        if presumed is not None and now - presumed < ttl:
+            return False, (
+                f"presumed dead {now - presumed:.1f} s ago: its lease expired and its jobs were "
+                f"recovered elsewhere ({ownership.presumed_dead} time(s) so far, "
+                f"{ownership.late_settles} late settle(s) fenced off); rejoined with a fresh lease"
+            )
+        stalled = self._beat_stalled_at
+        if stalled is not None and now - stalled < ttl:
+            return False, (
+                f"heartbeat loop stalled past the heartbeat TTL of {ttl:.1f} s "
+                f"{now - stalled:.1f} s ago (process frozen or event loop blocked)"
+            )
         config = self.config
-        beat_limit = 3 * config.heartbeat_interval + config.retry_cap + config.read_timeout + 1.0
+        beat_limit = (
+            3 * config.heartbeat_interval + config.redis_retry_cap + config.read_timeout + 1.0
+        )
         silent_for = time.monotonic() - self._last_beat
         connected = self.conn.state is ConnectionState.CONNECTED
         if self.started.is_set() and connected and silent_for > beat_limit:
@@ -426,15 +591,7 @@ class Worker:
                 self.window.running,
                 self.window.buffered,
             )
-        forced = asyncio.ensure_future(self.shutdown.forced.wait())
-        try:
-            await asyncio.wait(
-                [running, forced],
-                timeout=max(0.0, deadline - loop.time() - self._cleanup_reserve),
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-        finally:
-            forced.cancel()
+        await self._drain(running, until=deadline - self._cleanup_reserve)
         interrupted = [job for job in self._current if job is not None]
         if not running.done():
             reason = "second signal" if self.shutdown.forced.is_set() else "grace period over"
@@ -455,11 +612,27 @@ class Worker:
         # Started jobs were fetched before the unstarted ones: keep that order at the head.
         await self._give_back(interrupted + self.window.drain(), deadline)
         log.info(
-            "worker %s stopped after %.1f s: %s",
+            "worker %s stopped after running %.1f s (shutdown took %.1f s): %s",
             self.worker_id,
+            time.time() - self.stats.started_at,
             loop.time() - began,
             self.stats.counter_line(),
         )
+
+    async def _drain(self, running: asyncio.Task[None], *, until: float) -> None:
+        """Wait until the running jobs end, the loop time ``until`` passes or a second signal
+        arrives.
+
+        ``running`` is only watched, never cancelled here: the caller decides what happens to
+        jobs still running. The second-signal watcher is owned by a TaskGroup, so it is gone
+        when this returns, whichever way it ends."""
+        try:
+            async with asyncio.timeout_at(until), asyncio.TaskGroup() as watchers:
+                forced = watchers.create_task(self.shutdown.forced.wait(), name="forced")
+                await asyncio.wait([running, forced], return_when=asyncio.FIRST_COMPLETED)
+                forced.cancel()
+        except TimeoutError:
+            pass  # grace period over: the caller cancels what still runs
 
     def _outage_cause(self) -> str:
         """What the current outage looks like, for a log line: the last failed attempt's

@@ -1,7 +1,12 @@
 -- Ack many jobs in one call: remove each payload (one occurrence) from its processing list.
--- KEYS: the processing lists involved.  ARGV: for each key in order, a count n then n payloads.
--- Returns how many were still there (a job recovered by someone else is simply absent).
-local removed, k, i = 0, 1, 1
+-- KEYS[1] the worker's lease hash, then the processing lists involved.  ARGV[1] the lease token
+-- the acks are sent under ('' = unfenced), then for each list in order a count n and n payloads.
+-- Returns how many were still there (a job recovered by someone else is simply absent), or -1
+-- when the token no longer holds the lease (fenced: a presumed-dead worker removes nothing).
+if ARGV[1] ~= '' and redis.call('HGET', KEYS[1], 'token') ~= ARGV[1] then
+  return -1
+end
+local removed, k, i = 0, 2, 2
 while i <= #ARGV do
   local n, key = tonumber(ARGV[i]), KEYS[k]
   -- Usually the payloads are the oldest in the list, in fetch order: its head. Then one LTRIM

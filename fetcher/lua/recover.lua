@@ -1,15 +1,19 @@
 -- Recover the jobs of dead workers: every registered worker whose heartbeat key is gone has
 -- each of its processing lists moved back to the HEAD of its queue (order preserved), then is
--- removed from the registry. One atomic script, so two recoverers never move a job twice.
+-- removed from the registry and its lease deleted (so a late settle from it, a zombie, is
+-- refused by the fence in ack.lua/settle.lua). One atomic script, so two recoverers never move
+-- a job twice.
 -- KEYS[1] registry set.  ARGV: heartbeat prefix, worker-queues prefix, processing prefix,
--- wake prefix, wake bound, the caller's worker id ('' for none).  Returns {jobs moved, workers
--- removed}.  The caller is alive by definition, even when its own heartbeat expired: a call it
--- sent just before Redis froze can run after the thaw, when its TTL has run out, and must not
--- requeue the jobs it is running (or finished and is acking on another connection).
-local moved, removed = 0, 0
+-- wake prefix, wake bound, the caller's worker id ('' for none), lease prefix.
+-- Returns {jobs moved, workers removed, {dead worker id, jobs moved from it, ...}}.  The caller
+-- is alive by definition, even when its own heartbeat expired: a call it sent just before Redis
+-- froze can run after the thaw, when its TTL has run out, and must not requeue the jobs it is
+-- running (or finished and is acking on another connection).
+local moved, removed, dead = 0, 0, {}
 for _, wid in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   if wid ~= ARGV[6] and redis.call('EXISTS', ARGV[1] .. wid) == 0 then
     local qset = ARGV[2] .. wid
+    local from_this = 0
     for _, q in ipairs(redis.call('SMEMBERS', qset)) do
       local p = ARGV[3] .. wid .. ':' .. q
       local n = 0
@@ -20,11 +24,14 @@ for _, wid in ipairs(redis.call('SMEMBERS', KEYS[1])) do
         redis.call('RPUSH', ARGV[4] .. q, '1')
         redis.call('LTRIM', ARGV[4] .. q, -tonumber(ARGV[5]), -1)
       end
-      moved = moved + n
+      from_this = from_this + n
     end
-    redis.call('DEL', qset)
+    redis.call('DEL', qset, ARGV[7] .. wid)
     redis.call('SREM', KEYS[1], wid)
     removed = removed + 1
+    moved = moved + from_this
+    dead[#dead + 1] = wid
+    dead[#dead + 1] = from_this
   end
 end
-return {moved, removed}
+return {moved, removed, dead}

@@ -4,7 +4,11 @@
 -- a failed script back, so a write that fails (a key of the wrong type) must lose nothing.
 -- KEYS[1] processing list, KEYS[2] destination, KEYS[3] wake list (used when ARGV[6] ~= '').
 -- ARGV: raw, kind ('zadd'|'rpush'|'lpush'), score, value, check ('1' reliable, '0' fast),
---       wake ('' or the bound on the wake list).
+--       wake ('' or the bound on the wake list), lease token ('' = unfenced).
+-- KEYS[4] the worker's lease hash. Returns -1 when the token no longer holds the lease (fenced).
+if (ARGV[7] or '') ~= '' and redis.call('HGET', KEYS[4], 'token') ~= ARGV[7] then
+  return -1
+end
 local check = ARGV[5] == '1'
 if check and not redis.call('LPOS', KEYS[1], ARGV[1]) then
   return 0

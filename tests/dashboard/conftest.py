@@ -1,7 +1,7 @@
 """Real terminals (tmux) and real ``steadfetch`` processes for the dashboard's end-to-end tests.
 
 A missing tmux or a ``steadfetch run`` that cannot start skips the test with the reason, and
-fails it under CI=true (as ``chaos.fixtures.require`` does for Redis and Toxiproxy).
+fails it under CI=true (as ``tests.fixtures.require`` does for Redis and Toxiproxy).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from chaos.env.redis_server import RedisServer
-from chaos.fixtures import require
 from tests.dashboard.terminal import (
     APP,
     FAST_WORKER,
@@ -26,6 +25,7 @@ from tests.dashboard.terminal import (
     require_steadfetch,
     run_env,
 )
+from tests.fixtures import require
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from chaos.fixtures import IN_CI
+from tests.fixtures import IN_CI
 
 REPO = Path(__file__).resolve().parents[2]
 STEADFETCH = Path(sys.executable).with_name("steadfetch")

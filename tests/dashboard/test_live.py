@@ -14,9 +14,9 @@ from typing import IO, Any
 import pytest
 from rich.console import Console
 
+from tests.dashboard.samples import NOW, OUTAGE_LINE, heartbeat, outage_heartbeat
 from worker.dashboard.live import LiveDashboard
 from worker.dashboard.logtap import LogTap
-from worker.dashboard.samples import NOW, OUTAGE_LINE, heartbeat, outage_heartbeat
 
 OUTAGE_LOG = (
     "Redis 127.0.0.1:6379/0 unreachable while fetching from queues [default]: "
@@ -85,22 +85,17 @@ def test_stderr_to_a_file_stays_in_the_file(tmp_path: Path) -> None:
     assert "to the file" not in out.split("Recent errors")[0]  # not printed above the view
 
 
-def test_outage_log_line_gives_the_next_wait() -> None:
-    clock = [NOW]
-    snap = outage_heartbeat(last_error="ConnectionRefusedError [Errno 111] Connection refused")
+def test_outage_retry_state_comes_from_the_snapshot_fields() -> None:
+    snap = outage_heartbeat(retry_attempt=4, retry_next_at=NOW + 2.0)
     console = terminal()
-    dash = LiveDashboard(lambda: snap, console, refresh=0.05, clock=lambda: clock[0])
+    dash = LiveDashboard(lambda: snap, console, refresh=0.05, clock=lambda: NOW)
     with dash:
-        logging.getLogger("fetcher.connection").warning(OUTAGE_LOG)
-        clock[0] = NOW + 1.0  # the line was logged at real time; the dashboard's clock is fixed
+        logging.getLogger("fetcher.connection").warning(OUTAGE_LOG)  # says attempt 4, 2.5 s
         frame = Console(record=True, width=80, color_system=None)
-        record = dash._tap.retry()
-        assert record is not None and record.attempt == 4
-        clock[0] = record.at + 0.5
         frame.print(dash.render())
     out = frame.export_text()
     assert "attempt 4" in out
-    assert "next retry in 2.0 s" in out
+    assert "next retry in 2.0 s" in out  # the field, not the line's 2.5 s
 
 
 def test_history_is_bounded() -> None:
@@ -156,12 +151,13 @@ def test_no_color(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "\x1b[31" not in written and "\x1b[1;31" not in written
 
 
-def test_logtap_clears_retry_on_recovery() -> None:
+def test_logtap_leaves_out_the_recovery_line_by_its_event_field() -> None:
     tap = LogTap()
     log = logging.getLogger("fetcher.connection")
     with tap:
         log.warning(OUTAGE_LOG)
-        assert tap.retry() is not None
-        log.warning("Redis 127.0.0.1:6379/0 reachable again after 5.1 s (7 attempts)")
-        assert tap.retry() is None
+        log.warning(
+            "Redis 127.0.0.1:6379/0 reachable again after 5.1 s (7 attempts)",
+            extra={"connection_event": "restored"},
+        )
     assert [line for _, line in tap.errors()] == [OUTAGE_LOG]

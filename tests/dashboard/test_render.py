@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from rich.console import Console, RenderableType
 
-from worker.dashboard import fmt, samples
+from tests.dashboard import samples
+from tests.dashboard.samples import NOW
+from worker.dashboard import fmt
 from worker.dashboard.render import Cluster, Link, Phase, top_view, worker_dashboard
-from worker.dashboard.samples import NOW
 
 
 def render(renderable: RenderableType, width: int = 80, *, color: bool = False) -> Console:
@@ -69,11 +70,15 @@ def test_outage_shows_timer_attempt_next_wait_and_error(width: int) -> None:
     assert "4/20" in out
 
 
-def test_outage_prefers_structured_retry_keys() -> None:
+def test_outage_reads_the_retry_fields_never_the_line() -> None:
     snap = samples.outage_heartbeat(retry_attempt=9, retry_next_at=NOW + 3.0)
     out = text(worker_dashboard(snap, now=NOW))
     assert "attempt 9" in out
     assert "next retry in 3.0 s" in out
+    # Without the fields the figures are unknown, although the line still says "attempt 7".
+    bare = samples.outage_heartbeat(retry_attempt=None, retry_next_at=None)
+    out = text(worker_dashboard(bare, now=NOW))
+    assert "attempt -   next retry in -" in out
 
 
 def test_recovering_then_connected() -> None:

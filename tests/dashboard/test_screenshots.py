@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from worker.dashboard import screenshots
+from tests.dashboard import screenshots
 
 
 def test_renders_every_image(tmp_path: Path) -> None:

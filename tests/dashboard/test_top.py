@@ -13,8 +13,9 @@ from rich.console import Console
 from chaos.env.ports import free_port
 from chaos.env.redis_server import RedisServer
 from fetcher import Fetcher, Producer, RedisConnection
+from tests.dashboard import samples
 from tests.dashboard.terminal import retry_attempt
-from worker.dashboard import run_top_async, samples
+from worker.dashboard import run_top_async
 from worker.dashboard.source import FetcherSource
 from worker.dashboard.top import Top
 

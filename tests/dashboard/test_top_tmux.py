@@ -67,7 +67,9 @@ def test_top_in_a_terminal_across_a_redis_restart(
     )
     attempt = retry_attempt(screen)
     assert attempt is not None, screen  # down for, attempt and next wait all shown
-    assert attempt >= 2  # the first failed attempt saw the server close the connection
+    # The server's close of the pooled connection is replaced quietly (that alone is no
+    # outage); the refused reconnect is attempt 1.
+    assert attempt >= 1
     assert WORKER_ID in screen  # the last data read stays on screen
     assert worker.poll() is None  # the worker rides the outage out too
 

@@ -20,8 +20,8 @@ from redis.retry import Retry
 from chaos.env.binaries import redis_server_binary
 from chaos.env.ports import free_port, wait_listening
 from chaos.env.redis_server import RedisServer
-from chaos.fixtures import require
 from fetcher import RedisConnection, RetryPolicy
+from tests.fixtures import require
 
 #: Short real waits, so outage tests take a second, not a minute.
 FAST_RETRY = RetryPolicy(base=0.02, cap=0.2)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fetcher import ConfigurationError, RedisConnection
-from fetcher.url import parse_redis_url
+from fetcher.url import parse_redis_url, redact_url
 
 
 def test_plain_tcp_with_password_keeps_it_out_of_the_endpoint() -> None:
@@ -86,3 +86,49 @@ def test_connection_repr_has_endpoint_and_state_but_no_password() -> None:
     conn = RedisConnection.from_url("redis://:hunter2@127.0.0.1:1/0")
     assert repr(conn) == "<RedisConnection 127.0.0.1:1/0 connecting>"
     assert "hunter2" not in repr(conn.address)
+
+
+#: A password holding every character that a URL gives a meaning to, none percent-encoded.
+SPECIAL = "pa/ss@wo?rd#x%y&z"
+FRAGMENTS = ("pa/ss", "wo?rd", "#x%y", "ss@wo")
+
+
+def _leaks(text: str) -> list[str]:
+    return [fragment for fragment in FRAGMENTS if fragment in text]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"redis://:{SPECIAL}@127.0.0.1:6379/0",
+        f"redis://alice:{SPECIAL}@127.0.0.1:6379/0",
+        f"redis://127.0.0.1:6379/0?password={SPECIAL}",
+        f"redis://127.0.0.1:6379/0?db=1&password={SPECIAL}",
+        f"unix:///tmp/redis.sock?password={SPECIAL}&db=2",
+        f"redis+sentinel://:{SPECIAL}@h1:26379,h2:26379/mymaster/0?sentinel_password={SPECIAL}",
+        f"redis://:{SPECIAL}@[::1]:6379/0",
+    ],
+)
+def test_redaction_and_parsing_agree_on_unencoded_special_characters(url: str) -> None:
+    assert _leaks(redact_url(url)) == [], redact_url(url)
+    address = parse_redis_url(url)
+    assert address.password == SPECIAL or address.sentinel_password == SPECIAL
+    assert _leaks(repr(address)) == [] and _leaks(address.endpoint) == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"redis://:{SPECIAL}@h:notaport/0",
+        f"redis://:{SPECIAL}@h:6379/zero",
+        f"redis://h:6379/0?timeout=3&password={SPECIAL}",
+        f"redis://h:6379/0?password={SPECIAL}&timeout=3",
+        f"http://:{SPECIAL}@h:6379/0",
+        f"redis://:{SPECIAL}@h:6379/0?ssl_cert_reqs=none",
+    ],
+)
+def test_every_url_error_message_redacts_a_special_password(url: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        parse_redis_url(url)
+    assert _leaks(str(info.value)) == [], str(info.value)
+    assert "***" in str(info.value)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-import chaos.fixtures as fixtures
+import tests.fixtures as fixtures
 from chaos.env.binaries import ComponentMissing, find_binary
 from chaos.env.ports import free_port
 from chaos.env.toxiproxy import ToxiproxyAPI, ToxiproxyError, ToxiproxyServer

@@ -70,7 +70,7 @@ class LiveDashboard:
         """One frame: the current snapshot, the throughput history, captured errors."""
         now = self._clock()
         try:
-            snap = self._tap.overlay(dict(self._snapshot()))
+            snap = dict(self._snapshot())
         except Exception as exc:  # noqa: BLE001 - shown on screen; the view must keep running
             return Text(f"dashboard snapshot failed: {type(exc).__name__}: {exc}", style="red")
         if self._last_sample is None or now - self._last_sample >= self.refresh * 0.9:

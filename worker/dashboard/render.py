@@ -11,7 +11,6 @@ wraps or is cut with an ellipsis.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,9 +34,6 @@ RECOVERY_WINDOW = 30.0
 DEFAULT_STALE_AFTER = 15.0
 #: How many recent errors the errors panel shows.
 MAX_ERRORS = 3
-
-_ATTEMPT = re.compile(r"\battempt (\d+)")
-_NEXT_WAIT = re.compile(r"retrying in ([\d.]+) ?s\b")
 
 
 class Phase(StrEnum):
@@ -71,9 +67,8 @@ class Link:
     """A Redis connection as the connection panel shows it.
 
     Built from a heartbeat (the worker's own connection) or from the ``top`` process's own
-    connection. ``attempt`` and ``next_retry_at`` come from the optional ``retry_attempt`` and
-    ``retry_next_at`` keys; without them they are read from the descriptive outage line
-    (``... (attempt 3, down 2.4 s, retrying in 0.8 s)``, see CONTRACTS.md).
+    connection. ``attempt`` and ``next_retry_at`` come from the ``retry_attempt`` and
+    ``retry_next_at`` keys (fetcher's ``ConnectionStats`` fields; never parsed from the line).
     """
 
     state: str = "unknown"
@@ -88,24 +83,14 @@ class Link:
 
     @classmethod
     def from_snapshot(cls, snap: Snapshot) -> Link:
-        last_error = _str(snap, "last_error")
-        last_error_at = _float(snap, "last_error_at")
-        attempt = _int(snap, "retry_attempt")
-        next_retry_at = _float(snap, "retry_next_at")
-        if last_error is not None:
-            if attempt is None and (m := _ATTEMPT.search(last_error)):
-                attempt = int(m.group(1))
-            m = _NEXT_WAIT.search(last_error)
-            if next_retry_at is None and last_error_at is not None and m:
-                next_retry_at = last_error_at + float(m.group(1))
         return cls(
             state=str(snap.get("connection_state") or "unknown").lower(),
             endpoint=_str(snap, "endpoint"),
             outage_since=_float(snap, "outage_since"),
-            attempt=attempt,
-            next_retry_at=next_retry_at,
-            last_error=last_error,
-            last_error_at=last_error_at,
+            attempt=_int(snap, "retry_attempt"),
+            next_retry_at=_float(snap, "retry_next_at"),
+            last_error=_str(snap, "last_error"),
+            last_error_at=_float(snap, "last_error_at"),
             outages=_int(snap, "outages") or 0,
             recovered_at=_float(snap, "recovered_at"),
         )
@@ -399,10 +384,21 @@ def workers_table(
             fmt.rate(_float(snap, "jobs_per_second")),
             f"{fmt.count(_int(snap, 'in_flight'))}/{fmt.count(_int(snap, 'concurrency'))}",
             Text(f"{age} STALE" if old else age, style="bold" if old else ""),
-            Text(link.last_error or "", style="dim" if phase is Phase.CONNECTED else "red"),
+            Text(last_error_of(snap, link), style="dim" if phase is Phase.CONNECTED else "red"),
             style="red" if old else None,
         )
     return table
+
+
+def last_error_of(snap: Snapshot, link: Link) -> str:
+    """The newer of the worker's last Redis error and its last job error (heartbeat keys
+    ``last_error`` and ``last_job_error``), for top's "last error" column."""
+    job_error = _str(snap, "last_job_error")
+    if job_error is None:
+        return link.last_error or ""
+    if link.last_error and (link.last_error_at or 0.0) > (_float(snap, "last_job_error_at") or 0.0):
+        return link.last_error
+    return job_error
 
 
 def top_view(

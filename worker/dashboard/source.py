@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from fetcher import Admin, ConnectionEvent, ConnectionRestored, RedisConnection, RetryPolicy
+from fetcher.state import stats_fields
 from worker.dashboard.render import Cluster, Link
 
 #: top's own retry policy: frequent attempts (it is one read-only client), capped low.
@@ -50,17 +51,12 @@ class FetcherSource:
             self._recovered_at = event.at
 
     def link(self) -> Link:
-        """The connection owner's live state; the next wait is read from its outage line."""
-        stats = self.conn.stats
+        """The connection owner's live state, from its stats' fields (the same the heartbeat
+        carries: :func:`fetcher.state.stats_fields`)."""
         return Link.from_snapshot(
             {
                 "connection_state": self.conn.state.value,
-                "endpoint": self.conn.endpoint,
-                "outage_since": stats.outage_since,
-                "retry_attempt": stats.attempts or None,
-                "last_error": stats.last_error,
-                "last_error_at": stats.last_error_at,
-                "outages": stats.outages,
+                **stats_fields(self.conn.stats),
                 "recovered_at": self._recovered_at,
             }
         )

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -33,7 +32,6 @@ from worker.dashboard.render import (
     DEFAULT_STALE_AFTER,
     Cluster,
     Link,
-    Phase,
     errors_panel,
     top_view,
 )
@@ -80,9 +78,6 @@ class Top:
     def frame(self) -> RenderableType:
         now = self.clock()
         link = self.source.link()
-        retry = self.tap.retry()
-        if link.phase(now) is Phase.OUTAGE and retry is not None and link.next_retry_at is None:
-            link = dataclasses.replace(link, next_retry_at=retry.next_retry_at)
         view = top_view(self.cluster, link, now=now, stale=self.stale)
         errors = self.tap.errors()
         return Group(view, errors_panel(errors, now)) if errors else view

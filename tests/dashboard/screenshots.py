@@ -1,7 +1,7 @@
-"""Render the README's images: ``python -m worker.dashboard.screenshots docs/images``.
+"""Render the README's images: ``python -m tests.dashboard.screenshots docs/images``.
 
 The live dashboard and ``top``, connected and in a Redis outage, from the realistic snapshots
-in :mod:`worker.dashboard.samples`, exported with rich's ``save_svg``. Same renderers as the
+in :mod:`tests.dashboard.samples`, exported with rich's ``save_svg``. Same renderers as the
 real views, fixed clock, so the images only change when the rendering does.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 from rich.console import Console, RenderableType
 from rich.terminal_theme import MONOKAI
 
-from worker.dashboard import samples
+from tests.dashboard import samples
 from worker.dashboard.render import top_view, worker_dashboard
 
 NOW = samples.NOW
@@ -66,7 +66,7 @@ def render_all(directory: Path) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m worker.dashboard.screenshots DIRECTORY", file=sys.stderr)
+        print("usage: python -m tests.dashboard.screenshots DIRECTORY", file=sys.stderr)
         return 2
     for path in render_all(Path(args[0])):
         print(path)

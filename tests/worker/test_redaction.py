@@ -1,0 +1,96 @@
+"""A Redis password holding ``/ @ ? # % &`` (not percent-encoded) never appears in anything the
+binary prints: ``--help`` (URL from STEADFETCH_REDIS_URL), error messages, logs in text and in
+JSON, ``status --json`` and the heartbeat in Redis; and the worker still authenticates with it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+import redis
+
+from chaos.env.redis_server import RedisServer
+from tests.fetcher.test_url import FRAGMENTS, SPECIAL
+from tests.worker.conftest import StartWorker
+from tests.worker.harness import ROOT, STEADFETCH, read_records, wait_for
+
+
+def _leaks(text: str) -> list[str]:
+    return [fragment for fragment in FRAGMENTS if fragment in text]
+
+
+def _steadfetch(*args: str, url: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STEADFETCH_")}
+    env["STEADFETCH_REDIS_URL"] = url
+    return subprocess.run(
+        [str(STEADFETCH), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.fixture(scope="module")
+def server() -> object:
+    with RedisServer(password=SPECIAL) as started:
+        yield started
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"redis://:{SPECIAL}@127.0.0.1:6379/0",
+        f"redis://al%40ice:{SPECIAL}@127.0.0.1:6379/0",  # a "%" left in the shown URL
+        f"redis://127.0.0.1:6379/0?password={SPECIAL}",
+    ],
+)
+def test_help_never_shows_the_password(url: str) -> None:
+    for command in (["run", "--help"], ["status", "--help"], ["enqueue", "--help"]):
+        result = _steadfetch(*command, url=url)
+        assert result.returncode == 0, result.stderr
+        assert "***" in result.stdout
+        assert _leaks(result.stdout + result.stderr) == [], result.stdout
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_logs_status_and_heartbeat_never_show_the_password(
+    server: RedisServer, start_worker: StartWorker, record_path: object, log_format: str
+) -> None:
+    url = f"redis://:{SPECIAL}@127.0.0.1:{server.port}/0"
+    worker = start_worker(None, "--log-format", log_format, env={"STEADFETCH_REDIS_URL": url})
+    worker.started()
+    enqueued = _steadfetch("enqueue", "work", "r-1", url=url)
+    assert enqueued.returncode == 0, enqueued.stderr
+    wait_for("the job to run", lambda: read_records(record_path))  # type: ignore[arg-type]
+    status = _steadfetch("status", "--json", url=url)
+    assert status.returncode == 0, status.stderr
+    json.loads(status.stdout)
+    assert _leaks(status.stdout + status.stderr) == []
+    oracle = redis.Redis(port=server.port, password=SPECIAL, socket_timeout=10)
+    beats = [oracle.get(key) or b"" for key in oracle.keys("steadfetch:worker:*")]
+    assert beats and _leaks(b"".join(beats).decode()) == []
+    oracle.close()
+    assert worker.stop() == 0
+    if log_format == "json":
+        assert all(json.loads(line) for line in worker.log.splitlines() if line.strip())
+    assert _leaks(worker.log) == [], worker.log
+
+
+def test_error_messages_never_show_the_password(
+    server: RedisServer, start_worker: StartWorker
+) -> None:
+    wrong = SPECIAL.replace("pa/ss", "pa/sX")
+    cases = [
+        (f"redis://:{wrong}@127.0.0.1:{server.port}/0", "check the password"),
+        (f"redis://127.0.0.1:{server.port}/0", "requires a password"),
+        (f"redis://:{SPECIAL}@127.0.0.1:notaport/0", "has port"),
+        (f"redis://127.0.0.1:{server.port}/0?password={SPECIAL}&timeout=1", "unknown parameter"),
+    ]
+    for url, said in cases:
+        result = _steadfetch("status", "--json", url=url)
+        assert result.returncode == 2, (url, result.stdout, result.stderr)
+        assert said in result.stderr, result.stderr
+        assert _leaks(result.stdout + result.stderr) == [], result.stderr
+        worker = start_worker(None, env={"STEADFETCH_REDIS_URL": url})
+        assert worker.wait() == 2, worker.log
+        assert said in worker.log and _leaks(worker.log) == [], worker.log

@@ -1,0 +1,117 @@
+"""Twins and zombies through the real binary: one live process per worker id, and a worker that
+was frozen past its heartbeat TTL finds out, says so, counts, and cannot settle what it lost."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import socket
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from chaos.env.redis_server import RedisServer
+from fetcher import Keys, SyncProducer
+from tests.worker.conftest import StartWorker
+from tests.worker.harness import http_get, read_records, wait_for
+from tests.worker.test_observability import metric
+
+KEYS = Keys()
+#: TTL = 3 x 0.5 s + max(read 1 s, connect 0.5 s) = 2.5 s: a freeze of a few seconds outlives it.
+SHORT_TTL = ["--heartbeat-interval", "0.5", "--read-timeout", "1", "--connect-timeout", "0.5"]
+
+
+def records(path: Path, event: str, token: str) -> list[dict[str, Any]]:
+    return [r for r in read_records(path) if r["event"] == event and r["token"] == token]
+
+
+def heartbeat(oracle: redis.Redis, worker_id: str) -> dict[str, Any]:
+    raw = oracle.get(KEYS.heartbeat(worker_id))
+    return json.loads(raw) if raw else {}  # type: ignore[arg-type]
+
+
+def test_a_second_live_process_with_the_same_worker_id_exits_2_naming_the_holder(
+    redis_server: RedisServer, start_worker: StartWorker, producer: SyncProducer, record_path: Path
+) -> None:
+    first = start_worker(redis_server.url, "--worker-id", "twin").started()
+    second = start_worker(redis_server.url, "--worker-id", "twin")
+    assert second.wait() == 2
+    assert re.search(
+        rf"ERROR worker\.cli: cannot continue: worker id twin is already held by a live process "
+        rf"\(host {re.escape(socket.gethostname())} pid {first.proc.pid} since \d{{4}}-\d\d-\d\dT",
+        second.log,
+    ), second.log
+    assert "started" not in second.log
+    producer.enqueue("work", "after-twin")  # the holder goes on as if nothing happened
+    wait_for("the job done", lambda: records(record_path, "end", "after-twin"))
+    assert first.stop() == 0
+
+
+def test_a_restart_after_a_crash_with_the_same_id_takes_over_at_once(
+    redis_server: RedisServer, start_worker: StartWorker, producer: SyncProducer, record_path: Path
+) -> None:
+    # A long heartbeat TTL (3 x 5 s + 5 s): a takeover that waited for it would time out below.
+    flags = ["--worker-id", "same", "--heartbeat-interval", "5"]
+    crashed = start_worker(redis_server.url, *flags).started()
+    producer.enqueue("work", "held", 1.0)
+    wait_for("the job started", lambda: records(record_path, "start", "held"))
+    crashed.signal(signal.SIGKILL)
+    crashed.wait()
+    restarted = start_worker(redis_server.url, *flags)
+    restarted.wait_log(
+        rf"worker id same was held by host \S+ pid {crashed.proc.pid} since \S+, which is no "
+        r"longer running; taking it over",
+        timeout=10,
+    )
+    restarted.started()
+    wait_for("the adopted job done", lambda: records(record_path, "end", "held"), timeout=10)
+    assert restarted.stop() == 0
+
+
+def test_a_frozen_worker_finds_out_it_was_presumed_dead_and_its_late_ack_touches_nothing(
+    redis_server: RedisServer,
+    start_worker: StartWorker,
+    producer: SyncProducer,
+    record_path: Path,
+    oracle: redis.Redis,
+) -> None:
+    zombie = start_worker(
+        redis_server.url, "--worker-id", "zombie", *SHORT_TTL, "--metrics-port", "0"
+    ).started()
+    port = zombie.health_port()
+    producer.enqueue("work", "frozen", 2.0)
+    wait_for("the zombie ran the job", lambda: records(record_path, "start", "frozen"))
+    zombie.signal(signal.SIGSTOP)
+    try:
+        survivor = start_worker(
+            redis_server.url, "--worker-id", "survivor", "--recovery-interval", "0.5"
+        ).started()
+        survivor.wait_log(
+            r"recovered 1 job\(s\) of 1 dead worker\(s\) \(heartbeat expired\): zombie \(1 job\); "
+            r"by worker survivor"
+        )
+        wait_for("the job done by the survivor", lambda: len(records(record_path, "end", "frozen")))
+    finally:
+        zombie.signal(signal.SIGCONT)
+    zombie.wait_log(r"WARNING worker: worker zombie: heartbeat loop stalled for \d+\.\d s, past")
+    zombie.wait_log(r"WARNING fetcher\.registry: worker zombie was presumed dead: .* 1 job\(s\) it")
+    _status, body = wait_for(
+        "/healthz 503", lambda: (r := http_get(port, "/healthz"))[0] == 503 and r, timeout=5
+    )
+    assert "presumed dead" in body or "stalled past the heartbeat TTL" in body
+    wait_for("late settle counted", lambda: heartbeat(oracle, "zombie").get("late_settles") == 1)
+    beat = heartbeat(oracle, "zombie")
+    assert beat["presumed_dead"] == 1 and beat["presumed_dead_at"] is not None
+    scrape = http_get(port, "/metrics")[1]
+    assert metric(scrape, "steadfetch_presumed_dead_total") == 1
+    assert metric(scrape, "steadfetch_late_settles_total") == 1
+    assert heartbeat(oracle, "survivor")["recovered_jobs"] == 1
+    # The job ran twice (at-least-once), settled once, and nothing is left anywhere.
+    assert len(records(record_path, "end", "frozen")) == 2
+    assert oracle.llen(KEYS.dead) == 0 and oracle.zcard(KEYS.scheduled) == 0
+    assert oracle.keys(f"{KEYS.processing_prefix}*") == []
+    assert oracle.smembers(KEYS.workers) == {b"zombie", b"survivor"}  # rejoined, fresh lease
+    assert survivor.stop() == 0 and zombie.stop() == 0
+    assert len(re.findall(r"recovered \d+ job", survivor.log + zombie.log)) == 1  # logged once
