@@ -14,7 +14,7 @@ from __future__ import annotations
 import signal
 from dataclasses import dataclass, replace
 
-from chaos.mutate import Mutant, Spot
+from chaos.mutate import Mutant
 from chaos.nemesis import Target, WorkerFault, blocking
 from chaos.scenarios import BY_NAME, Scenario
 
@@ -63,19 +63,12 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "fetch-batch-not-kept",
         "fetch",
-        "fetcher/lua/fetch_reliable.lua",
-        "      redis.call('RPUSH', KEYS[n + i], unpack(items, s, math.min(s + 999, #items)))\n",
+        "fetcher/lua/fetch.lua",
+        "      redis.call('RPUSH', KEYS[n + i], unpack(items, s, math.min(s + 999, to)))\n",
         "      -- mutant: no RPUSH into the processing list (an LPOP that keeps nothing)\n",
         ("worker-kill-backlog",),
         "the reliable batch fetch pops jobs without pushing them into the processing list: "
         "at-most-once in disguise, a crash loses every batched job in flight",
-        variants=(
-            Spot(
-                "fetcher/lua/fetch.lua",
-                "        redis.call('LMOVE', KEYS[i], KEYS[n + i], 'LEFT', 'RIGHT')\n",
-                "        redis.call('LPOP', KEYS[i])  -- mutant: a pop that keeps nothing\n",
-            ),
-        ),
     ),
     Mutant(
         "fetch-orphans-never-adopted",
@@ -102,14 +95,13 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "fetch-priority-reversed",
         "fetch",
-        "fetcher/lua/fetch_reliable.lua",
+        "fetcher/lua/fetch.lua",
         "for i = 1, n do",
         "for i = n, 1, -1 do",
         ("cut-backlog",),
         "the batched fetch walks the queues lowest priority first",
         survivor="no checker judges the order jobs ran in: serving the low queue first loses "
         "and repeats nothing",
-        variants=(Spot("fetcher/lua/fetch.lua", "for i = 1, n do", "for i = n, 1, -1 do"),),
     ),
     # --- timeouts ------------------------------------------------------------------------------
     Mutant(
@@ -275,18 +267,11 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "log-outage-line-vague",
         "logging",
-        "fetcher/connection.py",
-        'f"Redis {self.endpoint} unreachable while {operation}: {call.last_error} "',
-        'f"Redis unreachable: {call.last_error} "',
+        "fetcher/state.py",
+        'f"Redis {endpoint} unreachable while {operation}: {cause} "',
+        'f"Redis unreachable: {cause} "',
         ("cut",),
         "the retry line without endpoint and operation: an operator cannot tell what failed",
-        variants=(
-            Spot(
-                "fetcher/state.py",
-                'f"Redis {endpoint} unreachable while {operation}: {cause} "',
-                'f"Redis unreachable: {cause} "',
-            ),
-        ),
     ),
     Mutant(
         "log-no-recovery-line",

@@ -21,7 +21,6 @@ from pathlib import Path
 import pytest
 
 from chaos.checkers import Verdict
-from chaos.fixtures import require
 from chaos.mutants import EXTRA_SCENARIOS, MUTANTS, scenario
 from chaos.mutate import (
     PROBE_ENV,
@@ -43,6 +42,7 @@ from chaos.mutate import (
     scratch_env,
 )
 from chaos.runner import RunResult
+from tests.fixtures import require
 
 SEED = int(os.environ.get("STEADFETCH_CHAOS_SEED") or random.randrange(2**31))
 STEADFETCH = str(Path(sys.executable).with_name("steadfetch"))
