@@ -28,6 +28,7 @@ from chaos.mutate import (
     Mutant,
     MutantDrift,
     MutantError,
+    MutantResult,
     Scratch,
     ScratchNotImported,
     Spot,
@@ -200,6 +201,18 @@ def test_what_counts_as_a_kill() -> None:
     assert caught_by(_result([valid, unknown])) == []
     assert caught_by(_result([valid, Verdict("logs", False, "")])) == ["logs"]
     assert caught_by(_result([valid], error="TimeoutError: first job")) == ["harness"]
+
+
+def test_only_an_unexpected_survivor_or_an_error_fails_the_run() -> None:
+    known = mutant(survivor="no checker looks at it yet")
+    results = [
+        MutantResult(mutant(), "killed"),
+        MutantResult(known, "survived"),
+        MutantResult(mutant(), "survived"),
+        MutantResult(mutant(), "error", error="drifted"),
+    ]
+    assert [r.failed for r in results] == [False, False, True, True]
+    assert score(results) == (1, 3)  # errors are not judged: they fail on their own
 
 
 # --- the mutation run (slow) ---------------------------------------------------------------
