@@ -356,7 +356,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
     Scenario(
         "flapping",
-        Flapping("flapping", "link cut and restored about every second for 20 s", duration=20.0),
+        Flapping("flapping", "link cut and restored about every second for 12 s", duration=12.0),
     ),
     Scenario(
         "worker-kill",
@@ -535,8 +535,6 @@ SCENARIOS: tuple[Scenario, ...] = (
             join_during=True,
             duration=4.0,
         ),
-        known_bug="the errors fix (issue 9 §2; passes with errors at a1bfc6a): on main the worker "
-        "exits 2 on OOM",
     ),
     Scenario(
         "redis-busy",
@@ -546,8 +544,6 @@ SCENARIOS: tuple[Scenario, ...] = (
             ambiguous=False,
             duration=4.0,
         ),
-        known_bug="the errors fix (issue 9 §2; passes with errors at a1bfc6a): on main the worker "
-        "exits 2 on BUSY",
     ),
     Scenario(
         "redis-misconf",
@@ -559,8 +555,6 @@ SCENARIOS: tuple[Scenario, ...] = (
             join_during=True,
             duration=4.0,
         ),
-        known_bug="the errors fix (issue 9 §2; passes with errors at a1bfc6a): on main the worker "
-        "exits 2 on MISCONF",
     ),
     Scenario(
         "script-flush-storm",
@@ -604,7 +598,8 @@ SCENARIOS: tuple[Scenario, ...] = (
         pad=40_000,
         rate=5.0,
         work=0.2,
-        known_bug="the pills fix (issue 9 §3): on main every fetch of a full batch loses its "
+        known_bug="the pills fix (issue 9 §3; passes with pills at 700eed5): on main every fetch "
+        "of a full batch loses its "
         "reply and moves the jobs anyway; the worker finishes nothing while the limit stands",
     ),
     # --- proof that the checker can fail -----------------------------------------------------
