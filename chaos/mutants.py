@@ -14,7 +14,7 @@ from __future__ import annotations
 import signal
 from dataclasses import dataclass, replace
 
-from chaos.mutate import Mutant
+from chaos.mutate import Mutant, MutantError
 from chaos.nemesis import Target, WorkerFault, blocking
 from chaos.scenarios import BY_NAME, Scenario
 
@@ -340,5 +340,5 @@ def scenario(name: str) -> Scenario:
     """A scenario by name: the chaos catalogue's, or one defined here."""
     found = BY_NAME.get(name) or next((s for s in EXTRA_SCENARIOS if s.name == name), None)
     if found is None:
-        raise KeyError(f"no scenario named {name!r} (chaos/scenarios.py or chaos/mutants.py)")
+        raise MutantError(f"no scenario named {name!r} (chaos/scenarios.py or chaos/mutants.py)")
     return found

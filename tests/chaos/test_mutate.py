@@ -203,6 +203,13 @@ def test_what_counts_as_a_kill() -> None:
     assert caught_by(_result([valid], error="TimeoutError: first job")) == ["harness"]
 
 
+def test_a_mutant_naming_an_unknown_scenario_is_an_error(tmp_path: Path) -> None:
+    lost = mutant(catches=("no-such-scenario",))
+    result = asyncio.run(run_mutant(lost, seed=1, workdir=tmp_path))
+    assert result.status == "error" and result.failed
+    assert "no scenario named 'no-such-scenario'" in (result.error or "")
+
+
 def test_only_an_unexpected_survivor_or_an_error_fails_the_run() -> None:
     known = mutant(survivor="no checker looks at it yet")
     results = [
