@@ -109,8 +109,8 @@ class WorkerSettings:
             "--block-timeout": self.block_timeout,
             "--connect-timeout": self.connect_timeout,
             "--read-timeout": self.read_timeout,
-            "--retry-base": self.retry_base,
-            "--retry-cap": self.retry_cap,
+            "--redis-retry-base": self.retry_base,
+            "--redis-retry-cap": self.retry_cap,
             "--job-timeout": self.job_timeout,
             "--grace-period": self.grace_period,
             "--heartbeat-interval": self.heartbeat_interval,
@@ -211,6 +211,9 @@ def _blackhole(name: str, description: str) -> Fault:
 
 WATCHDOG_ONLY = WorkerSettings(read_timeout=0, watchdog_timeout=3.0)
 """No client read timeout: a call on a half-open socket waits forever unless the watchdog acts."""
+
+SUPERVISED = WorkerSettings(extra=("--processes", "2"))
+"""``steadfetch run --processes 2``: the process under test is the supervisor."""
 
 BACKLOG: dict[str, Any] = {
     "worker": WorkerSettings(concurrency=4, prefetch=4),
@@ -498,6 +501,30 @@ SCENARIOS: tuple[Scenario, ...] = (
         known_bug="the twins fix (issue 9 §4; passes with twins at 80ad483): on main a second "
         "worker with a live worker's id is "
         "not refused; it runs beside it and their jobs run twice",
+    ),
+    # --- a supervisor of two worker processes (run --processes 2, issue 11 §1) ---------------
+    Scenario(
+        "cut-2p",
+        # Shorter than the heartbeat TTL (5 s): past it, each process is presumed dead by its
+        # sibling, which recovers its jobs (by design; the recovered-workers checker flags it).
+        Cut(
+            "cut-2p",
+            "proxy disabled for 3 s under a supervisor of 2 worker processes",
+            duration=3.0,
+        ),
+        worker=SUPERVISED,
+        rate=30.0,
+    ),
+    Scenario(
+        "supervisor-kill-2p",
+        KillWorker(
+            "supervisor-kill-2p",
+            "the supervisor of 2 worker processes SIGKILLed mid-batch: its children notice, "
+            "drain and exit; a new supervisor starts",
+        ),
+        worker=SUPERVISED,
+        rate=10.0,
+        work=0.3,
     ),
     # --- the watchdog's own case: no read timeouts, a black hole ----------------------------
     Scenario(

@@ -249,6 +249,7 @@ class WorkerRegistration:
             f"worker id {self.worker_id} is already held by a live process ({held_by}); "
             "two processes must not share a worker id: give each its own --worker-id "
             "(or leave it unset for a unique default)",
+            endpoint=self.conn.endpoint,
             operation=f"registering worker {self.worker_id}",
         )
 
@@ -296,6 +297,7 @@ class WorkerRegistration:
                     f"worker {self.worker_id} was presumed dead and its id is now held by "
                     f"another process ({holder_text(holder)}); this process stops without "
                     "touching that worker's jobs. Give each worker its own --worker-id.",
+                    endpoint=self.conn.endpoint,
                     operation=f"writing the heartbeat of worker {self.worker_id}",
                 )
             self._since = time.time()
@@ -304,10 +306,11 @@ class WorkerRegistration:
             self.ownership.presumed_dead += 1
             self.ownership.presumed_dead_at = time.time()
             log.warning(
-                "worker %s was presumed dead: its lease expired and its jobs were recovered by "
-                "another worker (frozen, paused or cut off longer than the heartbeat TTL of "
-                "%.1f s). %d job(s) it holds were recovered elsewhere and may run twice; their "
-                "late acks and retries are ignored. Rejoined with a fresh lease.",
+                "worker %s was presumed dead: its lease expired and its registration was gone "
+                "(its jobs recovered by another worker after it was frozen, paused or cut off "
+                "longer than the heartbeat TTL of %.1f s; or Redis lost its data). %d job(s) it "
+                "holds were recovered elsewhere and may run twice; their late acks and retries "
+                "are ignored. Rejoined with a fresh lease.",
                 self.worker_id,
                 self._ttl,
                 recovered,

@@ -101,6 +101,8 @@ class WorkerConfig:
 
     @property
     def heartbeat_ttl(self) -> float:
-        """How long a heartbeat vouches for this worker: three beats, plus one write that takes
-        as long as the read timeout allows (a slow link must not make a live worker look dead)."""
-        return 3 * self.heartbeat_interval + max(self.read_timeout, self.connect_timeout)
+        """How long a heartbeat vouches for this worker: three beats, plus one write that needs a
+        new connection (connect, then the handshake and the write: two replies, each as slow as
+        the read timeout allows). A slow link must not make a live worker look dead: under 1 s
+        of latency a beat on a fresh pooled connection took longer than one read timeout."""
+        return 3 * self.heartbeat_interval + self.connect_timeout + 2 * self.read_timeout

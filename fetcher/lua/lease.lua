@@ -18,16 +18,22 @@ if held ~= ARGV[1] then
     status = 'lapsed'
   elseif held and held ~= ARGV[7] then
     return {'held', unpack(redis.call('HGETALL', KEYS[1]))}
+  else
+    status = 'claimed'
   end
+end
+-- The first write is one Redis refuses under OOM (SET, not DEL): after a script's first write
+-- Redis lets the rest through, so a Redis over maxmemory refuses the whole call, cleanly.
+redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[2])
+if status ~= 'ok' then
   redis.call('DEL', KEYS[1])
   redis.call('HSET', KEYS[1], 'token', ARGV[1], 'hostname', ARGV[4], 'pid', ARGV[5],
              'since', ARGV[6])
 end
 redis.call('HSET', KEYS[1], 'renewed_at', ARGV[6])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
-redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[2])
 redis.call('SADD', KEYS[3], ARGV[9])
 for i = 10, #ARGV do
   redis.call('SADD', KEYS[4], ARGV[i])
 end
-return {status}
+return {status == 'claimed' and 'ok' or status}

@@ -1,4 +1,4 @@
-"""Worker benchmarks: ``python -m tests.bench worker [--jobs N] [--quick]``.
+"""Worker benchmarks: ``python -m tests.bench worker [--jobs N] [--quick] [--processes=1,2,auto]``.
 
 Prints, for one worker process on its own redis-server:
 - no-op job throughput at concurrency 50, reliable and fast mode;
@@ -8,6 +8,11 @@ Prints, for one worker process on its own redis-server:
 
 The worker here is the production :class:`worker.worker.Worker` in this process (no
 subprocess, so RSS and CPU are the worker's own). Figures only: nothing is asserted.
+
+With ``--processes 1,2,auto`` it prints only the throughput of the real binary run with
+``--processes K`` for each K (no-op jobs, then CPU-bound jobs of about 1 ms): the queue is
+filled under another name, the supervisor started and its K processes registered, then the
+queue renamed into place; timed until the queue and every processing list are empty.
 """
 
 from __future__ import annotations
@@ -15,10 +20,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import redis
 
@@ -28,6 +36,7 @@ from worker import App
 from worker.commands.run import build_worker
 from worker.config import Mode, WorkerConfig
 from worker.stats import rss_bytes
+from worker.supervisor import process_count
 from worker.worker import Worker
 
 QUEUE_KEY = "steadfetch:queue:default"
@@ -55,6 +64,14 @@ async def noop() -> None:
 
 
 @app.task
+async def burn(iterations: int) -> None:
+    """CPU-bound: holds the event loop (and the GIL) for about a millisecond."""
+    total = 0
+    for i in range(iterations):
+        total += i * i
+
+
+@app.task
 async def stamp(enqueued: float) -> None:
     latencies.append(time.time() - enqueued)
     wanted, reached = latency_target
@@ -62,18 +79,24 @@ async def stamp(enqueued: float) -> None:
         reached.set()  # type: ignore[union-attr]
 
 
-def fill(client: redis.Redis, count: int) -> None:
-    """RPUSH ``count`` encoded no-op jobs in chunks (the producer is not what is measured)."""
+def fill(
+    client: redis.Redis,
+    count: int,
+    task: str = "noop",
+    args: tuple[int, ...] = (),
+    key: str = QUEUE_KEY,
+) -> None:
+    """RPUSH ``count`` encoded jobs in chunks (the producer is not what is measured)."""
     now = time.time()
     for start in range(0, count, CHUNK):
         payloads = [
             codec.encode(
-                job_id=f"b{i}", task="noop", args=(), kwargs={}, queue_key=QUEUE_KEY,
+                job_id=f"b{i}", task=task, args=args, kwargs={}, queue_key=QUEUE_KEY,
                 attempt=1, max_attempts=1, enqueued_at=now, format="steadfetch",
             )
             for i in range(start, min(count, start + CHUNK))
         ]  # fmt: skip
-        client.rpush(QUEUE_KEY, *payloads)
+        client.rpush(key, *payloads)
 
 
 def make_worker(url: str, mode: Mode) -> Worker:
@@ -155,11 +178,56 @@ async def idle(server: RedisServer, client: redis.Redis, samples: int) -> None:
           flush=True)  # fmt: skip
 
 
+def processes(
+    server: RedisServer,
+    client: redis.Redis,
+    count: int,
+    task: str,
+    args: tuple[int, ...],
+    jobs: int,
+) -> None:
+    """Throughput of ``steadfetch run --processes count`` (the real binary, a supervisor)."""
+    client.flushall()
+    fill(client, jobs, task, args, key="bench:parked")
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STEADFETCH_")}
+    supervisor = subprocess.Popen(
+        [sys.executable, "-m", "worker", "run", "tests.bench.bench_worker:app",
+         "--redis-url", server.url, "--concurrency", "50", "--processes", str(count),
+         "--heartbeat-interval", "1"],
+        cwd=root, env=env, stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while client.scard("steadfetch:workers") < count:
+            if time.monotonic() > deadline or supervisor.poll() is not None:
+                raise RuntimeError(f"{count} worker processes did not start")
+            time.sleep(0.05)
+        began = time.perf_counter()
+        client.rename("bench:parked", QUEUE_KEY)
+        while client.llen(QUEUE_KEY) or client.keys("steadfetch:processing:*"):
+            time.sleep(0.01)
+        elapsed = time.perf_counter() - began
+    finally:
+        supervisor.terminate()
+        supervisor.wait(60)
+    print(f"throughput --processes {count} ({task}, concurrency 50 each): "
+          f"{jobs / elapsed:9,.0f} jobs/s ({jobs:,} jobs in {elapsed:.2f} s; "
+          f"{os.cpu_count()} cores on this machine)", flush=True)  # fmt: skip
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="bench_worker")
     parser.add_argument("--jobs", type=int, default=1_000_000, help="jobs for the RSS run")
     parser.add_argument("--throughput-jobs", type=int, default=200_000)
     parser.add_argument("--quick", action="store_true", help="small runs (a smoke test)")
+    parser.add_argument(
+        "--processes",
+        type=lambda text: [process_count(part) for part in text.split(",")],
+        default=None,
+        help="only the supervisor's throughput, for each of these process counts (1,2,auto)",
+    )
+    parser.add_argument("--burn", type=int, default=20_000, help="loop iterations per CPU job")
     parser.add_argument("names", nargs="*", help="benchmark names (for tests.bench)")
     args = parser.parse_args(argv)
     if args.quick:
@@ -167,6 +235,12 @@ def main(argv: list[str]) -> None:
     logging.basicConfig(level=logging.WARNING)
     with RedisServer() as server:
         client = redis.Redis(port=server.port)
+        if args.processes:
+            for count in args.processes:
+                processes(server, client, count, "noop", (), args.throughput_jobs)
+                processes(server, client, count, "burn", (args.burn,), args.throughput_jobs // 10)
+            client.close()
+            return
         for mode in ("reliable", "fast"):
             throughput(server, client, mode, args.throughput_jobs)  # type: ignore[arg-type]
         asyncio.run(idle(server, client, 200))

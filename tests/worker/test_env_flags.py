@@ -33,6 +33,7 @@ SAMPLES: dict[str, str] = {
     "queue_list": "alpha,beta",
     "json_object": '{"k": 1}',
     "Path": "sample-path",
+    "process_count": "3",
 }
 
 

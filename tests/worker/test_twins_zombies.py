@@ -19,7 +19,7 @@ from tests.worker.harness import http_get, read_records, wait_for
 from tests.worker.test_observability import metric
 
 KEYS = Keys()
-#: TTL = 3 x 0.5 s + max(read 1 s, connect 0.5 s) = 2.5 s: a freeze of a few seconds outlives it.
+#: TTL = 3 x 0.5 s + connect 0.5 s + 2 x read 1 s = 4 s: a freeze of a few seconds outlives it.
 SHORT_TTL = ["--heartbeat-interval", "0.5", "--read-timeout", "1", "--connect-timeout", "0.5"]
 
 

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import sys
 
 from fetcher import RedisConnection, RetryPolicy
 from worker.app import App, load_app
@@ -17,6 +18,7 @@ from worker.options import (
     positive_int,
     queue_list,
 )
+from worker.supervisor import process_count, run_supervised, supervise
 from worker.worker import Worker
 
 log = logging.getLogger("worker")
@@ -86,7 +88,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--heartbeat-interval",
         type=positive_float,
         default=5.0,
-        help="seconds between heartbeats (TTL: 3 beats + read timeout)",
+        help="seconds between heartbeats (TTL: 3 beats + connect timeout + 2 read timeouts)",
     )
     p.add_argument(
         "--recovery-interval",
@@ -113,6 +115,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument(
         "--no-color", action="store_true", help="no colours in the dashboard (NO_COLOR works too)"
     )
+    p.add_argument(
+        "--processes",
+        type=process_count,
+        default=None,
+        metavar="N|auto",
+        help="run N worker processes under a supervisor that restarts the ones that die "
+        "('auto': one per usable core); worker ids ID-0..ID-(N-1); with --metrics-port P, "
+        "process i serves on P+i",
+    )
+    p.add_argument("--supervisor-pid", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--supervisor-stderr-fd", type=int, default=None, help=argparse.SUPPRESS)
     add_redis_options(p)
     p.set_defaults(func=run_command, parser=p)
 
@@ -155,7 +168,14 @@ def build_worker(app: App, config: WorkerConfig) -> Worker:
     return Worker(app, config, conn)
 
 
-async def run_worker(worker: Worker, *, live: bool = False, no_color: bool = False) -> int:
+async def run_worker(
+    worker: Worker,
+    *,
+    live: bool = False,
+    no_color: bool = False,
+    supervisor_pid: int | None = None,
+    supervisor_stderr_fd: int | None = None,
+) -> int:
     """Run ``worker``, inside the live dashboard when asked (lazy import: rich only then)."""
     dashboard: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
     if live:
@@ -163,12 +183,26 @@ async def run_worker(worker: Worker, *, live: bool = False, no_color: bool = Fal
 
         dashboard = LiveDashboard(worker.stats.snapshot, no_color=no_color)
     with dashboard:
+        if supervisor_pid is not None:
+            return await run_supervised(
+                worker.run(), worker.shutdown, supervisor_pid, supervisor_stderr_fd
+            )
         return await worker.run()
 
 
 def run_command(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    if args.processes is not None:
+        return supervise(config, args.processes, sys.argv[1:])
     app = load_app(config.app)
     worker = build_worker(app, config)
     log.debug("configuration: %r", config)
-    return asyncio.run(run_worker(worker, live=args.live, no_color=args.no_color))
+    return asyncio.run(
+        run_worker(
+            worker,
+            live=args.live,
+            no_color=args.no_color,
+            supervisor_pid=args.supervisor_pid,
+            supervisor_stderr_fd=args.supervisor_stderr_fd,
+        )
+    )
