@@ -198,7 +198,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "heartbeats",
         "worker/config.py",
         "        return 3 * self.heartbeat_interval + "
-        "max(self.read_timeout, self.connect_timeout)\n",
+        "self.connect_timeout + 2 * self.read_timeout\n",
         "        return self.heartbeat_interval / 2  # mutant: expires between two beats\n",
         ("latency-2w",),
         "a heartbeat TTL shorter than the heartbeat interval: a live worker looks dead half the "
