@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Run the real worker against a real Redis behind Toxiproxy while faults "
         "strike, and judge the recorded history.",
     )
-    sub = chaos.add_subparsers(dest="chaos_command", metavar="{list,run}", required=True)
+    sub = chaos.add_subparsers(dest="chaos_command", metavar="{list,run,mutate}", required=True)
     listing = sub.add_parser("list", help="list the scenarios")
     listing.set_defaults(func=cmd_list)
     run = sub.add_parser("run", help="run scenarios and report")
@@ -47,6 +47,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     run.add_argument("--workdir", type=Path, default=None, help="where run directories go")
     run.set_defaults(func=cmd_run)
+    mutate = sub.add_parser("mutate", help="inject known bugs and check the scenarios catch them")
+    mutate.add_argument("-k", dest="pattern", default=None, help="only mutants matching this")
+    mutate.add_argument("--json", type=Path, default=None, help="write a JSON report here")
+    mutate.add_argument("--seed", type=int, default=None, help="replay with its printed seed")
+    mutate.add_argument("--keep", action="store_true", help="keep killed mutants' runs too")
+    mutate.add_argument("--workdir", type=Path, default=None, help="where runs and copies go")
+    mutate.add_argument("--list", action="store_true", help="list the catalogue, run nothing")
+    mutate.add_argument(
+        "--baseline", action="store_true", help="run their scenarios on unchanged code instead"
+    )
+    mutate.set_defaults(func=cmd_mutate)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -62,6 +73,12 @@ def cmd_list(args: argparse.Namespace) -> int:
         table.add_row(s.name, s.description, worker, expects or "all valid")
     Console().print(table)
     return 0
+
+
+def cmd_mutate(args: argparse.Namespace) -> int:
+    from chaos.mutate import cmd_mutate as run_mutants
+
+    return run_mutants(args)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
