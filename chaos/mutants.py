@@ -219,10 +219,10 @@ MUTANTS: tuple[Mutant, ...] = (
         "watchdog-never-fires",
         "watchdog",
         "worker/worker.py",
-        "            if stuck_for <= limit or self._stalled is not None:\n",
-        "            if stuck_for <= limit or self._stalled is None:  # mutant\n",
+        "            why = self._stuck_because(limit) if stuck_for > limit else None\n",
+        "            why = None  # mutant: never judged stuck\n",
         ("watchdog-blackhole",),
-        "the watchdog switched off by an inverted test: a stuck fetch goes unnoticed",
+        "the watchdog never judges a fetch stuck: a stuck fetch goes unnoticed",
     ),
     Mutant(
         "watchdog-limit-too-short",
