@@ -42,6 +42,8 @@ def server() -> object:
         f"redis://:{SPECIAL}@127.0.0.1:6379/0",
         f"redis://al%40ice:{SPECIAL}@127.0.0.1:6379/0",  # a "%" left in the shown URL
         f"redis://127.0.0.1:6379/0?password={SPECIAL}",
+        f"redis:/:{SPECIAL}@127.0.0.1:6379/0",  # a typo in the scheme
+        f"alice:{SPECIAL}@127.0.0.1:6379",  # no scheme at all
     ],
 )
 def test_help_never_shows_the_password(url: str) -> None:
@@ -85,6 +87,7 @@ def test_error_messages_never_show_the_password(
         (f"redis://127.0.0.1:{server.port}/0", "requires a password"),
         (f"redis://:{SPECIAL}@127.0.0.1:notaport/0", "has port"),
         (f"redis://127.0.0.1:{server.port}/0?password={SPECIAL}&timeout=1", "unknown parameter"),
+        (f"redis:/:{SPECIAL}@127.0.0.1:{server.port}/0", "no supported scheme"),
     ]
     for url, said in cases:
         result = _steadfetch("status", "--json", url=url)
