@@ -60,6 +60,12 @@ def test_bad_usage_exits_2_with_a_message(args: list[str], message: str) -> None
         ("import no_such_dependency_xyz\n", "No module named 'no_such_dependency_xyz'"),
         ("x = 1 +\n", "raised SyntaxError: invalid syntax"),
         ("app = 42\n", "broken_app:app is a int, not a worker.App"),
+        # BaseExceptions of a module are load errors too, never a silent exit (0 for
+        # sys.exit(0), argparse run at import) or a traceback (found by the attack1 session)
+        ("import sys\nsys.exit(0)\n", "raised SystemExit: 0 (at "),
+        ("raise SystemExit('config missing')\n", "raised SystemExit: config missing (at "),
+        ("raise GeneratorExit('odd')\n", "raised GeneratorExit: odd (at "),
+        ("class Odd(BaseException): pass\nraise Odd('x')\n", "raised Odd: x (at "),
     ],
 )
 def test_a_bad_app_is_one_line_and_exit_2(tmp_path: Path, module: str, message: str) -> None:
