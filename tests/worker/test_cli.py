@@ -45,6 +45,14 @@ def steadfetch(*args: str, env: dict[str, str] | None = None) -> subprocess.Comp
         (["frobnicate"], "invalid choice: 'frobnicate'"),
         (["status", "--redis-retry-base", "9", "--redis-retry-cap", "1"], "need --redis-retry"),
         (["run", "x:a", "--job-retry-base", "9", "--job-retry-cap", "1"], "need 0 < --job-retry"),
+        # Huge values: a traceback (OverflowError), a stalled loop (10**7 runner tasks), or Redis
+        # refusing a TTL or block timeout with a "bug in a Lua script" hint; now usage errors.
+        (["run", "x:a", "--concurrency", "99999999999999999999"], "--concurrency must be <="),
+        (["run", "x:a", "--concurrency", "10000000"], "--concurrency must be <= 10000"),
+        (["run", "x:a", "--prefetch", "99999999999999999999"], "--prefetch must be <= 10000"),
+        (["run", "x:a", "--heartbeat-interval", "1e300"], "--heartbeat-interval must be <="),
+        (["run", "x:a", "--block-timeout", "1e300"], "--block-timeout must be <= 31536000"),
+        (["run", "x:a", "--read-timeout", "1e300"], "--read-timeout must be <= 31536000"),
     ],
 )
 def test_bad_usage_exits_2_with_a_message(args: list[str], message: str) -> None:
