@@ -98,6 +98,12 @@ class WorkerConfig:
                 f"--prefetch must be <= {MAX_CONCURRENCY}",
             )
         )
+        checks.append(
+            (
+                self.worker_id is None or all("!" <= c <= "~" for c in self.worker_id),
+                "--worker-id must be printable ASCII without spaces (it is the Redis client name)",
+            )
+        )
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if isinstance(value, float) and not value <= MAX_SECONDS:  # NaN too (Python API)

@@ -53,6 +53,9 @@ def steadfetch(*args: str, env: dict[str, str] | None = None) -> subprocess.Comp
         (["run", "x:a", "--heartbeat-interval", "1e300"], "--heartbeat-interval must be <="),
         (["run", "x:a", "--block-timeout", "1e300"], "--block-timeout must be <= 31536000"),
         (["run", "x:a", "--read-timeout", "1e300"], "--read-timeout must be <= 31536000"),
+        # Redis refuses such a client name at registration, after connecting, in its own words
+        (["run", "x:a", "--worker-id", "a b"], "--worker-id must be printable ASCII"),
+        (["run", "x:a", "--worker-id", "wörker"], "--worker-id must be printable ASCII"),
     ],
 )
 def test_bad_usage_exits_2_with_a_message(args: list[str], message: str) -> None:
