@@ -268,7 +268,10 @@ def fatal_error(
     elif isinstance(exc, rx.NoPermissionError | rx.AuthorizationError) or code == "NOPERM":
         hint = "grant this Redis user the commands and keys steadfetch needs"
     elif "UNKNOWN COMMAND" in upper:
-        hint = "this Redis server lacks a command steadfetch needs; use Redis >= 6.2"
+        hint = (
+            "this Redis server lacks a command steadfetch needs: renamed or disabled "
+            "(rename-command in its config, or an ACL), or a server older than Redis 6.2"
+        )
     elif code == "WRONGTYPE":
         hint = "a steadfetch key holds a value of the wrong type; check the key prefix"
     elif code in ("MOVED", "ASK", "CROSSSLOT"):

@@ -80,14 +80,15 @@ def split_userinfo(rest: str, *, strict: bool = True) -> tuple[str | None, str]:
     last one followed by host[:port] and then ``/``, ``?`` or the end, preferring one whose
     userinfo holds no ``/?#``, and never one inside the query (after ``?name=``: a value such as
     ``ssl_ca_certs=/a@b`` may hold an ``@``). ``strict=False`` (for redaction) falls back to any
-    such ``@``, then to the last ``@``: when unsure the userinfo grows, so a redaction hides too
-    much rather than too little.
+    such ``@``, then to the last ``@``, and does not prefer a clean userinfo (a user name may hold
+    an unencoded ``@`` too): when unsure the userinfo grows, so a redaction hides too much rather
+    than too little.
     """
     ats = [i for i, char in enumerate(rest) if char == "@"]
     fitting = [i for i in reversed(ats) if _HOSTS_THEN_END.match(rest, i + 1)]
     outside_query = [i for i in fitting if not _QUERY_START.search(rest, 0, i)]
     clean = [i for i in outside_query if not any(c in rest[:i] for c in "/?#")]
-    choices = [clean, outside_query] if strict else [clean, outside_query, fitting, ats[::-1]]
+    choices = [clean, outside_query] if strict else [outside_query, fitting, ats[::-1]]
     for candidates in choices:
         if candidates:
             at = candidates[0]
@@ -104,7 +105,10 @@ def redact_url(url: str) -> str:
     url = _SECRET_PARAM.sub(r"\1***", url)
     scheme, sep, rest = url.partition("://")
     if not sep:
-        return url
+        # No "scheme://" (``redis:/:pw@h``, ``user:pw@h``): the URL is refused, and its error
+        # line shows it, so whatever precedes the "@" may still be a password: hide it all.
+        userinfo, after = split_userinfo(url, strict=False)
+        return url if userinfo is None else f"***@{after}"
     userinfo, after = split_userinfo(rest, strict=False)
     if userinfo is None:
         return url
@@ -162,7 +166,16 @@ def parse_redis_url(url: str) -> RedisAddress:
             "has no supported scheme",
             f"start it with one of {', '.join(s + '://' for s in _SCHEMES)}",
         )
-    creds, rest = split_userinfo(rest)
+    creds, after = split_userinfo(rest)
+    if creds != split_userinfo(_SECRET_PARAM.sub(r"\1***", rest), strict=False)[0]:
+        # The redaction would hide a different userinfo than the one parsed, so a detail quoted
+        # from the parsed URL (its "port", "path" or "parameters") could be a password's piece.
+        raise _fail(
+            shown,
+            "has several '@' that could each end the user name and password",
+            "percent-encode '@' in the user name and password as %40",
+        )
+    rest = after
     netloc, _, tail = rest.partition("/")
     path, _, query_text = tail.partition("?")
     if "?" in netloc:

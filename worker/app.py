@@ -203,7 +203,11 @@ def load_app(path: str) -> App:
         obj: Any = importlib.import_module(module_name)
     except ImportError as exc:
         raise AppLoadError(f"cannot import module {module_name!r}: {exc}") from exc
-    except Exception as exc:
+    except KeyboardInterrupt:
+        raise  # Ctrl-C during a slow import: exit 130, as anywhere else
+    except BaseException as exc:  # re-raised as AppLoadError: exit 2, one line
+        # SystemExit too: a module that exits (argparse run at import) or raises some other
+        # BaseException did not load; a silent exit 0 or a traceback would hide why.
         raise AppLoadError(
             f"importing module {module_name!r} raised {type(exc).__name__}: {exc}{_where(exc)}"
         ) from exc

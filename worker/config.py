@@ -14,6 +14,12 @@ MODES: tuple[Mode, ...] = ("reliable", "fast")
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
+#: Upper bounds: larger values overflowed (a traceback), stalled the loop (one runner task per
+#: slot) or reached Redis as a TTL or block timeout it refuses, blamed on a Lua script.
+MAX_CONCURRENCY = 10_000
+MAX_SECONDS = 365 * 24 * 3600
+
+
 class ConfigError(ValueError):
     """A setting is out of range; the message names the flag and what is allowed."""
 
@@ -83,6 +89,28 @@ class WorkerConfig:
                 "--metrics-port must be 0..65535",
             ),
         ]
+        checks.append(
+            (self.concurrency <= MAX_CONCURRENCY, f"--concurrency must be <= {MAX_CONCURRENCY}")
+        )
+        checks.append(
+            (
+                self.prefetch is None or self.prefetch <= MAX_CONCURRENCY,
+                f"--prefetch must be <= {MAX_CONCURRENCY}",
+            )
+        )
+        checks.append(
+            (
+                self.worker_id is None or all("!" <= c <= "~" for c in self.worker_id),
+                "--worker-id must be printable ASCII without spaces (it is the Redis client name)",
+            )
+        )
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not value <= MAX_SECONDS:  # NaN too (Python API)
+                flag = "--" + f.name.replace("_", "-")
+                checks.append(
+                    (False, f"{flag} must be <= {MAX_SECONDS} s (one year), got {value:g}")
+                )
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import sys
 from collections.abc import Iterator, Sequence
 from typing import Any, NoReturn
 
@@ -30,6 +31,10 @@ _ENV_SOURCE = "environment_variables"
 def _shown(value: str) -> str:
     """``value`` for --help: passwords redacted, ``%`` escaped for argparse."""
     return redact_url(value).replace("%", "%%")
+
+
+def _may_hold_password(text: str) -> bool:
+    return "@" in text or "password=" in text
 
 
 def env_name(flag: str) -> str:
@@ -101,6 +106,11 @@ class Parser(configargparse.ArgumentParser):  # type: ignore[misc]  # (untyped l
         action: argparse.Action = super().add_argument(*args, **kwargs)
         return action
 
+    def parse_known_args(self, args: Sequence[str] | None = None, *rest: Any, **kw: Any) -> Any:
+        """As argparse's; keeps the arguments so :meth:`error` can redact what it quotes."""
+        self._argv_seen = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, *rest, **kw)
+
     def error(self, message: str) -> NoReturn:
         """Name the environment variable when its value is what argparse refused."""
         settings = getattr(self, "_source_to_settings", {}).get(_ENV_SOURCE, {})
@@ -108,6 +118,13 @@ class Parser(configargparse.ArgumentParser):  # type: ignore[misc]  # (untyped l
             if any(f"argument {flag}" in message for flag in action.option_strings):
                 message = f"{message} (from the environment: {name}={redact_url(value)!r})"
                 break
+        # argparse quotes the arguments it refuses ("unrecognized arguments: redis://:pw@h"):
+        # any argument (then any word) that may hold a Redis password is shown redacted.
+        for arg in getattr(self, "_argv_seen", ()):
+            if _may_hold_password(arg):
+                message = message.replace(arg, redact_url(arg))
+        words = message.split(" ")
+        message = " ".join(redact_url(w) if _may_hold_password(w) else w for w in words)
         super().error(message)
         raise AssertionError("unreachable: ArgumentParser.error exits")
 

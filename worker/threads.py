@@ -34,6 +34,13 @@ class _Call:
         self.done = False
 
 
+class GeneratorExitInThread(Exception):
+    """A sync handler raised GeneratorExit. Delivered as is, it would be thrown into the awaiting
+    coroutines, where ``throw(GeneratorExit)`` closes each one instead of raising in it: the
+    job's failure handling would not run and the worker would crash ("coroutine ignored
+    GeneratorExit"). Raised from the original, so the traceback keeps it."""
+
+
 class SyncRunner:
     _all_busy = 0  # over every instance: threads inside a handler right now
     _all_lock = threading.Lock()
@@ -66,6 +73,8 @@ class SyncRunner:
             SyncRunner._all_busy += 1
         try:
             return fn(*args, **kwargs)
+        except GeneratorExit as exc:
+            raise GeneratorExitInThread(f"the handler raised GeneratorExit {exc}".strip()) from exc
         finally:
             with SyncRunner._all_lock:
                 self.busy -= 1

@@ -312,11 +312,12 @@ class Worker:
                     await task.handler(*job.args, **job.kwargs)
                 else:
                     await self._threads.run(task.handler, job.args, job.kwargs)
-        except (Exception, SystemExit, KeyboardInterrupt, asyncio.CancelledError) as exc:
+        except BaseException as exc:  # a cancel of this very task is re-raised below
             # The handler's failure is the job's outcome: a handler calling sys.exit() or raising
-            # KeyboardInterrupt (signals reach the worker's handlers, never user code) ends its
-            # job, not the worker, and one raising CancelledError of its own (nobody cancelled
-            # this task) must not end its runner (N such jobs would leave no runner at all).
+            # KeyboardInterrupt (signals reach the worker's handlers, never user code),
+            # GeneratorExit or a library's own BaseException ends its job, not the worker, and
+            # one raising CancelledError of its own (nobody cancelled this task) must not end
+            # its runner (N such jobs would leave no runner at all).
             current = asyncio.current_task()
             if isinstance(exc, asyncio.CancelledError) and (
                 current is None or current.cancelling()

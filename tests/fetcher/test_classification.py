@@ -478,3 +478,15 @@ async def test_max_clients_reached_is_an_outage(
     )
     assert "max number of clients reached" in lines[0]["msg"], lines[0][0]
     oracle.close()
+
+
+@pytest.mark.parametrize("command", ["EVALSHA", "SCRIPT"])
+async def test_a_renamed_command_is_named_as_renamed_not_as_an_old_redis(command: str) -> None:
+    """``rename-command EVALSHA ""`` (a hardening guide's advice) on a current Redis: the hint
+    said "use Redis >= 6.2", sending the operator to upgrade a server that is new enough."""
+    with RedisServer(extra_args=["--rename-command", command, ""]) as server:
+        conn = RedisConnection.from_url(server.url, retry=FAST_RETRY)
+        with pytest.raises(ConfigurationError, match="renamed or disabled") as info:
+            await conn.execute("probing", LuaScript.from_source("probe", "return 1").bind([], []))
+        assert f"unknown command '{command}'" in str(info.value)
+        await conn.close()

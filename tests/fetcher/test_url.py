@@ -125,6 +125,13 @@ def test_redaction_and_parsing_agree_on_unencoded_special_characters(url: str) -
         f"redis://h:6379/0?password={SPECIAL}&timeout=3",
         f"http://:{SPECIAL}@h:6379/0",
         f"redis://:{SPECIAL}@h:6379/0?ssl_cert_reqs=none",
+        # No "scheme://" (a typo, or none at all): the userinfo is still a userinfo.
+        f"redis:/:{SPECIAL}@h:6379/0",
+        f"redis:{SPECIAL}@h:6379/0",
+        f":{SPECIAL}@h:6379/0",
+        f"alice:{SPECIAL}@h:6379",
+        f"redis//:{SPECIAL}@h:6379/0",
+        f"redis://al@ice:{SPECIAL}@h:6379/0",  # an unencoded "@" in the user name as well
     ],
 )
 def test_every_url_error_message_redacts_a_special_password(url: str) -> None:

@@ -45,6 +45,17 @@ def steadfetch(*args: str, env: dict[str, str] | None = None) -> subprocess.Comp
         (["frobnicate"], "invalid choice: 'frobnicate'"),
         (["status", "--redis-retry-base", "9", "--redis-retry-cap", "1"], "need --redis-retry"),
         (["run", "x:a", "--job-retry-base", "9", "--job-retry-cap", "1"], "need 0 < --job-retry"),
+        # Huge values: a traceback (OverflowError), a stalled loop (10**7 runner tasks), or Redis
+        # refusing a TTL or block timeout with a "bug in a Lua script" hint; now usage errors.
+        (["run", "x:a", "--concurrency", "99999999999999999999"], "--concurrency must be <="),
+        (["run", "x:a", "--concurrency", "10000000"], "--concurrency must be <= 10000"),
+        (["run", "x:a", "--prefetch", "99999999999999999999"], "--prefetch must be <= 10000"),
+        (["run", "x:a", "--heartbeat-interval", "1e300"], "--heartbeat-interval must be <="),
+        (["run", "x:a", "--block-timeout", "1e300"], "--block-timeout must be <= 31536000"),
+        (["run", "x:a", "--read-timeout", "1e300"], "--read-timeout must be <= 31536000"),
+        # Redis refuses such a client name at registration, after connecting, in its own words
+        (["run", "x:a", "--worker-id", "a b"], "--worker-id must be printable ASCII"),
+        (["run", "x:a", "--worker-id", "wörker"], "--worker-id must be printable ASCII"),
     ],
 )
 def test_bad_usage_exits_2_with_a_message(args: list[str], message: str) -> None:
@@ -60,6 +71,12 @@ def test_bad_usage_exits_2_with_a_message(args: list[str], message: str) -> None
         ("import no_such_dependency_xyz\n", "No module named 'no_such_dependency_xyz'"),
         ("x = 1 +\n", "raised SyntaxError: invalid syntax"),
         ("app = 42\n", "broken_app:app is a int, not a worker.App"),
+        # BaseExceptions of a module are load errors too, never a silent exit (0 for
+        # sys.exit(0), argparse run at import) or a traceback (found by the attack1 session)
+        ("import sys\nsys.exit(0)\n", "raised SystemExit: 0 (at "),
+        ("raise SystemExit('config missing')\n", "raised SystemExit: config missing (at "),
+        ("raise GeneratorExit('odd')\n", "raised GeneratorExit: odd (at "),
+        ("class Odd(BaseException): pass\nraise Odd('x')\n", "raised Odd: x (at "),
     ],
 )
 def test_a_bad_app_is_one_line_and_exit_2(tmp_path: Path, module: str, message: str) -> None:

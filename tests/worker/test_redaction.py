@@ -42,6 +42,8 @@ def server() -> object:
         f"redis://:{SPECIAL}@127.0.0.1:6379/0",
         f"redis://al%40ice:{SPECIAL}@127.0.0.1:6379/0",  # a "%" left in the shown URL
         f"redis://127.0.0.1:6379/0?password={SPECIAL}",
+        f"redis:/:{SPECIAL}@127.0.0.1:6379/0",  # a typo in the scheme
+        f"alice:{SPECIAL}@127.0.0.1:6379",  # no scheme at all
     ],
 )
 def test_help_never_shows_the_password(url: str) -> None:
@@ -85,6 +87,7 @@ def test_error_messages_never_show_the_password(
         (f"redis://127.0.0.1:{server.port}/0", "requires a password"),
         (f"redis://:{SPECIAL}@127.0.0.1:notaport/0", "has port"),
         (f"redis://127.0.0.1:{server.port}/0?password={SPECIAL}&timeout=1", "unknown parameter"),
+        (f"redis:/:{SPECIAL}@127.0.0.1:{server.port}/0", "no supported scheme"),
     ]
     for url, said in cases:
         result = _steadfetch("status", "--json", url=url)
@@ -94,3 +97,23 @@ def test_error_messages_never_show_the_password(
         worker = start_worker(None, env={"STEADFETCH_REDIS_URL": url})
         assert worker.wait() == 2, worker.log
         assert said in worker.log and _leaks(worker.log) == [], worker.log
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["status", f"redis://:{SPECIAL}@127.0.0.1:6379/0"],  # the URL without its flag
+        ["run", "x:app", f"--redisurl=redis://:{SPECIAL}@127.0.0.1:6379/0"],  # a typo in it
+        ["run", "x:app", "--mode", f"redis://:{SPECIAL}@127.0.0.1:6379/0"],  # a flag mixed up
+        [f"redis://:{SPECIAL}@127.0.0.1:6379/0", "status"],  # taken for the COMMAND
+        ["status", f"alice:{SPECIAL}@127.0.0.1:6379"],
+    ],
+)
+def test_usage_errors_never_echo_a_password_from_the_command_line(argv: list[str]) -> None:
+    """argparse quotes the arguments it refuses; a Redis URL among them is redacted."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STEADFETCH_")}
+    result = subprocess.run(
+        [str(STEADFETCH), *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2, result.stderr
+    assert "***" in result.stderr and _leaks(result.stderr) == [], result.stderr
