@@ -17,6 +17,7 @@ memory stays flat however many jobs go through: the old worker's leak kept one t
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import deque
 from collections.abc import Iterable
 from typing import Generic, TypeVar
@@ -119,6 +120,16 @@ class JobWindow(Generic[J]):
         self.running -= 1
         self._space.set()
 
+    def resize(self, prefetch: int) -> None:
+        """Set the prefetch (the window's bound is ``capacity + prefetch``). Shrinking below
+        what is held takes nothing away: fetching waits until enough slots are free again."""
+        if prefetch != self.prefetch:
+            grew = prefetch > self.prefetch
+            self.prefetch = prefetch
+            self.limit = self.capacity + prefetch
+            if grew:
+                self._space.set()
+
     def hold(self) -> None:
         """A runner's job finished and waits for its ack: it keeps a slot until :meth:`acked`.
         (Call before :meth:`release`, which frees the runner.)"""
@@ -143,3 +154,63 @@ class JobWindow(Generic[J]):
         unstarted = list(self._buffer)
         self._buffer.clear()
         return unstarted
+
+
+#: Round trips a job in hand must cover: the fetch in flight that brings the next ones, the ack
+#: batch in flight, and the batch gathering behind it (acks count inside the window).
+ROUND_TRIPS_HIDDEN = 3
+#: Weight of the newest sample in the moving averages of the round-trip time and throughput.
+SMOOTHING = 0.2
+
+
+class PrefetchSizer:
+    """The prefetch that hides the round trip to Redis, by Little's law: to keep the runners
+    busy while a fetch and the acks are in flight, a worker needs about ``throughput x RTT``
+    jobs in hand per round trip (:data:`ROUND_TRIPS_HIDDEN` of them).
+
+    Both are measured on the ack path (an ack never blocks server-side, so its duration is the
+    round trip; the jobs acked per second between two acks are the throughput). The result is
+    clamped to ``[floor, ceiling]`` and to ``byte_budget`` over the mean payload size seen, so a
+    worker on loopback keeps a small prefetch (other workers get the jobs) and one a
+    millisecond away holds enough not to wait. ``floor == ceiling`` is a fixed prefetch.
+    """
+
+    def __init__(self, floor: int, ceiling: int, byte_budget: int) -> None:
+        self.floor = floor
+        self.ceiling = max(floor, ceiling)
+        self.byte_budget = byte_budget
+        self.prefetch = floor
+        self.rtt = 0.0  # seconds, moving average
+        self.rate = 0.0  # jobs acked per second, moving average
+        self.payload_bytes = 0.0  # mean payload size, moving average
+        self._last_ack_at: float | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"<PrefetchSizer {self.prefetch} in [{self.floor}, {self.ceiling}] "
+            f"rtt={self.rtt * 1000:.2f}ms rate={self.rate:.0f}/s>"
+        )
+
+    def fetched(self, count: int, size: int) -> None:
+        """``count`` jobs of ``size`` bytes in all came in (the byte bound's mean)."""
+        self.payload_bytes = _smooth(self.payload_bytes, size / count)
+
+    def acked(self, count: int, seconds: float, now: float) -> None:
+        """An ack of ``count`` jobs took ``seconds`` and returned at ``now``; resize."""
+        if self.floor == self.ceiling:
+            return
+        last, self._last_ack_at = self._last_ack_at, now
+        self.rtt = _smooth(self.rtt, seconds)
+        if last is None or now <= last:
+            return
+        self.rate = _smooth(self.rate, count / (now - last))
+        wanted = math.ceil(self.rate * self.rtt * ROUND_TRIPS_HIDDEN)
+        ceiling = self.ceiling
+        if self.payload_bytes:
+            ceiling = min(ceiling, int(self.byte_budget / self.payload_bytes))
+        self.prefetch = max(self.floor, min(wanted, ceiling))
+
+
+def _smooth(average: float, sample: float) -> float:
+    """The moving average after ``sample`` (the first sample, while the average is 0, as is)."""
+    return average + SMOOTHING * (sample - average) if average else sample
