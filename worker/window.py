@@ -10,6 +10,11 @@ fetch loop that pushes into it. That shape is the whole concurrency bound:
   has been sent (:meth:`acked`): a slow ack path slows fetching instead of letting this worker's
   processing lists grow without limit.
 
+The prefetch itself is sized by :class:`PrefetchSizer` (Little's law: enough jobs in hand to
+outlast the round trips of the next fetch and of the acks, so the runners never wait on Redis),
+within a fixed ceiling. :meth:`JobWindow.resize` only moves the bound: a window that shrank below
+what it holds fetches nothing until enough is acked, so the ceiling bounds what is held.
+
 Nothing is created per job except the job itself (no Task, no entry in a growing collection), so
 memory stays flat however many jobs go through: the old worker's leak kept one task per job.
 """
