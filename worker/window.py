@@ -161,20 +161,22 @@ class JobWindow(Generic[J]):
         return unstarted
 
 
-#: Round trips a job in hand must cover: the fetch in flight that brings the next ones, the ack
-#: batch in flight, and the batch gathering behind it (acks count inside the window).
-ROUND_TRIPS_HIDDEN = 3
+#: Ack round trips a job in hand must cover besides the fetch's: the ack batch in flight and the
+#: batch gathering behind it (acks count inside the window).
+ACK_ROUND_TRIPS = 2
 #: Weight of the newest sample in the moving averages of the round-trip time and throughput.
 SMOOTHING = 0.2
 
 
 class PrefetchSizer:
     """The prefetch that hides the round trip to Redis, by Little's law: to keep the runners
-    busy while a fetch and the acks are in flight, a worker needs about ``throughput x RTT``
-    jobs in hand per round trip (:data:`ROUND_TRIPS_HIDDEN` of them).
+    busy while a fetch and the acks are in flight, a worker needs about ``throughput x time``
+    jobs in hand, the time being the fetch's round trip and :data:`ACK_ROUND_TRIPS` acks'.
 
-    Both are measured on the ack path (an ack never blocks server-side, so its duration is the
-    round trip; the jobs acked per second between two acks are the throughput). The result is
+    The throughput is the jobs acked per second between two acks; an ack's round trip is its
+    duration (an ack never blocks server-side), a fetch's is the duration of one that got all it
+    asked for (so it did not block on an empty queue; fast mode's acks take no round trip at
+    all, its fetches do). The result is
     clamped to ``[floor, ceiling]`` and to ``byte_budget`` over the mean payload size seen, so a
     worker on loopback keeps a small prefetch (other workers get the jobs) and one a
     millisecond away holds enough not to wait. ``floor == ceiling`` is a fixed prefetch.
@@ -185,7 +187,8 @@ class PrefetchSizer:
         self.ceiling = max(floor, ceiling)
         self.byte_budget = byte_budget
         self.prefetch = floor
-        self.rtt = 0.0  # seconds, moving average
+        self.rtt = 0.0  # seconds an ack takes, moving average
+        self.fetch_rtt = 0.0  # seconds a fetch that did not block takes, moving average
         self.rate = 0.0  # jobs acked per second, moving average
         self.payload_bytes = 0.0  # mean payload size, moving average
         self._last_ack_at: float | None = None
@@ -196,9 +199,12 @@ class PrefetchSizer:
             f"rtt={self.rtt * 1000:.2f}ms rate={self.rate:.0f}/s>"
         )
 
-    def fetched(self, count: int, size: int) -> None:
-        """``count`` jobs of ``size`` bytes in all came in (the byte bound's mean)."""
+    def fetched(self, count: int, size: int, seconds: float, *, complete: bool) -> None:
+        """``count`` jobs of ``size`` bytes in all came in (the byte bound's mean) after
+        ``seconds``; ``complete``: all that was asked for (a round-trip sample)."""
         self.payload_bytes = _smooth(self.payload_bytes, size / count)
+        if complete:
+            self.fetch_rtt = _smooth(self.fetch_rtt, seconds)
 
     def acked(self, count: int, seconds: float, now: float) -> None:
         """An ack of ``count`` jobs took ``seconds`` and returned at ``now``; resize."""
@@ -209,7 +215,7 @@ class PrefetchSizer:
         if last is None or now <= last:
             return
         self.rate = _smooth(self.rate, count / (now - last))
-        wanted = math.ceil(self.rate * self.rtt * ROUND_TRIPS_HIDDEN)
+        wanted = math.ceil(self.rate * (self.fetch_rtt + ACK_ROUND_TRIPS * self.rtt))
         ceiling = self.ceiling
         if self.payload_bytes:
             ceiling = min(ceiling, int(self.byte_budget / self.payload_bytes))

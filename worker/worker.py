@@ -231,7 +231,7 @@ class Worker:
         loop = asyncio.get_running_loop()
         while True:
             wanted = await window.wait_for_space()
-            self._fetch_since = loop.time()
+            self._fetch_since = began = loop.time()
             scope = self._fetch_scope = asyncio.timeout(None)
             try:
                 async with scope:
@@ -248,7 +248,9 @@ class Worker:
                 log.warning("fetch loop is making progress again")
                 self._stalled = None
             if jobs:
-                sizer.fetched(len(jobs), sum(len(job.raw) for job in jobs))
+                took = loop.time() - began
+                size = sum(len(job.raw) for job in jobs)
+                sizer.fetched(len(jobs), size, took, complete=len(jobs) == wanted)
                 window.put(jobs)
                 # Let the runners start these jobs before the next fetch's request is built
                 # and sent: one loop turn, and idle enqueue-to-start latency drops.

@@ -16,7 +16,7 @@ from chaos.env.redis_server import RedisServer
 from chaos.env.toxiproxy import ToxiproxyServer
 from fetcher import JobSpec, Keys, Producer, RedisConnection, RetryPolicy
 from worker import App
-from worker.config import WorkerConfig
+from worker.config import Mode, WorkerConfig
 from worker.window import PrefetchSizer
 from worker.worker import Worker
 
@@ -32,7 +32,10 @@ async def noop(i: int) -> None:
 
 
 async def drain_through_latency(
-    redis_server: RedisServer, toxiproxy_server: ToxiproxyServer, prefetch: int | None
+    redis_server: RedisServer,
+    toxiproxy_server: ToxiproxyServer,
+    prefetch: int | None,
+    mode: Mode = "reliable",
 ) -> tuple[Worker, int]:
     """Drain JOBS no-op jobs with every reply LATENCY_MS late; the worker and the largest
     processing-list length seen."""
@@ -48,7 +51,9 @@ async def drain_through_latency(
     conn = RedisConnection.from_url(
         f"redis://127.0.0.1:{listen}/0", retry=RetryPolicy(base=0.02, cap=0.2)
     )
-    config = WorkerConfig(app="prefetch", concurrency=10, prefetch=prefetch, block_timeout=0.5)
+    config = WorkerConfig(
+        app="prefetch", concurrency=10, prefetch=prefetch, block_timeout=0.5, mode=mode
+    )
     worker = Worker(app, config, conn, worker_id="prefetcher")
     processing = KEYS.processing("prefetcher", KEYS.queue_key("default"))
     most = 0
@@ -66,12 +71,14 @@ async def drain_through_latency(
     return worker, most
 
 
+@pytest.mark.parametrize("mode", ["reliable", "fast"])
 async def test_the_prefetch_grows_with_the_round_trip_within_its_ceiling(
-    redis_server: RedisServer, toxiproxy_server: ToxiproxyServer
+    redis_server: RedisServer, toxiproxy_server: ToxiproxyServer, mode: Mode
 ) -> None:
-    worker, most = await drain_through_latency(redis_server, toxiproxy_server, None)
+    """Fast mode's acks take no round trip: its fetches' round trips size the prefetch."""
+    worker, most = await drain_through_latency(redis_server, toxiproxy_server, None, mode)
     sizer = worker.prefetch
-    assert sizer.rtt >= LATENCY_MS / 1000
+    assert max(sizer.rtt, sizer.fetch_rtt) >= LATENCY_MS / 1000
     # Without the sizer the prefetch stays at its floor (10% of the concurrency: 1 job).
     assert worker.window.prefetch > sizer.floor + 5, sizer
     assert most <= worker.config.concurrency + sizer.ceiling
@@ -88,10 +95,10 @@ async def test_an_explicit_prefetch_stays_fixed(
 @pytest.mark.parametrize("payload_bytes", [1000, 1_000_000])
 def test_the_byte_budget_bounds_the_prefetch(payload_bytes: int) -> None:
     sizer = PrefetchSizer(floor=2, ceiling=1000, byte_budget=16_000_000)
-    sizer.fetched(10, 10 * payload_bytes)
+    sizer.fetched(10, 10 * payload_bytes, 0.01, complete=True)
     for step in range(1, 50):  # 500 jobs acked every 10 ms, each ack taking 10 ms
         sizer.acked(500, 0.01, step * 0.01)
-    wanted = round(50_000 * 0.01 * 3)  # throughput x RTT x the round trips hidden
+    wanted = round(50_000 * 0.01 * 3)  # throughput x (a fetch's and two acks' round trips)
     assert sizer.prefetch == min(1000, 16_000_000 // payload_bytes, wanted)
 
 
