@@ -160,7 +160,9 @@ def decode(
 
 #: orjson reads an integer beyond 64 bits as a float (dropping digits) where the json module
 #: keeps it exact; a run of 19 digits may be one, so such payloads take the json module's path.
-#: (translate + substring search: 0.3 µs for a typical payload, where a regex takes 1.5 µs.)
+#: Earns its place (issue 13; measured 2026-11-29 on a no-op job's payload, CPU time): the scan
+#: (translate + substring search) 0.6-0.9 us plus orjson 0.8-1.3 us, against 3.0-4.2 us for the
+#: json module alone, which would also need the full _check_value walk: 1-2 us saved a job.
 _DIGITS_TO_NUL = bytes.maketrans(b"0123456789", b"\0" * 10)
 _LONG_DIGIT_RUN = b"\0" * 19
 

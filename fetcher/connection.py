@@ -221,9 +221,11 @@ class RedisConnection:
         block_timeout: float | None,
         call: _CallRecord,
     ) -> T:
-        # The first attempt runs without tenacity (whose setup costs ~30 µs a call, the price of
-        # a whole batch's decoding): a success returns here; a failure is replayed as attempt 1
-        # of the retry loop below, which then behaves exactly as if it had run it.
+        # The first attempt runs without tenacity: a success returns here; a failure is replayed
+        # as attempt 1 of the retry loop below, which then behaves exactly as if it had run it.
+        # Earns its place (issue 13; measured 2026-11-29, CPU time): an AsyncRetrying loop around
+        # an immediate success costs 50-57 us a call; a fetch and an ack per batch of ~100 jobs
+        # make that ~1 us of the ~25 us of worker CPU a no-op job costs at concurrency 50.
         started = time.monotonic()
         try:
             return await self._first_attempt(operation, fn, block_timeout, call)

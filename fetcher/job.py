@@ -45,8 +45,12 @@ def make_job(
     retry_cap: float | None = None,
 ) -> Job:
     """``Job(...)`` for the fetch hot path: the same frozen object, built by setting its
-    ``__dict__`` at once instead of one ``object.__setattr__`` per field (0.3 µs, not 1.6 µs).
-    Takes every field, in declaration order; the decoder has validated them."""
+    ``__dict__`` at once instead of one ``object.__setattr__`` per field. Takes every field, in
+    declaration order; the decoder has validated them.
+
+    Earns its place (issue 13; measured 2026-11-29, 2 shared cores, CPU time): 1.4-2.3 us a job
+    against 3.7-4.8 us for ``Job(**fields)``, about 2.4 us of the ~25 us of worker CPU that a
+    no-op job costs at concurrency 50 with fetches of ~100."""
     job = object.__new__(Job)
     object.__setattr__(
         job,

@@ -12,6 +12,7 @@ giving unfinished jobs back, so a finished job is not requeued.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
@@ -19,13 +20,14 @@ J = TypeVar("J")
 
 
 class AckBatcher(Generic[J]):
-    """``on_acked(n)`` is told after each batch of ``n`` went out (the window frees their slots:
-    jobs waiting here count against the concurrency bound)."""
+    """``on_acked(n, seconds)`` is told after each batch of ``n`` went out, with the round trip
+    it took (the window frees their slots: jobs waiting here count against the concurrency
+    bound; the prefetch is sized from the round trip)."""
 
     def __init__(
         self,
         ack_many: Callable[[list[J]], Awaitable[object]],
-        on_acked: Callable[[int], None] | None = None,
+        on_acked: Callable[[int, float], None] | None = None,
     ) -> None:
         self._ack_many = ack_many
         self._on_acked = on_acked
@@ -57,6 +59,7 @@ class AckBatcher(Generic[J]):
         if not self._pending:
             return
         batch, self._pending = self._pending, []
+        sent = time.monotonic()
         try:
             await self._ack_many(batch)
         except BaseException:
@@ -64,4 +67,4 @@ class AckBatcher(Generic[J]):
             raise
         self.acked += len(batch)
         if self._on_acked is not None:
-            self._on_acked(len(batch))
+            self._on_acked(len(batch), time.monotonic() - sent)

@@ -10,6 +10,11 @@ fetch loop that pushes into it. That shape is the whole concurrency bound:
   has been sent (:meth:`acked`): a slow ack path slows fetching instead of letting this worker's
   processing lists grow without limit.
 
+The prefetch itself is sized by :class:`PrefetchSizer` (Little's law: enough jobs in hand to
+outlast the round trips of the next fetch and of the acks, so the runners never wait on Redis),
+within a fixed ceiling. :meth:`JobWindow.resize` only moves the bound: a window that shrank below
+what it holds fetches nothing until enough is acked, so the ceiling bounds what is held.
+
 Nothing is created per job except the job itself (no Task, no entry in a growing collection), so
 memory stays flat however many jobs go through: the old worker's leak kept one task per job.
 """
@@ -17,6 +22,7 @@ memory stays flat however many jobs go through: the old worker's leak kept one t
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import deque
 from collections.abc import Iterable
 from typing import Generic, TypeVar
@@ -119,6 +125,16 @@ class JobWindow(Generic[J]):
         self.running -= 1
         self._space.set()
 
+    def resize(self, prefetch: int) -> None:
+        """Set the prefetch (the window's bound is ``capacity + prefetch``). Shrinking below
+        what is held takes nothing away: fetching waits until enough slots are free again."""
+        if prefetch != self.prefetch:
+            grew = prefetch > self.prefetch
+            self.prefetch = prefetch
+            self.limit = self.capacity + prefetch
+            if grew:
+                self._space.set()
+
     def hold(self) -> None:
         """A runner's job finished and waits for its ack: it keeps a slot until :meth:`acked`.
         (Call before :meth:`release`, which frees the runner.)"""
@@ -143,3 +159,69 @@ class JobWindow(Generic[J]):
         unstarted = list(self._buffer)
         self._buffer.clear()
         return unstarted
+
+
+#: Ack round trips a job in hand must cover besides the fetch's: the ack batch in flight and the
+#: batch gathering behind it (acks count inside the window).
+ACK_ROUND_TRIPS = 2
+#: Weight of the newest sample in the moving averages of the round-trip time and throughput.
+SMOOTHING = 0.2
+
+
+class PrefetchSizer:
+    """The prefetch that hides the round trip to Redis, by Little's law: to keep the runners
+    busy while a fetch and the acks are in flight, a worker needs about ``throughput x time``
+    jobs in hand, the time being the fetch's round trip and :data:`ACK_ROUND_TRIPS` acks'.
+
+    The throughput is the jobs acked per second between two acks; an ack's round trip is its
+    duration (an ack never blocks server-side), a fetch's is the duration of one that got all it
+    asked for (so it did not block on an empty queue; fast mode's acks take no round trip at
+    all, its fetches do). The result is
+    clamped to ``[floor, ceiling]`` and to ``byte_budget`` over the mean payload size seen, so a
+    worker on loopback keeps a small prefetch (other workers get the jobs) and one a
+    millisecond away holds enough not to wait. ``floor == ceiling`` is a fixed prefetch.
+    """
+
+    def __init__(self, floor: int, ceiling: int, byte_budget: int) -> None:
+        self.floor = floor
+        self.ceiling = max(floor, ceiling)
+        self.byte_budget = byte_budget
+        self.prefetch = floor
+        self.rtt = 0.0  # seconds an ack takes, moving average
+        self.fetch_rtt = 0.0  # seconds a fetch that did not block takes, moving average
+        self.rate = 0.0  # jobs acked per second, moving average
+        self.payload_bytes = 0.0  # mean payload size, moving average
+        self._last_ack_at: float | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"<PrefetchSizer {self.prefetch} in [{self.floor}, {self.ceiling}] "
+            f"rtt={self.rtt * 1000:.2f}ms rate={self.rate:.0f}/s>"
+        )
+
+    def fetched(self, count: int, size: int, seconds: float, *, complete: bool) -> None:
+        """``count`` jobs of ``size`` bytes in all came in (the byte bound's mean) after
+        ``seconds``; ``complete``: all that was asked for (a round-trip sample)."""
+        self.payload_bytes = _smooth(self.payload_bytes, size / count)
+        if complete:
+            self.fetch_rtt = _smooth(self.fetch_rtt, seconds)
+
+    def acked(self, count: int, seconds: float, now: float) -> None:
+        """An ack of ``count`` jobs took ``seconds`` and returned at ``now``; resize."""
+        if self.floor == self.ceiling:
+            return
+        last, self._last_ack_at = self._last_ack_at, now
+        self.rtt = _smooth(self.rtt, seconds)
+        if last is None or now <= last:
+            return
+        self.rate = _smooth(self.rate, count / (now - last))
+        wanted = math.ceil(self.rate * (self.fetch_rtt + ACK_ROUND_TRIPS * self.rtt))
+        ceiling = self.ceiling
+        if self.payload_bytes:
+            ceiling = min(ceiling, int(self.byte_budget / self.payload_bytes))
+        self.prefetch = max(self.floor, min(wanted, ceiling))
+
+
+def _smooth(average: float, sample: float) -> float:
+    """The moving average after ``sample`` (the first sample, while the average is 0, as is)."""
+    return average + SMOOTHING * (sample - average) if average else sample

@@ -46,7 +46,7 @@ from worker.metrics import metrics_registry
 from worker.shutdown import Shutdown
 from worker.stats import WorkerStats
 from worker.threads import SyncRunner
-from worker.window import JobWindow
+from worker.window import JobWindow, PrefetchSizer
 
 log = logging.getLogger("worker")
 
@@ -55,6 +55,10 @@ VERSION = __version__
 CLEANUP_RESERVE = 2.0
 #: A forced (second-signal) exit still tries this long to give jobs back.
 FORCED_CLEANUP = 1.0
+#: The adaptive prefetch (no --prefetch given) grows up to this many times the concurrency, and
+#: up to this many payload bytes held beyond the running jobs (see worker.window.PrefetchSizer).
+PREFETCH_MAX_FACTOR = 10
+PREFETCH_MAX_BYTES = 16 * 1024 * 1024
 #: The recovery loop sweeps for orphaned processing lists every this many passes (and at start).
 SWEEP_EVERY = 8
 
@@ -112,7 +116,13 @@ class Worker:
         )
         self.shutdown = Shutdown()
         self.window: JobWindow[Job] = JobWindow(config.concurrency, config.effective_prefetch)
-        self.acks: AckBatcher[Job] = AckBatcher(self.fetcher.ack_many, self.window.acked)
+        adaptive = config.prefetch is None  # an explicit --prefetch is a fixed one
+        self.prefetch = PrefetchSizer(
+            config.effective_prefetch,
+            config.concurrency * PREFETCH_MAX_FACTOR if adaptive else config.effective_prefetch,
+            PREFETCH_MAX_BYTES,
+        )
+        self.acks: AckBatcher[Job] = AckBatcher(self.fetcher.ack_many, self._acked)
         self.stats = WorkerStats()
         self.stats.identity = {
             "worker_id": self.worker_id,
@@ -213,13 +223,15 @@ class Worker:
             self._on_started(self)
 
     async def _fetch_loop(self) -> None:
-        """Ask for exactly the free capacity; block in the fetcher when the queues are empty."""
+        """Ask for exactly the free capacity; block in the fetcher when the queues are empty.
+        The next fetch goes out as soon as a slot is free, while jobs run, and the window's
+        prefetch is sized (Little's law) so that the jobs in hand outlast its round trip."""
         await self._start()
-        window, fetch = self.window, self.fetcher.fetch
+        window, fetch, sizer = self.window, self.fetcher.fetch, self.prefetch
         loop = asyncio.get_running_loop()
         while True:
             wanted = await window.wait_for_space()
-            self._fetch_since = loop.time()
+            self._fetch_since = began = loop.time()
             scope = self._fetch_scope = asyncio.timeout(None)
             try:
                 async with scope:
@@ -236,10 +248,19 @@ class Worker:
                 log.warning("fetch loop is making progress again")
                 self._stalled = None
             if jobs:
+                took = loop.time() - began
+                size = sum(len(job.raw) for job in jobs)
+                sizer.fetched(len(jobs), size, took, complete=len(jobs) == wanted)
                 window.put(jobs)
                 # Let the runners start these jobs before the next fetch's request is built
                 # and sent: one loop turn, and idle enqueue-to-start latency drops.
                 await asyncio.sleep(0)
+
+    def _acked(self, count: int, seconds: float) -> None:
+        """An ack batch went out: free its slots, and resize the prefetch from its round trip."""
+        self.prefetch.acked(count, seconds, time.monotonic())
+        self.window.resize(self.prefetch.prefetch)
+        self.window.acked(count)
 
     async def _run_window(self) -> None:
         """N runners, each taking the next job as soon as its last one ended."""

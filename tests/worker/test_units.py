@@ -136,3 +136,29 @@ def test_help_never_shows_a_password_from_the_environment(monkeypatch: pytest.Mo
         parser.format_help().split()
     )
     assert "SUPPRESS" not in parser.format_help()
+
+
+def test_the_positional_fast_path_agrees_with_signature_bind() -> None:
+    """check_arguments decides positional-only calls from a precomputed range: the same
+    verdict as Signature.bind for every shape of parameters and every count."""
+
+    def plain(a: int, b: int, c: int = 0, d: int = 1) -> None: ...
+    def star(a: int, *rest: int) -> None: ...
+    def kw_default(a: int, *, k: int = 0) -> None: ...
+    def kw_required(a: int, *, k: int) -> None: ...
+    def only(a: int, b: int = 0, /) -> None: ...
+    def anything(*args: int, **kwargs: int) -> None: ...
+    def mutable_default(a: list[int] = []) -> None: ...  # noqa: B006  (unhashable default)
+
+    app = App("shapes")
+    handlers = [plain, star, kw_default, kw_required, only, anything, mutable_default]
+    for handler in handlers:
+        task = app.register(handler)
+        for count in range(7):
+            args = tuple(range(count))
+            try:
+                task.signature.bind(*args)
+            except TypeError:
+                assert task.check_arguments(args, {}) is not None, (handler.__name__, count)
+            else:
+                assert task.check_arguments(args, {}) is None, (handler.__name__, count)

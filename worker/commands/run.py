@@ -38,7 +38,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--prefetch",
         type=int,
         default=None,
-        help="jobs fetched beyond free slots (default: 10%% of concurrency)",
+        help="jobs held beyond free slots (default: adapts to the round trip to Redis, "
+        "from 10%% of concurrency up to 10x concurrency)",
     )
     p.add_argument(
         "--mode",
