@@ -92,10 +92,10 @@ class WorkerSettings:
 
     def facts(self) -> dict[str, object]:
         """Recorded with each ``worker-start`` for the checkers: what one worker can hold (its
-        window, concurrency + prefetch, and as many finished jobs whose ack is not sent yet),
-        its heartbeat TTL and interval."""
+        window, concurrency + the prefetch at its largest, and as many finished jobs whose ack
+        is not sent yet), its heartbeat TTL and interval."""
         config = self.config()
-        window = config.concurrency + config.effective_prefetch
+        window = config.concurrency + config.prefetch_ceiling
         return {
             "holds": 2 * window,
             "ttl": config.heartbeat_ttl,

@@ -18,6 +18,9 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 #: slot) or reached Redis as a TTL or block timeout it refuses, blamed on a Lua script.
 MAX_CONCURRENCY = 10_000
 MAX_SECONDS = 365 * 24 * 3600
+#: The adaptive prefetch (no --prefetch given) grows up to this many times the concurrency (and
+#: up to worker.worker.PREFETCH_MAX_BYTES of payloads held beyond the running jobs).
+PREFETCH_MAX_FACTOR = 10
 
 
 class ConfigError(ValueError):
@@ -119,6 +122,15 @@ class WorkerConfig:
     def effective_prefetch(self) -> int:
         """Jobs fetched beyond the free slots, so a finishing job finds the next one waiting."""
         return self.prefetch if self.prefetch is not None else max(0, self.concurrency // 10)
+
+    @property
+    def prefetch_ceiling(self) -> int:
+        """The most the prefetch may grow to: an explicit ``--prefetch`` is fixed; the adaptive
+        one (worker.window.PrefetchSizer) grows up to PREFETCH_MAX_FACTOR x the concurrency.
+        What one worker can hold is at most concurrency + this (acks not yet sent included)."""
+        if self.prefetch is not None:
+            return self.prefetch
+        return max(self.effective_prefetch, self.concurrency * PREFETCH_MAX_FACTOR)
 
     @property
     def effective_watchdog_timeout(self) -> float:

@@ -55,9 +55,8 @@ VERSION = __version__
 CLEANUP_RESERVE = 2.0
 #: A forced (second-signal) exit still tries this long to give jobs back.
 FORCED_CLEANUP = 1.0
-#: The adaptive prefetch (no --prefetch given) grows up to this many times the concurrency, and
-#: up to this many payload bytes held beyond the running jobs (see worker.window.PrefetchSizer).
-PREFETCH_MAX_FACTOR = 10
+#: The adaptive prefetch holds at most this many payload bytes beyond the running jobs (and at
+#: most WorkerConfig.prefetch_ceiling jobs; see worker.window.PrefetchSizer).
 PREFETCH_MAX_BYTES = 16 * 1024 * 1024
 #: The recovery loop sweeps for orphaned processing lists every this many passes (and at start).
 SWEEP_EVERY = 8
@@ -116,11 +115,8 @@ class Worker:
         )
         self.shutdown = Shutdown()
         self.window: JobWindow[Job] = JobWindow(config.concurrency, config.effective_prefetch)
-        adaptive = config.prefetch is None  # an explicit --prefetch is a fixed one
         self.prefetch = PrefetchSizer(
-            config.effective_prefetch,
-            config.concurrency * PREFETCH_MAX_FACTOR if adaptive else config.effective_prefetch,
-            PREFETCH_MAX_BYTES,
+            config.effective_prefetch, config.prefetch_ceiling, PREFETCH_MAX_BYTES
         )
         self.acks: AckBatcher[Job] = AckBatcher(self.fetcher.ack_many, self._acked)
         self.stats = WorkerStats()
