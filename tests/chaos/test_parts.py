@@ -123,7 +123,8 @@ def test_one_place_builds_the_worker_process_and_a_launcher_can_replace_the_prog
     assert proc.argv[:5] == ["/py", "-m", "worker", "run", "chaos.workload.app:app"]
     assert "redis://h:2/0" in proc.argv and proc.argv[proc.argv.index("--worker-id") + 1] == "w-2"
     assert proc.env["PYTHONPATH"] == "/mutant" and proc.env["STEADFETCH_WORKER_ID"] == "w-2"
-    assert proc.facts == {"holds": 8, "ttl": 5.0, "heartbeat_interval": 1.0}
+    # concurrency 4 + prefetch up to 10 x 4, twice (unsent acks); TTL 3 x 1 + 1 + 2 x 2.
+    assert proc.facts == {"holds": 88, "ttl": 8.0, "heartbeat_interval": 1.0}
     default = Harness(scenario, stack, History(), random.Random(1), tmp_path)  # type: ignore[arg-type]
     assert default.worker_process(1, "w-1").argv[:2] == [*steadfetch_binary(), "run"][:2]
 
