@@ -204,13 +204,15 @@ class Worker:
         await self.fetcher.recover_dead_workers(sweep=True)  # one line, naming the dead
         await self.fetcher.heartbeat(self.stats.snapshot(), self._heartbeat_ttl)
         await self._check_eviction_policy()
+        config = self.config
+        floor, ceiling = config.effective_prefetch, config.prefetch_ceiling
         log.info(
-            "worker %s started: queues [%s], concurrency %d (prefetch %d), %s mode, Redis %s",
+            "worker %s started: queues [%s], concurrency %d (prefetch %s), %s mode, Redis %s",
             self.worker_id,
-            ", ".join(self.config.queues),
-            self.config.concurrency,
-            self.config.effective_prefetch,
-            self.config.mode,
+            ", ".join(config.queues),
+            config.concurrency,
+            f"{floor}" if floor == ceiling else f"adaptive, {floor} to {ceiling}",
+            config.mode,
             self.conn.endpoint,
         )
         self._last_beat = time.monotonic()
