@@ -193,6 +193,11 @@ class Fetcher:
                     adopted = await self._adopt_orphans(max_jobs)
                     if adopted:
                         return adopted
+                    if self._orphans_possible:
+                        # An ack shifted the list between two slices and may have hidden an
+                        # orphan from this read (or only undecodable ones were found): read
+                        # again before taking or blocking, or it would wait a whole fetch.
+                        continue
                 jobs = await self._take(max_jobs)
                 if jobs is None:
                     continue  # the reply may be lost: adopt what it moved before taking more
