@@ -51,6 +51,7 @@ async def test_sigterm_at_random_moments_right_after_start_stops_the_worker(
                 running = tg.create_task(worker.run())
                 await started.wait()
                 await asyncio.sleep(rng.uniform(0, 0.03))  # a random moment, not a sync point
+                assert not running.done()  # its handler is installed: the signal is not fatal
                 os.kill(os.getpid(), signal.SIGTERM)  # the real handler that run() installed
                 try:
                     async with asyncio.timeout(STOP_WITHIN):
