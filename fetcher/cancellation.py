@@ -14,11 +14,24 @@ the task was cancelled during the call, so the call must end in CancelledError e
 nothing below raised one. Comparing with the count at entry (not with zero) keeps a task that
 handled an earlier cancel and is legitimately cleaning up (e.g. acking after a shutdown signal)
 able to talk to Redis.
+
+That check runs when the call returns, which is too late for a call that blocks server-side
+(BLMOVE for up to the block timeout): a cancel swallowed while its command was being sent, or
+while a fresh connection's handshake ran, left the task reading the reply for the whole block,
+so a shutdown signal that came just after the worker started waited the block timeout out.
+:func:`interruptible` runs such a call where no cancel can be lost.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+#: How often a cancel is re-sent to a call that swallowed one (it is then reading: it sticks).
+RECANCEL_EVERY = 0.01
 
 
 def cancel_requests() -> int:
@@ -43,3 +56,27 @@ class CancelGuard:
     def lost_cancel(self) -> asyncio.CancelledError:
         """The CancelledError to raise in place of a result a swallowed cancel let through."""
         return asyncio.CancelledError("cancelled during a Redis call (the library below lost it)")
+
+
+async def interruptible(call: Awaitable[T]) -> T:
+    """Await ``call`` in a child task, so that cancelling the current task interrupts it at once.
+
+    The current task waits on a plain future, which cannot swallow a cancel; on cancel, the
+    child is cancelled again until it has finished (the first cancel may land in redis-py's
+    lossy ``wait_for`` and be swallowed; a later one reaches the read), then CancelledError
+    propagates. The child never outlives this call. Costs a task: meant for blocking calls.
+    """
+    child = asyncio.ensure_future(call)
+    try:
+        await asyncio.wait((child,))
+    except asyncio.CancelledError:
+        while not child.done():
+            child.cancel()
+            try:
+                await asyncio.wait((child,), timeout=RECANCEL_EVERY)
+            except asyncio.CancelledError:
+                continue  # cancelled again while stopping the child: it still must not outlive us
+        if not child.cancelled():
+            child.exception()  # retrieved: an error after the cancel is not "never retrieved"
+        raise
+    return child.result()

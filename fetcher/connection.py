@@ -26,7 +26,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from tenacity import RetryCallState
 
-from fetcher.cancellation import CancelGuard
+from fetcher.cancellation import CancelGuard, interruptible
 from fetcher.errors import RedisUnavailable
 from fetcher.failures import (
     describe,
@@ -318,7 +318,8 @@ class RedisConnection:
         client = self._client(block_timeout)
         guard = CancelGuard()
         try:
-            result = await fn(client)
+            # A blocking call runs where a cancel cannot be lost (it would block till the end).
+            result = await (fn(client) if block_timeout is None else interruptible(fn(client)))
         except asyncio.CancelledError:
             await self._discard_idle(client)
             raise

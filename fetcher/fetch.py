@@ -29,7 +29,8 @@ import hashlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Literal, TypeVar
 
 from redis.asyncio import Redis
@@ -157,7 +158,10 @@ class Fetcher:
         self.fetch_bytes = DEFAULT_FETCH_BYTES  # the byte budget now (see the module docstring)
         self._lost_in_a_row = 0
         self._good_in_a_row = 0
-        self._settled_count = 0  # bumped by every ack/settle: adoption notices concurrent ones
+        # Acks/settles begun, and those still running: adoption notices concurrent ones (one
+        # that began before it may still remove a held payload while it reads).
+        self._settles_begun = 0
+        self._settles_running = 0
         self._accepted: list[Job] = []  # taken by the running fetch, not yet handed out
 
     def __repr__(self) -> str:
@@ -193,6 +197,11 @@ class Fetcher:
                     adopted = await self._adopt_orphans(max_jobs)
                     if adopted:
                         return adopted
+                    if self._orphans_possible:
+                        # An ack shifted the list between two slices and may have hidden an
+                        # orphan from this read (or only undecodable ones were found): read
+                        # again before taking or blocking, or it would wait a whole fetch.
+                        continue
                 jobs = await self._take(max_jobs)
                 if jobs is None:
                     continue  # the reply may be lost: adopt what it moved before taking more
@@ -344,7 +353,7 @@ class Fetcher:
         """Hand out payloads in our processing lists that no caller holds (at most
         ``max_jobs``), reading the lists in slices bounded in items and bytes."""
         held = Counter(self._in_flight)  # snapshot first: an ack racing the read is still held
-        settled_before = self._settled_count
+        begun_before, running_before = self._settles_begun, self._settles_running
         orphans: list[tuple[QueueRef, bytes]] = []
         more = slices = 0
         for queue in self._queues:
@@ -359,7 +368,9 @@ class Fetcher:
                         orphans.append((queue, raw))
             more += not ended
         # A slice read after an ack removed an item before it may have skipped one: look again.
-        raced = slices > len(self._queues) and self._settled_count != settled_before
+        raced = slices > len(self._queues) and (
+            running_before > 0 or self._settles_begun != begun_before
+        )
         self._orphans_possible = bool(more) or len(orphans) > max_jobs or raced
         if orphans:
             log.warning(
@@ -450,6 +461,19 @@ class Fetcher:
         queue = self._by_name.get(name)
         return queue if queue is not None else self.keys.queue_ref(self.worker_id, name)
 
+    @contextmanager
+    def _settling(self) -> Iterator[None]:
+        """Around a call that removes held payloads from a processing list. Adoption reads the
+        lists in slices: such a removal between two slices shifts the list and may hide an orphan
+        from the next one. Counted when the call begins, not when its reply comes back: the
+        server may apply it while an adoption reads, and answer after that adoption ended."""
+        self._settles_begun += 1
+        self._settles_running += 1
+        try:
+            yield
+        finally:
+            self._settles_running -= 1
+
     def _release(self, job: Job) -> None:
         self._release_all((job,))
 
@@ -497,15 +521,15 @@ class Fetcher:
             args.append(b"%d" % len(raws))
             args += raws
         token = registration.fence
-        removed = await self.conn.execute(
-            f"acknowledging {len(jobs)} job(s)",
-            ACK.bind([registration.lease_key, *by_key], [token, *args]),
-        )
+        with self._settling():
+            removed = await self.conn.execute(
+                f"acknowledging {len(jobs)} job(s)",
+                ACK.bind([registration.lease_key, *by_key], [token, *args]),
+            )
         if removed < 0:  # fenced: this worker was presumed dead; rejoin, then ack what is ours
             await registration.lease_lost(token)
             await self.ack_many(jobs)
             return
-        self._settled_count += 1
         self._release_all(jobs)
 
     async def nack(
@@ -566,17 +590,17 @@ class Fetcher:
         self, job: Job, verb: str, destination: str, kind: str, score: float, value: bytes
     ) -> None:
         processing = self._queue(job.queue).processing
-        moved = await self._move_out(
-            f"{verb} job {job.id}",
-            processing,
-            job.raw,
-            destination,
-            kind,
-            score,
-            value,
-            queue_key=self._queue(job.queue).key,
-        )
-        self._settled_count += 1
+        with self._settling():
+            moved = await self._move_out(
+                f"{verb} job {job.id}",
+                processing,
+                job.raw,
+                destination,
+                kind,
+                score,
+                value,
+                queue_key=self._queue(job.queue).key,
+            )
         self._release(job)
         if not moved:
             log.warning(

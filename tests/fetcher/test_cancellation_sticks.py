@@ -147,3 +147,22 @@ async def test_a_cancel_always_stops_a_blocked_fetch(
         assert oracle.llen(Keys().queue_key("default")) == 0
     finally:
         await conn.close()
+
+
+async def test_a_cancel_interrupts_a_long_block_at_once(redis_server: RedisServer) -> None:
+    """The test above blocks 0.05 s, so a cancel that the blocking call lost would only show as
+    a late return. Here the block is 30 s, far over STOP_WITHIN: a lost cancel is a task that did
+    not stop. Each trial starts on a fresh connection, so the cancel also lands in the handshake
+    that precedes the first blocking command (observed: about one trial in six kept blocking)."""
+    rng = random.Random(7)
+    stuck = 0
+    for trial in range(TRIALS // 2):
+        conn = RedisConnection.from_url(redis_server.url, retry=FAST_RETRY)
+        fetcher = Fetcher(conn, f"w{trial}", ["default"], block_timeout=30)
+        try:
+            task: asyncio.Task[object] = asyncio.create_task(fetcher.fetch(5))
+            await _cancel_at_random(task, rng, steps=60)
+            stuck += not await _stops(task)
+        finally:
+            await conn.close()
+    assert stuck == 0, f"{stuck} of {TRIALS // 2} cancelled fetches kept blocking"
