@@ -81,6 +81,10 @@ class Window:
     ambiguous: bool
     outage: bool
     expect_recovery: bool
+    noisy: bool = False
+    """Failure lines are expected here (an outage, or a fault that may look like one)."""
+    progress: bool = False
+    """Work must go on during the fault (slow or degraded, never stopped)."""
 
 
 def fault_windows(history: Sequence[Op]) -> list[Window]:
@@ -106,6 +110,8 @@ def _window(start: Op, stop: Op | None) -> Window:
         ambiguous=bool(start.value.get("ambiguous", True)),
         outage=bool(start.value.get("outage", False)),
         expect_recovery=bool(stop.value.get("expect_recovery", True)) if stop else True,
+        noisy=bool(start.value.get("noisy", start.value.get("outage", False))),
+        progress=bool(start.value.get("progress", False)),
     )
 
 
@@ -161,58 +167,187 @@ def check_lost(history: Sequence[Op]) -> Verdict:
 # --- duplicates ----------------------------------------------------------------------------
 
 AMBIGUITY_SLACK = 5.0  # an ack lost at a window's end may be redelivered a little later
+GAVE_UP = re.compile(r"gave up at the grace deadline", re.I)
+UNBOUNDED = 10**9
+
+
+@dataclass(frozen=True)
+class Holder:
+    """A worker that lost what it held: it died, or was frozen (SIGSTOP) for a while.
+
+    Jobs it had started may run again elsewhere, at most ``budget`` of them (what one worker can
+    hold: its window and its unsent acks). ``start``/``stop`` are the death time (both), or the
+    freeze and the resume.
+    """
+
+    worker_id: str
+    pid: int | None
+    start: float
+    stop: float
+    budget: int
+    why: str
+
+    def ran(self, run: Run) -> bool:
+        """Whether ``run`` was this holder's own execution (by pid when both know it)."""
+        if self.pid is not None and run.pid is not None:
+            return self.pid == run.pid
+        return self.worker_id == run.worker
+
+
+@dataclass(frozen=True)
+class Run:
+    """One execution of a job: who, when it started, when it finished (None: never)."""
+
+    worker: str
+    pid: int | None
+    start: float
+    done: float | None
+
+
+def worker_starts(history: Sequence[Op]) -> dict[str, Op]:
+    """``worker-start`` operations by process name (``worker-1``...)."""
+    return {op.process: op for op in select(history, "worker-start")}
+
+
+def holders(history: Sequence[Op]) -> list[Holder]:
+    """Who lost what they held: every worker exit except a graceful one (exit 0 without the
+    give-up-at-the-grace-deadline line), and every freeze of a worker."""
+    starts = worker_starts(history)
+    gave_up = {
+        op.process for op in select(history, "log") if GAVE_UP.search(str(op.value.get("message")))
+    }
+    found: list[Holder] = []
+    for ex in select(history, "worker-exit"):
+        code = ex.value.get("code")
+        start = starts.get(ex.process)
+        if start is None or (code == 0 and ex.process not in gave_up):
+            continue
+        why = f"{ex.process} exited {code}" + (" after giving up" if code == 0 else "")
+        found.append(_holder(start, ex.time, ex.time, why))
+    freezes: dict[str, Op] = {}
+    for op in select(history, "freeze"):
+        target = str(op.value.get("target"))
+        if op.type == "invoke":
+            freezes[target] = op
+        elif target in freezes and target in starts:
+            began = freezes.pop(target).time
+            found.append(_holder(starts[target], began, op.time, f"{target} frozen"))
+    end = max((op.time for op in history), default=0.0)
+    found += [
+        _holder(starts[t], op.time, end, f"{t} frozen, never resumed")
+        for t, op in freezes.items()
+        if t in starts
+    ]
+    return found
+
+
+def _holder(start: Op, began: float, stop: float, why: str) -> Holder:
+    pid = start.value.get("pid")
+    return Holder(
+        worker_id=str(start.value.get("worker_id") or start.process),
+        pid=int(pid) if pid is not None else None,
+        start=began,
+        stop=stop,
+        budget=int(start.value.get("holds", UNBOUNDED)),
+        why=why,
+    )
+
+
+def executions(history: Sequence[Op]) -> dict[str, list[Run]]:
+    """Each job's executions in start order; an ``ok`` closes the same worker's open one."""
+    runs: dict[str, list[Run]] = defaultdict(list)
+    for op in select(history, "execute"):
+        job = str(op.value["job_id"])
+        pid = op.value.get("pid")
+        pid = int(pid) if pid is not None else None
+        if op.type == "invoke":
+            runs[job].append(Run(op.process, pid, op.time, None))
+        elif op.type == "ok":
+            mine = [
+                i
+                for i, r in enumerate(runs[job])
+                if r.done is None and r.worker == op.process and (pid is None or r.pid == pid)
+            ]
+            if mine:
+                i = mine[-1]
+                runs[job][i] = Run(op.process, pid, runs[job][i].start, op.time)
+            else:  # a finish without its start (tests, a torn record): starts when it ends
+                runs[job].append(Run(op.process, pid, op.time, op.time))
+    return runs
 
 
 def check_duplicates(history: Sequence[Op]) -> Verdict:
     """Jobs that finished more than once; allowed only where at-least-once allows them.
 
-    A second completion is *licensed* when, between the first completion and the second start,
-    a worker exited (its unacknowledged jobs are redelivered) or an ambiguous fault was active
-    (a reply may have been lost, e.g. the ack's). Anything else is an unlicensed duplicate.
-    """
-    starts: dict[str, list[float]] = defaultdict(list)
-    finishes: dict[str, list[float]] = defaultdict(list)
-    for op in select(history, "execute"):
-        job = str(op.value["job_id"])
-        if op.type == "invoke":
-            starts[job].append(op.time)
-        elif op.type == "ok":
-            finishes[job].append(op.time)
-    deaths = [op.time for op in select(history, "worker-exit")]
-    windows = [w for w in fault_windows(history) if w.ambiguous]
+    A second completion is *licensed* by:
 
-    def licensed(first_done: float, second_start: float) -> bool:
-        if any(first_done <= t <= second_start for t in deaths):
-            return True
+    - a worker that lost what it held (died: any exit but a graceful one; a graceful exit 0
+      licenses nothing unless it logged that it gave up at its grace deadline; or was frozen):
+      only jobs that worker itself had started, run again by another worker after the loss, and
+      at most the worker's ``holds`` of them (window + unsent acks), recorded at its start;
+    - an ambiguous fault active between the first completion and the second start (a reply,
+      e.g. the ack's, may have been lost).
+
+    Anything else is an unlicensed duplicate: e.g. a shutdown that puts finished jobs back.
+    """
+    runs = executions(history)
+    windows = [w for w in fault_windows(history) if w.ambiguous]
+    lost_holders = holders(history)
+
+    def by_fault(first_done: float, second_start: float) -> bool:
         return any(
             w.start <= second_start and first_done <= (w.stop or second_start) + AMBIGUITY_SLACK
             for w in windows
         )
 
+    def by_holder(job_runs: list[Run]) -> Holder | None:
+        for h in lost_holders:
+            own = [r for r in job_runs if h.ran(r) and r.start <= h.stop]
+            again = [r for r in job_runs if not h.ran(r) and r.start >= h.start]
+            if own and again:
+                return h
+        return None
+
     duplicated: list[str] = []
     unlicensed: list[str] = []
-    for job, done in finishes.items():
+    used: dict[Holder, list[str]] = defaultdict(list)
+    for job, job_runs in sorted(runs.items()):
+        done = sorted(r.done for r in job_runs if r.done is not None)
         if len(done) < 2:
             continue
         duplicated.append(job)
-        done = sorted(done)
-        later_starts = sorted(starts.get(job, done))
+        starts = sorted(r.start for r in job_runs)
+        faults = True
         for first, second in itertools.pairwise(done):
-            second_start = max((s for s in later_starts if s <= second), default=second)
-            if not licensed(first, second_start):
-                unlicensed.append(job)
-                break
+            second_start = max((s for s in starts if s <= second), default=second)
+            faults = faults and by_fault(first, second_start)
+        if faults:
+            continue
+        holder = by_holder(job_runs)
+        if holder is None:
+            unlicensed.append(job)
+        else:
+            used[holder].append(job)
+    over = {h: jobs for h, jobs in used.items() if len(jobs) > h.budget}
+    for h, jobs in over.items():
+        unlicensed += jobs[h.budget :]
     details = {
         "duplicated": len(duplicated),
         "licensed": len(duplicated) - len(unlicensed),
         "unlicensed": len(unlicensed),
         "examples": sorted(unlicensed or duplicated)[:EXAMPLES],
+        "by_holder": {h.why: len(jobs) for h, jobs in used.items()},
     }
     if unlicensed:
+        reasons = [
+            f"{h.why} licensed {len(jobs)} reruns but could hold at most {h.budget}"
+            for h, jobs in over.items()
+        ]
         return Verdict(
             "duplicates",
             False,
-            f"{len(unlicensed)} jobs ran twice with no worker death or ambiguous fault between",
+            f"{len(unlicensed)} jobs ran twice with no worker death, freeze or ambiguous fault "
+            f"to license it" + (f" ({'; '.join(reasons)})" if reasons else ""),
             details,
         )
     if duplicated:
@@ -223,6 +358,48 @@ def check_duplicates(history: Sequence[Op]) -> Verdict:
             details,
         )
     return Verdict("duplicates", True, "no job ran twice", details)
+
+
+# --- final state ---------------------------------------------------------------------------
+
+
+def check_final_state(history: Sequence[Op]) -> Verdict:
+    """After the final stop (drained, every worker stopped) no job that ran is still in Redis.
+
+    Reads the ``final-state`` operation the runner records from Redis directly (job id -> where:
+    ``queue:NAME``, ``processing:KEY``, ``scheduled``, ``dead``). A finished job still there was
+    never acknowledged: the next worker would silently run it again.
+    """
+    finals = list(select(history, "final-state"))
+    if not finals:
+        return Verdict("final-state", None, "Redis was not read after the final stop", {})
+    last = finals[-1]
+    if last.type != "ok":
+        return Verdict("final-state", None, f"could not read Redis: {last.value.get('error')}", {})
+    running = list(last.value.get("running", []))
+    where = {str(k): str(v) for k, v in dict(last.value.get("where", {})).items()}
+    done = {str(op.value["job_id"]) for op in select(history, "execute", "ok")}
+    left = {job: place for job, place in sorted(where.items()) if job in done}
+    places = sorted({place.split(":", 1)[0] for place in left.values()})
+    details = {
+        "jobs_in_redis": len(where),
+        "finished_but_left": len(left),
+        "examples": dict(list(left.items())[:EXAMPLES]),
+        "running": running,
+    }
+    if running:
+        return Verdict("final-state", None, f"workers still running: {running}", details)
+    if left:
+        return Verdict(
+            "final-state",
+            False,
+            f"{len(left)} finished jobs still in Redis after the final stop (in: "
+            f"{', '.join(places)}): never acknowledged, they would run again",
+            details,
+        )
+    return Verdict(
+        "final-state", True, f"no finished job left in Redis ({len(where)} jobs there)", details
+    )
 
 
 # --- recovery (lock-up) --------------------------------------------------------------------
@@ -289,6 +466,47 @@ def check_recovery(history: Sequence[Op], bound: float) -> Verdict:
     return Verdict("recovery", True, f"resumed within {max(measured):.2f} s of each heal", details)
 
 
+def check_progress(history: Sequence[Op], bound: float) -> Verdict:
+    """During a fault that degrades but must not stop work (latency, a frozen peer, a twin, an
+    output-buffer limit below a batch), no gap between job completions exceeds ``bound`` while
+    jobs wait: a worker that holds jobs and makes no progress on them is locked up too."""
+    done_at: dict[str, float] = {}
+    for op in select(history, "execute", "ok"):
+        done_at.setdefault(str(op.value["job_id"]), op.time)
+    done_times = sorted(op.time for op in select(history, "execute", "ok"))
+    enqueued = [(op.time, str(op.value["job_id"])) for op in select(history, "enqueue", "ok")]
+    gaps: dict[str, float] = {}
+    stalls: list[str] = []
+    for w in fault_windows(history):
+        if not w.progress or w.stop is None:
+            continue
+        points = [w.start, *(t for t in done_times if w.start < t < w.stop), w.stop]
+        worst = 0.0
+        for a, b in itertools.pairwise(points):
+            waiting = any(t <= b and done_at.get(job, float("inf")) > a for t, job in enqueued)
+            if waiting:
+                worst = max(worst, b - a)
+        gaps[f"{w.fault}@{w.start:.1f}"] = round(worst, 3)
+        if worst > bound:
+            stalls.append(f"{w.fault} (no job finished for {worst:.1f} s)")
+    details = {"bound": bound, "longest_gap_s": gaps}
+    if stalls:
+        return Verdict(
+            "progress",
+            False,
+            f"STALL: work stopped during {', '.join(stalls)}, bound {bound:.1f} s",
+            details,
+        )
+    if not gaps:
+        return Verdict("progress", True, "no fault required progress", details)
+    return Verdict(
+        "progress",
+        True,
+        f"work went on during each fault (longest gap {max(gaps.values()):.2f} s)",
+        details,
+    )
+
+
 # --- logs ----------------------------------------------------------------------------------
 
 DESCRIPTIVE_PARTS: dict[str, re.Pattern[str]] = {
@@ -304,7 +522,8 @@ DESCRIPTIVE_PARTS: dict[str, re.Pattern[str]] = {
 # no attempt or next wait; the retry lines checked per outage have all DESCRIPTIVE_PARTS).
 EVERY_FAILURE_LINE = ("operation", "endpoint", "exception class")
 FAILURE_LINE = re.compile(r"\bunreachable\b|\bconnection (?:lost|closed|refused|reset)\b", re.I)
-RECOVERY = re.compile(r"\b(?:reachable again|reconnected|recovered)\b", re.I)
+# The line that says the outage is over: not "recovered N jobs", which is about dead workers.
+RECOVERY = re.compile(r"\b(?:reachable again|reconnected)\b", re.I)
 BARE = re.compile(
     r"^(?:[A-Za-z_]\w*\.)*[A-Z]\w*(?:Error|Exception|EOF|Interrupt|Exit|Timeout)(?:\(\))?:?$"
     r"|^end of file reached$"
@@ -323,12 +542,16 @@ def is_bare(message: str) -> bool:
 
 
 def check_logs(history: Sequence[Op], bound: float) -> Verdict:
-    """Every outage has a descriptive error line and a recovery line; every warning or error
-    about a Redis failure is descriptive; no line is a bare exception name.
+    """Every outage has a descriptive error line, and each worker that logged the outage and
+    lived through the heal logs its own recovery line; every warning or error about a Redis
+    failure is descriptive; no line is a bare exception name.
 
     An outage is a fault window marked ``outage``; its lines are those logged from its start to
-    ``bound`` seconds after its heal. Descriptive means all of :data:`DESCRIPTIVE_PARTS`.
+    ``bound`` seconds after its heal. Descriptive means all of :data:`DESCRIPTIVE_PARTS`. A
+    worker that died during the outage owes no recovery line (and another worker's "recovered N
+    jobs" line is not one: it is about dead workers, not about Redis being reachable again).
     """
+    exited = {op.process: op.time for op in select(history, "worker-exit")}
     logs = [op for op in select(history, "log") if op.value.get("message") is not None]
     bare = [str(op.value["message"]) for op in logs if is_bare(str(op.value["message"]))]
     problem_lines = [op for op in logs if str(op.value.get("level", "")).upper() in PROBLEM_LEVELS]
@@ -341,12 +564,22 @@ def check_logs(history: Sequence[Op], bound: float) -> Verdict:
         inside = [op for op in logs if w.start <= op.time <= end]
         errors = [op for op in inside if op in problem_lines and not RECOVERY.search(_msg(op))]
         good = [op for op in errors if not missing_parts(_msg(op))]
-        recovered = [op for op in inside if RECOVERY.search(_msg(op))]
+        recovered = {op.process for op in inside if RECOVERY.search(_msg(op))}
+        heal = w.stop if w.stop is not None else w.start
+        owing = sorted(
+            {
+                op.process
+                for op in errors
+                if FAILURE_LINE.search(_msg(op)) and exited.get(op.process, float("inf")) > heal
+            }
+        )
+        silent = [p for p in owing if p not in recovered]
         key = f"{w.fault}@{w.start:.1f}"
         per_outage[key] = {
             "error_lines": len(errors),
             "descriptive": len(good),
-            "recovery_lines": len(recovered),
+            "recovered": sorted(recovered),
+            "owing_recovery": owing,
         }
         if not errors:
             findings.append(f"{w.fault}: no error line logged during the outage")
@@ -356,8 +589,11 @@ def check_logs(history: Sequence[Op], bound: float) -> Verdict:
                 f"{w.fault}: no descriptive error line (e.g. {sample[:160]!r} lacks "
                 f"{', '.join(missing_parts(sample))})"
             )
-        if not recovered:
-            findings.append(f"{w.fault}: no recovery line within {bound:.0f} s of the heal")
+        if silent:
+            findings.append(
+                f"{w.fault}: no recovery line within {bound:.0f} s of the heal from "
+                f"{', '.join(silent)} (logged the outage, alive at the heal)"
+            )
     if bare:
         findings.append(f"{len(bare)} bare exception-name lines, e.g. {bare[0]!r}")
     vague = [
@@ -392,6 +628,225 @@ def _msg(op: Op) -> str:
     return str(op.value.get("message", ""))
 
 
+# --- spurious outages, watchdog, retry waits ---------------------------------------------
+
+
+def _worker_logs(history: Sequence[Op]) -> list[Op]:
+    return [op for op in select(history, "log") if op.value.get("message") is not None]
+
+
+def _problem(op: Op) -> bool:
+    return str(op.value.get("level", "")).upper() in PROBLEM_LEVELS
+
+
+def check_spurious_outages(history: Sequence[Op], slack: float) -> Verdict:
+    """Outside every outage window (and ``slack`` s after its heal), no worker says Redis is
+    unreachable: under latency, low bandwidth or a slicer, such a line means a timeout shorter
+    than a reply can legitimately take, and needless reconnects."""
+    noisy = [w for w in fault_windows(history) if w.noisy]
+
+    def inside(t: float) -> bool:
+        return any(w.start <= t <= (w.stop if w.stop is not None else t) + slack for w in noisy)
+
+    spurious = [
+        op
+        for op in _worker_logs(history)
+        if _problem(op) and FAILURE_LINE.search(_msg(op)) and not inside(op.time)
+    ]
+    details = {
+        "spurious": len(spurious),
+        "examples": [f"{op.process} @{op.time:.1f}: {_msg(op)[:200]}" for op in spurious][
+            :EXAMPLES
+        ],
+    }
+    if spurious:
+        return Verdict(
+            "spurious-outages",
+            False,
+            f"{len(spurious)} outage lines with no outage under way, e.g. "
+            f"{_msg(spurious[0])[:200]!r}",
+            details,
+        )
+    return Verdict("spurious-outages", True, "no outage line outside an outage", details)
+
+
+WATCHDOG = re.compile(r"^watchdog: |interrupted by the watchdog", re.I)
+
+
+def check_watchdog(history: Sequence[Op], allowed: bool) -> Verdict:
+    """With read timeouts on, every stuck call ends by its own timeout: a watchdog reset means
+    some timeout is wrong (missing, or shorter than its margin). ``allowed``: read timeouts are
+    off in this run, and the watchdog is the mechanism that must recover."""
+    resets = [op for op in _worker_logs(history) if WATCHDOG.search(_msg(op))]
+    details = {"resets": len(resets), "allowed": allowed}
+    if resets and not allowed:
+        return Verdict(
+            "watchdog",
+            False,
+            f"{len(resets)} watchdog resets with read timeouts on (a timeout is wrong), e.g. "
+            f"{_msg(resets[0])[:200]!r}",
+            details,
+        )
+    what = "expected: read timeouts off" if allowed else "none needed"
+    return Verdict("watchdog", True, f"{len(resets)} watchdog resets ({what})", details)
+
+
+RETRY_WAIT = re.compile(r"\bretrying in ([\d.]+)\s*(ms|s)\b", re.I)
+WAIT_ROUNDING = 0.05  # the line prints the wait with one decimal
+
+
+def check_retry_waits(history: Sequence[Op], cap: float) -> Verdict:
+    """Every logged retry wait (``retrying in X s``) is at most the configured ``cap``."""
+    waits: list[tuple[float, Op]] = []
+    for op in _worker_logs(history):
+        for number, unit in RETRY_WAIT.findall(_msg(op)):
+            waits.append((float(number) / (1000.0 if unit.lower() == "ms" else 1.0), op))
+    over = [(wait, op) for wait, op in waits if wait > cap + WAIT_ROUNDING]
+    details = {
+        "cap": cap,
+        "waits": len(waits),
+        "longest": max((w for w, _ in waits), default=None),
+        "over": [f"{w:.2f} s: {_msg(op)[:160]}" for w, op in over][:EXAMPLES],
+    }
+    if over:
+        return Verdict(
+            "retry-waits",
+            False,
+            f"{len(over)} retry waits over the {cap:g} s cap (longest {details['longest']:.2f} s)",
+            details,
+        )
+    if not waits:
+        return Verdict("retry-waits", True, "no retry wait logged", details)
+    return Verdict(
+        "retry-waits",
+        True,
+        f"{len(waits)} retry waits, longest {details['longest']:.2f} s (cap {cap:g} s)",
+        details,
+    )
+
+
+# --- who was recovered as dead -------------------------------------------------------------
+
+RECOVERED_JOBS = re.compile(r"\brecovered (\d+) jobs?\b", re.I)
+FREEZE_SLACK = 1.0  # a heartbeat written just before the freeze, clocks, the recovery period
+
+
+def check_recovered_workers(history: Sequence[Op]) -> Verdict:
+    """A worker's jobs are recovered only when it really exited, or was frozen past its
+    heartbeat TTL: a live worker taken for dead has its jobs run twice.
+
+    A recovery line (``recovered N jobs``, N > 0) that names worker ids must name only such
+    workers; one that names none needs at least one such worker before it.
+    """
+    starts = worker_starts(history)
+    ids = {str(op.value.get("worker_id") or p): p for p, op in starts.items()}
+    exits = {op.process: op.time for op in select(history, "worker-exit")}
+    frozen: dict[str, list[float]] = defaultdict(list)
+    for op in select(history, "freeze", "invoke"):
+        frozen[str(op.value.get("target"))].append(op.time)
+
+    def dead_by(worker_id: str, t: float, logger: str) -> bool:
+        """Could ``worker_id``'s heartbeat have expired by ``t``? Only another process's."""
+        candidates = [p for wid, p in ids.items() if wid == worker_id and p != logger]
+        for p in candidates:
+            if exits.get(p, float("inf")) <= t:
+                return True
+            value = starts[p].value
+            ttl = float(value.get("ttl", 0.0))
+            interval = float(value.get("heartbeat_interval", 0.0))
+            if any(f + ttl - interval - FREEZE_SLACK <= t for f in frozen.get(p, [])):
+                return True
+        return False
+
+    lines = [
+        op
+        for op in _worker_logs(history)
+        if (m := RECOVERED_JOBS.search(_msg(op))) and int(m.group(1)) > 0
+    ]
+    wrong: list[str] = []
+    for op in lines:
+        own = str(starts[op.process].value.get("worker_id")) if op.process in starts else None
+        named = [
+            wid
+            for wid in ids
+            if wid != own and re.search(rf"(?<![\w-]){re.escape(wid)}(?![\w-])", _msg(op))
+        ]
+        if named:
+            alive = [wid for wid in named if not dead_by(wid, op.time, op.process)]
+            if alive:
+                wrong.append(f"{op.process} recovered live worker(s) {alive}: {_msg(op)[:160]}")
+        elif not any(dead_by(wid, op.time, op.process) for wid in ids):
+            wrong.append(f"{op.process} recovered jobs with no worker dead: {_msg(op)[:160]}")
+    details = {"recovery_lines": len(lines), "wrong": wrong[:EXAMPLES]}
+    if wrong:
+        return Verdict(
+            "recovered-workers",
+            False,
+            f"{len(wrong)} recoveries of workers that were alive: {wrong[0]}",
+            details,
+        )
+    return Verdict(
+        "recovered-workers",
+        True,
+        f"{len(lines)} recovery lines, each after a real death or a freeze past the TTL",
+        details,
+    )
+
+
+# --- zombies: a worker presumed dead must say so ------------------------------------------
+
+PRESUMED_DEAD = re.compile(r"\bpresumed dead\b", re.I)
+
+
+def check_zombies(history: Sequence[Op]) -> Verdict:
+    """A frozen worker whose jobs another worker recovered meanwhile (it was presumed dead)
+    must say so once it resumes: a WARNING that it was presumed dead. Otherwise it goes on
+    silently, acking jobs it no longer owns, with their duplicates unexplained."""
+    starts = worker_starts(history)
+    logs = _worker_logs(history)
+    frozen: dict[str, float] = {}
+    findings: list[str] = []
+    rows: list[dict[str, Any]] = []
+    for op in select(history, "freeze"):
+        target = str(op.value.get("target"))
+        if op.type == "invoke":
+            frozen[target] = op.time
+            continue
+        began = frozen.pop(target, None)
+        if began is None or target not in starts:
+            continue
+        wid = str(starts[target].value.get("worker_id") or target)
+        recovered = [
+            line
+            for line in logs
+            if line.process != target
+            and began <= line.time <= op.time
+            and (m := RECOVERED_JOBS.search(_msg(line)))
+            and int(m.group(1)) > 0
+        ]
+        said = [
+            line
+            for line in logs
+            if line.process == target and line.time >= op.time and PRESUMED_DEAD.search(_msg(line))
+        ]
+        rows.append({"worker": wid, "recovered_lines": len(recovered), "said": len(said)})
+        if recovered and not said:
+            findings.append(
+                f"{target} ({wid}) had its jobs recovered while frozen and never logged that it "
+                "was presumed dead after resuming"
+            )
+    if findings:
+        return Verdict("zombies", False, "; ".join(findings), {"freezes": rows})
+    if not rows:
+        return Verdict("zombies", True, "no worker was frozen", {"freezes": rows})
+    return Verdict(
+        "zombies",
+        True,
+        f"{len(rows)} freezes, each presumed-dead worker said so",
+        {"freezes": rows},
+    )
+
+
 # --- memory --------------------------------------------------------------------------------
 
 
@@ -419,21 +874,23 @@ def check_rss(history: Sequence[Op], limit_bytes: int) -> Verdict:
 
 def check_exits(history: Sequence[Op]) -> Verdict:
     """After each signal, the worker exits with an expected code within the allowed time;
-    and no worker exits without having been signalled.
+    and no worker exits without having been signalled (or told to expect it: an
+    ``expect-exit`` operation, e.g. a twin that must be refused with exit 2).
     """
     findings: list[str] = []
     exits = list(select(history, "worker-exit"))
-    signals = list(select(history, "signal"))
+    signals = [op for op in history if op.f in ("signal", "expect-exit")]
     rows: list[dict[str, Any]] = []
     explained: set[int] = set()
     for sig in signals:
         target = str(sig.value["target"])
+        what = str(sig.value.get("signal", sig.value.get("why", "being told to")))
         following = [
             (i, op) for i, op in enumerate(exits) if op.process == target and op.time >= sig.time
         ]
         if not following:
-            findings.append(f"{target} did not exit after {sig.value['signal']}")
-            rows.append({"target": target, "signal": sig.value["signal"], "code": None})
+            findings.append(f"{target} did not exit after {what}")
+            rows.append({"target": target, "signal": what, "code": None})
             continue
         i, ex = following[0]
         explained.add(i)
@@ -441,15 +898,12 @@ def check_exits(history: Sequence[Op]) -> Verdict:
         code = ex.value.get("code")
         expect = list(sig.value.get("expect_codes", [0]))
         within = float(sig.value.get("within", 10.0))
-        rows.append({"target": target, "signal": sig.value["signal"], "code": code, "took": took})
+        rows.append({"target": target, "signal": what, "code": code, "took": took})
         if code not in expect:
-            findings.append(
-                f"{target} exited {code} after {sig.value['signal']} (expected {expect})"
-            )
+            findings.append(f"{target} exited {code} after {what} (expected {expect})")
         if took > within:
             findings.append(
-                f"{target} took {took:.1f} s to exit after {sig.value['signal']} "
-                f"(allowed {within:.1f} s)"
+                f"{target} took {took:.1f} s to exit after {what} (allowed {within:.1f} s)"
             )
     for i, ex in enumerate(exits):
         if i not in explained:
@@ -509,18 +963,28 @@ def check_timeouts(history: Sequence[Op]) -> Verdict:
 
 @dataclass(frozen=True)
 class Limits:
-    """The bounds a run is judged against."""
+    """The bounds a run is judged against (derived from the worker's settings)."""
 
     recovery_bound: float = 8.0
     rss_limit_bytes: int = 128 * 1024 * 1024
+    retry_cap: float = 5.0
+    watchdog_allowed: bool = False
+    """Read timeouts are off: the watchdog is the mechanism, its resets are expected."""
 
 
 def check_all(history: Sequence[Op], limits: Limits) -> list[Verdict]:
     checkers: list[tuple[str, Checker]] = [
         ("lost", check_lost),
         ("duplicates", check_duplicates),
+        ("final-state", check_final_state),
         ("recovery", lambda h: check_recovery(h, limits.recovery_bound)),
+        ("progress", lambda h: check_progress(h, limits.recovery_bound)),
         ("logs", lambda h: check_logs(h, limits.recovery_bound)),
+        ("spurious-outages", lambda h: check_spurious_outages(h, limits.recovery_bound)),
+        ("watchdog", lambda h: check_watchdog(h, limits.watchdog_allowed)),
+        ("retry-waits", lambda h: check_retry_waits(h, limits.retry_cap)),
+        ("recovered-workers", check_recovered_workers),
+        ("zombies", check_zombies),
         ("rss", lambda h: check_rss(h, limits.rss_limit_bytes)),
         ("exits", check_exits),
         ("timeouts", check_timeouts),

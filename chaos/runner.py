@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import random
 import re
 import shutil
@@ -30,14 +29,15 @@ from chaos.history import History, Op
 from chaos.nemesis import blocking, run_fault, wait_for
 from chaos.scenarios import Scenario
 from chaos.workload.app import RECORD_ENV
-from chaos.workload.process import WorkerProcess, steadfetch_binary
-from chaos.workload.producer import QUEUE, SteadyProducer
+from chaos.workload.process import Launcher, WorkerProcess
+from chaos.workload.producer import SteadyProducer
 from chaos.workload.records import RecordReader
 from fetcher import Keys, RedisConnection, RetryPolicy
 
 APP = "chaos.workload.app:app"
 RECORD_POLL = 0.1
 FIRST_JOB_TIMEOUT = 30.0
+SETTLE_POLL = 0.3
 
 
 @dataclass
@@ -127,9 +127,16 @@ class Harness:
     """The running system a fault acts on (implements :class:`chaos.nemesis.Target`)."""
 
     def __init__(
-        self, scenario: Scenario, stack: Stack, history: History, rng: random.Random, run_dir: Path
+        self,
+        scenario: Scenario,
+        stack: Stack,
+        history: History,
+        rng: random.Random,
+        run_dir: Path,
+        launcher: Launcher | None = None,
     ) -> None:
         self.scenario = scenario
+        self.launcher = launcher or Launcher()
         self.stack = stack
         self.history = history
         self.rng = rng
@@ -146,6 +153,8 @@ class Harness:
             rate=scenario.rate,
             work=scenario.work,
             rng=rng,
+            queues=scenario.queues,
+            pad=scenario.pad,
         )
         self._open: Counter[str] = Counter()
         self._started: set[str] = set()
@@ -158,21 +167,33 @@ class Harness:
     def worker(self) -> WorkerProcess:
         return self.workers[-1]
 
-    async def start_worker(self) -> WorkerProcess:
+    def worker_process(self, n: int, worker_id: str) -> WorkerProcess:
+        """The ``n``-th worker under test (not started): the one place that builds it."""
+        settings = self.scenario.worker
+        args = ["run", APP, "--queues", ",".join(self.scenario.queues)]
+        args += ["--redis-url", self.stack.proxied_url, "--log-format", "json"]
+        args += ["--worker-id", worker_id, *settings.argv()]
+        env = self.launcher.environ(
+            {
+                RECORD_ENV: str(self.record_path),
+                "STEADFETCH_WORKER_ID": worker_id,
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        return WorkerProcess(
+            f"worker-{n}",
+            self.launcher.argv(args),
+            env,
+            self.run_dir / f"worker-{n}.log",
+            self.history,
+            facts=settings.facts(),
+        )
+
+    async def start_worker(self, worker_id: str | None = None) -> WorkerProcess:
+        """Start one more worker (a fresh id, unless ``worker_id`` is given: a twin)."""
         assert self._tasks is not None, "inside run() only"
         n = len(self.workers) + 1
-        worker_id = f"chaos-{self.scenario.name}-{n}"
-        argv = [*steadfetch_binary(), "run", APP, "--queues", QUEUE]
-        argv += ["--redis-url", self.stack.proxied_url, "--log-format", "json"]
-        argv += ["--worker-id", worker_id, *self.scenario.worker.argv()]
-        env = dict(os.environ)
-        env.update(
-            {RECORD_ENV: str(self.record_path), "STEADFETCH_WORKER_ID": worker_id},
-            PYTHONUNBUFFERED="1",
-        )
-        proc = WorkerProcess(
-            f"worker-{n}", argv, env, self.run_dir / f"worker-{n}.log", self.history
-        )
+        proc = self.worker_process(n, worker_id or f"chaos-{self.scenario.name}-{n}")
         await proc.start()
         self.workers.append(proc)
         self._tasks.create_task(proc.run())
@@ -186,12 +207,12 @@ class Harness:
         self.poll_records()
         return job_id in self._started
 
-    def logged(self, pattern: str, since: float) -> bool:
+    def logged(self, pattern: str, since: float, process: str | None = None) -> bool:
         regex = re.compile(pattern)
         return any(
             op.f == "log" and op.time >= since and regex.search(str(op.value.get("message", "")))
             for op in self.history.ops()
-            if op.process == self.worker.name
+            if op.process == (self.worker.name if process is None else process)
         )
 
     async def enqueue(self, **kwargs: Any) -> str:
@@ -233,9 +254,12 @@ class Harness:
                 self._tasks = tg
                 tg.create_task(self._poll_until(stop_polling))
                 try:
+                    if s.backlog:
+                        await self.producer.preload(s.backlog)
                     producing = tg.create_task(self.producer.run())
                     self.phase("warm-up")
-                    await self.start_worker()
+                    for _ in range(s.workers):
+                        await self.start_worker()
                     await wait_for(lambda: self.executed() > 0, FIRST_JOB_TIMEOUT, "first job")
                     await asyncio.sleep(s.warmup)
                     self.phase("fault")
@@ -247,8 +271,10 @@ class Harness:
                     self.phase("drain")
                     await self._drain(s.drain)
                     self.phase("stop")
-                    if self.worker.running:
-                        await self.worker.stop(grace=s.worker.grace_period)
+                    async with asyncio.TaskGroup() as stopping:
+                        for proc in self.workers:
+                            if proc.running:
+                                stopping.create_task(proc.stop(grace=s.worker.grace_period))
                 finally:
                     self.producer.stop()
                     for proc in self.workers:
@@ -266,50 +292,82 @@ class Harness:
                 await asyncio.wait_for(stop.wait(), RECORD_POLL)
 
     async def _drain(self, limit: float) -> None:
-        """Wait (with a deadline) until every acknowledged job has finished."""
+        """Wait (with a deadline) until every acknowledged job has finished, and then until no
+        finished job is left in Redis (a dead worker's finished-but-unacked jobs are recovered
+        and run again by a live one: at-least-once, licensed by the death)."""
+        deadline = time.monotonic() + limit
         try:
             await wait_for(lambda: not self.outstanding(), limit, "drain")
+            left = await self._settle(deadline)
         except TimeoutError:
             self.history.record(
                 "runner", "drain", "info", outstanding=len(self.outstanding()), limit=limit
             )
         else:
-            self.history.record("runner", "drain", "ok")
+            self.history.record("runner", "drain", "ok", finished_in_redis=left)
+
+    async def _settle(self, deadline: float) -> int:
+        """Poll until Redis holds no finished job or ``deadline``; returns how many it holds."""
+        while True:
+            left = await self._finished_in_redis()
+            if not left or time.monotonic() >= deadline:
+                return left
+            await asyncio.sleep(SETTLE_POLL)
+
+    async def _finished_in_redis(self) -> int:
+        try:
+            where = await locate(self.stack.direct_url)
+        except Exception:  # noqa: BLE001 -- Redis itself may be faulty here: judged at the end
+            return 0
+        self.poll_records()
+        return len(self._done & where.keys())
 
     async def inspect(self) -> None:
-        """Where are the jobs that never finished? (Read directly from Redis, for the report.)"""
-        missing = self.outstanding()
-        if not missing:
+        """After the final stop, where is every job still in Redis? (Read directly.) The final
+        state is judged (nothing finished may be left); the unfinished ones go in the report."""
+        running = [w.name for w in self.workers if w.running]
+        try:
+            where = await locate(self.stack.direct_url)
+        except Exception as exc:  # noqa: BLE001 -- recorded: the checker says "unknown"
+            self.history.record("runner", "final-state", "info", error=_describe(exc))
             return
-        where = await locate(self.stack.direct_url, missing)
-        self.history.record("runner", "inspect", "ok", where=where)
+        self.history.record("runner", "final-state", "ok", where=where, running=running)
+        missing = self.outstanding()
+        if missing:
+            found = {job: place for job, place in where.items() if job in missing}
+            self.history.record("runner", "inspect", "ok", where=found)
 
 
-async def locate(url: str, job_ids: set[str]) -> dict[str, str]:
-    """Map each of ``job_ids`` to where it sits in Redis: queue, processing, scheduled, dead."""
+async def locate(url: str) -> dict[str, str]:
+    """Every job in Redis and where it sits: ``queue:NAME``, ``processing:WORKER:QUEUE-KEY``,
+    ``scheduled``, ``dead`` (read directly, not through the proxy)."""
     keys = Keys()
     conn = RedisConnection.from_url(url, retry=RetryPolicy(deadline=5.0), name="chaos-inspect")
-    found: dict[str, str] = {}
     try:
 
         async def scan(r: Any) -> dict[str, list[bytes]]:
             places: dict[str, list[bytes]] = {
-                "queue": await r.lrange(keys.queue_key(QUEUE), 0, -1),
                 "scheduled": await r.zrange(keys.scheduled, 0, -1),
                 "dead": await r.lrange(keys.dead, 0, -1),
-                "processing": [],
             }
+            async for key in r.scan_iter(match=keys.queue_key("*")):
+                name = keys.queue_name(key.decode() if isinstance(key, bytes) else key)
+                places[f"queue:{name}"] = await r.lrange(key, 0, -1)
             async for key in r.scan_iter(match=keys.processing_prefix + "*"):
-                places["processing"] += await r.lrange(key, 0, -1)
+                text = key.decode() if isinstance(key, bytes) else key
+                places[f"processing:{text.removeprefix(keys.processing_prefix)}"] = await r.lrange(
+                    key, 0, -1
+                )
             return places
 
-        places = await conn.execute("locating unfinished jobs", scan)
+        places = await conn.execute("locating jobs", scan)
     finally:
         await conn.close()
+    found: dict[str, str] = {}
     for place, payloads in places.items():
         for payload in payloads:
             job = _job_id(payload)
-            if job in job_ids:
+            if job is not None:
                 found[job] = place
     return found
 
@@ -349,6 +407,7 @@ async def run_scenario(
     seed: int,
     workdir: Path | None = None,
     on_op: Callable[[Op], None] | None = None,
+    launcher: Launcher | None = None,
 ) -> RunResult:
     """Run ``scenario`` in ``env`` and judge it. Raises ComponentMissing when ``env`` can't run."""
     run_seed = scenario_seed(seed, scenario.name, env)
@@ -363,7 +422,7 @@ async def run_scenario(
     leftovers: list[str] = []
     try:
         with capture_logs(run_dir / "runner.log"):
-            harness = Harness(scenario, stack, history, random.Random(run_seed), run_dir)
+            harness = Harness(scenario, stack, history, random.Random(run_seed), run_dir, launcher)
             try:
                 await harness.run()
                 await harness.inspect()

@@ -2,30 +2,54 @@
 expected. Two *broken* scenarios run a deliberately unsafe worker and expect the checker to
 catch it: they prove the checker can fail.
 
-Timings are short so the whole catalogue fits ~30 s per scenario and environment on 2 cores:
-3 s warm-up, 5-10 s fault, 3 s of production after the heal, at most 10 s to drain. The worker
+Timings are short so the whole catalogue fits ~20 s per scenario and environment on 2 cores:
+2 s warm-up, 4-10 s fault, 2 s of production after the heal, at most 10 s to drain. The worker
 runs with small block/read timeouts and a 1 s retry cap so that recovery is quick and a LOCK-UP
-is unambiguous.
+is unambiguous; the recovery bound is derived from those settings (``recovery_bound``).
+
+Beyond one fault against one worker below capacity, the catalogue has: a standing backlog on
+three priority queues (``BACKLOG``: every fetch takes a full batch, so a fault cuts one
+mid-flight), two and three workers (recovery races, a live worker taken for dead, a frozen one,
+a twin id), the watchdog's own case (no read timeouts), and Redis-side conditions (error
+replies and stalls inside Redis, not a broken network).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from chaos.checkers import Limits
 from chaos.nemesis import (
+    BusyScript,
+    ClientKillStorm,
+    ClientPause,
     Cut,
+    DebugSleep,
     DoubleTerm,
+    FailedSave,
     Fault,
     Flapping,
+    FreezeWorker,
     KillWorker,
+    OutOfMemory,
+    OutputBufferLimit,
     RedisDown,
     RedisPause,
+    ScriptFlushStorm,
     SignalDuringOutage,
     SlowJobDuringCut,
+    TermWorker,
     Toxic,
+    TwinWorker,
 )
+from worker.config import WorkerConfig
+
+RECOVERY_MARGIN = 2.0
+"""One fetch and one short job, on a 2-core machine shared with other test runs."""
+STARTUP_ALLOWANCE = 3.0
+"""A replacement worker process starting: interpreter, imports, connect, register."""
 
 
 @dataclass(frozen=True)
@@ -43,7 +67,40 @@ class WorkerSettings:
     grace_period: float = 3.0
     heartbeat_interval: float = 1.0
     recovery_interval: float = 1.0
+    prefetch: int | None = None
+    watchdog_timeout: float | None = None
     extra: tuple[str, ...] = ()
+
+    def config(self) -> WorkerConfig:
+        """The worker's own view of these settings (its derived values: prefetch, TTL...)."""
+        return WorkerConfig(
+            app="chaos",
+            concurrency=self.concurrency,
+            prefetch=self.prefetch,
+            mode=self.mode,  # type: ignore[arg-type]
+            job_timeout=self.job_timeout,
+            grace_period=self.grace_period,
+            block_timeout=self.block_timeout,
+            connect_timeout=self.connect_timeout,
+            read_timeout=self.read_timeout,
+            retry_base=self.retry_base,
+            retry_cap=self.retry_cap,
+            heartbeat_interval=self.heartbeat_interval,
+            recovery_interval=self.recovery_interval,
+            watchdog_timeout=self.watchdog_timeout,
+        )
+
+    def facts(self) -> dict[str, object]:
+        """Recorded with each ``worker-start`` for the checkers: what one worker can hold (its
+        window, concurrency + prefetch, and as many finished jobs whose ack is not sent yet),
+        its heartbeat TTL and interval."""
+        config = self.config()
+        window = config.concurrency + config.effective_prefetch
+        return {
+            "holds": 2 * window,
+            "ttl": config.heartbeat_ttl,
+            "heartbeat_interval": config.heartbeat_interval,
+        }
 
     def argv(self) -> list[str]:
         flags: dict[str, object] = {
@@ -59,14 +116,27 @@ class WorkerSettings:
             "--heartbeat-interval": self.heartbeat_interval,
             "--recovery-interval": self.recovery_interval,
         }
+        if self.prefetch is not None:
+            flags["--prefetch"] = self.prefetch
+        if self.watchdog_timeout is not None:
+            flags["--watchdog-timeout"] = self.watchdog_timeout
         return [part for flag, value in flags.items() for part in (flag, str(value))] + list(
             self.extra
         )
 
     @property
     def recovery_bound(self) -> float:
-        """Backoff cap + one blocked fetch's read timeout + a few seconds (process start-up)."""
-        return self.retry_cap + self.block_timeout + self.read_timeout + 4.0
+        """What the configuration implies after a heal: a retry wait in progress (at most the
+        cap), one call stuck on a connection the fault broke (a blocked fetch: block timeout +
+        read timeout; without read timeouts, the watchdog's limit and period), then a fetch and
+        a job, with a margin for a loaded machine. An uncapped backoff overshoots it."""
+        config = self.config()
+        if config.read_timeout:
+            stuck = config.block_timeout + config.read_timeout
+        else:
+            watchdog = config.effective_watchdog_timeout
+            stuck = watchdog + min(1.0, watchdog / 4)
+        return config.retry_cap + stuck + RECOVERY_MARGIN
 
 
 @dataclass(frozen=True)
@@ -79,8 +149,8 @@ class Scenario:
     scenario is not ``strict`` (a broken configuration may fail several ways at once)."""
     strict: bool = True
     broken: bool = False
-    warmup: float = 3.0
-    after: float = 3.0
+    warmup: float = 2.0
+    after: float = 2.0
     drain: float = 10.0
     rate: float = 20.0
     work: float = 0.02
@@ -90,6 +160,15 @@ class Scenario:
     marked xfail(strict=True), so the fix turns it into a failure until this is removed."""
     intermittent: bool = False
     """The known bug shows in some runs only: xfail(strict=False), or the suite would be flaky."""
+    workers: int = 1
+    """How many workers run from the start (faults act on the last one unless they say)."""
+    queues: tuple[str, ...] = ("default",)
+    """The worker serves these, in priority order; the producer spreads jobs over them."""
+    backlog: int = 0
+    """Jobs enqueued before the first worker starts: with a rate above what the worker drains,
+    a standing backlog, so fetches take full batches and a fault cuts one mid-flight."""
+    pad: int = 0
+    """Bytes of padding per job (large jobs: output-buffer limits)."""
 
     @property
     def description(self) -> str:
@@ -97,7 +176,14 @@ class Scenario:
 
     @property
     def limits(self) -> Limits:
-        return Limits(recovery_bound=self.worker.recovery_bound)
+        bound = self.worker.recovery_bound + self.work
+        if self.fault.restarts_worker:
+            bound += STARTUP_ALLOWANCE
+        return Limits(
+            recovery_bound=bound,
+            retry_cap=self.worker.retry_cap,
+            watchdog_allowed=self.worker.read_timeout == 0,
+        )
 
 
 def _toxic(
@@ -117,19 +203,31 @@ def _toxic(
     )
 
 
-NO_WATCHDOG = ("--watchdog-timeout", "0")
+def _blackhole(name: str, description: str) -> Fault:
+    """Replies vanish (timeout toxic, timeout=0, downstream), healed softly: open sockets stay
+    half-open, so only a read timeout (or the watchdog) notices."""
+    return _toxic(name, description, "timeout", "downstream", soft=True, timeout=0)
+
+
+WATCHDOG_ONLY = WorkerSettings(read_timeout=0, watchdog_timeout=3.0)
+"""No client read timeout: a call on a half-open socket waits forever unless the watchdog acts."""
+
+BACKLOG: dict[str, Any] = {
+    "worker": WorkerSettings(concurrency=4, prefetch=4),
+    "queues": ("high", "default", "low"),
+    "backlog": 400,
+    "rate": 20.0,
+    "work": 0.05,
+}
+"""Capacity ~80 jobs/s; 400 queued up front drain at ~60/s: a backlog all through the fault."""
 
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("cut", Cut("cut", "proxy disabled for 6 s: connections dropped, new ones refused")),
     Scenario(
         "blackhole-down",
-        _toxic(
+        _blackhole(
             "blackhole-down",
             "replies vanish (timeout toxic, timeout=0, downstream); open sockets stay half-open",
-            "timeout",
-            "downstream",
-            soft=True,
-            timeout=0,
         ),
     ),
     Scenario(
@@ -295,18 +393,225 @@ SCENARIOS: tuple[Scenario, ...] = (
             "a job outlives its 2 s timeout while the link is cut; retried after the heal",
         ),
     ),
+    Scenario(
+        "sigterm-restart",
+        TermWorker(
+            "sigterm-restart",
+            "worker SIGTERMed mid-batch (drains, exit 0), then a new one: no job may run twice",
+        ),
+        rate=10.0,
+        work=0.3,
+    ),
+    # --- a standing backlog: every fetch takes a full batch, the fault cuts one mid-flight ---
+    Scenario(
+        "cut-backlog",
+        Cut(
+            "cut-backlog",
+            "proxy disabled for 4 s with a standing backlog on 3 priority queues",
+            duration=4.0,
+        ),
+        **BACKLOG,
+    ),
+    Scenario(
+        "blackhole-backlog",
+        _blackhole(
+            "blackhole-backlog",
+            "replies vanish mid-batch (timeout toxic downstream) with a standing backlog",
+        ),
+        **BACKLOG,
+    ),
+    Scenario(
+        "limit-data-backlog",
+        _toxic(
+            "limit-data-backlog",
+            "replies cut after 2 KB (limit_data) while batches of 8 are fetched from a backlog",
+            "limit_data",
+            "downstream",
+            bytes=2048,
+        ),
+        **BACKLOG,
+    ),
+    Scenario(
+        "worker-kill-backlog",
+        KillWorker("worker-kill-backlog", "worker SIGKILLed while draining a standing backlog"),
+        **BACKLOG,
+    ),
+    # --- several workers: recovery races, live workers mistaken for dead ---------------------
+    Scenario(
+        "latency-2w",
+        replace(
+            _toxic(
+                "latency-2w",
+                "two workers under 1 s latency (250 ms jitter): neither taken for dead",
+                "latency",
+                "downstream",
+                latency=1000,
+                jitter=250,
+            ),
+            progress=True,
+        ),
+        workers=2,
+    ),
+    Scenario(
+        "latency-up-3w",
+        replace(
+            _toxic(
+                "latency-up-3w",
+                "three workers under 1 s latency on commands: none taken for dead",
+                "latency",
+                "upstream",
+                latency=1000,
+                jitter=250,
+            ),
+            progress=True,
+        ),
+        workers=3,
+        known_bug="a live worker taken for dead under 1 s ± 250 ms command latency (heartbeat "
+        "TTL 5 s): another worker recovers its jobs and they run twice; seen in 3 of 5 local runs, "
+        "on main and with the twins branch (whose line names the live victim)",
+        intermittent=True,
+    ),
+    Scenario(
+        "freeze-2w",
+        FreezeWorker(
+            "freeze-2w",
+            "worker-1 SIGSTOPped past its heartbeat TTL (worker-2 recovers its jobs), then SIGCONT",
+        ),
+        workers=2,
+        rate=10.0,
+        work=0.3,
+        known_bug="the twins fix (issue 9 §4): on main a worker presumed dead resumes silently",
+    ),
+    Scenario(
+        "worker-kill-3w",
+        KillWorker("worker-kill-3w", "one of three workers SIGKILLed: two recoverers race"),
+        workers=3,
+        rate=15.0,
+        work=0.3,
+    ),
+    Scenario(
+        "twin-ids",
+        TwinWorker("twin-ids", "a second worker with the first's --worker-id: refused with exit 2"),
+        rate=10.0,
+        work=0.3,
+        known_bug="the twins fix (issue 9 §4): on main a second worker with a live worker's id is "
+        "not refused; it runs beside it and their jobs run twice",
+    ),
+    # --- the watchdog's own case: no read timeouts, a black hole ----------------------------
+    Scenario(
+        "watchdog-blackhole",
+        replace(
+            _blackhole(
+                "watchdog-blackhole",
+                "--read-timeout 0, a 2 s black hole: the fetch stays stuck on its half-open "
+                "socket after the heal until the watchdog (3 s) resets it",
+            ),
+            duration=2.0,
+        ),
+        worker=WATCHDOG_ONLY,
+    ),
+    Scenario(
+        "watchdog-blackhole-long",
+        _blackhole(
+            "watchdog-blackhole-long",
+            "--read-timeout 0, a 6 s black hole: the watchdog fires during it, and the retries "
+            "on new connections hang in the hole too",
+        ),
+        worker=WATCHDOG_ONLY,
+        known_bug="worker._watchdog_loop only acts while the connection counts as CONNECTED: "
+        "after its first reset the retries hang on black-holed connections (no read timeout) "
+        "with the state RECONNECTING, so it never fires again and the worker locks up for good",
+    ),
+    # --- Redis-side conditions (issue 9): error replies and stalls, not a broken network ----
+    Scenario(
+        "redis-oom",
+        OutOfMemory(
+            "redis-oom",
+            "maxmemory below use (noeviction) for 4 s: writes refused with OOM; a second "
+            "worker starts meanwhile",
+            ambiguous=False,
+            join_during=True,
+            duration=4.0,
+        ),
+        known_bug="the errors fix (issue 9 §2): on main the worker exits 2 on OOM",
+    ),
+    Scenario(
+        "redis-busy",
+        BusyScript(
+            "redis-busy",
+            "another client's never-ending Lua script for 4 s: BUSY replies",
+            ambiguous=False,
+            duration=4.0,
+        ),
+        known_bug="the errors fix (issue 9 §2): on main the worker exits 2 on BUSY; with errors at "
+        "b5ab04a still on the heartbeat's MULTI/EXEC, whose error text is not classified",
+    ),
+    Scenario(
+        "redis-misconf",
+        FailedSave(
+            "redis-misconf",
+            "a failed background save (dir /proc): writes refused with MISCONF; a second "
+            "worker starts meanwhile",
+            ambiguous=False,
+            join_during=True,
+            duration=4.0,
+        ),
+        known_bug="the errors fix (issue 9 §2): on main the worker exits 2 on MISCONF; with errors "
+        "at b5ab04a still on the heartbeat's MULTI/EXEC, whose error text is not classified",
+    ),
+    Scenario(
+        "script-flush-storm",
+        ScriptFlushStorm(
+            "script-flush-storm",
+            "SCRIPT FLUSH every 50 ms for 4 s: NOSCRIPT between load and call",
+            ambiguous=False,
+            outage=False,
+            duration=4.0,
+        ),
+        rate=40.0,
+    ),
+    Scenario(
+        "client-kill-storm",
+        ClientKillStorm(
+            "client-kill-storm",
+            "CLIENT KILL of the worker's connections every 300 ms for 4 s",
+            duration=4.0,
+        ),
+    ),
+    Scenario(
+        "debug-sleep",
+        DebugSleep("debug-sleep", "DEBUG SLEEP 4: the server answers no one", duration=4.0),
+    ),
+    Scenario(
+        "client-pause",
+        ClientPause("client-pause", "CLIENT PAUSE 4000 ALL: every command waits", duration=4.0),
+    ),
+    Scenario(
+        "output-buffer",
+        OutputBufferLimit(
+            "output-buffer",
+            "client-output-buffer-limit normal 256kb for 10 s with 40 KB jobs and a backlog; "
+            "a 1.5 s cut first, so the next fetch asks for 12 jobs (480 KB)",
+            outage=False,
+            noisy=True,
+            duration=9.0,
+        ),
+        worker=WorkerSettings(concurrency=8, prefetch=4),
+        backlog=200,
+        pad=40_000,
+        rate=5.0,
+        work=0.2,
+        known_bug="the pills fix (issue 9 §3): on main every fetch of a full batch loses its "
+        "reply and moves the jobs anyway; the worker finishes nothing while the limit stands",
+    ),
     # --- proof that the checker can fail -----------------------------------------------------
     Scenario(
         "broken-no-read-timeout",
-        _toxic(
+        _blackhole(
             "broken-no-read-timeout",
             "BROKEN: --read-timeout 0 --watchdog-timeout 0 under a black hole: must be LOCK-UP",
-            "timeout",
-            "downstream",
-            soft=True,
-            timeout=0,
         ),
-        worker=WorkerSettings(read_timeout=0, extra=NO_WATCHDOG),
+        worker=WorkerSettings(read_timeout=0, watchdog_timeout=0),
         expect={"recovery": False},
         strict=False,
         broken=True,
@@ -332,8 +637,14 @@ BY_NAME: dict[str, Scenario] = {s.name: s for s in SCENARIOS}
 
 
 def select(pattern: str | None) -> list[Scenario]:
-    """Scenarios whose name contains any of the comma-separated substrings (all when None)."""
+    """Scenarios named by the comma-separated parts (all when None): a part that is a scenario's
+    exact name selects that one (``cut``, not ``cut-backlog``), any other part every scenario
+    whose name contains it."""
     if not pattern:
         return list(SCENARIOS)
     parts = [p.strip() for p in pattern.split(",") if p.strip()]
-    return [s for s in SCENARIOS if any(p in s.name for p in parts)]
+
+    def chosen(name: str, part: str) -> bool:
+        return name == part if part in BY_NAME else part in name
+
+    return [s for s in SCENARIOS if any(chosen(s.name, p) for p in parts)]

@@ -24,7 +24,7 @@ os.environ.setdefault("TESTCONTAINERS_CONNECTION_MODE", "docker_host")
 from chaos.env.binaries import SETUP_HINT, ComponentMissing
 from chaos.env.ports import free_port, wait_listening
 from chaos.env.redis_server import resp_ping
-from chaos.env.stack import PROXY_NAME, Stack
+from chaos.env.stack import PROXY_NAME, REDIS_FLAGS, Stack
 from chaos.env.toxiproxy import ToxiproxyAPI
 
 REDIS_IMAGE = os.environ.get("STEADFETCH_REDIS_IMAGE", "steadfetch/redis:local")
@@ -133,6 +133,7 @@ def start_docker_stack(*, appendonly: bool = False, password: str | None = None)
         redis_port = free_port()
         command = ["redis-server", "--bind", "0.0.0.0", "--protected-mode", "no", "--save", ""]
         command += ["--appendonly", "yes" if appendonly else "no", "--appendfsync", "always"]
+        command += list(REDIS_FLAGS)
         if password:
             command += ["--requirepass", password]
         redis_tc = (

@@ -10,16 +10,22 @@ from __future__ import annotations
 import os
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from chaos.env.binaries import ComponentMissing
 from chaos.env.ports import free_port
 from chaos.env.redis_server import RedisServer
 from chaos.env.toxiproxy import Proxy, ToxiproxyAPI, ToxiproxyServer
 
+if TYPE_CHECKING:
+    from redis import Redis
+
 EnvName = Literal["local", "docker"]
 ENV_NAMES: tuple[EnvName, ...] = ("local", "docker")
 PROXY_NAME = "redis"
+REDIS_FLAGS = ("--enable-debug-command", "yes", "--enable-protected-configs", "yes")
+"""Start flags for every Redis the suite runs (both environments): the Redis-side faults need
+DEBUG SLEEP and CONFIG SET dir (MISCONF), which Redis 7 refuses by default."""
 
 
 class RedisControl(Protocol):
@@ -73,6 +79,20 @@ class Stack:
         if errors:
             raise errors[0]
 
+    def admin(self, timeout: float | None = 10.0) -> Redis:
+        """A plain client straight to Redis (not through the proxy), for the nemesis' Redis-side
+        faults: CONFIG SET, DEBUG SLEEP, CLIENT PAUSE, a long script... ``timeout=None`` for a
+        command that blocks on purpose. The caller closes it."""
+        from redis import Redis
+
+        return Redis(
+            host=self.redis_host,
+            port=self.redis_port,
+            password=self.password,
+            socket_timeout=timeout,
+            socket_connect_timeout=5.0,
+        )  # no client name: CLIENT SETNAME on connect is refused while Redis is BUSY
+
     def close(self) -> None:
         self._closer.close()
 
@@ -97,7 +117,9 @@ def start_stack(env: EnvName, *, appendonly: bool = False, password: str | None 
 def _start_local(*, appendonly: bool, password: str | None) -> Stack:
     closer = ExitStack()
     try:
-        redis = closer.enter_context(RedisServer(appendonly=appendonly, password=password))
+        redis = closer.enter_context(
+            RedisServer(appendonly=appendonly, password=password, extra_args=list(REDIS_FLAGS))
+        )
         toxi = closer.enter_context(ToxiproxyServer())
         proxy_port = free_port()
         proxy = toxi.api.create_proxy(

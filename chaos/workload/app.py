@@ -1,6 +1,6 @@
 """The handler app the worker under test runs: ``steadfetch run chaos.workload.app:app``.
 
-``record(job_id, work=0.02, slow=0.0)`` writes a ``start`` line, works for ``work`` seconds
+``record(job_id, work=0.02, slow=0.0, pad="")`` writes a ``start`` line, works for ``work`` seconds
 (async, so a job timeout can cancel it), and writes an ``ok`` line. With ``slow`` > 0 the *first*
 execution of that job sleeps ``slow`` seconds instead (it is meant to outlive its timeout); later
 attempts are quick, so a retry can complete it.
@@ -50,7 +50,8 @@ def _first_execution(job_id: str) -> bool:
 
 
 @app.task
-async def record(job_id: str, work: float = 0.02, slow: float = 0.0) -> None:
+async def record(job_id: str, work: float = 0.02, slow: float = 0.0, pad: str = "") -> None:
+    """``pad`` only makes the payload large (output-buffer scenarios); it is not used."""
     _record("start", job_id)
     await asyncio.sleep(slow if slow > 0 and _first_execution(job_id) else work)
     _record("ok", job_id)

@@ -17,6 +17,7 @@ import signal
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,28 @@ def steadfetch_binary() -> list[str]:
     """The console script next to this interpreter, else ``python -m worker``."""
     script = Path(sys.executable).with_name("steadfetch")
     return [str(script)] if script.exists() else [sys.executable, "-m", "worker"]
+
+
+@dataclass(frozen=True)
+class Launcher:
+    """How the worker under test is started: the one place that builds its command and its
+    environment. The default runs this checkout's ``steadfetch``; the mutation tool passes one
+    that runs a mutated copy (``command=(python, "-m", "worker")``, ``env={"PYTHONPATH": ...}``).
+    """
+
+    command: tuple[str, ...] = ()
+    """The program and its leading arguments (``steadfetch_binary()`` when empty)."""
+    env: Mapping[str, str] = field(default_factory=dict)
+    """Added to (and overriding) this process's environment."""
+
+    def argv(self, args: Sequence[str]) -> list[str]:
+        return [*(self.command or steadfetch_binary()), *args]
+
+    def environ(self, extra: Mapping[str, str]) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(self.env)
+        env.update(extra)
+        return env
 
 
 def parse_log_line(line: str) -> dict[str, Any]:
@@ -74,8 +97,11 @@ class WorkerProcess:
         env: Mapping[str, str],
         log_path: Path,
         history: History,
+        facts: Mapping[str, Any] | None = None,
     ) -> None:
         self.name = name
+        self.facts = dict(facts or {})
+        """Recorded with ``worker-start`` for the checkers (what it can hold, its TTL...)."""
         self.argv = list(argv)
         self.env = dict(env)
         self.log_path = log_path
@@ -113,6 +139,7 @@ class WorkerProcess:
             pid=self._proc.pid,
             worker_id=self.env.get("STEADFETCH_WORKER_ID"),
             argv=self.argv[1:],
+            **self.facts,
         )
 
     async def run(self) -> None:

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from chaos.history import History
-from fetcher import Producer, RedisConnection, RetryPolicy
+from fetcher import JobSpec, Producer, RedisConnection, RetryPolicy
 
 TASK = "record"
 QUEUE = "default"
@@ -24,7 +24,8 @@ class SteadyProducer:
     """Enqueues ``record`` jobs named ``{prefix}-{n:06d}`` at ``rate`` per second until stopped.
 
     ``deadline`` bounds one enqueue (Redis itself may be down during a Redis fault; the producer
-    then records ``info`` and keeps its pace instead of queueing up behind the outage).
+    then records ``info`` and keeps its pace instead of queueing up behind the outage). Each job
+    goes to one of ``queues`` (seeded choice); ``pad`` bytes of payload make large jobs.
     """
 
     def __init__(
@@ -37,12 +38,16 @@ class SteadyProducer:
         work: float = 0.02,
         rng: random.Random | None = None,
         deadline: float = 1.0,
+        queues: tuple[str, ...] = (QUEUE,),
+        pad: int = 0,
     ) -> None:
         self.history = history
         self.prefix = prefix
         self.rate = rate
         self.work = work
         self.rng = rng or random.Random()
+        self.queues = queues
+        self.pad = "x" * pad
         self.conn = RedisConnection.from_url(
             url,
             connect_timeout=0.5,
@@ -61,13 +66,25 @@ class SteadyProducer:
     def stop(self) -> None:
         self._stop.set()
 
+    def _next_id(self) -> str:
+        self._count += 1
+        return f"{self.prefix}-{self._count:06d}"
+
+    def _kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        kwargs.setdefault("work", self.work)
+        if self.pad:
+            kwargs.setdefault("pad", self.pad)
+        return kwargs
+
     async def enqueue(self, **kwargs: Any) -> str:
         """Enqueue one job now (recorded); returns its id whatever the outcome."""
-        self._count += 1
-        job_id = f"{self.prefix}-{self._count:06d}"
-        self.history.record("producer", "enqueue", "invoke", job_id=job_id)
+        job_id = self._next_id()
+        queue = self.rng.choice(self.queues)
+        self.history.record("producer", "enqueue", "invoke", job_id=job_id, queue=queue)
         try:
-            await self.producer.enqueue(TASK, job_id, queue=QUEUE, job_id=job_id, **kwargs)
+            await self.producer.enqueue(
+                TASK, job_id, queue=queue, job_id=job_id, **self._kwargs(kwargs)
+            )
         except Exception as exc:  # noqa: BLE001 -- any failure is an unknown outcome, recorded
             self.history.record(
                 "producer", "enqueue", "info", job_id=job_id, error=f"{type(exc).__name__}: {exc}"
@@ -76,12 +93,32 @@ class SteadyProducer:
             self.history.record("producer", "enqueue", "ok", job_id=job_id)
         return job_id
 
+    async def preload(self, count: int, chunk: int = 200) -> None:
+        """Enqueue ``count`` jobs at once (a standing backlog), in transactions of ``chunk``."""
+        while count > 0:
+            ids = [self._next_id() for _ in range(min(chunk, count))]
+            count -= len(ids)
+            specs = []
+            for job_id in ids:
+                queue = self.rng.choice(self.queues)
+                self.history.record("producer", "enqueue", "invoke", job_id=job_id, queue=queue)
+                specs.append(JobSpec(TASK, (job_id,), self._kwargs({}), queue, job_id))
+            try:
+                await self.producer.enqueue_many(specs)
+            except Exception as exc:  # noqa: BLE001 -- an unknown outcome, recorded per job
+                error = f"{type(exc).__name__}: {exc}"
+                for job_id in ids:
+                    self.history.record("producer", "enqueue", "info", job_id=job_id, error=error)
+            else:
+                for job_id in ids:
+                    self.history.record("producer", "enqueue", "ok", job_id=job_id)
+
     async def run(self) -> None:
         """Enqueue at a steady pace (with a little seeded jitter) until :meth:`stop`."""
         interval = 1.0 / self.rate
         next_at = time.monotonic()
         while not self._stop.is_set():
-            await self.enqueue(work=self.work)
+            await self.enqueue()
             next_at += interval * (0.5 + self.rng.random())
             delay = next_at - time.monotonic()
             if delay < 0:  # fell behind during an outage: keep the pace from now on

@@ -14,11 +14,18 @@ from chaos.checkers import (
     check_all,
     check_duplicates,
     check_exits,
+    check_final_state,
     check_logs,
     check_lost,
+    check_progress,
+    check_recovered_workers,
     check_recovery,
+    check_retry_waits,
     check_rss,
+    check_spurious_outages,
     check_timeouts,
+    check_watchdog,
+    check_zombies,
     combine,
     guarded,
     is_bare,
@@ -59,8 +66,14 @@ class H:
             self.op(stop, "nemesis", "fault-stop", "ok", fault=name, did="healed")
         return self
 
-    def log(self, t: float, message: str, level: str = "WARNING") -> H:
-        return self.op(t, "worker-1", "log", "ok", level=level, message=message)
+    def log(self, t: float, message: str, level: str = "WARNING", process: str = "worker-1") -> H:
+        return self.op(t, process, "log", "ok", level=level, message=message)
+
+    def start(self, t: float, process: str, worker_id: str, holds: int = 8, **value: Any) -> H:
+        return self.op(t, process, "worker-start", "ok", worker_id=worker_id, holds=holds, **value)
+
+    def exit(self, t: float, process: str, code: int) -> H:
+        return self.op(t, process, "worker-exit", "ok" if code == 0 else "info", code=code)
 
     def sorted(self) -> list[Op]:
         return sorted(self.ops, key=lambda op: op.time)
@@ -121,9 +134,62 @@ def test_duplicate_without_license_is_invalid() -> None:
 
 
 def test_duplicate_after_worker_death_is_licensed() -> None:
-    h = H().enq("a", 1).run("a", 2).op(3, "worker-1", "worker-exit", "info", code=-9)
+    h = H().start(0, "worker-1", "w1").enq("a", 1).run("a", 2).exit(3, "worker-1", -9)
     v = check_duplicates(h.run("a", 10, worker="w2").sorted())
     assert v.valid is True and v.details["licensed"] == 1
+
+
+def _rerun_after_exit(code: int, *, jobs: int = 1, holds: int = 8, gave_up: bool = False) -> H:
+    """w1 runs ``jobs`` jobs, exits with ``code``; w2 runs them all again."""
+    h = H().start(0, "worker-1", "w1", holds=holds).start(0, "worker-2", "w2", holds=holds)
+    for n in range(jobs):
+        h.enq(f"j{n}", 1).run(f"j{n}", 2 + n * 0.01)
+    if gave_up:
+        h.log(
+            4,
+            "shutdown: Redis x:1/0 unreachable while acking finished jobs (...); gave up "
+            "at the grace deadline. Unfinished jobs stay in this worker's processing list",
+        )
+    h.exit(5, "worker-1", code)
+    for n in range(jobs):
+        h.run(f"j{n}", 10 + n * 0.01, worker="w2")
+    return h
+
+
+def test_a_rerun_after_a_graceful_sigterm_exit_is_not_licensed() -> None:
+    """The bug this catches: a shutdown that puts finished (unacked) jobs back, so the next
+    worker runs them again. A graceful exit 0 held nothing it could not give back."""
+    v = check_duplicates(_rerun_after_exit(0).sorted())
+    assert v.valid is False and v.details["unlicensed"] == 1
+    assert check_duplicates(_rerun_after_exit(143).sorted()).valid is True  # forced exit
+
+
+def test_a_graceful_exit_that_gave_up_at_its_grace_deadline_licenses_what_it_held() -> None:
+    assert check_duplicates(_rerun_after_exit(0, gave_up=True).sorted()).valid is True
+
+
+def test_a_death_licenses_at_most_what_the_worker_could_hold() -> None:
+    assert check_duplicates(_rerun_after_exit(-9, jobs=4, holds=4).sorted()).valid is True
+    v = check_duplicates(_rerun_after_exit(-9, jobs=6, holds=4).sorted())
+    assert v.valid is False and v.details["unlicensed"] == 2
+    assert "could hold at most 4" in v.summary
+
+
+def test_a_death_licenses_only_jobs_that_worker_ran() -> None:
+    h = H().start(0, "worker-1", "w1").start(0, "worker-2", "w2").start(0, "worker-3", "w3")
+    h.enq("a", 1).run("a", 2, worker="w2").exit(5, "worker-1", -9).run("a", 10, worker="w3")
+    v = check_duplicates(h.sorted())
+    assert v.valid is False and v.details["unlicensed"] == 1
+
+
+def test_a_frozen_worker_licenses_its_own_jobs_in_either_order() -> None:
+    h = H().start(0, "worker-1", "w1").start(0, "worker-2", "w2").enq("a", 1)
+    h.op(2, "w1", "execute", "invoke", job_id="a")
+    h.op(3, "nemesis", "freeze", "invoke", target="worker-1")
+    h.run("a", 10, worker="w2")  # recovered and rerun while w1 is frozen
+    h.op(12, "nemesis", "freeze", "ok", target="worker-1")
+    h.op(12.5, "w1", "execute", "ok", job_id="a")  # the zombie finishes its copy
+    assert check_duplicates(h.sorted()).valid is True
 
 
 def test_duplicate_after_ambiguous_fault_is_licensed_but_not_after_a_clean_one() -> None:
@@ -354,3 +420,166 @@ def test_every_redis_failure_line_must_be_descriptive_not_just_one() -> None:
     h.log(12, "Redis unreachable, retrying", "ERROR")
     v = check_logs(h.sorted(), bound=5)
     assert v.valid is False and v.details["vague"] == ["Redis unreachable, retrying"]
+
+
+# --- final state ---------------------------------------------------------------------------
+
+
+def _final(h: H, t: float, where: dict[str, str], running: tuple[str, ...] = ()) -> H:
+    return h.op(t, "runner", "final-state", "ok", where=where, running=list(running))
+
+
+def test_a_finished_job_still_in_redis_after_the_final_stop_is_invalid() -> None:
+    """The bug this catches: a worker that never acks. Its graceful stop puts the finished
+    jobs back in the queue, where the next worker would silently run them again."""
+    h = H().enq("a", 1).enq("b", 1).run("a", 2).run("b", 3)
+    v = check_final_state(_final(h, 9, {"a": "queue:default"}).sorted())
+    assert v.valid is False and v.details["examples"] == {"a": "queue:default"}
+    assert "1 finished jobs still in Redis" in v.summary
+
+
+def test_final_state_valid_when_redis_holds_no_finished_job() -> None:
+    h = H().enq("a", 1).enq("b", 1, outcome="info").run("a", 2)
+    v = check_final_state(_final(h, 9, {"b": "queue:default"}).sorted())
+    assert v.valid is True  # b never ran: its place is the lost checker's business
+
+
+def test_final_state_unknown_when_not_read_or_workers_still_running() -> None:
+    h = H().enq("a", 1).run("a", 2)
+    assert check_final_state(h.sorted()).valid is None
+    assert check_final_state(_final(h, 9, {}, running=("worker-1",)).sorted()).valid is None
+
+
+# --- spurious outage lines -----------------------------------------------------------------
+
+
+def test_an_outage_line_outside_any_outage_is_invalid() -> None:
+    """The bug this catches: a read timeout shorter than a slow reply (latency, bandwidth)."""
+    h = H().fault("latency", 10, 20, outage=False).log(12, GOOD_LINE)
+    v = check_spurious_outages(h.sorted(), slack=3)
+    assert v.valid is False and v.details["spurious"] == 1
+
+
+def test_outage_lines_inside_an_outage_or_just_after_its_heal_are_fine() -> None:
+    h = H().fault("cut", 10, 20, outage=True).log(12, GOOD_LINE).log(22, GOOD_LINE)
+    assert check_spurious_outages(h.sorted(), slack=3).valid is True
+    assert check_spurious_outages(h.log(30, GOOD_LINE).sorted(), slack=3).valid is False
+    noisy = H().fault("buffer", 10, 20, outage=False, noisy=True).log(12, GOOD_LINE)
+    assert check_spurious_outages(noisy.sorted(), slack=3).valid is True
+
+
+# --- watchdog ------------------------------------------------------------------------------
+
+WATCHDOG_LINE = (
+    "watchdog: fetch from queues [default] made no progress for 7.1 s (limit 6.5 s = block "
+    "timeout + read timeout + margin) while Redis 127.0.0.1:1/0 counted as connected; "
+    "resetting the connection and fetching again"
+)
+
+
+def test_a_watchdog_reset_with_read_timeouts_on_is_invalid() -> None:
+    h = H().log(5, WATCHDOG_LINE, "ERROR").log(5.1, "fetch interrupted by the watchdog")
+    v = check_watchdog(h.sorted(), allowed=False)
+    assert v.valid is False and v.details["resets"] == 2
+    assert check_watchdog(h.sorted(), allowed=True).valid is True
+    quiet = H().log(1, "watchdog disabled (--watchdog-timeout 0): a stuck fetch loop ...")
+    assert check_watchdog(quiet.sorted(), allowed=False).valid is True
+
+
+# --- retry waits ---------------------------------------------------------------------------
+
+
+def test_a_retry_wait_over_the_cap_is_invalid() -> None:
+    """The bug this catches: a backoff without its cap (0.1, 0.2, ... 3.2 s)."""
+    capped = H().log(1, GOOD_LINE.replace("0.8 s", "1.0 s"))
+    assert check_retry_waits(capped.sorted(), cap=1.0).valid is True
+    uncapped = capped.log(2, GOOD_LINE.replace("0.8 s", "3.2 s"))
+    v = check_retry_waits(uncapped.sorted(), cap=1.0)
+    assert v.valid is False and v.details["longest"] == 3.2
+    assert check_retry_waits(H().log(1, "retrying in 1500 ms").sorted(), cap=1.0).valid is False
+
+
+# --- who was recovered as dead -------------------------------------------------------------
+
+
+def _two_workers() -> H:
+    h = H().start(0, "worker-1", "w-1", ttl=5.0, heartbeat_interval=1.0)
+    return h.start(0, "worker-2", "w-2", ttl=5.0, heartbeat_interval=1.0)
+
+
+def test_recovering_a_live_worker_is_invalid() -> None:
+    """The bug this catches: a heartbeat TTL shorter than the beat, or a slow link making a
+    live worker look dead: its jobs run twice."""
+    named = _two_workers().log(10, "recovered 3 job(s) from dead worker w-1", process="worker-2")
+    v = check_recovered_workers(named.sorted())
+    assert v.valid is False and "w-1" in v.summary
+    anonymous = _two_workers().log(10, "recovered 3 jobs of dead workers", process="worker-2")
+    assert check_recovered_workers(anonymous.sorted()).valid is False
+
+
+def test_recovering_an_exited_or_long_frozen_worker_is_fine() -> None:
+    line = "recovered 2 job(s) from dead worker w-1"
+    dead = _two_workers().exit(5, "worker-1", -9).log(10, line, process="worker-2")
+    assert check_recovered_workers(dead.sorted()).valid is True
+    frozen = _two_workers().op(3, "nemesis", "freeze", "invoke", target="worker-1")
+    assert check_recovered_workers(frozen.log(8, line, process="worker-2").sorted()).valid
+    too_soon = _two_workers().op(3, "nemesis", "freeze", "invoke", target="worker-1")
+    assert not check_recovered_workers(too_soon.log(4, line, process="worker-2").sorted()).valid
+    own_start = _two_workers().exit(5, "worker-1", -9)
+    own_start.log(
+        6, "worker w-2 started: ...; recovered 2 jobs of dead workers", "INFO", "worker-2"
+    )
+    assert check_recovered_workers(own_start.sorted()).valid is True
+    assert check_recovered_workers(_two_workers().log(9, "recovered 0 jobs").sorted()).valid
+
+
+# --- logs: the recovery line must be the outage's, from a worker that lived ---------------
+
+
+def test_another_workers_recovered_jobs_line_is_not_an_outage_recovery_line() -> None:
+    """The accident this pins: in sigkill-outage, "recovered N jobs" matched the recovery
+    pattern. A worker that logged the outage and lived through the heal owes "reachable again"."""
+    h = H().fault("sigkill-outage", 10, 15, outage=True).log(11, GOOD_LINE)
+    h.log(16, "recovered 3 jobs of dead workers", process="worker-2")
+    h.log(16.5, "recovered 3 job(s) from 1 dead worker(s)", process="worker-2")
+    v = check_logs(h.sorted(), bound=5)
+    assert v.valid is False and "no recovery line" in v.summary and "worker-1" in v.summary
+    assert "worker-2" not in v.summary  # it never saw the outage: it owes no recovery line
+    killed = H().fault("sigkill-outage", 10, 15, outage=True).log(11, GOOD_LINE)
+    killed.exit(13, "worker-1", -9)
+    assert check_logs(killed.sorted(), bound=5).valid is True  # the dead owe nothing
+
+
+def test_exits_expected_without_a_signal() -> None:
+    h = H().op(5, "nemesis", "expect-exit", "ok", target="worker-2", expect_codes=[2], within=10)
+    assert check_exits(h.exit(7, "worker-2", 2).sorted()).valid is True
+    wrong = H().op(
+        5, "nemesis", "expect-exit", "ok", target="worker-2", expect_codes=[2], within=10
+    )
+    assert check_exits(wrong.exit(7, "worker-2", 0).sorted()).valid is False
+
+
+def test_a_frozen_worker_whose_jobs_were_recovered_must_say_it_was_presumed_dead() -> None:
+    """The bug this catches: a zombie resumes silently and acks jobs it no longer owns."""
+    h = _two_workers().op(3, "nemesis", "freeze", "invoke", target="worker-1")
+    h.log(8, "recovered 2 job(s) of 1 dead worker(s): w-1 (2 jobs)", process="worker-2")
+    h.op(10, "nemesis", "freeze", "ok", target="worker-1")
+    v = check_zombies(h.sorted())
+    assert v.valid is False and "never logged that it was presumed dead" in v.summary
+    h.log(11, "worker w-1 was presumed dead: its lease expired and its jobs were recovered")
+    assert check_zombies(h.sorted()).valid is True
+    quiet = _two_workers().op(3, "nemesis", "freeze", "invoke", target="worker-1")
+    quiet.op(4, "nemesis", "freeze", "ok", target="worker-1")  # too short: nothing recovered
+    assert check_zombies(quiet.sorted()).valid is True
+
+
+def test_a_fault_that_must_not_stop_work_is_a_stall_when_it_does() -> None:
+    """The bug this catches: replies too large for the output buffer lost on every fetch, the
+    worker holding jobs and finishing none until the limit is lifted."""
+    h = _steady(H(), 0, 20, ran_until=5).fault("buffer", 5, 15, progress=True)
+    v = check_progress(h.sorted(), bound=4)
+    assert v.valid is False and v.summary.startswith("STALL")
+    steady = _steady(H(), 0, 20, ran_until=20).fault("buffer", 5, 15, progress=True)
+    assert check_progress(steady.sorted(), bound=4).valid is True
+    outage = _steady(H(), 0, 20, ran_until=5).fault("cut", 5, 15)  # an outage may stop work
+    assert check_progress(outage.sorted(), bound=4).valid is True

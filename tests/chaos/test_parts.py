@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import random
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from types import SimpleNamespace
 
 from chaos.checkers import Verdict
+from chaos.history import History
 from chaos.report import summary_table, verdict_text, write_json, write_junit
-from chaos.runner import RunResult, judge, numbers, scenario_seed
-from chaos.scenarios import BY_NAME, SCENARIOS, WorkerSettings, select
-from chaos.workload.process import parse_log_line
+from chaos.runner import Harness, RunResult, judge, numbers, scenario_seed
+from chaos.scenarios import BY_NAME, RECOVERY_MARGIN, SCENARIOS, WorkerSettings, select
+from chaos.workload.process import Launcher, parse_log_line, steadfetch_binary
 from chaos.workload.records import RecordReader
 
 
@@ -91,7 +94,12 @@ def test_catalogue_shape() -> None:
     assert len(names) == len(set(names))
     assert sum(s.broken for s in SCENARIOS) >= 2
     assert all(s.expect and not s.strict for s in SCENARIOS if s.broken)
-    assert [s.name for s in select("blackhole")] == ["blackhole-down", "blackhole-up"]
+    assert [s.name for s in select("blackhole-down,blackhole-up")] == [
+        "blackhole-down",
+        "blackhole-up",
+    ]
+    assert [s.name for s in select("cut")] == ["cut"]  # an exact name: that one only
+    assert "cut-backlog" in [s.name for s in select("cut-")]
     assert select("nothing-like-this") == []
     assert "--read-timeout" in BY_NAME["broken-no-read-timeout"].worker.argv()
     assert WorkerSettings().recovery_bound < 10
@@ -101,3 +109,33 @@ def test_seed_derivation_is_stable_and_per_run() -> None:
     assert scenario_seed(1, "cut", "local") == scenario_seed(1, "cut", "local")
     assert scenario_seed(1, "cut", "local") != scenario_seed(1, "cut", "docker")
     assert scenario_seed(1, "cut", "local") != scenario_seed(2, "cut", "local")
+
+
+def test_one_place_builds_the_worker_process_and_a_launcher_can_replace_the_program(
+    tmp_path: Path,
+) -> None:
+    """The mutation tool runs the scenarios against a mutated copy: it passes a Launcher."""
+    stack = SimpleNamespace(direct_url="redis://127.0.0.1:1/0", proxied_url="redis://h:2/0")
+    launcher = Launcher(command=("/py", "-m", "worker"), env={"PYTHONPATH": "/mutant"})
+    scenario = BY_NAME["latency-up-3w"]
+    harness = Harness(scenario, stack, History(), random.Random(1), tmp_path, launcher)  # type: ignore[arg-type]
+    proc = harness.worker_process(2, "w-2")
+    assert proc.argv[:5] == ["/py", "-m", "worker", "run", "chaos.workload.app:app"]
+    assert "redis://h:2/0" in proc.argv and proc.argv[proc.argv.index("--worker-id") + 1] == "w-2"
+    assert proc.env["PYTHONPATH"] == "/mutant" and proc.env["STEADFETCH_WORKER_ID"] == "w-2"
+    assert proc.facts == {"holds": 8, "ttl": 5.0, "heartbeat_interval": 1.0}
+    default = Harness(scenario, stack, History(), random.Random(1), tmp_path)  # type: ignore[arg-type]
+    assert default.worker_process(1, "w-1").argv[:2] == [*steadfetch_binary(), "run"][:2]
+
+
+def test_recovery_bound_is_what_the_settings_imply() -> None:
+    """Retry cap + one call stuck on a broken connection + a margin; an uncapped backoff
+    (waits of 3.2 s, 6.4 s...) does not fit in it."""
+    default = WorkerSettings()
+    assert default.recovery_bound == default.retry_cap + 0.5 + 2.0 + RECOVERY_MARGIN
+    watchdog = WorkerSettings(read_timeout=0, watchdog_timeout=3.0)
+    assert watchdog.recovery_bound == 1.0 + 3.0 + 0.75 + RECOVERY_MARGIN
+    assert BY_NAME["worker-kill"].limits.recovery_bound > BY_NAME["cut"].limits.recovery_bound
+    assert BY_NAME["watchdog-blackhole"].limits.watchdog_allowed
+    assert not BY_NAME["cut"].limits.watchdog_allowed
+    assert BY_NAME["cut"].limits.retry_cap == default.retry_cap
