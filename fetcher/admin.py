@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
@@ -13,6 +14,30 @@ from fetcher.connection import RedisConnection
 from fetcher.errors import DecodeError
 from fetcher.keys import Keys
 from fetcher.scheduling import promote_due
+from fetcher.scripts import WAKE_BOUND, LuaScript
+
+DEAD_LETTER_RETRY = LuaScript.load("dead_letter_retry")
+#: Entries read (and retried) per round trip: a bounded reply, a bounded script.
+DEAD_LETTER_CHUNK = 100
+
+
+@dataclass(frozen=True)
+class DeadLetterRefusal:
+    """One dead-letter entry that :meth:`Admin.dead_letter_retry` left where it was, and why.
+    ``job_id``/``queue`` are ``None`` when the entry does not say."""
+
+    job_id: str | None
+    queue: str | None
+    reason: str
+
+
+@dataclass
+class DeadLetterRetry:
+    """What :meth:`Admin.dead_letter_retry` did: ``requeued`` jobs went back to their queue;
+    each of ``refused`` stays in the dead-letter list (for "N requeued, M could not be: ...")."""
+
+    requeued: int = 0
+    refused: list[DeadLetterRefusal] = field(default_factory=list)
 
 
 def _text(value: bytes | str) -> str:
@@ -135,25 +160,69 @@ class Admin:
                 entries.append({"raw": item.decode(errors="replace"), "reason": "unparsable entry"})
         return entries
 
-    async def dead_letter_retry(self, limit: int = 1000) -> int:
-        """Requeue decodable dead-lettered jobs (attempt reset to 1); returns how many.
+    async def dead_letter_retry(
+        self, limit: int = 1000, *, job_id: str | None = None
+    ) -> DeadLetterRetry:
+        """Requeue dead-lettered jobs (attempt reset to 1): the oldest ``limit`` entries, or,
+        with ``job_id``, every entry of that job (the whole list is searched, in chunks).
 
-        Entries whose payload is still undecodable stay where they are.
+        Each job is written to its queue first, with a wake token, and its entry removed only
+        after (one script, ``lua/dead_letter_retry.lua``): a write that fails loses nothing. An
+        entry that cannot be retried (unparsable, no payload, a payload that is not a job, a
+        queue key that is not a queue or holds another type than a list) stays in the list as it
+        is, and the returned :class:`DeadLetterRetry` says why.
         """
-        raw_entries: list[bytes] = await self._run(
-            "reading the dead-letter list", lambda r: r.lrange(self.keys.dead, 0, limit - 1)
-        )
-        moved = 0
-        for item in raw_entries:
-            try:
-                body = json.loads(item)
-                payload = deadletter.raw_of(body)
-                queue_key = str(body["queue"])
-                if payload is None or not queue_key:
-                    continue
-                job = codec.decode(payload, queue_key, self.keys)
-            except (ValueError, KeyError, TypeError, DecodeError):
-                continue
+        report = DeadLetterRetry()
+        start = examined = 0  # where the next unread entry is; how many were read
+        while True:
+            count = DEAD_LETTER_CHUNK
+            if job_id is None:
+                count = min(count, limit - examined)
+            if count <= 0:
+                break
+            chunk: list[bytes] = await self._run(
+                "reading the dead-letter list",
+                lambda r, s=start, n=count: r.lrange(self.keys.dead, s, s + n - 1),
+            )
+            candidates: list[tuple[str, bytes, str, bytes]] = []  # id, entry, queue key, fresh
+            for item in chunk:
+                prepared = self._prepare_retry(item)
+                if isinstance(prepared, DeadLetterRefusal):
+                    if job_id is None or prepared.job_id == job_id:
+                        report.refused.append(prepared)
+                elif job_id is None or prepared[0] == job_id:
+                    candidates.append(prepared)
+            requeued = await self._retry_candidates(candidates, report)
+            # Requeued entries left the list: the next unread entry moved up by that many.
+            start += len(chunk) - requeued
+            examined += len(chunk)
+            if len(chunk) < count:
+                break
+        return report
+
+    def _prepare_retry(self, item: bytes) -> DeadLetterRefusal | tuple[str, bytes, str, bytes]:
+        """The fresh payload for one entry, or why it cannot be retried."""
+        try:
+            body = json.loads(item)
+        except ValueError:
+            return DeadLetterRefusal(None, None, "the entry is not JSON")
+        if not isinstance(body, dict):
+            return DeadLetterRefusal(None, None, "the entry is not a JSON object")
+        queue_key = body.get("queue")
+        payload = deadletter.raw_of(body)
+        if not isinstance(queue_key, str) or not queue_key:
+            return DeadLetterRefusal(None, None, "the entry names no queue")
+        if payload is None:
+            return DeadLetterRefusal(None, queue_key, "the entry holds no payload")
+        try:
+            job = codec.decode(payload, queue_key, self.keys)
+        except DecodeError as exc:
+            return DeadLetterRefusal(None, queue_key, f"the payload is not a job: {exc.reason}")
+        if not queue_key.startswith(
+            (f"{self.keys.prefix}:queue:", f"{self.keys.resque_prefix}:queue:")
+        ):
+            return DeadLetterRefusal(job.id, queue_key, f"{queue_key} is not a queue key")
+        try:
             fresh = codec.encode(
                 job_id=job.id,
                 task=job.task,
@@ -165,18 +234,30 @@ class Admin:
                 enqueued_at=job.enqueued_at,
                 format=job.format,
             )
+        except ValueError as exc:
+            return DeadLetterRefusal(job.id, queue_key, str(exc))
+        return job.id, item, queue_key, fresh
 
-            async def requeue(
-                r: Redis, item: bytes = item, fresh: bytes = fresh, queue_key: str = queue_key
-            ) -> int:
-                pipe = r.pipeline(transaction=True)
-                pipe.lrem(self.keys.dead, 1, item)  # type: ignore[arg-type]
-                pipe.rpush(queue_key, fresh)
-                removed, _ = await pipe.execute()
-                return int(removed)
-
-            moved += await self._run("requeueing a dead-lettered job", requeue)
-        return moved
+    async def _retry_candidates(
+        self, candidates: list[tuple[str, bytes, str, bytes]], report: DeadLetterRetry
+    ) -> int:
+        if not candidates:
+            return 0
+        args: list[Any] = [self.keys.wake(""), WAKE_BOUND]
+        for _, item, queue_key, fresh in candidates:
+            args += [item, queue_key, fresh]
+        statuses = await self._run(
+            f"requeueing {len(candidates)} dead-lettered job(s)",
+            DEAD_LETTER_RETRY.bind([self.keys.dead], args),
+        )
+        requeued = 0
+        for (job_id, _, queue_key, _), status in zip(candidates, statuses, strict=True):
+            if status == 1:
+                requeued += 1
+            elif status != 0:
+                report.refused.append(DeadLetterRefusal(job_id, queue_key, _text(status)))
+        report.requeued += requeued
+        return requeued
 
     async def dead_letter_purge(self) -> int:
         """Delete every dead-letter entry; returns how many there were."""

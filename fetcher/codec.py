@@ -4,6 +4,12 @@ steadfetch: ``{"id", "task", "args", "kwargs", "queue" (key), "attempt", "max_at
 "enqueued_at"}``. Resque: ``{"class", "args"}`` as Resque and Apisonator write it; steadfetch
 adds ``id``, ``queue``, ``attempt`` and ``max_attempts`` when it writes one (Resque ignores
 extra keys). Anything else raises DecodeError carrying the raw bytes.
+
+Decode and encode agree on what a payload is, so that a job the worker accepted can always be
+written again (for its retry) and read by every reader (the Lua scripts' cjson too): UTF-8 JSON,
+numbers finite as doubles (``1e999`` is refused, not read as infinity; integers of any size are
+kept exact), strings without lone surrogates, nesting at most :data:`MAX_NESTING` deep, at most
+:data:`DEFAULT_MAX_PAYLOAD_BYTES`. :func:`encode` checks its output with the decoder itself.
 """
 
 from __future__ import annotations
@@ -22,6 +28,10 @@ from fetcher.job import Job, JobFormat, make_job
 from fetcher.keys import Keys
 
 DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
+#: Deepest nesting of arrays and objects a payload may have. Python's json encoder fails near
+#: 1000 levels (less inside a deep call stack), orjson at 1024 and Redis' cjson at 1000: well
+#: below all three, and far above any real job's arguments.
+MAX_NESTING = 100
 RESQUE_DEFAULT_MAX_ATTEMPTS = 1  # Resque itself never retries
 
 
@@ -65,9 +75,24 @@ def encode(
     else:
         raise ValueError(f"unknown job format {format!r}: use 'steadfetch' or 'resque'")
     try:
-        return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
-    except (TypeError, ValueError) as exc:
+        # ensure_ascii=False: a lone surrogate fails the .encode() here instead of going out as
+        # an escape that the decoder (and cjson) would refuse.
+        payload = json.dumps(body, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+        raw = payload.encode()
+    except (TypeError, ValueError, RecursionError) as exc:
         raise ValueError(f"job {task!r} arguments are not JSON-serialisable: {exc}") from exc
+    if len(raw) > DEFAULT_MAX_PAYLOAD_BYTES:
+        raise ValueError(
+            f"job {task!r} payload of {len(raw)} bytes exceeds the limit of "
+            f"{DEFAULT_MAX_PAYLOAD_BYTES} bytes that workers accept"
+        )
+    try:
+        _job_from(_parse(raw), raw, "")  # what a worker would make of it: the same rules
+    except DecodeError as exc:
+        raise ValueError(f"job {task!r} cannot be a payload: {exc.reason}") from None
+    except ValueError as exc:
+        raise ValueError(f"job {task!r} cannot be a payload: {exc}") from None
+    return raw
 
 
 def reencode_for_retry(job: Job, keys: Keys) -> bytes:
@@ -117,31 +142,74 @@ _LONG_DIGIT_RUN = b"\0" * 19
 
 
 def _parse(raw: bytes) -> Any:
-    """The JSON value in ``raw``: orjson when it can read it, else the json module, whose
-    reading decides (what orjson refuses, e.g. 1e999 or a lone surrogate escape, json may
-    accept: the result must not depend on which parser ran) and names the reason."""
+    """The JSON value in ``raw`` under the module's rules (see the module docstring).
+
+    orjson when it can read it (it refuses what the rules refuse, except nesting up to 1024
+    levels: checked after), else the json module, made as strict (non-finite numbers refused)
+    and then checked in full, so the result never depends on which parser ran; the json module
+    also names the reason."""
     if _LONG_DIGIT_RUN not in raw.translate(_DIGITS_TO_NUL):
         try:
-            return orjson.loads(raw)
+            value = orjson.loads(raw)
         except orjson.JSONDecodeError:
             pass
+        else:
+            if raw.count(b"[") + raw.count(b"{") > MAX_NESTING:  # else it cannot be too deep
+                _check_value(raw, value)
+            return value
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DecodeError(raw, f"invalid UTF-8: {exc}") from None
     try:
-        return _DECODER.decode(text)
+        value = _DECODER.decode(text)
     except ValueError as exc:
         raise DecodeError(raw, f"invalid JSON: {exc}") from None
     except RecursionError:
         raise DecodeError(raw, "invalid JSON: nested too deeply") from None
+    _check_value(raw, value)
+    return value
+
+
+def _check_value(raw: bytes, value: Any) -> None:
+    """Raise DecodeError unless ``value`` nests at most MAX_NESTING deep and every string in it
+    is valid Unicode (no lone surrogate). Iterative: a deep value cannot exhaust the stack."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        kind = type(item)
+        if kind is str:
+            _check_text(raw, item)
+        elif kind is list or kind is dict:
+            if depth > MAX_NESTING:
+                raise DecodeError(raw, f"nested more than {MAX_NESTING} levels deep")
+            if kind is dict:
+                for key in item:
+                    _check_text(raw, key)
+                item = item.values()
+            stack.extend((child, depth + 1) for child in item)
+
+
+def _check_text(raw: bytes, text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise DecodeError(raw, f"a string holds a lone surrogate: {text[:40]!r}") from None
 
 
 def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not JSON")
 
 
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant)  # one instance: building one costs
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"number {text[:40]} is out of range for a double")
+    return number
+
+
+#: One instance (building one costs): NaN and Infinity refused, 1e999 refused, not read as inf.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
 
 
 def _job_from(body: dict[str, Any], raw: bytes, queue_name: str) -> Job:
@@ -170,11 +238,8 @@ def _job_from(body: dict[str, Any], raw: bytes, queue_name: str) -> Job:
     if type(job_id) is not str or not job_id:
         raise ValueError(f'"id" must be a non-empty string, got {job_id!r}')
     enqueued_at: Any = get("enqueued_at")
-    kind = type(enqueued_at)
-    if kind is float:
-        if not math.isfinite(enqueued_at):  # 1e999 parses as inf
-            raise ValueError(f'"enqueued_at" must be a number, got {enqueued_at!r}')
-    elif kind is not int and enqueued_at is not None:
+    kind = type(enqueued_at)  # a float is finite: _parse refuses 1e999
+    if kind is not float and kind is not int and enqueued_at is not None:
         raise ValueError(f'"enqueued_at" must be a number, got {enqueued_at!r}')
     attempt = get("attempt", 1)
     if type(attempt) is not int or attempt < 1:

@@ -11,12 +11,21 @@ producers and the scheduler feed with disposable tokens. Producers that push no 
 Apisonator) are still drained within one block timeout.
 
 A reply lost after the script ran (the ambiguous failure) leaves the payloads in the processing
-list; the fetcher notices that it may have happened and adopts such orphans on its next fetch.
+list; the fetcher notices that it may have happened and adopts such orphans before it takes
+anything more (a take is never retried blindly: a reply too large for the server's
+``client-output-buffer-limit`` is lost every time, and each retry would move another batch).
+Batches are bounded in jobs and in bytes; the byte budget halves after each lost reply (down to
+:data:`MIN_FETCH_BYTES`) and grows back after a run of good ones. Adoption reads the processing
+lists in slices bounded the same way. A payload over ``max_payload_bytes`` never leaves Redis: the
+scripts dead-letter it server-side. One that is smaller but whose reply keeps being lost (the
+server's limit is below it) is dead-lettered server-side too, after :data:`LOST_LIMIT` lost
+replies in a row at the smallest budget, once this worker holds no job it could be confused with.
 One fetch at a time per Fetcher; ack/nack may run concurrently with it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections import Counter
@@ -28,25 +37,58 @@ from redis.asyncio import Redis
 from fetcher import codec, deadletter
 from fetcher.codec import decode
 from fetcher.connection import RedisConnection
-from fetcher.errors import DecodeError
+from fetcher.errors import DecodeError, WrongTypeError
 from fetcher.job import Job
-from fetcher.keys import Keys
+from fetcher.keys import Keys, QueueRef
 from fetcher.registry import WorkerRegistration, recover_dead_workers
-from fetcher.scheduling import promote_due
+from fetcher.scheduling import job_backoff, promote_due
 from fetcher.scripts import (
     ACK,
-    FETCH_FAST,
-    FETCH_RELIABLE,
+    FETCH,
     REQUEUE,
     REQUEUE_PROCESSING,
     SETTLE,
     WAKE_BOUND,
+    LuaScript,
 )
+
+ADOPT_READ = LuaScript.load("adopt_read")
+GIVE_BACK = LuaScript.load("give_back")
 
 Mode = Literal["reliable", "fast"]
 Outcome = Literal["retried", "dead"]
 T = TypeVar("T")
 log = logging.getLogger("fetcher.fetch")
+
+#: Most payloads one read of a processing list returns (adoption, give-back, dead-lettering):
+#: a reply of a whole long list may be larger than the server lets a client receive.
+ADOPT_CHUNK = 100
+#: Byte budget of one fetch or adoption reply: where it starts, its floor, and how it recovers.
+DEFAULT_FETCH_BYTES = 1024 * 1024
+MIN_FETCH_BYTES = 16 * 1024
+GROW_AFTER = 32  # good replies in a row before the budget doubles again
+#: Lost replies in a row, at the floor budget, before a payload that big is taken for one that
+#: this connection can never receive.
+LOST_LIMIT = 5
+#: Lost adoption replies in a row, while this worker holds jobs (so nothing can be dead-lettered
+#: as unreceivable yet), before it gives back what it cannot receive: again at every multiple.
+GIVE_BACK_AFTER = 3 * LOST_LIMIT
+
+
+class _CannotReceive(Exception):
+    """Adoption replies keep being lost while this worker holds jobs: give back, stop reading."""
+
+
+class _ReplyMaybeLost(Exception):
+    """A call that moves payloads failed once: its reply may have been lost after the script
+    ran. Raised instead of a second attempt, so the caller adopts before taking more."""
+
+
+class _Lost:
+    """What :meth:`Fetcher._moving` returns instead of a result when the reply may be lost."""
+
+
+_LOST = _Lost()
 
 
 def _as_bytes(value: bytes | str) -> bytes:
@@ -95,14 +137,13 @@ class Fetcher:
         self.heartbeat_ttl = heartbeat_ttl
         self.retry_base = retry_base
         self.retry_cap = retry_cap
-        self._queue_keys = self.keys.queue_keys(self.queues)
-        self._processing = [self.keys.processing(worker_id, q) for q in self._queue_keys]
-        self._processing_of = dict(zip(self._queue_keys, self._processing, strict=True))
-        self._queue_key_of = dict(zip(self.queues, self._queue_keys, strict=True))  # name -> key
-        self._name_of = dict(zip(self._queue_keys, self.queues, strict=True))
-        self._processing_by_name = dict(zip(self.queues, self._processing, strict=True))
-        self._wake_keys = [self.keys.wake(q) for q in self._queue_keys]
-        self._registration = WorkerRegistration(conn, self.keys, worker_id, self._queue_keys)
+        # One record per queue (name, key, processing list, wake list), in priority order.
+        self._queues = [self.keys.queue_ref(worker_id, name) for name in self.queues]
+        self._by_name = {q.name: q for q in self._queues}
+        self._by_key = {q.key: q for q in self._queues}
+        self._registration = WorkerRegistration(
+            conn, self.keys, worker_id, [q.key for q in self._queues]
+        )
         self._fetching = f"fetching from queues [{', '.join(self.queues)}]"
         # Payloads handed out and not yet settled, by (queue key, raw): what is NOT an orphan.
         self._in_flight: Counter[tuple[str, bytes]] = Counter()
@@ -110,6 +151,10 @@ class Fetcher:
         # previous run with this worker id) and after a fetch whose reply may have been lost.
         self._orphans_possible = mode == "reliable"
         self._fetching_now = False  # adoption relies on a single fetch at a time
+        self.fetch_bytes = DEFAULT_FETCH_BYTES  # the byte budget now (see the module docstring)
+        self._lost_in_a_row = 0
+        self._good_in_a_row = 0
+        self._settled_count = 0  # bumped by every ack/settle: adoption notices concurrent ones
         self._accepted: list[Job] = []  # taken by the running fetch, not yet handed out
 
     def __repr__(self) -> str:
@@ -135,14 +180,19 @@ class Fetcher:
             raise RuntimeError(f"{self!r}: fetch() is already running; one fetch at a time")
         self._fetching_now = True
         try:
-            if self._orphans_possible:
-                adopted = await self._adopt_orphans(max_jobs)
-                if adopted:
-                    return adopted
-            jobs = await self._take(max_jobs)
-            if jobs:
-                return jobs
-            return await self._block_then_take(max_jobs)
+            while True:
+                if self._orphans_possible:
+                    adopted = await self._adopt_orphans(max_jobs)
+                    if adopted:
+                        return adopted
+                jobs = await self._take(max_jobs)
+                if jobs is None:
+                    continue  # the reply may be lost: adopt what it moved before taking more
+                if jobs:
+                    return jobs
+                jobs = await self._block_then_take(max_jobs)
+                if jobs is not None:
+                    return jobs
         except BaseException:
             # Cancelled or failed after jobs were taken but before they were handed out: they
             # stay in the processing list, so forget them here and adopt them next time.
@@ -153,45 +203,57 @@ class Fetcher:
             self._accepted = []
             self._fetching_now = False
 
-    async def _take(self, max_jobs: int) -> list[Job]:
-        """Non-blocking batched take; loops while a batch held only undecodable payloads."""
+    async def _take(self, max_jobs: int) -> list[Job] | None:
+        """Non-blocking batched take, bounded in jobs and bytes; loops while a batch held only
+        undecodable payloads. ``None`` when the reply may have been lost."""
+        queues = self._queues
+        keys = [q.key for q in queues]
         if self.mode == "reliable":
-            keys, script = [*self._queue_keys, *self._processing], FETCH_RELIABLE
-        else:
-            keys, script = self._queue_keys, FETCH_FAST
+            keys += [q.processing for q in queues]
+        keys.append(self.keys.dead)
+
+        def take(r: Redis) -> Awaitable[Any]:
+            args = [max_jobs, self.fetch_bytes, self.max_payload_bytes, time.time(), self.worker_id]
+            return FETCH(r, keys, [*args, self.mode])
+
         while True:
-            reply = await self._moving(script.bind(keys, [max_jobs]))
-            fetched = [
-                (self._queue_keys[int(index) - 1], raw) for index, items in reply for raw in items
-            ]
+            reply = await self._moving(take)
+            if isinstance(reply, _Lost):
+                return None
+            fetched = [(queues[int(index) - 1], raw) for index, items in reply for raw in items]
             if not fetched:
                 return []
             jobs = await self._accept(fetched)
             if jobs:
                 return jobs
 
-    async def _block_then_take(self, max_jobs: int) -> list[Job]:
-        """Block server-side until work may be there (or the block timeout), then take."""
+    async def _block_then_take(self, max_jobs: int) -> list[Job] | None:
+        """Block server-side until work may be there (or the block timeout), then take.
+        ``None`` when a reply may have been lost."""
         timeout = self.block_timeout
         if self.mode == "fast":
+            queue_keys = [q.key for q in self._queues]
             popped = await self.conn.execute(
-                self._fetching, lambda r: r.blpop(self._queue_keys, timeout), block_timeout=timeout
+                self._fetching, lambda r: r.blpop(queue_keys, timeout), block_timeout=timeout
             )
             if popped is None:
                 return []
-            first = [(_as_bytes(popped[0]).decode(), _as_bytes(popped[1]))]
-        elif len(self._queue_keys) == 1:
-            queue_key, processing = self._queue_keys[0], self._processing[0]
+            first = [(self._by_key[_as_bytes(popped[0]).decode()], _as_bytes(popped[1]))]
+        elif len(self._queues) == 1:
+            queue = self._queues[0]
             moved = await self._moving(
-                lambda r: r.blmove(queue_key, processing, timeout, "LEFT", "RIGHT"),  # type: ignore[arg-type]
+                lambda r: r.blmove(queue.key, queue.processing, timeout, "LEFT", "RIGHT"),  # type: ignore[arg-type]
                 block_timeout=timeout,
             )
             if moved is None:
                 return []
-            first = [(queue_key, _as_bytes(moved))]
+            if isinstance(moved, _Lost):
+                return None
+            first = [(queue, _as_bytes(moved))]
         else:
+            wake_keys = [q.wake for q in self._queues]
             await self.conn.execute(
-                self._fetching, lambda r: r.blpop(self._wake_keys, timeout), block_timeout=timeout
+                self._fetching, lambda r: r.blpop(wake_keys, timeout), block_timeout=timeout
             )
             return await self._take(max_jobs)
         # Hand the woken job over at once: taking a batch first would add a round trip to an idle
@@ -201,44 +263,96 @@ class Fetcher:
 
     async def _moving(
         self, fn: Callable[[Redis], Awaitable[T]], *, block_timeout: float | None = None
-    ) -> T:
-        """Run a call that moves payloads into our processing lists, noting when its reply may
-        have been lost (a failed attempt, or cancellation) so that orphans get adopted."""
+    ) -> T | _Lost:
+        """Run a call that moves payloads into our processing lists, at most once per reply: after
+        a failed attempt (its reply may have been lost after the script ran) the call is not
+        repeated but returns ``_LOST``, with orphans marked for adoption and the byte budget
+        halved, so that the caller adopts before it takes more. (The retry policy's wait before
+        that second attempt still paces the loop during an outage.)"""
         attempts = 0
 
         async def attempt(client: Redis) -> T:
             nonlocal attempts
             attempts += 1
+            if attempts > 1:
+                raise _ReplyMaybeLost
             return await fn(client)
 
         try:
             result = await self.conn.execute(self._fetching, attempt, block_timeout=block_timeout)
+        except _ReplyMaybeLost:
+            self._reply_lost()
+            return _LOST
         except BaseException:
             self._orphans_possible = self.mode == "reliable"
             raise
-        if attempts > 1 and self.mode == "reliable":
-            self._orphans_possible = True
+        self._reply_received()
         return result
 
+    def _reply_lost(self) -> None:
+        """A reply that moved (or read) payloads may have been lost: adopt, and shrink the next
+        replies (a reply over the server's output-buffer limit is lost every time)."""
+        self._orphans_possible = self.mode == "reliable"
+        self._lost_in_a_row += 1
+        self._good_in_a_row = 0
+        smaller = max(MIN_FETCH_BYTES, self.fetch_bytes // 2)
+        if smaller < self.fetch_bytes or self._lost_in_a_row == LOST_LIMIT:
+            log.warning(
+                "worker %s: %d fetch repl%s in a row may have been lost; adopting what they "
+                "moved before taking more, with replies bounded to %d bytes (if this repeats "
+                "while Redis is reachable, its replies exceed client-output-buffer-limit)",
+                self.worker_id,
+                self._lost_in_a_row,
+                "y" if self._lost_in_a_row == 1 else "ies",
+                smaller,
+            )
+        self.fetch_bytes = smaller
+
+    def _reply_received(self) -> None:
+        self._lost_in_a_row = 0
+        self._good_in_a_row += 1
+        if self._good_in_a_row >= GROW_AFTER and self.fetch_bytes < DEFAULT_FETCH_BYTES:
+            self.fetch_bytes = min(DEFAULT_FETCH_BYTES, self.fetch_bytes * 2)
+            self._good_in_a_row = 0
+
+    def _oversize(self) -> tuple[int, str]:
+        """Payloads bigger than this are dead-lettered server-side by an adoption read, and why.
+
+        ``max_payload_bytes`` (no held job can be bigger: it was decoded); after LOST_LIMIT lost
+        replies in a row at the floor budget, and only while this worker holds no job at all
+        (so none of its own can match), the floor itself: a payload that big cannot reach us."""
+        if (
+            self._lost_in_a_row >= LOST_LIMIT
+            and self.fetch_bytes <= MIN_FETCH_BYTES
+            and not self._in_flight
+        ):
+            return self.fetch_bytes, (
+                f"could not be received: {self._lost_in_a_row} replies in a row that carried it "
+                "were lost (larger than the server's client-output-buffer-limit?)"
+            )
+        return self.max_payload_bytes, f"exceeds the limit of {self.max_payload_bytes}"
+
     async def _adopt_orphans(self, max_jobs: int) -> list[Job]:
-        """Hand out payloads in our processing lists that no caller holds."""
+        """Hand out payloads in our processing lists that no caller holds (at most
+        ``max_jobs``), reading the lists in slices bounded in items and bytes."""
         held = Counter(self._in_flight)  # snapshot first: an ack racing the read is still held
-
-        async def read(r: Redis) -> list[list[bytes]]:
-            pipe = r.pipeline(transaction=False)
-            for key in self._processing:
-                pipe.lrange(key, 0, -1)
-            return list(await pipe.execute())
-
-        lists = await self.conn.execute(self._fetching, read)
-        orphans: list[tuple[str, bytes]] = []
-        for queue_key, items in zip(self._queue_keys, lists, strict=True):
-            for raw in items:
-                if held[(queue_key, raw)] > 0:
-                    held[(queue_key, raw)] -= 1
-                else:
-                    orphans.append((queue_key, raw))
-        self._orphans_possible = len(orphans) > max_jobs
+        settled_before = self._settled_count
+        orphans: list[tuple[QueueRef, bytes]] = []
+        more = slices = 0
+        for queue in self._queues:
+            start, ended = 0, False
+            while not ended and len(orphans) < max_jobs:
+                start, ended, items = await self._read_slice(queue, start)
+                slices += 1
+                for raw in items:
+                    if held[(queue.key, raw)] > 0:
+                        held[(queue.key, raw)] -= 1
+                    else:
+                        orphans.append((queue, raw))
+            more += not ended
+        # A slice read after an ack removed an item before it may have skipped one: look again.
+        raced = slices > len(self._queues) and self._settled_count != settled_before
+        self._orphans_possible = bool(more) or len(orphans) > max_jobs or raced
         if orphans:
             log.warning(
                 "worker %s adopts %d job(s) left in its processing lists (a lost reply or an "
@@ -248,26 +362,73 @@ class Fetcher:
             )
         return await self._accept(orphans[:max_jobs])
 
-    async def _accept(self, fetched: Iterable[tuple[str, bytes]]) -> list[Job]:
+    async def _read_slice(self, queue: QueueRef, start: int) -> tuple[int, bool, list[bytes]]:
+        """One bounded slice of ``queue``'s processing list from ``start``: (next start, whether
+        the list ends there, payloads). A lost reply shrinks the budget for the retry."""
+        attempts = 0
+
+        def read(r: Redis) -> Awaitable[Any]:
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1:
+                self._reply_lost()
+                if self._in_flight and self._lost_in_a_row % GIVE_BACK_AFTER == 0:
+                    raise _CannotReceive
+            oversize, why = self._oversize()
+            keys = [queue.processing, self.keys.dead]
+            args = [start, ADOPT_CHUNK, self.fetch_bytes, oversize, queue.key, time.time()]
+            return ADOPT_READ(r, keys, [*args, self.worker_id, why])
+
+        try:
+            following, ended, items = await self.conn.execute(self._fetching, read)
+        except _CannotReceive:
+            await self._give_back(queue)
+            return start, True, []
+        self._reply_received()
+        return int(following), bool(ended), [_as_bytes(item) for item in items]
+
+    async def _give_back(self, queue: QueueRef) -> None:
+        """Say that this worker cannot receive what it holds in ``queue``'s processing list, and
+        give back every payload there that it does not hold (another worker, or this one once
+        idle, can take them; one that nobody can receive is then dead-lettered server-side)."""
+        held = [
+            hashlib.sha1(raw, usedforsecurity=False).hexdigest()
+            for (key, raw), count in self._in_flight.items()
+            if key == queue.key
+            for _ in range(count)
+        ]
+        given = await self.conn.execute(
+            f"giving back the jobs worker {self.worker_id} cannot receive to {queue.key}",
+            GIVE_BACK.bind([queue.processing, queue.key, queue.wake], [WAKE_BOUND, *held]),
+        )
+        log.warning(
+            "worker %s cannot receive the jobs in %s (%d replies in a row lost while it holds %d "
+            "job(s)); gave %d job(s) back to %s",
+            self.worker_id,
+            queue.processing,
+            self._lost_in_a_row,
+            len(self._in_flight),
+            int(given),
+            queue.key,
+        )
+
+    async def _accept(self, fetched: Iterable[tuple[QueueRef, bytes]]) -> list[Job]:
         """Decode fetched payloads; dead-letter the undecodable, track the rest as in flight."""
         jobs: list[Job] = []
-        accepted, keys, max_bytes, name_of = (
-            self._accepted,
-            self.keys,
-            self.max_payload_bytes,
-            self._name_of,
-        )
+        accepted, keys, max_bytes = self._accepted, self.keys, self.max_payload_bytes
         in_flight = self._in_flight if self.mode == "reliable" else None
-        for queue_key, raw in fetched:
+        for queue, raw in fetched:
             try:
-                job = decode(
-                    raw, queue_key, keys, max_bytes=max_bytes, queue_name=name_of.get(queue_key)
-                )
+                job = decode(raw, queue.key, keys, max_bytes=max_bytes, queue_name=queue.name)
             except DecodeError as exc:
-                await self._dead_letter_raw(queue_key, raw, f"undecodable payload: {exc.reason}")
+                await self._dead_letter_raw(queue, raw, f"undecodable payload: {exc.reason}")
+                continue
+            except Exception as exc:  # noqa: BLE001  (a decoder bug is this payload's failure)
+                reason = f"undecodable payload: {type(exc).__name__}: {exc}"
+                await self._dead_letter_raw(queue, raw, reason)
                 continue
             if in_flight is not None:
-                held = (queue_key, raw)
+                held = (queue.key, raw)
                 in_flight[held] = in_flight.get(held, 0) + 1
             accepted.append(job)
             jobs.append(job)
@@ -275,20 +436,20 @@ class Fetcher:
 
     # -- settling ------------------------------------------------------------------------------
 
-    def _queue_key(self, name: str) -> str:
-        key = self._queue_key_of.get(name)
-        if key is None:
-            key = self._queue_key_of[name] = self.keys.queue_key(name)
-        return key
+    def _queue(self, name: str) -> QueueRef:
+        """The record of queue ``name`` (built on the spot for a queue this fetcher does not
+        serve: a job handed in from elsewhere)."""
+        queue = self._by_name.get(name)
+        return queue if queue is not None else self.keys.queue_ref(self.worker_id, name)
 
     def _release(self, job: Job) -> None:
         self._release_all((job,))
 
     def _release_all(self, jobs: Iterable[Job]) -> None:
         """Forget settled (or never handed out) jobs: they are no longer in flight."""
-        in_flight, queue_key = self._in_flight, self._queue_key
+        in_flight, queue_of = self._in_flight, self._queue
         for job in jobs:
-            held = (queue_key(job.queue), job.raw)
+            held = (queue_of(job.queue).key, job.raw)
             count = in_flight.get(held, 0)
             if count > 1:
                 in_flight[held] = count - 1
@@ -305,9 +466,9 @@ class Fetcher:
         if self.mode == "fast" or not jobs:
             return
         by_key: dict[str, list[bytes]] = {}
-        processing_key = self._processing_key
+        queue_of = self._queue
         for job in jobs:
-            raws = by_key.get(key := processing_key(job))
+            raws = by_key.get(key := queue_of(job.queue).processing)
             if raws is None:
                 by_key[key] = [job.raw]
             else:
@@ -317,6 +478,7 @@ class Fetcher:
             args.append(b"%d" % len(raws))
             args += raws
         await self.conn.execute(f"acknowledging {len(jobs)} job(s)", ACK.bind(list(by_key), args))
+        self._settled_count += 1
         self._release_all(jobs)
 
     async def nack(
@@ -330,7 +492,7 @@ class Fetcher:
         """Failed: retry later with backoff (``attempt + 1``), or dead-letter after the last
         attempt with the error and a traceback summary."""
         error_text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
-        queue_key = self.keys.queue_key(job.queue)
+        queue_key = self._queue(job.queue).key
         if job.attempt >= job.max_attempts:
             entry = deadletter.entry(
                 queue_key=queue_key,
@@ -343,23 +505,28 @@ class Fetcher:
             )
             await self._settle(job, "dead-lettering", self.keys.dead, "rpush", 0, entry)
             return "dead"
-        wait = (
-            delay
-            if delay is not None
-            else min(self.retry_cap, self.retry_base * 2.0 ** (job.attempt - 1))
-        )
+        wait = job_backoff(job.attempt, self.retry_base, self.retry_cap) if delay is None else delay
         retry = codec.reencode_for_retry(job, self.keys)
         await self._settle(
             job, "scheduling a retry of", self.keys.scheduled, "zadd", time.time() + wait, retry
         )
         return "retried"
 
-    async def dead_letter(self, job: Job, reason: str) -> None:
+    async def dead_letter(
+        self,
+        job: Job,
+        reason: str,
+        *,
+        error: str | None = None,
+        traceback_text: str | None = None,
+    ) -> None:
         """Move a fetched job to the dead-letter list with ``reason`` (no retry)."""
         entry = deadletter.entry(
-            queue_key=self.keys.queue_key(job.queue),
+            queue_key=self._queue(job.queue).key,
             raw=job.raw,
             reason=reason,
+            error=error,
+            traceback_text=traceback_text,
             attempts=job.attempt,
             worker_id=self.worker_id,
         )
@@ -368,10 +535,11 @@ class Fetcher:
     async def _settle(
         self, job: Job, verb: str, destination: str, kind: str, score: float, value: bytes
     ) -> None:
-        processing = self._processing_key(job)
+        processing = self._queue(job.queue).processing
         moved = await self._move_out(
             f"{verb} job {job.id}", processing, job.raw, destination, kind, score, value
         )
+        self._settled_count += 1
         self._release(job)
         if not moved:
             log.warning(
@@ -382,20 +550,33 @@ class Fetcher:
                 verb.removesuffix(" of"),
             )
 
-    async def _dead_letter_raw(self, queue_key: str, raw: bytes, reason: str) -> None:
+    async def _dead_letter_raw(self, queue: QueueRef, raw: bytes, reason: str) -> int:
         entry = deadletter.entry(
-            queue_key=queue_key, raw=raw, reason=reason, worker_id=self.worker_id
+            queue_key=queue.key, raw=raw, reason=reason, worker_id=self.worker_id
         )
-        log.error("dead-lettering a payload from %s: %s (%d bytes)", queue_key, reason, len(raw))
-        await self._move_out(
-            f"dead-lettering an undecodable payload from {queue_key}",
-            self._processing_of[queue_key],
+        log.error("dead-lettering a payload from %s: %s (%d bytes)", queue.key, reason, len(raw))
+        return await self._move_out(
+            f"dead-lettering a payload from {queue.key}",
+            queue.processing,
             raw,
             self.keys.dead,
             "rpush",
             0,
             entry,
         )
+
+    async def _dead_letter_all(self, queue: QueueRef, reason: str) -> None:
+        """Dead-letter everything in ``queue``'s processing list, reading it in bounded chunks."""
+        while True:
+            items = await self.conn.execute(
+                f"reading the processing list {queue.processing}",
+                lambda r: r.lrange(queue.processing, 0, ADOPT_CHUNK - 1),
+            )
+            moved = 0
+            for raw in items:
+                moved += await self._dead_letter_raw(queue, _as_bytes(raw), reason)
+            if not moved:  # fast mode moves without removing: nothing would ever change
+                return
 
     async def _move_out(
         self,
@@ -413,32 +594,27 @@ class Fetcher:
         args: list[Any] = [raw, kind, score, value, "1" if self.mode == "reliable" else "0", ""]
         return int(await self.conn.execute(operation, SETTLE.bind(keys, args)))
 
-    def _processing_key(self, job: Job) -> str:
-        key = self._processing_by_name.get(job.queue)
-        if key is None:
-            queue_key = self._queue_key(job.queue)
-            key = self._processing_of.get(queue_key) or self.keys.processing(
-                self.worker_id, queue_key
-            )
-            self._processing_by_name[job.queue] = key
-        return key
-
     async def requeue(self, jobs: Sequence[Job]) -> int:
         """Put jobs back at the HEAD of their queues, in their order (shutdown: unstarted jobs)."""
-        by_queue: dict[str, list[Job]] = {}
+        by_queue: dict[QueueRef, list[Job]] = {}
         for job in jobs:
-            by_queue.setdefault(self.keys.queue_key(job.queue), []).append(job)
+            by_queue.setdefault(self._queue(job.queue), []).append(job)
         check = "1" if self.mode == "reliable" else "0"
         moved = 0
-        for queue_key, group in by_queue.items():
-            keys = [self._processing_key(group[0]), queue_key, self.keys.wake(queue_key)]
+        for queue, group in by_queue.items():
+            keys = [queue.processing, queue.key, queue.wake]
             args: list[Any] = [check, WAKE_BOUND, *(job.raw for job in group)]
-            moved += int(
-                await self.conn.execute(
-                    f"requeueing {len(group)} job(s) to {queue_key}",
-                    REQUEUE.bind(keys, args),
+            try:
+                moved += int(
+                    await self.conn.execute(
+                        f"requeueing {len(group)} job(s) to {queue.key}",
+                        REQUEUE.bind(keys, args),
+                    )
                 )
-            )
+            except WrongTypeError as exc:  # the queue's own key: those jobs' failure, not ours
+                for job in group:
+                    await self.dead_letter(job, f"could not be requeued: {exc}")
+                continue
             self._release_all(group)
         return moved
 
@@ -446,15 +622,18 @@ class Fetcher:
         """Shutdown: everything left in this worker's processing lists goes back to the head of
         its queue, order preserved. Returns the number of jobs moved."""
         moved = 0
-        for queue_key, processing, wake in zip(
-            self._queue_keys, self._processing, self._wake_keys, strict=True
-        ):
-            moved += int(
-                await self.conn.execute(
-                    f"requeueing the jobs of worker {self.worker_id} to {queue_key}",
-                    REQUEUE_PROCESSING.bind([processing, queue_key, wake], [WAKE_BOUND]),
+        for queue in self._queues:
+            try:
+                moved += int(
+                    await self.conn.execute(
+                        f"requeueing the jobs of worker {self.worker_id} to {queue.key}",
+                        REQUEUE_PROCESSING.bind(
+                            [queue.processing, queue.key, queue.wake], [WAKE_BOUND]
+                        ),
+                    )
                 )
-            )
+            except WrongTypeError as exc:
+                await self._dead_letter_all(queue, f"could not be requeued: {exc}")
         self._in_flight.clear()
         self._orphans_possible = False
         return moved

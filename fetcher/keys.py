@@ -13,6 +13,20 @@ from dataclasses import dataclass
 RESQUE_NAME_PREFIX = "resque:"
 
 
+@dataclass(frozen=True, slots=True)
+class QueueRef:
+    """One queue as one worker sees it: every key that belongs to it, resolved once.
+
+    ``name`` is what users write (``high``); ``key`` the list producers push to; ``processing``
+    this worker's list of jobs taken from it and not yet settled; ``wake`` its wake-token list.
+    """
+
+    name: str
+    key: str
+    processing: str
+    wake: str
+
+
 @dataclass(frozen=True)
 class Keys:
     """Key layout (see docs/CONTRACTS.md). ``prefix`` namespaces everything but Resque queues."""
@@ -81,3 +95,8 @@ class Keys:
 
     def queue_keys(self, names: Iterable[str]) -> list[str]:
         return [self.queue_key(n) for n in names]
+
+    def queue_ref(self, worker_id: str, name: str) -> QueueRef:
+        """The keys of queue ``name`` for worker ``worker_id``, as one record."""
+        key = self.queue_key(name)
+        return QueueRef(name, key, self.processing(worker_id, key), self.wake(key))

@@ -1,27 +1,30 @@
 """Enqueue API: async :class:`Producer` and blocking :class:`SyncProducer`.
 
-One job or many in one round trip (a MULTI/EXEC transaction), immediate or delayed (``delay``
+One job or many in one round trip (one script, ``lua/enqueue.lua``), immediate or delayed (``delay``
 seconds or an ``eta`` unix time: the scheduled set), in steadfetch or Resque format. Each
 immediate push also leaves a wake token so an idle fetcher wakes at once. A retried enqueue
 after an ambiguous failure may push a job twice; both copies carry the same job id.
+A queue key that holds another type than a list is refused before anything is written
+(:class:`fetcher.errors.WrongTypeError`), for delayed jobs too: they would fail at promotion.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-
-from redis.asyncio import Redis
 
 from fetcher import codec
 from fetcher.connection import RedisConnection
 from fetcher.job import JobFormat
 from fetcher.keys import RESQUE_NAME_PREFIX, Keys
 from fetcher.retry import RetryPolicy
-from fetcher.scripts import WAKE_BOUND
+from fetcher.scripts import WAKE_BOUND, LuaScript
+
+ENQUEUE = LuaScript.load("enqueue")
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,8 @@ def _encode(spec: JobSpec, keys: Keys, now: float) -> _Encoded:
     due = (
         spec.eta if spec.eta is not None else (now + spec.delay if spec.delay is not None else None)
     )
+    if due is not None and not math.isfinite(due):
+        raise ValueError(f"delay and eta must be finite numbers, got {spec.delay or spec.eta!r}")
     resque_name = queue.removeprefix(RESQUE_NAME_PREFIX) if keys.is_resque(queue_key) else None
     return _Encoded(job_id, queue_key, resque_name, payload, due)
 
@@ -115,28 +120,21 @@ class Producer:
         if not encoded:
             return []
         queues = sorted({e.queue_key for e in encoded})
-
-        async def push(r: Redis) -> None:
-            pipe = r.pipeline(transaction=True)
-            woken: dict[str, int] = {}
-            for e in encoded:
-                if e.resque_name is not None:
-                    pipe.sadd(self.keys.resque_queues, e.resque_name)
-                if e.due is None:
-                    pipe.rpush(e.queue_key, e.payload)
-                    woken[e.queue_key] = woken.get(e.queue_key, 0) + 1
-                else:
-                    pipe.zadd(self.keys.scheduled, {e.payload: e.due})
-            for queue_key, count in woken.items():
-                wake = self.keys.wake(queue_key)
-                pipe.rpush(wake, *["1"] * min(count, WAKE_BOUND))
-                pipe.ltrim(wake, -WAKE_BOUND, -1)
-            await pipe.execute()
-
+        index = {queue_key: i for i, queue_key in enumerate(queues, 1)}
+        resque = sorted({e.resque_name for e in encoded if e.resque_name is not None})
+        keys = [
+            self.keys.scheduled,
+            self.keys.resque_queues,
+            *queues,
+            *(self.keys.wake(q) for q in queues),
+        ]
+        args: list[Any] = [WAKE_BOUND, len(queues), len(resque), *resque]
+        for e in encoded:
+            args += [index[e.queue_key], "" if e.due is None else repr(e.due), e.payload]
         names = ", ".join(self.keys.queue_name(q) for q in queues)
         await self.conn.execute(
             f"enqueueing {len(encoded)} job(s) to [{names}]",
-            push,
+            ENQUEUE.bind(keys, args),
             deadline=self.deadline,
         )
         return [e.job_id for e in encoded]

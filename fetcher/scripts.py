@@ -51,8 +51,7 @@ class LuaScript:
 
 
 ACK = LuaScript.load("ack")
-FETCH_RELIABLE = LuaScript.load("fetch_reliable")
-FETCH_FAST = LuaScript.load("fetch_fast")
+FETCH = LuaScript.load("fetch")  # reliable and fast mode (pills: one script, one bound)
 SETTLE = LuaScript.load("settle")
 REQUEUE = LuaScript.load("requeue")
 REQUEUE_PROCESSING = LuaScript.load("requeue_processing")

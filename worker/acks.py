@@ -19,8 +19,16 @@ J = TypeVar("J")
 
 
 class AckBatcher(Generic[J]):
-    def __init__(self, ack_many: Callable[[list[J]], Awaitable[object]]) -> None:
+    """``on_acked(n)`` is told after each batch of ``n`` went out (the window frees their slots:
+    jobs waiting here count against the concurrency bound)."""
+
+    def __init__(
+        self,
+        ack_many: Callable[[list[J]], Awaitable[object]],
+        on_acked: Callable[[int], None] | None = None,
+    ) -> None:
         self._ack_many = ack_many
+        self._on_acked = on_acked
         self._pending: list[J] = []
         self._wake = asyncio.Event()
         self.acked = 0
@@ -55,3 +63,5 @@ class AckBatcher(Generic[J]):
             self._pending[:0] = batch
             raise
         self.acked += len(batch)
+        if self._on_acked is not None:
+            self._on_acked(len(batch))

@@ -4,8 +4,11 @@ The worker runs a fixed pool of N runner coroutines that pull jobs from this win
 fetch loop that pushes into it. That shape is the whole concurrency bound:
 
 - running jobs ≤ N, because there are N runners;
-- jobs held by this process (running + buffered) ≤ N + prefetch, because the fetch loop asks the
-  fetcher for exactly :meth:`JobWindow.free` jobs and waits in :meth:`wait_for_space` otherwise.
+- jobs held by this process (running + buffered + finished but not yet acked) ≤ N + prefetch,
+  because the fetch loop asks the fetcher for exactly :meth:`JobWindow.free` jobs and waits in
+  :meth:`wait_for_space` otherwise. A finished job keeps its slot (:meth:`hold`) until its ack
+  has been sent (:meth:`acked`): a slow ack path slows fetching instead of letting this worker's
+  processing lists grow without limit.
 
 Nothing is created per job except the job itself (no Task, no entry in a growing collection), so
 memory stays flat however many jobs go through: the old worker's leak kept one task per job.
@@ -24,8 +27,9 @@ J = TypeVar("J")
 class JobWindow(Generic[J]):
     """A bounded hand-off from one producer (the fetch loop) to N consumers (the runners).
 
-    Invariant: ``running + len(buffer) <= capacity + prefetch`` and ``running <= capacity``,
-    as long as the producer only ever :meth:`put`s at most :meth:`free` jobs.
+    Invariant: ``running + len(buffer) + acking <= capacity + prefetch`` and
+    ``running <= capacity``, as long as the producer only ever :meth:`put`s at most :meth:`free`
+    jobs.
     """
 
     def __init__(self, capacity: int, prefetch: int = 0) -> None:
@@ -37,6 +41,7 @@ class JobWindow(Generic[J]):
         self.prefetch = prefetch
         self.limit = capacity + prefetch
         self.running = 0
+        self.acking = 0  # finished jobs whose ack has not been sent yet: still held
         self._buffer: deque[J] = deque()
         # Idle runners, each parked on one future; at most ``capacity`` of them.
         self._takers: deque[asyncio.Future[J | None]] = deque()
@@ -48,7 +53,7 @@ class JobWindow(Generic[J]):
         state = "closed" if self._closed else "open"
         return (
             f"<JobWindow {state} running={self.running}/{self.capacity} "
-            f"buffered={len(self._buffer)} prefetch={self.prefetch}>"
+            f"buffered={len(self._buffer)} acking={self.acking} prefetch={self.prefetch}>"
         )
 
     @property
@@ -61,7 +66,7 @@ class JobWindow(Generic[J]):
 
     def free(self) -> int:
         """How many more jobs this process may take on right now."""
-        return self.limit - self.running - len(self._buffer)
+        return self.limit - self.running - len(self._buffer) - self.acking
 
     async def wait_for_space(self) -> int:
         """Wait until :meth:`free` is positive and return it (the size of the next fetch)."""
@@ -112,6 +117,16 @@ class JobWindow(Generic[J]):
     def release(self) -> None:
         """A runner finished its job (whatever the outcome): one slot is free again."""
         self.running -= 1
+        self._space.set()
+
+    def hold(self) -> None:
+        """A runner's job finished and waits for its ack: it keeps a slot until :meth:`acked`.
+        (Call before :meth:`release`, which frees the runner.)"""
+        self.acking += 1
+
+    def acked(self, count: int) -> None:
+        """``count`` held jobs were acked: their slots are free again."""
+        self.acking = max(0, self.acking - count)
         self._space.set()
 
     def close(self) -> None:

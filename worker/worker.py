@@ -24,7 +24,15 @@ import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from fetcher import Admin, ConnectionState, Fetcher, Job, RedisConnection
+from fetcher import (
+    Admin,
+    ConnectionState,
+    Fetcher,
+    FetcherError,
+    Job,
+    RedisConnection,
+    WrongTypeError,
+)
 from fetcher.state import stats_fields
 from worker.acks import AckBatcher
 from worker.app import App
@@ -48,6 +56,23 @@ FORCED_CLEANUP = 1.0
 
 class JobTimeout(TimeoutError):
     """A handler ran longer than its task's (or the worker's default) job timeout."""
+
+
+#: Longest exception message kept in a log line or a dead-letter entry (user code may raise
+#: one of any size; the traceback is summarised separately).
+ERROR_TEXT_MAX_CHARS = 2000
+
+
+def error_text(error: BaseException) -> str:
+    """``ValueError: message`` for a log line or a dead-letter entry; bounded, and never raises,
+    even for an exception whose ``__str__`` does (user code)."""
+    try:
+        message = str(error)
+    except Exception:  # noqa: BLE001  (any failure of user code's __str__ is the same to us)
+        message = "<str() of the exception failed>"
+    if len(message) > ERROR_TEXT_MAX_CHARS:
+        message = f"{message[:ERROR_TEXT_MAX_CHARS]}... ({len(message)} characters)"
+    return f"{type(error).__name__}: {message}"
 
 
 def default_worker_id() -> str:
@@ -80,7 +105,7 @@ class Worker:
         )
         self.shutdown = Shutdown()
         self.window: JobWindow[Job] = JobWindow(config.concurrency, config.effective_prefetch)
-        self.acks: AckBatcher[Job] = AckBatcher(self.fetcher.ack_many)
+        self.acks: AckBatcher[Job] = AckBatcher(self.fetcher.ack_many, self.window.acked)
         self.stats = WorkerStats()
         self.stats.identity = {
             "worker_id": self.worker_id,
@@ -218,6 +243,36 @@ class Worker:
             checkpoint()
 
     async def _run_job(self, job: Job) -> None:
+        """Run one job and settle it. A failure in this job's own path (argument check, retry
+        re-encode, backoff, a settle into a key of the wrong type, or any unexpected exception
+        there) dead-letters the job with the reason and the worker goes on. Only a genuine
+        configuration error (a shared key, auth, permissions) or an outage reaches the loops."""
+        try:
+            await self._run_and_settle(job)
+        except WrongTypeError as exc:  # a key this job's settle writes to: the job's problem
+            await self._contain(job, exc)
+        except FetcherError:
+            raise
+        except Exception as exc:  # noqa: BLE001  (one job's bug must not stop the worker)
+            await self._contain(job, exc)
+
+    async def _contain(self, job: Job, exc: Exception) -> None:
+        """Dead-letter ``job`` after an unexpected failure in its own path; one log line (the
+        traceback goes into the dead-letter entry). If even that fails, the worker stops."""
+        text = error_text(exc)
+        reason = f"the worker could not process or settle this job: {text}"
+        tb = "".join(traceback.format_exception(exc))
+        await self.fetcher.dead_letter(job, reason, error=text, traceback_text=tb)
+        self.stats.dead_lettered += 1
+        log.error(
+            "job %s (task %s) dead-lettered: %s (traceback in the dead-letter entry)",
+            job.id,
+            job.task,
+            reason,
+            extra={"task": job.task, "job_id": job.id, "attempt": job.attempt, "outcome": "dead"},
+        )
+
+    async def _run_and_settle(self, job: Job) -> None:
         task = self.app.get(job.task)
         if task is None:
             known = ", ".join(sorted(t.name for t in self.app)) or "none"
@@ -236,7 +291,16 @@ class Worker:
                     await task.handler(*job.args, **job.kwargs)
                 else:
                     await self._threads.run(task.handler, job.args, job.kwargs)
-        except Exception as exc:  # noqa: BLE001  (the handler's failure is the job's outcome)
+        except (Exception, SystemExit, KeyboardInterrupt, asyncio.CancelledError) as exc:
+            # The handler's failure is the job's outcome: a handler calling sys.exit() or raising
+            # KeyboardInterrupt (signals reach the worker's handlers, never user code) ends its
+            # job, not the worker, and one raising CancelledError of its own (nobody cancelled
+            # this task) must not end its runner (N such jobs would leave no runner at all).
+            current = asyncio.current_task()
+            if isinstance(exc, asyncio.CancelledError) and (
+                current is None or current.cancelling()
+            ):
+                raise
             error: BaseException = exc
             if isinstance(exc, TimeoutError) and scope.expired():
                 error = JobTimeout(f"job exceeded its timeout of {timeout:g} s")
@@ -254,25 +318,26 @@ class Worker:
     def _succeeded(self, job: Job, seconds: float) -> None:
         self.stats.processed += 1
         self.stats.record_duration(seconds)
+        self.window.hold()  # the job keeps its slot until the ack is sent
         self.acks.add(job)
 
     async def _failed(self, job: Job, error: BaseException, seconds: float) -> None:
         self.stats.failed += 1
         self.stats.record_duration(seconds)
         tb = "".join(traceback.format_exception(error))
-        outcome = await self.fetcher.nack(job, f"{type(error).__name__}: {error}", tb)
+        text = error_text(error)
+        outcome = await self.fetcher.nack(job, text, tb)
         if outcome == "dead":
             self.stats.dead_lettered += 1
         else:
             self.stats.retried += 1
         log.error(
-            "job %s (task %s, attempt %d/%d) failed: %s: %s; %s\n%s",
+            "job %s (task %s, attempt %d/%d) failed: %s; %s\n%s",
             job.id,
             job.task,
             job.attempt,
             job.max_attempts,
-            type(error).__name__,
-            error,
+            text,
             "dead-lettered (last attempt)" if outcome == "dead" else "will be retried",
             tb.rstrip(),
             extra={"task": job.task, "job_id": job.id, "attempt": job.attempt, "outcome": outcome},

@@ -1,7 +1,13 @@
 -- Return fetched payloads to the HEAD of their queue in their original order, each only if it is
 -- still in the processing list (check '1'), and leave a wake token. Each payload is pushed
--- before it leaves the processing list, so a failing push (wrong key type) loses nothing.
+-- before it leaves the processing list, and a queue key of the wrong type is refused before
+-- anything is written (Redis does not roll a failed script back), so nothing is lost; the caller
+-- dead-letters the jobs of a queue it cannot requeue to.
 -- KEYS[1] processing, KEYS[2] queue, KEYS[3] wake.  ARGV: check, wake bound, raw_1..raw_n.
+local kind = redis.call('TYPE', KEYS[2])['ok']
+if kind ~= 'list' and kind ~= 'none' then
+  return redis.error_reply('WRONGTYPE queue key ' .. KEYS[2] .. ' holds a ' .. kind .. ', not a list')
+end
 local moved = 0
 for i = #ARGV, 3, -1 do
   if ARGV[1] ~= '1' or redis.call('LPOS', KEYS[1], ARGV[i]) then
@@ -12,7 +18,8 @@ for i = #ARGV, 3, -1 do
     moved = moved + 1
   end
 end
-if moved > 0 then
+local wake = redis.call('TYPE', KEYS[3])['ok']
+if moved > 0 and (wake == 'list' or wake == 'none') then
   redis.call('RPUSH', KEYS[3], '1')
   redis.call('LTRIM', KEYS[3], -tonumber(ARGV[2]), -1)
 end

@@ -64,7 +64,9 @@ async def test_dead_letters_list_retry_and_purge(
     entries = await admin.dead_letter_list()
     assert [e.get("error") for e in entries] == ["ValueError: boom", None]
     assert "raw_b64" in entries[1]
-    assert await admin.dead_letter_retry() == 1  # the undecodable one stays
+    report = await admin.dead_letter_retry()
+    assert report.requeued == 1  # the undecodable one stays
+    assert [r.reason.split(":")[0] for r in report.refused] == ["the payload is not a job"]
     [raw] = oracle.lrange(KEYS.queue_key("default"), 0, -1)
     assert (json.loads(raw)["id"], json.loads(raw)["attempt"]) == (job_id, 1)
     assert await admin.dead_letter_purge() == 1

@@ -159,7 +159,7 @@ async def test_a_retried_enqueue_whose_reply_was_lost_pushes_twice_with_one_id(
 ) -> None:
     """Pins the enqueue hazard: at-least-once, so consumers dedupe by job id if they must."""
     producer = Producer(proxied)
-    await proxied.check()
+    await producer.enqueue("t", queue="warm-up")  # loads the enqueue script before the toxic
     stack.proxy.add_toxic("limit_data", stream="downstream", bytes=1)
     async with asyncio.TaskGroup() as tg:
         enqueue = tg.create_task(producer.enqueue("t", queue="default"))

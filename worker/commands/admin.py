@@ -85,8 +85,10 @@ def dead_letter_command(args: argparse.Namespace) -> int:
         for entry in entries:
             print(json.dumps(entry, default=str))
     elif args.action == "retry":
-        moved = with_admin(args, lambda admin: admin.dead_letter_retry(args.limit))
-        print(f"requeued {moved} dead-lettered job(s)")
+        report = with_admin(args, lambda admin: admin.dead_letter_retry(args.limit))
+        print(f"requeued {report.requeued} dead-lettered job(s)")
+        for refusal in report.refused:  # the cli engineer owns the final wording
+            print(f"could not requeue {refusal.job_id or '?'}: {refusal.reason}")
     else:
         purged = with_admin(args, lambda admin: admin.dead_letter_purge())
         print(f"purged {purged} dead-letter entr{'y' if purged == 1 else 'ies'}")
