@@ -233,6 +233,8 @@ class Admin:
                 max_attempts=job.max_attempts,
                 enqueued_at=job.enqueued_at,
                 format=job.format,
+                retry_base=job.retry_base,
+                retry_cap=job.retry_cap,
             )
         except ValueError as exc:
             return DeadLetterRefusal(job.id, queue_key, str(exc))

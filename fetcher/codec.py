@@ -1,7 +1,8 @@
 """Job payloads: steadfetch JSON and Resque JSON, both ways. Never pickle.
 
-steadfetch: ``{"id", "task", "args", "kwargs", "queue" (key), "attempt", "max_attempts",
-"enqueued_at"}``. Resque: ``{"class", "args"}`` as Resque and Apisonator write it; steadfetch
+steadfetch: ``{"id", "task", "args", "kwargs", "queue" (key), "attempt", "enqueued_at"}`` and,
+when the producer set them, ``"max_attempts"``, ``"retry_base"``, ``"retry_cap"`` (else the
+worker decides). Resque: ``{"class", "args"}`` as Resque and Apisonator write it; steadfetch
 adds ``id``, ``queue``, ``attempt`` and ``max_attempts`` when it writes one (Resque ignores
 extra keys). Anything else raises DecodeError carrying the raw bytes.
 
@@ -33,6 +34,10 @@ DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
 #: below all three, and far above any real job's arguments.
 MAX_NESTING = 100
 RESQUE_DEFAULT_MAX_ATTEMPTS = 1  # Resque itself never retries
+#: ``Job.max_attempts`` of a steadfetch payload that carries none: the worker decides (the
+#: task's ``max_attempts``, else its ``--max-attempts``); Fetcher.nack alone uses 3.
+MAX_ATTEMPTS_UNSET = 0
+DEFAULT_MAX_ATTEMPTS = 3
 
 
 def new_job_id() -> str:
@@ -47,20 +52,25 @@ def encode(
     kwargs: Mapping[str, Any],
     queue_key: str,
     attempt: int,
-    max_attempts: int,
+    max_attempts: int | None,
     enqueued_at: float | None,
     format: JobFormat,
+    retry_base: float | None = None,
+    retry_cap: float | None = None,
 ) -> bytes:
-    """The payload bytes for one job (compact JSON, UTF-8)."""
-    if max_attempts < 1:
+    """The payload bytes for one job (compact JSON, UTF-8). ``max_attempts`` None or 0, and
+    ``retry_base``/``retry_cap`` None: not written, the worker decides (the task's setting, else
+    the worker's default)."""
+    if max_attempts is not None and max_attempts < 0:
         raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
     body: dict[str, Any]
     if format == "resque":
         if kwargs:
             raise ValueError("Resque payloads carry positional args only; pass no kwargs")
         body = {"class": task, "args": list(args), "id": job_id, "queue": queue_key}
-        if attempt != 1 or max_attempts != RESQUE_DEFAULT_MAX_ATTEMPTS:
-            body["attempt"], body["max_attempts"] = attempt, max_attempts
+        limit = max_attempts or RESQUE_DEFAULT_MAX_ATTEMPTS
+        if attempt != 1 or limit != RESQUE_DEFAULT_MAX_ATTEMPTS:
+            body["attempt"], body["max_attempts"] = attempt, limit
     elif format == "steadfetch":
         body = {
             "id": job_id,
@@ -69,11 +79,15 @@ def encode(
             "kwargs": dict(kwargs),
             "queue": queue_key,
             "attempt": attempt,
-            "max_attempts": max_attempts,
             "enqueued_at": enqueued_at,
         }
+        if max_attempts:
+            body["max_attempts"] = max_attempts
     else:
         raise ValueError(f"unknown job format {format!r}: use 'steadfetch' or 'resque'")
+    for name, value in (("retry_base", retry_base), ("retry_cap", retry_cap)):
+        if value is not None:
+            body[name] = value  # the decoder below refuses what is not a positive number
     try:
         # ensure_ascii=False: a lone surrogate fails the .encode() here instead of going out as
         # an escape that the decoder (and cjson) would refuse.
@@ -107,7 +121,17 @@ def reencode_for_retry(job: Job, keys: Keys) -> bytes:
         max_attempts=job.max_attempts,
         enqueued_at=job.enqueued_at if job.format == "steadfetch" else None,
         format=job.format,
+        retry_base=job.retry_base,
+        retry_cap=job.retry_cap,
     )
+
+
+def _check_backoff(base: Any, cap: Any) -> None:
+    """A payload's own retry backoff: positive seconds (finite: _parse refuses 1e999)."""
+    for name, value in (("retry_base", base), ("retry_cap", cap)):
+        kind = type(value)
+        if value is not None and ((kind is not int and kind is not float) or value <= 0):
+            raise ValueError(f'"{name}" must be a number of seconds > 0, got {value!r}')
 
 
 def _bad_count(name: str, value: Any) -> ValueError:
@@ -218,7 +242,7 @@ def _job_from(body: dict[str, Any], raw: bytes, queue_name: str) -> Job:
     get = body.get
     fmt: JobFormat
     if "task" in body:
-        task, fmt, default_max = body["task"], "steadfetch", 3
+        task, fmt, default_max = body["task"], "steadfetch", MAX_ATTEMPTS_UNSET
         kwargs = get("kwargs", {})
     elif "class" in body:
         task, fmt, default_max = body["class"], "resque", RESQUE_DEFAULT_MAX_ATTEMPTS
@@ -244,9 +268,14 @@ def _job_from(body: dict[str, Any], raw: bytes, queue_name: str) -> Job:
     attempt = get("attempt", 1)
     if type(attempt) is not int or attempt < 1:
         raise _bad_count("attempt", attempt)
-    max_attempts = get("max_attempts", default_max)
-    if type(max_attempts) is not int or max_attempts < 1:
+    max_attempts = get("max_attempts")
+    if max_attempts is None:
+        max_attempts = default_max
+    elif type(max_attempts) is not int or max_attempts < 1:
         raise _bad_count("max_attempts", max_attempts)
+    retry_base, retry_cap = get("retry_base"), get("retry_cap")
+    if retry_base is not None or retry_cap is not None:
+        _check_backoff(retry_base, retry_cap)
     return make_job(
         job_id,
         task,
@@ -258,4 +287,6 @@ def _job_from(body: dict[str, Any], raw: bytes, queue_name: str) -> Job:
         enqueued_at,
         raw,
         fmt,
+        retry_base,
+        retry_cap,
     )

@@ -147,6 +147,8 @@ class Fetcher:
         self._fetching = f"fetching from queues [{', '.join(self.queues)}]"
         # Payloads handed out and not yet settled, by (queue key, raw): what is NOT an orphan.
         self._in_flight: Counter[tuple[str, bytes]] = Counter()
+        # Payloads this fetcher dead-lettered itself (undecodable: never handed to the worker).
+        self.dead_lettered = 0
         # True when payloads may sit in our processing lists that nobody holds: at start (a
         # previous run with this worker id) and after a fetch whose reply may have been lost.
         self._orphans_possible = mode == "reliable"
@@ -488,12 +490,15 @@ class Fetcher:
         traceback_text: str | None = None,
         *,
         delay: float | None = None,
+        max_attempts: int | None = None,
     ) -> Outcome:
         """Failed: retry later with backoff (``attempt + 1``), or dead-letter after the last
-        attempt with the error and a traceback summary."""
+        attempt with the error and a traceback summary. ``max_attempts`` (the worker's
+        decision for a job that carries none) and ``delay`` override the job's and the
+        fetcher's defaults."""
         error_text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
         queue_key = self._queue(job.queue).key
-        if job.attempt >= job.max_attempts:
+        if job.attempt >= (max_attempts or job.max_attempts or codec.DEFAULT_MAX_ATTEMPTS):
             entry = deadletter.entry(
                 queue_key=queue_key,
                 raw=job.raw,
@@ -555,7 +560,7 @@ class Fetcher:
             queue_key=queue.key, raw=raw, reason=reason, worker_id=self.worker_id
         )
         log.error("dead-lettering a payload from %s: %s (%d bytes)", queue.key, reason, len(raw))
-        return await self._move_out(
+        moved = await self._move_out(
             f"dead-lettering a payload from {queue.key}",
             queue.processing,
             raw,
@@ -564,6 +569,8 @@ class Fetcher:
             0,
             entry,
         )
+        self.dead_lettered += moved
+        return moved
 
     async def _dead_letter_all(self, queue: QueueRef, reason: str) -> None:
         """Dead-letter everything in ``queue``'s processing list, reading it in bounded chunks."""

@@ -38,8 +38,10 @@ class JobSpec:
     job_id: str | None = None
     delay: float | None = None
     eta: float | None = None
-    max_attempts: int = 3
+    max_attempts: int | None = None  # None: the worker decides (task setting, else its default)
     format: JobFormat = "steadfetch"
+    retry_base: float | None = None  # this job's retry backoff; None: the worker decides
+    retry_cap: float | None = None
 
 
 @dataclass(frozen=True)
@@ -56,10 +58,18 @@ def _encode(spec: JobSpec, keys: Keys, now: float) -> _Encoded:
         raise ValueError("task must be a non-empty name")
     if spec.delay is not None and spec.eta is not None:
         raise ValueError("give delay or eta, not both")
+    if spec.max_attempts is not None and spec.max_attempts < 1:
+        raise ValueError(f"max_attempts must be >= 1, got {spec.max_attempts}")
+    for name, seconds in (("retry_base", spec.retry_base), ("retry_cap", spec.retry_cap)):
+        if seconds is not None and not (math.isfinite(seconds) and seconds > 0):
+            raise ValueError(f"{name} must be a number of seconds > 0, got {seconds}")
     queue = spec.queue
     if spec.format == "resque" and not queue.startswith(RESQUE_NAME_PREFIX):
         queue = RESQUE_NAME_PREFIX + queue
     queue_key = keys.queue_key(queue)
+    # A Resque queue holds Resque payloads, whoever wrote them: a steadfetch payload there
+    # fails every Resque worker ('No job defined for class "undefined"').
+    job_format: JobFormat = "resque" if keys.is_resque(queue_key) else spec.format
     job_id = spec.job_id or codec.new_job_id()
     payload = codec.encode(
         job_id=job_id,
@@ -69,8 +79,10 @@ def _encode(spec: JobSpec, keys: Keys, now: float) -> _Encoded:
         queue_key=queue_key,
         attempt=1,
         max_attempts=spec.max_attempts,
+        retry_base=spec.retry_base,
+        retry_cap=spec.retry_cap,
         enqueued_at=now,
-        format=spec.format,
+        format=job_format,
     )
     due = (
         spec.eta if spec.eta is not None else (now + spec.delay if spec.delay is not None else None)
@@ -102,13 +114,16 @@ class Producer:
         job_id: str | None = None,
         delay: float | None = None,
         eta: float | None = None,
-        max_attempts: int = 3,
+        max_attempts: int | None = None,
         format: JobFormat = "steadfetch",
+        retry_base: float | None = None,
+        retry_cap: float | None = None,
         **kwargs: Any,
     ) -> str:
         """Enqueue one job; returns its id. (Job kwargs cannot use this method's own names;
         use :class:`JobSpec` with :meth:`enqueue_many` for those.)"""
-        spec = JobSpec(task, args, kwargs, queue, job_id, delay, eta, max_attempts, format)
+        spec = JobSpec(task, args, kwargs, queue, job_id, delay, eta, max_attempts, format,
+                       retry_base=retry_base, retry_cap=retry_cap)  # fmt: skip
         return (await self.enqueue_many([spec]))[0]
 
     async def enqueue_many(self, specs: Iterable[JobSpec | Mapping[str, Any]]) -> list[str]:
@@ -177,11 +192,14 @@ class SyncProducer:
         job_id: str | None = None,
         delay: float | None = None,
         eta: float | None = None,
-        max_attempts: int = 3,
+        max_attempts: int | None = None,
         format: JobFormat = "steadfetch",
+        retry_base: float | None = None,
+        retry_cap: float | None = None,
         **kwargs: Any,
     ) -> str:
-        spec = JobSpec(task, args, kwargs, queue, job_id, delay, eta, max_attempts, format)
+        spec = JobSpec(task, args, kwargs, queue, job_id, delay, eta, max_attempts, format,
+                       retry_base=retry_base, retry_cap=retry_cap)  # fmt: skip
         return self.enqueue_many([spec])[0]
 
     def enqueue_many(self, specs: Iterable[JobSpec | Mapping[str, Any]]) -> list[str]:

@@ -9,8 +9,13 @@ worker's bounded thread pool)::
     @app.task(timeout=10)
     async def send_email(to: str, subject: str) -> None: ...
 
-    @app.task(name="legacy.Resize")
+    @app.task(name="legacy.Resize", max_attempts=5, retry_base=2.0, retry_cap=60.0)
     def resize(path: str, width: int = 100) -> None: ...
+
+A failed job runs again after ``retry_base * 2 ** (attempt - 1)`` seconds, at most ``retry_cap``,
+until ``max_attempts`` attempts failed; then it is dead-lettered. Each setting comes from, first
+to last: the job (``enqueue(..., max_attempts=, retry_base=, retry_cap=)``), the task, the
+worker (``--max-attempts``, ``--job-retry-base``, ``--job-retry-cap``).
 
 A job whose arguments do not fit the handler's signature is not a retriable failure: it would
 fail the same way on every attempt, so the worker dead-letters it at once with the reason that
@@ -21,11 +26,15 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import math
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
+
+from fetcher import Job
+from fetcher.scheduling import job_backoff
 
 Handler = Callable[..., Any]
 H = TypeVar("H", bound=Handler)
@@ -37,13 +46,17 @@ class AppLoadError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Task:
-    """One registered handler. ``timeout`` None means the worker's default job timeout."""
+    """One registered handler. ``timeout``, ``max_attempts``, ``retry_base`` and ``retry_cap``
+    None mean the worker's defaults."""
 
     name: str
     handler: Handler
     is_async: bool
     timeout: float | None
     signature: inspect.Signature
+    max_attempts: int | None = None
+    retry_base: float | None = None
+    retry_cap: float | None = None
 
     @property
     def shown_signature(self) -> str:
@@ -51,6 +64,17 @@ class Task:
         empty = inspect.Parameter.empty
         bare = [p.replace(annotation=empty) for p in self.signature.parameters.values()]
         return str(self.signature.replace(parameters=bare, return_annotation=empty))
+
+    def retry_plan(
+        self, job: Job, *, max_attempts: int, retry_base: float, retry_cap: float
+    ) -> tuple[int, float]:
+        """(attempts allowed, seconds before the next one) for ``job`` that just failed: each
+        setting from the job's payload, else the task, else the worker's (the arguments:
+        ``--max-attempts``, ``--job-retry-base``, ``--job-retry-cap``)."""
+        limit = job.max_attempts or self.max_attempts or max_attempts
+        base = job.retry_base or self.retry_base or retry_base
+        cap = job.retry_cap or self.retry_cap or retry_cap
+        return limit, job_backoff(job.attempt, base, cap)
 
     def check_arguments(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str | None:
         """Return why ``args``/``kwargs`` cannot be passed to the handler, or None when they fit."""
@@ -75,11 +99,27 @@ class App:
     def task(self, fn: H, /) -> H: ...
     @overload
     def task(
-        self, fn: None = None, /, *, name: str | None = None, timeout: float | None = None
+        self,
+        fn: None = None,
+        /,
+        *,
+        name: str | None = None,
+        timeout: float | None = None,
+        max_attempts: int | None = None,
+        retry_base: float | None = None,
+        retry_cap: float | None = None,
     ) -> Callable[[H], H]: ...
 
     def task(
-        self, fn: H | None = None, /, *, name: str | None = None, timeout: float | None = None
+        self,
+        fn: H | None = None,
+        /,
+        *,
+        name: str | None = None,
+        timeout: float | None = None,
+        max_attempts: int | None = None,
+        retry_base: float | None = None,
+        retry_cap: float | None = None,
     ) -> H | Callable[[H], H]:
         """Register ``fn`` under ``name`` (default: the function's ``__name__``).
 
@@ -88,27 +128,50 @@ class App:
         """
 
         def register(handler: H) -> H:
-            self.register(handler, name=name, timeout=timeout)
+            self.register(
+                handler,
+                name=name,
+                timeout=timeout,
+                max_attempts=max_attempts,
+                retry_base=retry_base,
+                retry_cap=retry_cap,
+            )
             return handler
 
         return register(fn) if fn is not None else register
 
     def register(
-        self, handler: Handler, *, name: str | None = None, timeout: float | None = None
+        self,
+        handler: Handler,
+        *,
+        name: str | None = None,
+        timeout: float | None = None,
+        max_attempts: int | None = None,
+        retry_base: float | None = None,
+        retry_cap: float | None = None,
     ) -> Task:
         task_name = name or getattr(handler, "__name__", None)
         if not task_name:
             raise ValueError(f"{handler!r} has no __name__: pass name=")
         if task_name in self._tasks:
             raise ValueError(f"task {task_name!r} is already registered")
-        if timeout is not None and timeout <= 0:
-            raise ValueError(f"task {task_name!r}: timeout must be > 0, got {timeout}")
+        for setting, value, low in (
+            ("timeout", timeout, 0.0),
+            ("retry_base", retry_base, 0.0),
+            ("retry_cap", retry_cap, 0.0),
+            ("max_attempts", max_attempts, 0),
+        ):
+            if value is not None and not (math.isfinite(value) and value > low):
+                raise ValueError(f"task {task_name!r}: {setting} must be > {low:g}, got {value}")
         task = Task(
             name=task_name,
             handler=handler,
             is_async=inspect.iscoroutinefunction(handler),
             timeout=timeout,
             signature=inspect.signature(handler),
+            max_attempts=max_attempts,
+            retry_base=retry_base,
+            retry_cap=retry_cap,
         )
         self._tasks[task_name] = task
         return task
@@ -140,6 +203,10 @@ def load_app(path: str) -> App:
         obj: Any = importlib.import_module(module_name)
     except ImportError as exc:
         raise AppLoadError(f"cannot import module {module_name!r}: {exc}") from exc
+    except Exception as exc:
+        raise AppLoadError(
+            f"importing module {module_name!r} raised {type(exc).__name__}: {exc}{_where(exc)}"
+        ) from exc
     for part in attr.split("."):
         try:
             obj = getattr(obj, part)
@@ -148,3 +215,13 @@ def load_app(path: str) -> App:
     if not isinstance(obj, App):
         raise AppLoadError(f"{path} is a {type(obj).__name__}, not a worker.App")
     return obj
+
+
+def _where(exc: BaseException) -> str:
+    """`` (at path/to/jobs.py:12)``: the innermost frame of ``exc``'s traceback, or ''."""
+    tb = exc.__traceback__
+    if tb is None:
+        return ""
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return f" (at {tb.tb_frame.f_code.co_filename}:{tb.tb_lineno})"

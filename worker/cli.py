@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
 from typing import TypeVar
 
 from fetcher.errors import ConfigurationError, RedisUnavailable
@@ -19,7 +20,7 @@ from worker.app import AppLoadError
 from worker.commands import admin, demo, enqueue, run, top
 from worker.config import ConfigError
 from worker.logs import configure_logging
-from worker.options import check_environment
+from worker.options import Parser
 from worker.plugins import load_plugins
 from worker.threads import SyncRunner
 
@@ -31,16 +32,27 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
 def build_parser() -> tuple[argparse.ArgumentParser, list[str]]:
     """The parser, and why any plugin subcommand was skipped."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="steadfetch",
         description="A Redis job worker that does not lock up, leak or lose jobs.",
-        epilog="Every flag can also be set as STEADFETCH_<FLAG>, e.g. STEADFETCH_REDIS_URL.",
+        epilog="Every flag of every command can also be set as STEADFETCH_<FLAG>, e.g. "
+        "STEADFETCH_REDIS_URL; a switch as STEADFETCH_LIVE=1 or 0, and --no-live on the "
+        "command line turns it off again.",
     )
+    parser.add_argument("--version", action="version", version=f"steadfetch {package_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in (run, enqueue, admin, top, demo):
         module.register(subparsers)
     skipped = load_plugins(subparsers)
     return parser, skipped
+
+
+def package_version() -> str:
+    """The installed distribution's version (what pip and the wheel say)."""
+    try:
+        return version("steadfetch")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown (not installed)"
 
 
 def find_errors(exc: BaseException, kind: type[E]) -> E | None:
@@ -72,14 +84,17 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
     parser, skipped_plugins = build_parser()
     args = parser.parse_args(argv)
     command_parser: argparse.ArgumentParser = getattr(args, "parser", parser)
-    check_environment(command_parser)
     configure_logging(getattr(args, "log_format", "text"))
     for reason in skipped_plugins:
         log.warning("%s", reason)
+    for note in getattr(args, "deprecations", ()):
+        log.warning("%s", note)
     try:
         code: int = args.func(args)
     except (ConfigError, AppLoadError) as exc:
-        command_parser.error(str(exc))
+        # The one line that matters: a usage dump would bury it (the flags were fine).
+        print(f"{command_parser.prog}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         return 128 + 2
     except BaseException as exc:  # noqa: BLE001  (mapped to an exit code, nothing swallowed)

@@ -33,8 +33,12 @@ class WorkerConfig:
     block_timeout: float = 1.0
     connect_timeout: float = 2.0
     read_timeout: float = 5.0  # 0 = no client read timeout (unsafe; chaos proofs only)
-    retry_base: float = 0.1
-    retry_cap: float = 5.0
+    redis_retry_base: float = 0.1  # backoff while Redis is unreachable
+    redis_retry_cap: float = 5.0
+    # A failed job's retries, for jobs and tasks that set none (see worker.app).
+    max_attempts: int = 3
+    job_retry_base: float = 1.0
+    job_retry_cap: float = 300.0
     heartbeat_interval: float = 5.0
     recovery_interval: float = 15.0
     scheduler_interval: float = 1.0
@@ -60,7 +64,15 @@ class WorkerConfig:
             (self.block_timeout > 0, "--block-timeout must be > 0"),
             (self.connect_timeout > 0, "--connect-timeout must be > 0"),
             (self.read_timeout >= 0, "--read-timeout must be >= 0 (0 = none, unsafe)"),
-            (0 < self.retry_base <= self.retry_cap, "need 0 < --retry-base <= --retry-cap"),
+            (
+                0 < self.redis_retry_base <= self.redis_retry_cap,
+                "need 0 < --redis-retry-base <= --redis-retry-cap",
+            ),
+            (self.max_attempts >= 1, "--max-attempts must be >= 1"),
+            (
+                0 < self.job_retry_base <= self.job_retry_cap,
+                "need 0 < --job-retry-base <= --job-retry-cap",
+            ),
             (self.heartbeat_interval > 0, "--heartbeat-interval must be > 0"),
             (
                 self.watchdog_timeout is None or self.watchdog_timeout >= 0,

@@ -1,23 +1,29 @@
-"""Command-line flags that can also come from ``STEADFETCH_<FLAG>`` environment variables.
+"""The ``steadfetch`` argument parser: every ``--flag`` is also ``STEADFETCH_<FLAG>``.
 
-``--redis-url`` is also ``STEADFETCH_REDIS_URL`` (the better place for a password: the command
-line is visible in ``ps``). A flag on the command line wins over the environment, which wins
-over the default. A malformed environment value is a usage error (exit 2) naming the variable.
+Built on ConfigArgParse (argparse plus ``env_var=``), so subcommand plugins keep receiving plain
+argparse sub-parsers. :class:`Parser` gives every long option it is handed, in every subcommand
+(plugins included), the environment variable ``STEADFETCH_<FLAG>`` (``--redis-url`` →
+``STEADFETCH_REDIS_URL``, the better place for a password: the command line shows in ``ps``),
+so a new flag cannot be left out. A flag on the command line wins over the environment, which
+wins over the default. Switches come in pairs (``--live``/``--no-live``, ``--no-color``/
+``--color``): one set in the environment can be turned off on the command line. A malformed
+environment value is a usage error (exit 2) naming the variable.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-from collections.abc import Callable
-from typing import Any
+import math
+from collections.abc import Iterator, Sequence
+from typing import Any, NoReturn
+
+import configargparse
 
 from fetcher.url import redact_url
 
 ENV_PREFIX = "STEADFETCH_"
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
-_ENV_ERRORS = "_steadfetch_env_errors"
+#: Where ConfigArgParse records the environment values it used (its own key).
+_ENV_SOURCE = "environment_variables"
 
 
 def env_name(flag: str) -> str:
@@ -25,86 +31,115 @@ def env_name(flag: str) -> str:
     return ENV_PREFIX + flag.lstrip("-").upper().replace("-", "_")
 
 
-def _errors(parser: argparse.ArgumentParser) -> list[str]:
-    errors: list[str] = parser.__dict__.setdefault(_ENV_ERRORS, [])
-    return errors
+class Switch(argparse.BooleanOptionalAction):
+    """An on/off pair: ``--live`` and ``--no-live``; for a flag named ``--no-x``, ``--x`` is
+    its off side. ConfigArgParse maps ``STEADFETCH_<FLAG>=1/true/yes/on`` to the first and
+    ``0/false/no/off`` to the second (it handles BooleanOptionalAction so)."""
+
+    def __init__(
+        self,
+        option_strings: Sequence[str],
+        dest: str,
+        default: Any = False,
+        required: bool = False,
+        help: str | None = None,
+    ) -> None:
+        on = option_strings[0]
+        off = "--" + on.removeprefix("--no-") if on.startswith("--no-") else "--no-" + on[2:]
+        argparse.Action.__init__(
+            self, [on, off], dest, nargs=0, default=default, required=required, help=help
+        )
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        setattr(namespace, self.dest, option_string == self.option_strings[0])
 
 
-def _from_env(
-    parser: argparse.ArgumentParser, flag: str, convert: Callable[[str], Any]
-) -> tuple[str, Any]:
-    """(variable name, converted value or None); a bad value is kept as a usage error."""
-    name = env_name(flag)
-    raw = os.environ.get(name)
-    if raw is None:
-        return name, None
-    try:
-        return name, convert(raw)
-    except (ValueError, TypeError, argparse.ArgumentTypeError) as exc:
-        _errors(parser).append(f"{name}={raw!r} is not valid for {flag}: {exc}")
-        return name, None
+class Parser(configargparse.ArgumentParser):  # type: ignore[misc]  # (untyped library)
+    """An ArgumentParser whose long options are all settable from the environment.
+
+    Sub-parsers are of this class too (argparse makes them ``type(parent)``), so subcommands
+    that plugins register inherit the rule without knowing about it. ``action="store_true"``
+    becomes a :class:`Switch`.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("add_config_file_help", False)
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
+        if kwargs.get("action") == "store_true":
+            kwargs["action"] = Switch
+        flags = [a for a in args if isinstance(a, str) and a.startswith("--")]
+        if flags and "env_var" not in kwargs and kwargs.get("action") not in ("help", "version"):
+            kwargs["env_var"] = env_name(flags[0])
+        default = kwargs.get("default")
+        help_text = kwargs.get("help")
+        if help_text and help_text is not argparse.SUPPRESS and default not in (None, False):
+            shown = ",".join(map(str, default)) if isinstance(default, tuple) else str(default)
+            # A default may one day be a URL with a password: never print one.
+            kwargs["help"] = f"{help_text} (default: {redact_url(shown).replace('%', '%%')})"
+        action: argparse.Action = super().add_argument(*args, **kwargs)
+        return action
+
+    def error(self, message: str) -> NoReturn:
+        """Name the environment variable when its value is what argparse refused."""
+        settings = getattr(self, "_source_to_settings", {}).get(_ENV_SOURCE, {})
+        for name, (action, value) in settings.items():
+            if any(f"argument {flag}" in message for flag in action.option_strings):
+                message = f"{message} (from the environment: {name}={redact_url(value)!r})"
+                break
+        super().error(message)
+        raise AssertionError("unreachable: ArgumentParser.error exits")
 
 
-def add_option(
-    parser: argparse.ArgumentParser,
-    flag: str,
-    *,
-    type: Callable[[str], Any] = str,
-    default: Any = None,
-    help: str,
-    **kwargs: Any,
-) -> None:
-    """``parser.add_argument(flag, ...)`` with the default taken from the environment."""
-    name, value = _from_env(parser, flag, type)
-    choices = kwargs.get("choices")
-    if value is not None and choices is not None and value not in choices:
-        _errors(parser).append(f"{name}={value!r}: choose from {', '.join(map(str, choices))}")
-    elif value is not None:
-        default = value
-    if default is None:
-        shown = "none"
-    elif isinstance(default, tuple):
-        shown = ",".join(map(str, default))
-    else:
-        # A Redis URL from the environment may hold a password; "%" would be a format for argparse.
-        shown = redact_url(str(default)).replace("%", "%%")
-    parser.add_argument(
-        flag, type=type, default=default, help=f"{help} [{name}; default {shown}]", **kwargs
-    )
+def parsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    """``parser`` and every sub-parser below it (for tests and docs that go through all flags)."""
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            seen: set[int] = set()
+            for sub in action.choices.values():
+                if id(sub) not in seen:  # aliases map several names to one parser
+                    seen.add(id(sub))
+                    yield from parsers(sub)
 
 
-def switch_value(text: str) -> bool:
-    """1/0, true/false, yes/no, on/off (any case)."""
-    word = text.strip().lower()
-    if word not in _TRUE | _FALSE:
-        raise ValueError("use 1/0, true/false, yes/no or on/off")
-    return word in _TRUE
-
-
-def add_switch(parser: argparse.ArgumentParser, flag: str, *, help: str) -> None:
-    """A boolean flag, also set by its environment variable (see :func:`switch_value`)."""
-    name, value = _from_env(parser, flag, switch_value)
-    parser.add_argument(flag, action="store_true", default=bool(value), help=f"{help} [{name}]")
-
-
-def check_environment(parser: argparse.ArgumentParser) -> None:
-    """Report malformed environment values as a usage error (exit 2)."""
-    errors = _errors(parser)
-    if errors:
-        parser.error("; ".join(errors))
+def environment_of(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
+    """``{STEADFETCH_X: action}`` for the flags of one parser (not its sub-parsers)."""
+    found: dict[str, argparse.Action] = {}
+    for action in parser._actions:
+        name = getattr(action, "env_var", None)
+        if name is not None:
+            found[name] = action
+    return found
 
 
 def positive_float(text: str) -> float:
-    value = float(text)
+    value = finite_float(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
     return value
 
 
 def non_negative_float(text: str) -> float:
-    value = float(text)
+    value = finite_float(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    """A number of seconds: ``nan`` and ``inf`` are refused (a NaN delay never comes due)."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
     return value
 
 
@@ -120,3 +155,33 @@ def queue_list(text: str) -> tuple[str, ...]:
     if not queues:
         raise argparse.ArgumentTypeError("needs at least one queue name")
     return queues
+
+
+class Deprecated(argparse.Action):
+    """An old flag that still works as another's alias and says so (the CLI logs
+    ``namespace.deprecations`` once logging is configured)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        self.replacement: str = kwargs.pop("replacement")
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        setattr(namespace, self.dest, values)
+        notes: list[str] = getattr(namespace, "deprecations", [])
+        notes.append(f"{option_string} is deprecated: use {self.replacement}")
+        namespace.deprecations = notes
+
+
+def add_alias(parser: argparse.ArgumentParser, old: str, new: str, **kwargs: Any) -> None:
+    """Keep ``old`` working as a deprecated spelling of ``new`` (hidden from --help)."""
+    dest = new.lstrip("-").replace("-", "_")
+    parser.add_argument(
+        old, dest=dest, action=Deprecated, replacement=new,
+        default=argparse.SUPPRESS, help=argparse.SUPPRESS, **kwargs,
+    )  # fmt: skip

@@ -49,6 +49,8 @@ class WorkerStats:
     # (in_flight, connection state, outages, last error), merged into every snapshot.
     identity: dict[str, Any] = field(default_factory=dict)
     live: Callable[[], dict[str, Any]] = field(default=dict)
+    # Set by the worker: jobs dead-lettered below it (the fetcher's undecodable payloads).
+    dead_lettered_below: Callable[[], int] = field(default=int)
     _durations: array[float] = field(default_factory=lambda: array("d", bytes(8 * RING_SIZE)))
     _count: int = 0
     _rate_mark: tuple[float, int] = field(default_factory=lambda: (time.monotonic(), 0))
@@ -78,7 +80,7 @@ class WorkerStats:
             "processed": self.processed,
             "failed": self.failed,
             "retried": self.retried,
-            "dead_lettered": self.dead_lettered,
+            "dead_lettered": self.dead_lettered + self.dead_lettered_below(),
             "requeued": self.requeued,
         }
 

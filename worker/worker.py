@@ -102,6 +102,8 @@ class Worker:
             mode=config.mode,
             block_timeout=config.block_timeout,
             heartbeat_ttl=config.heartbeat_ttl,
+            retry_base=config.job_retry_base,
+            retry_cap=config.job_retry_cap,
         )
         self.shutdown = Shutdown()
         self.window: JobWindow[Job] = JobWindow(config.concurrency, config.effective_prefetch)
@@ -117,6 +119,9 @@ class Worker:
             "concurrency": config.concurrency,
         }
         self.stats.live = self._live_stats
+        self.stats.dead_lettered_below = lambda: self.fetcher.dead_lettered
+        # The last job that failed, for the heartbeat (top's "last error"): (unix s, line).
+        self._last_job_error: tuple[float, str] | None = None
         self.admin = Admin(conn)
         # Queue, scheduled and dead-letter counts as of the last heartbeat (for the heartbeat
         # itself, `top` and the live dashboard); refreshed with every beat, never per job.
@@ -326,7 +331,15 @@ class Worker:
         self.stats.record_duration(seconds)
         tb = "".join(traceback.format_exception(error))
         text = error_text(error)
-        outcome = await self.fetcher.nack(job, text, tb)
+        task = self.app.get(job.task)
+        fetcher, default_max = self.fetcher, self.config.max_attempts
+        limit, delay = (
+            task.retry_plan(job, max_attempts=default_max, retry_base=fetcher.retry_base,
+                            retry_cap=fetcher.retry_cap)
+            if task else (job.max_attempts or default_max, None)
+        )  # fmt: skip
+        outcome = await self.fetcher.nack(job, text, tb, delay=delay, max_attempts=limit)
+        self._note_job_error(job, text)
         if outcome == "dead":
             self.stats.dead_lettered += 1
         else:
@@ -336,7 +349,7 @@ class Worker:
             job.id,
             job.task,
             job.attempt,
-            job.max_attempts,
+            limit,
             text,
             "dead-lettered (last attempt)" if outcome == "dead" else "will be retried",
             tb.rstrip(),
@@ -346,6 +359,7 @@ class Worker:
     async def _dead_letter(self, job: Job, reason: str) -> None:
         await self.fetcher.dead_letter(job, reason)
         self.stats.dead_lettered += 1
+        self._note_job_error(job, reason)
         log.error(
             "job %s (task %s) dead-lettered: %s",
             job.id,
@@ -353,6 +367,9 @@ class Worker:
             reason,
             extra={"task": job.task, "job_id": job.id, "attempt": job.attempt, "outcome": "dead"},
         )
+
+    def _note_job_error(self, job: Job, error: str) -> None:
+        self._last_job_error = (time.time(), f"job {job.id} (task {job.task}): {error}"[:300])
 
     # -- services -----------------------------------------------------------------------------
 
@@ -365,6 +382,8 @@ class Worker:
             "in_flight": self.window.running,
             "connection_state": self.conn.state.value,
             **stats_fields(self.conn.stats),
+            "last_job_error": self._last_job_error and self._last_job_error[1],
+            "last_job_error_at": self._last_job_error and self._last_job_error[0],
             **self._depths,
         }
 
@@ -457,7 +476,9 @@ class Worker:
         if self._stalled is not None:
             return False, self._stalled
         config = self.config
-        beat_limit = 3 * config.heartbeat_interval + config.retry_cap + config.read_timeout + 1.0
+        beat_limit = (
+            3 * config.heartbeat_interval + config.redis_retry_cap + config.read_timeout + 1.0
+        )
         silent_for = time.monotonic() - self._last_beat
         connected = self.conn.state is ConnectionState.CONNECTED
         if self.started.is_set() and connected and silent_for > beat_limit:
@@ -509,8 +530,9 @@ class Worker:
         # Started jobs were fetched before the unstarted ones: keep that order at the head.
         await self._give_back(interrupted + self.window.drain(), deadline)
         log.info(
-            "worker %s stopped after %.1f s: %s",
+            "worker %s stopped after running %.1f s (shutdown took %.1f s): %s",
             self.worker_id,
+            time.time() - self.stats.started_at,
             loop.time() - began,
             self.stats.counter_line(),
         )

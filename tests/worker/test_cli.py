@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -36,7 +37,14 @@ def steadfetch(*args: str, env: dict[str, str] | None = None) -> subprocess.Comp
         (["run", "no_such_module_xyz:app"], "cannot import module 'no_such_module_xyz'"),
         (["run", "worker.demo:greet"], "worker.demo:greet is a function, not a worker.App"),
         (["enqueue", "t", "--kwargs", "[1]"], "argument --kwargs: must be a JSON object"),
+        (["enqueue", "t", "NaN"], "argument ARGS: NaN is not JSON"),
+        (["enqueue", "t", "[1, Infinity]"], "argument ARGS: Infinity is not JSON"),
+        (["enqueue", "t", "--delay", "nan"], "argument --delay: must be a finite number"),
+        (["enqueue", "t", "1", "--resque", "--kwargs", '{"a": 1}'], "positional arguments only"),
+        (["enqueue", "t", "--queue", "resque:q", "--kwargs", '{"a": 1}'], "positional arguments"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
+        (["status", "--redis-retry-base", "9", "--redis-retry-cap", "1"], "need --redis-retry"),
+        (["run", "x:a", "--job-retry-base", "9", "--job-retry-cap", "1"], "need 0 < --job-retry"),
     ],
 )
 def test_bad_usage_exits_2_with_a_message(args: list[str], message: str) -> None:
@@ -45,10 +53,38 @@ def test_bad_usage_exits_2_with_a_message(args: list[str], message: str) -> None
     assert message in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("module", "message"),
+    [
+        ("raise RuntimeError('no config file')\n", "raised RuntimeError: no config file (at "),
+        ("import no_such_dependency_xyz\n", "No module named 'no_such_dependency_xyz'"),
+        ("x = 1 +\n", "raised SyntaxError: invalid syntax"),
+        ("app = 42\n", "broken_app:app is a int, not a worker.App"),
+    ],
+)
+def test_a_bad_app_is_one_line_and_exit_2(tmp_path: Path, module: str, message: str) -> None:
+    (tmp_path / "broken_app.py").write_text(module)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    result = steadfetch("run", "broken_app:app", "--redis-url", "redis://127.0.0.1:1/0", env=env)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr  # no usage dump, no traceback
+    assert result.stderr.startswith("steadfetch run: error: ")
+    assert message in result.stderr
+
+
+def test_version() -> None:
+    result = steadfetch("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"steadfetch {version('steadfetch')}"
+
+
 def test_bad_environment_value_is_a_usage_error_naming_the_variable() -> None:
     result = steadfetch("run", "x:app", env={"STEADFETCH_CONCURRENCY": "many", "PATH": ""})
     assert result.returncode == 2
-    assert "STEADFETCH_CONCURRENCY='many' is not valid for --concurrency" in result.stderr
+    assert (
+        "argument --concurrency: invalid positive_int value: 'many' "
+        "(from the environment: STEADFETCH_CONCURRENCY='many')" in result.stderr
+    )
 
 
 def test_python_dash_m_worker_is_the_same_cli() -> None:
@@ -138,24 +174,72 @@ def test_an_unexpected_error_ends_the_process_with_a_traceback_and_exit_1(
     assert "address already in use" in worker.log
 
 
-def test_a_broken_subcommand_plugin_is_logged_and_skipped(
-    tmp_path: Path, redis_server: RedisServer
-) -> None:
-    """A real distribution on PYTHONPATH whose ``steadfetch.commands`` entry cannot import."""
+def fake_plugin(tmp_path: Path, entry: str, module: str | None = None) -> dict[str, str]:
+    """A real distribution on PYTHONPATH with one ``steadfetch.commands`` entry point."""
     dist = tmp_path / "broken_plugin-1.0.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugin\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text(
-        "[steadfetch.commands]\nbroken = no_such_module_for_steadfetch:register\n"
-    )
-    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    (dist / "entry_points.txt").write_text(f"[steadfetch.commands]\nbroken = {entry}\n")
+    if module is not None:
+        (tmp_path / "broken_plugin_module.py").write_text(module)
+    return {**os.environ, "PYTHONPATH": str(tmp_path)}
+
+
+def test_a_plugin_that_cannot_import_leaves_other_commands_alone_and_says_what_to_install(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    env = fake_plugin(tmp_path, "no_such_module_for_steadfetch:register")
     result = steadfetch("status", "--redis-url", redis_server.url, env=env)
     assert result.returncode == 0, result.stderr
     assert "queues:" in result.stdout
-    assert (
-        "skipping subcommand plugin 'broken' (no_such_module_for_steadfetch:register): "
-        "ModuleNotFoundError" in result.stderr
+    assert result.stderr == ""  # no warning on every command for an extra not installed
+    used = steadfetch("broken", "list", "--flag", env=env)
+    assert used.returncode == 2
+    assert used.stderr.strip() == (
+        "steadfetch broken: error: steadfetch broken needs 'no_such_module_for_steadfetch', "
+        "which is not installed: pip install 'broken-plugin[broken]'"
     )
+
+
+def test_a_plugin_that_fails_otherwise_is_logged_and_skipped(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    module = "def register(sub):\n    raise RuntimeError('bug')\n"
+    env = fake_plugin(tmp_path, "broken_plugin_module:register", module)
+    result = steadfetch("status", "--redis-url", redis_server.url, env=env)
+    assert result.returncode == 0, result.stderr
+    assert (
+        "skipping subcommand plugin 'broken' (broken_plugin_module:register): RuntimeError: bug"
+        in result.stderr
+    )
+
+
+BLOCK_CHAOS_EXTRA = """
+import importlib.abc, sys
+
+class NotInstalled(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("toxiproxy", "testcontainers", "docker"):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, NotInstalled())
+"""
+
+
+@pytest.mark.parametrize("command", [["chaos", "list"], ["chaos", "run", "-k", "cut"]])
+def test_chaos_without_its_extra_says_what_to_install(tmp_path: Path, command: list[str]) -> None:
+    """A pip install without steadfetch[chaos]: toxiproxy, testcontainers and docker absent
+    (a sitecustomize on PYTHONPATH makes importing them fail)."""
+    (tmp_path / "sitecustomize.py").write_text(BLOCK_CHAOS_EXTRA)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    result = steadfetch(*command, env=env)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "which is not installed: pip install 'steadfetch[chaos]'" in lines[0]
+    assert steadfetch("--help", env=env).returncode == 0
 
 
 def test_enqueue_to_an_unreachable_redis_gives_up_after_its_timeout(unused_port: int) -> None:

@@ -14,7 +14,9 @@ def test_demo_runs_jobs_then_stops_cleanly_and_removes_its_redis(start_worker: S
     log = demo.log
     port = int(re.search(r"started a throwaway redis-server on port (\d+)", log).group(1))  # type: ignore[union-attr]
     stopped = re.search(
-        r"stopped after [\d.]+ s: processed=(\d+) failed=\d+ retried=\d+ dead_lettered=(\d+)", log
+        r"stopped after running [\d.]+ s \(shutdown took [\d.]+ s\): processed=(\d+) failed=\d+ "
+        r"retried=\d+ dead_lettered=(\d+)",
+        log,
     )
     assert stopped and int(stopped.group(1)) > 50
     # The outage it stages is logged descriptively, then the recovery, and no job is lost.

@@ -16,8 +16,8 @@ from tests.worker.harness import read_records, wait_for
 
 QUEUE = "steadfetch:queue:default"
 COUNTER_LINE = (
-    r"worker \S+ stopped after [\d.]+ s: processed=(\d+) failed=(\d+) retried=(\d+) "
-    r"dead_lettered=(\d+) requeued=(\d+)"
+    r"worker \S+ stopped after running [\d.]+ s \(shutdown took [\d.]+ s\): processed=(\d+) "
+    r"failed=(\d+) retried=(\d+) dead_lettered=(\d+) requeued=(\d+)"
 )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import logging
@@ -12,7 +11,7 @@ import pytest
 from worker.app import App, AppLoadError, load_app
 from worker.config import ConfigError, WorkerConfig, redact_url
 from worker.logs import JsonFormatter, TextFormatter
-from worker.options import add_option, check_environment
+from worker.options import Parser
 from worker.stats import WorkerStats, percentile
 from worker.window import JobWindow
 
@@ -80,20 +79,27 @@ def test_passwords_never_show_in_config_repr() -> None:
     assert redact_url("redis://:pw@h/0") == "redis://:***@h/0"
     assert redact_url("unix:///r.sock?db=1&password=pw") == "unix:///r.sock?db=1&password=***"
     assert redact_url("unix:///tmp/r.sock") == "unix:///tmp/r.sock"
-    with pytest.raises(ConfigError, match="--retry-base"):
-        WorkerConfig(app="m:a", retry_base=10, retry_cap=1)
+    with pytest.raises(ConfigError, match="--redis-retry-base"):
+        WorkerConfig(app="m:a", redis_retry_base=10, redis_retry_cap=1)
 
 
-def test_environment_defaults_and_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_environment_defaults_and_errors(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("STEADFETCH_CONCURRENCY", "12")
-    monkeypatch.setenv("STEADFETCH_MODE", "sometimes")
-    parser = argparse.ArgumentParser()
-    add_option(parser, "--concurrency", type=int, default=50, help="n")
-    add_option(parser, "--mode", default="reliable", choices=("reliable", "fast"), help="m")
+    parser = Parser()
+    parser.add_argument("--concurrency", type=int, default=50, help="n")
+    parser.add_argument("--mode", default="reliable", choices=("reliable", "fast"), help="m")
+    parser.add_argument("--live", action="store_true", help="l")
     assert parser.parse_args([]).concurrency == 12
     assert parser.parse_args(["--concurrency", "3"]).concurrency == 3
+    monkeypatch.setenv("STEADFETCH_LIVE", "yes")
+    assert parser.parse_args([]).live is True
+    assert parser.parse_args(["--no-live"]).live is False
+    monkeypatch.setenv("STEADFETCH_MODE", "sometimes")
     with pytest.raises(SystemExit):
-        check_environment(parser)
+        parser.parse_args([])
+    assert "(from the environment: STEADFETCH_MODE='sometimes')" in capsys.readouterr().err
 
 
 def test_stats_percentiles_and_counter_line() -> None:
@@ -121,8 +127,9 @@ def test_log_formats() -> None:
 
 def test_help_never_shows_a_password_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STEADFETCH_REDIS_URL", "redis://:topsecret@h:1/0")
-    parser = argparse.ArgumentParser()
-    add_option(parser, "--redis-url", default="redis://127.0.0.1:6379/0", help="url")
+    parser = Parser()
+    parser.add_argument("--redis-url", default="redis://:default-pw@127.0.0.1:6379/0", help="url")
     assert parser.parse_args([]).redis_url == "redis://:topsecret@h:1/0"
     assert "topsecret" not in parser.format_help()
-    assert "redis://:***@h:1/0" in parser.format_help()
+    assert "default-pw" not in parser.format_help()
+    assert "redis://:***@127.0.0.1:6379/0" in parser.format_help()

@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fetcher import Admin
+from fetcher.admin import DeadLetterRetry
 from worker.commands.common import add_deadline_option, add_redis_options, connect
+from worker.config import ConfigError
 from worker.options import positive_int
 
 
@@ -24,17 +27,31 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     dead = subparsers.add_parser("dead-letter", help="inspect, retry or purge dead-lettered jobs")
     actions = dead.add_subparsers(dest="action", metavar="ACTION", required=True)
-    for name, help_text in (
-        ("list", "print dead-letter entries (JSON, one per line)"),
-        ("retry", "requeue dead-lettered jobs with a fresh attempt count"),
-        ("purge", "delete every dead-letter entry"),
-    ):
-        p = actions.add_parser(name, help=help_text)
-        if name != "purge":
-            p.add_argument("--limit", type=positive_int, default=100 if name == "list" else 1000)
+    listing = actions.add_parser("list", help="print dead-letter entries (JSON, one per line)")
+    listing.add_argument("--limit", type=positive_int, default=100, help="entries to print")
+    retry = actions.add_parser(
+        "retry",
+        help="requeue dead-lettered jobs with a fresh attempt count",
+        description="Requeue the oldest --limit dead-lettered jobs, or every entry of JOB_ID, "
+        "with a fresh attempt count. Entries that cannot be requeued stay in the list, and each "
+        "is printed with the reason; the exit code is then 1.",
+    )
+    retry.add_argument("job_id", metavar="JOB_ID", nargs="?", help="requeue only this job")
+    retry.add_argument("--limit", type=positive_int, default=1000, help="entries to examine")
+    purge = actions.add_parser(
+        "purge",
+        help="delete every dead-letter entry",
+        description="Delete every dead-letter entry. On a terminal it asks first; elsewhere "
+        "it needs --yes.",
+    )
+    purge.add_argument("--yes", action="store_true", help="do not ask: delete them")
+    for p in (listing, retry, purge):
         add_deadline_option(p)
         add_redis_options(p)
-        p.set_defaults(func=dead_letter_command, parser=p)
+        p.set_defaults(parser=p)
+    listing.set_defaults(func=list_command)
+    retry.set_defaults(func=retry_command)
+    purge.set_defaults(func=purge_command)
 
 
 def with_admin(args: argparse.Namespace, use: Callable[[Admin], Awaitable[Any]]) -> Any:
@@ -79,17 +96,47 @@ def status_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def dead_letter_command(args: argparse.Namespace) -> int:
-    if args.action == "list":
-        entries = with_admin(args, lambda admin: admin.dead_letter_list(args.limit))
-        for entry in entries:
-            print(json.dumps(entry, default=str))
-    elif args.action == "retry":
-        report = with_admin(args, lambda admin: admin.dead_letter_retry(args.limit))
-        print(f"requeued {report.requeued} dead-lettered job(s)")
-        for refusal in report.refused:  # the cli engineer owns the final wording
-            print(f"could not requeue {refusal.job_id or '?'}: {refusal.reason}")
-    else:
-        purged = with_admin(args, lambda admin: admin.dead_letter_purge())
-        print(f"purged {purged} dead-letter entr{'y' if purged == 1 else 'ies'}")
+def list_command(args: argparse.Namespace) -> int:
+    entries = with_admin(args, lambda admin: admin.dead_letter_list(args.limit))
+    for entry in entries:
+        print(json.dumps(entry, default=str))
+    return 0
+
+
+def retry_command(args: argparse.Namespace) -> int:
+    """Say what went back and, for each entry that stayed, why; exit 1 when one stayed or
+    JOB_ID matched nothing."""
+    report: DeadLetterRetry = with_admin(
+        args, lambda admin: admin.dead_letter_retry(args.limit, job_id=args.job_id)
+    )
+    if args.job_id is not None and not report.requeued and not report.refused:
+        print(f"no dead-letter entry for job {args.job_id}", file=sys.stderr)
+        return 1
+    print(f"requeued {report.requeued} dead-lettered job(s)")
+    if not report.refused:
+        return 0
+    print(
+        f"{len(report.refused)} entr{'y' if len(report.refused) == 1 else 'ies'} could not be "
+        "requeued and stay in the dead-letter list:",
+        file=sys.stderr,
+    )
+    for refusal in report.refused:
+        job = f"job {refusal.job_id}" if refusal.job_id else "an entry"
+        where = f" (queue {refusal.queue})" if refusal.queue else ""
+        print(f"  {job}{where}: {refusal.reason}", file=sys.stderr)
+    return 1
+
+
+def purge_command(args: argparse.Namespace) -> int:
+    """Delete the dead-letter list: after a yes on a terminal, or with --yes."""
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise ConfigError("purge deletes every dead-letter entry: pass --yes to confirm")
+        count = with_admin(args, lambda admin: admin.status())["dead"]
+        answer = input(f"delete {count} dead-letter entr{'y' if count == 1 else 'ies'}? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing deleted")
+            return 1
+    purged = with_admin(args, lambda admin: admin.dead_letter_purge())
+    print(f"purged {purged} dead-letter entr{'y' if purged == 1 else 'ies'}")
     return 0

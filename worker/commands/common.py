@@ -5,39 +5,71 @@ from __future__ import annotations
 import argparse
 
 from fetcher import RedisConnection, RetryPolicy
-from worker.config import DEFAULT_REDIS_URL
+from worker.config import DEFAULT_REDIS_URL, ConfigError
 from worker.logs import LOG_FORMATS
-from worker.options import add_option, non_negative_float, positive_float
+from worker.options import add_alias, non_negative_float, positive_float
 
 
 def add_redis_options(parser: argparse.ArgumentParser) -> None:
-    add_option(parser, "--redis-url", default=DEFAULT_REDIS_URL,
-               help="Redis to use (redis://, rediss://, unix://, redis+sentinel://)")  # fmt: skip
-    add_option(parser, "--connect-timeout", type=positive_float, default=2.0,
-               help="seconds to establish a connection")  # fmt: skip
-    add_option(parser, "--read-timeout", type=non_negative_float, default=5.0,
-               help="client read timeout in s (0 = none: unsafe, chaos proofs only)")  # fmt: skip
-    add_option(parser, "--retry-base", type=positive_float, default=0.1,
-               help="first retry delay during a Redis outage (s)")  # fmt: skip
-    add_option(parser, "--retry-cap", type=positive_float, default=5.0,
-               help="longest retry delay during a Redis outage (s)")  # fmt: skip
-    add_option(parser, "--log-format", default="text", choices=LOG_FORMATS,
-               help="log lines as text or one JSON object per line")  # fmt: skip
+    parser.add_argument(
+        "--redis-url",
+        default=DEFAULT_REDIS_URL,
+        help="Redis to use (redis://, rediss://, unix://, redis+sentinel://)",
+    )
+    parser.add_argument(
+        "--connect-timeout",
+        type=positive_float,
+        default=2.0,
+        help="seconds to establish a connection",
+    )
+    parser.add_argument(
+        "--read-timeout",
+        type=non_negative_float,
+        default=5.0,
+        help="client read timeout in s (0 = none: unsafe, chaos proofs only)",
+    )
+    parser.add_argument(
+        "--redis-retry-base",
+        type=positive_float,
+        default=0.1,
+        help="first retry delay during a Redis outage (s)",
+    )
+    parser.add_argument(
+        "--redis-retry-cap",
+        type=positive_float,
+        default=5.0,
+        help="longest retry delay during a Redis outage (s)",
+    )
+    # The names before the job retries had theirs (issue 13): kept so scripts keep working.
+    add_alias(parser, "--retry-base", "--redis-retry-base", type=positive_float)
+    add_alias(parser, "--retry-cap", "--redis-retry-cap", type=positive_float)
+    parser.add_argument(
+        "--log-format",
+        default="text",
+        choices=LOG_FORMATS,
+        help="log lines as text or one JSON object per line",
+    )
 
 
 def add_deadline_option(parser: argparse.ArgumentParser) -> None:
-    add_option(parser, "--timeout", type=positive_float, default=10.0,
-               help="give up when Redis stays unreachable this long (s)")  # fmt: skip
+    parser.add_argument(
+        "--timeout",
+        type=positive_float,
+        default=10.0,
+        help="give up when Redis stays unreachable this long (s)",
+    )
 
 
 def connect(
     args: argparse.Namespace, *, deadline: float | None = None, name: str | None = None
 ) -> RedisConnection:
     """The connection owner for this command (no I/O yet; bad URLs raise ConfigurationError)."""
+    if args.redis_retry_base > args.redis_retry_cap:
+        raise ConfigError("need --redis-retry-base <= --redis-retry-cap")
     return RedisConnection.from_url(
         args.redis_url,
         connect_timeout=args.connect_timeout,
         read_timeout=args.read_timeout,
-        retry=RetryPolicy(base=args.retry_base, cap=args.retry_cap, deadline=deadline),
+        retry=RetryPolicy(base=args.redis_retry_base, cap=args.redis_retry_cap, deadline=deadline),
         name=name,
     )

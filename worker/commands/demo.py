@@ -19,7 +19,7 @@ from worker.commands.run import build_worker, run_worker
 from worker.config import WorkerConfig
 from worker.demo import app
 from worker.logs import LOG_FORMATS
-from worker.options import add_option, add_switch, positive_float
+from worker.options import non_negative_float, positive_float
 from worker.throwaway_redis import ThrowawayRedis
 from worker.worker import Worker
 
@@ -29,16 +29,25 @@ DRAIN_TIMEOUT = 15.0  # after producing: time for queued jobs and retries to fin
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("demo", help="see it work: throwaway Redis, a worker and a producer")
-    add_option(p, "--redis-url", default=None,
-               help="use this Redis instead of starting a throwaway redis-server")  # fmt: skip
-    add_option(p, "--duration", type=positive_float, default=15.0, help="seconds to produce jobs")
-    add_option(p, "--rate", type=positive_float, default=200.0, help="jobs enqueued per second")
-    add_option(p, "--outage", type=float, default=4.0,
-               help="halfway through, freeze the throwaway Redis (SIGSTOP) for this many "
-                    "seconds to show an outage and the recovery; 0: none")  # fmt: skip
-    add_option(p, "--log-format", default="text", choices=LOG_FORMATS, help="log format")
-    add_switch(p, "--live", help="show the live dashboard")
-    add_switch(p, "--no-color", help="no colours in the dashboard (NO_COLOR works too)")
+    p.add_argument(
+        "--redis-url",
+        default=None,
+        help="use this Redis instead of starting a throwaway redis-server",
+    )
+    p.add_argument("--duration", type=positive_float, default=15.0, help="seconds to produce jobs")
+    p.add_argument("--rate", type=positive_float, default=200.0, help="jobs enqueued per second")
+    p.add_argument(
+        "--outage",
+        type=non_negative_float,
+        default=4.0,
+        help="halfway through, freeze the throwaway Redis (SIGSTOP) for this many "
+        "seconds to show an outage and the recovery; 0: none",
+    )
+    p.add_argument("--log-format", default="text", choices=LOG_FORMATS, help="log format")
+    p.add_argument("--live", action="store_true", help="show the live dashboard")
+    p.add_argument(
+        "--no-color", action="store_true", help="no colours in the dashboard (NO_COLOR works too)"
+    )
     p.set_defaults(func=demo_command, parser=p)
 
 
@@ -90,7 +99,11 @@ def demo_jobs(counter: itertools.count[int]) -> Iterator[JobSpec]:
 async def produce(worker: Worker, args: argparse.Namespace, url: str) -> None:
     """Enqueue ``--rate`` jobs/s for ``--duration`` s, then ask the worker to stop."""
     producer_args = argparse.Namespace(
-        redis_url=url, connect_timeout=2.0, read_timeout=5.0, retry_base=0.1, retry_cap=2.0
+        redis_url=url,
+        connect_timeout=2.0,
+        read_timeout=5.0,
+        redis_retry_base=0.1,
+        redis_retry_cap=2.0,
     )
     conn = connect(producer_args, deadline=10.0, name="steadfetch-demo-producer")
     loop = asyncio.get_running_loop()
@@ -134,9 +147,13 @@ async def report(worker: Worker) -> None:
         snap = worker.stats.snapshot()
         log.info(
             "demo: processed=%d failed=%d retried=%d dead_lettered=%d in_flight=%d jobs/s=%.0f",
-            snap["processed"], snap["failed"], snap["retried"], snap["dead_lettered"],
-            snap["in_flight"], snap["jobs_per_second"],
-        )  # fmt: skip
+            snap["processed"],
+            snap["failed"],
+            snap["retried"],
+            snap["dead_lettered"],
+            snap["in_flight"],
+            snap["jobs_per_second"],
+        )
 
 
 async def demo(args: argparse.Namespace, url: str, redis: ThrowawayRedis | None) -> int:
@@ -149,7 +166,7 @@ async def demo(args: argparse.Namespace, url: str, redis: ThrowawayRedis | None)
         heartbeat_interval=1.0,
         # Short timeouts and backoff, so the demo's outage shows within a second or two.
         read_timeout=1.0,
-        retry_cap=1.0,
+        redis_retry_cap=1.0,
     )
     worker = build_worker(app, config)
     async with asyncio.TaskGroup() as tg:

@@ -8,62 +8,128 @@ import json
 from typing import Any
 
 from fetcher import JobSpec, Producer
+from fetcher.keys import RESQUE_NAME_PREFIX
 from worker.commands.common import add_deadline_option, add_redis_options, connect
-from worker.options import add_option, add_switch, positive_int
+from worker.config import ConfigError
+from worker.options import non_negative_float, positive_float, positive_int
+
+
+def _no_constant(name: str) -> Any:
+    raise argparse.ArgumentTypeError(
+        f"{name} is not JSON (a job's arguments must survive JSON); for the string, quote it: "
+        f"'\"{name}\"'"
+    )
+
+
+def _loads(text: str) -> Any:
+    return json.loads(text, parse_constant=_no_constant)
 
 
 def json_value(text: str) -> Any:
-    """``42`` → 42, ``'{"a": 1}'`` → dict, ``hello`` (not JSON) → the string ``"hello"``."""
+    """``42`` → 42, ``'{"a": 1}'`` → dict, ``hello`` (not JSON) → the string ``"hello"``;
+    ``NaN``/``Infinity`` (Python's extensions, not JSON) are refused."""
     try:
-        return json.loads(text)
+        return _loads(text)
     except ValueError:
         return text
 
 
 def json_object(text: str) -> dict[str, Any]:
-    value = json.loads(text)
+    try:
+        value = _loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError("must be a JSON object")
     return value
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = subparsers.add_parser("enqueue", help="enqueue one job; prints its id")
+    p = subparsers.add_parser(
+        "enqueue",
+        help="enqueue one job; prints its id",
+        description="Enqueue one job and print its id. A queue named resque:NAME is Resque's "
+        'list resque:queue:NAME and gets Resque payloads ({"class": TASK, "args": [...]}), '
+        "with or without --resque.",
+    )
     p.add_argument("task", metavar="TASK", help="task name as registered in the App")
-    p.add_argument("args", metavar="ARGS", nargs="*", type=json_value,
-                   help="positional arguments, each parsed as JSON (else a string)")  # fmt: skip
+    p.add_argument(
+        "args",
+        metavar="ARGS",
+        nargs="*",
+        type=json_value,
+        help="positional arguments, each parsed as JSON (else a string)",
+    )
     p.add_argument("--kwargs", type=json_object, default={}, help="keyword arguments (JSON object)")
-    add_option(p, "--queue", default="default", help="queue name")
+    p.add_argument("--queue", default="default", help="queue name (resque:NAME: a Resque queue)")
     p.add_argument("--job-id", default=None, help="job id (default: a fresh unique id)")
     p.add_argument(
-        "--delay", type=float, default=None, help="run no earlier than this many s from now"
+        "--delay",
+        type=non_negative_float,
+        default=None,
+        help="run no earlier than this many s from now (a steadfetch worker releases "
+        "delayed jobs, also Resque ones)",
     )
-    add_option(
-        p, "--max-attempts", type=positive_int, default=3, help="attempts before dead-letter"
+    p.add_argument(
+        "--max-attempts",
+        type=positive_int,
+        default=None,
+        help="attempts before dead-letter (default: the task's max_attempts, else the "
+        "worker's --max-attempts)",
     )
-    add_switch(
-        p, "--resque", help='write Resque format ({"class":..,"args":[..]}) to resque:queue:NAME'
+    p.add_argument(
+        "--job-retry-base",
+        type=positive_float,
+        default=None,
+        help="this job's first retry wait, doubling per attempt (default: the task's, else the "
+        "worker's)",
+    )
+    p.add_argument(
+        "--job-retry-cap",
+        type=positive_float,
+        default=None,
+        help="this job's longest retry wait (default: the task's, else the worker's)",
+    )
+    p.add_argument(
+        "--resque",
+        action="store_true",
+        help='Resque format ({"class":..,"args":[..]}) in resque:queue:NAME',
     )
     add_deadline_option(p)
     add_redis_options(p)
     p.set_defaults(func=enqueue_command, parser=p)
 
 
+def job_spec(args: argparse.Namespace) -> JobSpec:
+    """The job the flags describe; a combination that cannot be written is a usage error."""
+    resque = args.resque or args.queue.startswith(RESQUE_NAME_PREFIX)
+    if resque and args.kwargs:
+        raise ConfigError(
+            "Resque jobs carry positional arguments only: drop --kwargs, or use a steadfetch "
+            f"queue (not {RESQUE_NAME_PREFIX}NAME) without --resque"
+        )
+    return JobSpec(
+        task=args.task,
+        args=tuple(args.args),
+        kwargs=args.kwargs,
+        queue=args.queue,
+        job_id=args.job_id,
+        delay=args.delay,
+        max_attempts=args.max_attempts,
+        format="resque" if resque else "steadfetch",
+        retry_base=args.job_retry_base,
+        retry_cap=args.job_retry_cap,
+    )
+
+
 async def enqueue(args: argparse.Namespace) -> str:
+    spec = job_spec(args)
     conn = connect(args, deadline=args.timeout)
     try:
-        spec = JobSpec(
-            task=args.task,
-            args=tuple(args.args),
-            kwargs=args.kwargs,
-            queue=args.queue,
-            job_id=args.job_id,
-            delay=args.delay,
-            max_attempts=args.max_attempts,
-            format="resque" if args.resque else "steadfetch",
-        )
         (job_id,) = await Producer(conn, deadline=args.timeout).enqueue_many([spec])
         return job_id
+    except ValueError as exc:  # the producer refused the job before sending anything
+        raise ConfigError(str(exc)) from exc
     finally:
         await conn.close()
 

@@ -12,8 +12,6 @@ from worker.app import App, load_app
 from worker.commands.common import add_redis_options
 from worker.config import MODES, WorkerConfig
 from worker.options import (
-    add_option,
-    add_switch,
     non_negative_float,
     positive_float,
     positive_int,
@@ -27,32 +25,94 @@ log = logging.getLogger("worker")
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("run", help="run a worker for APP (module:attr of a worker.App)")
     p.add_argument("app", metavar="APP", help="import path of the App, e.g. myproject.jobs:app")
-    add_option(p, "--queues", type=queue_list, default=("default",),
-               help="comma-separated queues in priority order")  # fmt: skip
-    add_option(p, "--concurrency", type=positive_int, default=50, help="jobs running at once")
-    add_option(p, "--prefetch", type=int, default=None,
-               help="jobs fetched beyond free slots (default: 10%% of concurrency)")  # fmt: skip
-    add_option(p, "--mode", default="reliable", choices=MODES,
-               help="reliable (at-least-once) or fast (at-most-once, like Resque)")  # fmt: skip
-    add_option(p, "--job-timeout", type=positive_float, default=300.0,
-               help="default per-job timeout in seconds (a task may set its own)")  # fmt: skip
-    add_option(p, "--grace-period", type=non_negative_float, default=30.0,
-               help="seconds a shutdown may take: jobs finish, the rest goes back")  # fmt: skip
-    add_option(p, "--block-timeout", type=positive_float, default=1.0,
-               help="server-side block of an idle fetch (s)")  # fmt: skip
-    add_option(p, "--heartbeat-interval", type=positive_float, default=5.0,
-               help="seconds between heartbeats (TTL: 3 beats + read timeout)")  # fmt: skip
-    add_option(p, "--recovery-interval", type=positive_float, default=15.0,
-               help="seconds between scans for dead workers' jobs")  # fmt: skip
-    add_option(p, "--watchdog-timeout", type=non_negative_float, default=None,
-               help="seconds a fetch may take before the watchdog resets the connection "
-               "(default: block + read timeout + 5; 0 disables: unsafe)")  # fmt: skip
-    add_option(p, "--metrics-port", type=int, default=None,
-               help="serve /metrics, /healthz and /readyz on this port")  # fmt: skip
-    add_option(p, "--metrics-host", default="127.0.0.1", help="address for --metrics-port")
-    add_option(p, "--worker-id", default=None, help="this worker's id (default host:pid:random)")
-    add_switch(p, "--live", help="show the live dashboard (needs a terminal)")
-    add_switch(p, "--no-color", help="no colours in the dashboard (NO_COLOR works too)")
+    p.add_argument(
+        "--queues",
+        type=queue_list,
+        default=("default",),
+        help="comma-separated queues in priority order",
+    )
+    p.add_argument("--concurrency", type=positive_int, default=50, help="jobs running at once")
+    p.add_argument(
+        "--prefetch",
+        type=int,
+        default=None,
+        help="jobs fetched beyond free slots (default: 10%% of concurrency)",
+    )
+    p.add_argument(
+        "--mode",
+        default="reliable",
+        choices=MODES,
+        help="reliable (at-least-once) or fast (at-most-once, like Resque)",
+    )
+    p.add_argument(
+        "--job-timeout",
+        type=positive_float,
+        default=300.0,
+        help="default per-job timeout in seconds (a task may set its own)",
+    )
+    p.add_argument(
+        "--grace-period",
+        type=non_negative_float,
+        default=30.0,
+        help="seconds a shutdown may take: jobs finish, the rest goes back",
+    )
+    p.add_argument(
+        "--block-timeout",
+        type=positive_float,
+        default=1.0,
+        help="server-side block of an idle fetch (s)",
+    )
+    p.add_argument(
+        "--max-attempts",
+        type=positive_int,
+        default=3,
+        help="attempts of a failing job before it is dead-lettered, for jobs and tasks that "
+        "set none",
+    )
+    p.add_argument(
+        "--job-retry-base",
+        type=positive_float,
+        default=1.0,
+        help="a failed job runs again after this many s, doubling per attempt (unless its task "
+        "sets retry_base)",
+    )
+    p.add_argument(
+        "--job-retry-cap",
+        type=positive_float,
+        default=300.0,
+        help="longest wait before a failed job runs again (s; unless its task sets retry_cap)",
+    )
+    p.add_argument(
+        "--heartbeat-interval",
+        type=positive_float,
+        default=5.0,
+        help="seconds between heartbeats (TTL: 3 beats + read timeout)",
+    )
+    p.add_argument(
+        "--recovery-interval",
+        type=positive_float,
+        default=15.0,
+        help="seconds between scans for dead workers' jobs",
+    )
+    p.add_argument(
+        "--watchdog-timeout",
+        type=non_negative_float,
+        default=None,
+        help="seconds a fetch may take before the watchdog resets the connection "
+        "(default: block + read timeout + 5; 0 disables: unsafe)",
+    )
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve /metrics, /healthz and /readyz on this port",
+    )
+    p.add_argument("--metrics-host", default="127.0.0.1", help="address for --metrics-port")
+    p.add_argument("--worker-id", default=None, help="this worker's id (default host:pid:random)")
+    p.add_argument("--live", action="store_true", help="show the live dashboard (needs a terminal)")
+    p.add_argument(
+        "--no-color", action="store_true", help="no colours in the dashboard (NO_COLOR works too)"
+    )
     add_redis_options(p)
     p.set_defaults(func=run_command, parser=p)
 
@@ -70,8 +130,11 @@ def config_from_args(args: argparse.Namespace) -> WorkerConfig:
         block_timeout=args.block_timeout,
         connect_timeout=args.connect_timeout,
         read_timeout=args.read_timeout,
-        retry_base=args.retry_base,
-        retry_cap=args.retry_cap,
+        redis_retry_base=args.redis_retry_base,
+        redis_retry_cap=args.redis_retry_cap,
+        max_attempts=args.max_attempts,
+        job_retry_base=args.job_retry_base,
+        job_retry_cap=args.job_retry_cap,
         heartbeat_interval=args.heartbeat_interval,
         recovery_interval=args.recovery_interval,
         watchdog_timeout=args.watchdog_timeout,
@@ -86,7 +149,7 @@ def build_worker(app: App, config: WorkerConfig) -> Worker:
         config.redis_url,
         connect_timeout=config.connect_timeout,
         read_timeout=config.read_timeout,
-        retry=RetryPolicy(base=config.retry_base, cap=config.retry_cap),
+        retry=RetryPolicy(base=config.redis_retry_base, cap=config.redis_retry_cap),
         name=config.worker_id,
     )
     return Worker(app, config, conn)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 
 from worker.config import DEFAULT_REDIS_URL
-from worker.options import add_option, add_switch, positive_float
+from worker.options import positive_float
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("top", help="live view of workers and queues")
-    add_option(p, "--redis-url", default=DEFAULT_REDIS_URL, help="Redis to watch")
-    add_option(p, "--refresh", type=positive_float, default=1.0, help="seconds between refreshes")
-    add_switch(p, "--no-color", help="no colours (NO_COLOR works too)")
+    p.add_argument("--redis-url", default=DEFAULT_REDIS_URL, help="Redis to watch")
+    p.add_argument("--refresh", type=positive_float, default=1.0, help="seconds between refreshes")
+    p.add_argument("--no-color", action="store_true", help="no colours (NO_COLOR works too)")
     p.set_defaults(func=top_command, parser=p, log_format="text")
 
 

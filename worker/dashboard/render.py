@@ -384,10 +384,21 @@ def workers_table(
             fmt.rate(_float(snap, "jobs_per_second")),
             f"{fmt.count(_int(snap, 'in_flight'))}/{fmt.count(_int(snap, 'concurrency'))}",
             Text(f"{age} STALE" if old else age, style="bold" if old else ""),
-            Text(link.last_error or "", style="dim" if phase is Phase.CONNECTED else "red"),
+            Text(last_error_of(snap, link), style="dim" if phase is Phase.CONNECTED else "red"),
             style="red" if old else None,
         )
     return table
+
+
+def last_error_of(snap: Snapshot, link: Link) -> str:
+    """The newer of the worker's last Redis error and its last job error (heartbeat keys
+    ``last_error`` and ``last_job_error``), for top's "last error" column."""
+    job_error = _str(snap, "last_job_error")
+    if job_error is None:
+        return link.last_error or ""
+    if link.last_error and (link.last_error_at or 0.0) > (_float(snap, "last_job_error_at") or 0.0):
+        return link.last_error
+    return job_error
 
 
 def top_view(
