@@ -51,6 +51,7 @@ from fetcher.scripts import (
     WAKE_BOUND,
     LuaScript,
 )
+from fetcher.unique import release as release_ids
 
 ADOPT_READ = LuaScript.load("adopt_read")
 GIVE_BACK = LuaScript.load("give_back")
@@ -466,6 +467,7 @@ class Fetcher:
         """Ack several jobs in one round trip (one script: an LTRIM when the jobs are the head
         of their processing list in fetch order, else an LREM per job)."""
         if self.mode == "fast" or not jobs:
+            await release_ids(self.conn, self.keys, jobs)  # no round trip unless one is reserved
             return
         by_key: dict[str, list[bytes]] = {}
         queue_of = self._queue
@@ -482,6 +484,7 @@ class Fetcher:
         await self.conn.execute(f"acknowledging {len(jobs)} job(s)", ACK.bind(list(by_key), args))
         self._settled_count += 1
         self._release_all(jobs)
+        await release_ids(self.conn, self.keys, jobs)
 
     async def nack(
         self,
@@ -546,6 +549,8 @@ class Fetcher:
         )
         self._settled_count += 1
         self._release(job)
+        if moved and destination == self.keys.dead:
+            await release_ids(self.conn, self.keys, [job])
         if not moved:
             log.warning(
                 "job %s was no longer in %s when %s it (recovered by another worker after this "
