@@ -83,8 +83,8 @@ class WorkerSettings:
             block_timeout=self.block_timeout,
             connect_timeout=self.connect_timeout,
             read_timeout=self.read_timeout,
-            retry_base=self.retry_base,
-            retry_cap=self.retry_cap,
+            redis_retry_base=self.retry_base,
+            redis_retry_cap=self.retry_cap,
             heartbeat_interval=self.heartbeat_interval,
             recovery_interval=self.recovery_interval,
             watchdog_timeout=self.watchdog_timeout,
@@ -109,8 +109,8 @@ class WorkerSettings:
             "--block-timeout": self.block_timeout,
             "--connect-timeout": self.connect_timeout,
             "--read-timeout": self.read_timeout,
-            "--retry-base": self.retry_base,
-            "--retry-cap": self.retry_cap,
+            "--redis-retry-base": self.retry_base,
+            "--redis-retry-cap": self.retry_cap,
             "--job-timeout": self.job_timeout,
             "--grace-period": self.grace_period,
             "--heartbeat-interval": self.heartbeat_interval,
@@ -136,7 +136,7 @@ class WorkerSettings:
         else:
             watchdog = config.effective_watchdog_timeout
             stuck = watchdog + min(1.0, watchdog / 4)
-        return config.retry_cap + stuck + RECOVERY_MARGIN
+        return config.redis_retry_cap + stuck + RECOVERY_MARGIN
 
 
 @dataclass(frozen=True)
