@@ -27,6 +27,7 @@ from redis.exceptions import RedisError
 from tenacity import RetryCallState
 
 from fetcher.cancellation import CancelGuard
+from fetcher.durability import Durability
 from fetcher.errors import RedisUnavailable
 from fetcher.failures import (
     describe,
@@ -75,6 +76,21 @@ class _CallRecord:
         return id(self)
 
 
+def _confirmed(
+    fn: Callable[[Redis], Awaitable[T]], durability: Durability
+) -> Callable[[Redis], Awaitable[T]]:
+    """``fn`` then ``durability.confirm`` on the same pooled connection (WAIT counts the writes
+    of its own connection only)."""
+
+    async def run(client: Redis) -> T:
+        async with client.client() as one:
+            result = await fn(one)
+            await durability.confirm(one)
+        return result
+
+    return run
+
+
 class RedisConnection:
     """One Redis endpoint (plain, TLS, unix socket or Sentinel service) and its clients.
 
@@ -94,6 +110,7 @@ class RedisConnection:
         read_timeout: float = 5.0,
         retry: RetryPolicy | None = None,
         name: str | None = None,
+        durability: Durability | None = None,
     ) -> None:
         if connect_timeout <= 0:
             raise ValueError("connect_timeout must be > 0")
@@ -104,6 +121,7 @@ class RedisConnection:
         self.read_timeout: float | None = read_timeout or None
         self.retry = retry or RetryPolicy()
         self.name = name
+        self.durability = durability
         self._tracker = OutageTracker(address.endpoint)
         self._clients: dict[float | None, Redis] = {}
         # When each client (by id) last replaced a server-closed idle connection quietly.
@@ -125,6 +143,7 @@ class RedisConnection:
         read_timeout: float = 5.0,
         retry: RetryPolicy | None = None,
         name: str | None = None,
+        durability: Durability | None = None,
     ) -> RedisConnection:
         """Parse ``url`` (raises ConfigurationError saying what to fix) and build the owner.
 
@@ -136,6 +155,7 @@ class RedisConnection:
             read_timeout=read_timeout,
             retry=retry,
             name=name,
+            durability=durability,
         )
 
     def __repr__(self) -> str:
@@ -165,9 +185,14 @@ class RedisConnection:
         *,
         deadline: float | None = None,
         block_timeout: float | None = None,
+        write: bool = False,
     ) -> T:
         """Run ``fn(client)`` under the retry policy; ``operation`` names it in log lines
         (``"fetching from queues [high, default]"``).
+
+        ``write``: ``fn`` writes what must survive (enqueue, settle): with a :attr:`durability`,
+        it runs on one connection followed by ``WAIT``/``WAITAOF`` there, and an unconfirmed
+        write is retried as the classification says (:mod:`fetcher.durability`).
 
         Retries connection-class failures (forever, or until ``deadline`` seconds have passed:
         then RedisUnavailable). Other Redis errors raise ConfigurationError at once. ``fn`` may
@@ -178,6 +203,8 @@ class RedisConnection:
         redis-py swallowed it (see :mod:`fetcher.cancellation`); the connections the call may
         have left with an unread reply are closed, never reused.
         """
+        if write and self.durability is not None:
+            fn = _confirmed(fn, self.durability)
         guard = CancelGuard()
         try:
             result = await self._execute(operation, fn, deadline, block_timeout)

@@ -481,7 +481,8 @@ class Fetcher:
         for raws in by_key.values():
             args.append(b"%d" % len(raws))
             args += raws
-        await self.conn.execute(f"acknowledging {len(jobs)} job(s)", ACK.bind(list(by_key), args))
+        operation = f"acknowledging {len(jobs)} job(s)"
+        await self.conn.execute(operation, ACK.bind(list(by_key), args), write=True)
         self._settled_count += 1
         self._release_all(jobs)
         await release_ids(self.conn, self.keys, jobs)
@@ -604,7 +605,7 @@ class Fetcher:
         in reliable mode); returns 1 if it moved."""
         keys = [processing, destination, destination]
         args: list[Any] = [raw, kind, score, value, "1" if self.mode == "reliable" else "0", ""]
-        return int(await self.conn.execute(operation, SETTLE.bind(keys, args)))
+        return int(await self.conn.execute(operation, SETTLE.bind(keys, args), write=True))
 
     async def requeue(self, jobs: Sequence[Job]) -> int:
         """Put jobs back at the HEAD of their queues, in their order (shutdown: unstarted jobs)."""

@@ -152,8 +152,11 @@ class Producer:
         """Enqueue many jobs in one round trip (one transaction); returns their ids in order,
         each marked ``duplicate`` when its id was reserved and nothing was written for it."""
         now = time.time()
+        unique_for = self.unique_for
+        if unique_for is None and self.conn.durability is not None:
+            unique_for = 0.0  # an unconfirmed write is retried: the reservation makes it safe
         encoded = [
-            _encode(s if isinstance(s, JobSpec) else JobSpec(**s), self.keys, now, self.unique_for)
+            _encode(s if isinstance(s, JobSpec) else JobSpec(**s), self.keys, now, unique_for)
             for s in specs
         ]
         if not encoded:
@@ -184,6 +187,7 @@ class Producer:
             f"enqueueing {len(encoded)} job(s) to [{names}]",
             ENQUEUE.bind(keys, args),
             deadline=self.deadline,
+            write=True,
         )
         pairs = zip(encoded, flags, strict=True)
         return [EnqueuedId(e.job_id, duplicate=not int(flag)) for e, flag in pairs]
