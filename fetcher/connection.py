@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from tenacity import RetryCallState
@@ -127,6 +127,7 @@ class RedisConnection:
         # When each client (by id) last replaced a server-closed idle connection quietly.
         self._quiet_at: dict[int, float] = {}
         self._sentinel: Sentinel | None = None
+        self._primary: tuple[str, int] | None = None  # Sentinel: the primary last resolved
         if self.read_timeout is None:
             log.warning(
                 "Redis %s: read timeout disabled (read_timeout=0); a half-open connection can "
@@ -359,7 +360,33 @@ class RedisConnection:
         if guard.cancelled:
             await self._discard_idle(client)
             raise guard.lost_cancel()
+        if self._sentinel is not None:
+            await self._note_primary(client)
         return result
+
+    async def _note_primary(self, client: Redis) -> None:
+        """Sentinel: say once, in one line, that the primary moved (a failover), and point every
+        other pool at the new one (their idle connections to the old one are dropped)."""
+        pool = client.connection_pool
+        address = pool.master_address if isinstance(pool, SentinelConnectionPool) else None
+        if address is None or address == self._primary:
+            return
+        old, self._primary = self._primary, address
+        if old is None:
+            return
+        for other in self._clients.values():
+            others = other.connection_pool
+            if others is not pool and isinstance(others, SentinelConnectionPool):
+                others.master_address = address
+                await self._discard_idle(other)
+        was, now = f"{old[0]}:{old[1]}", f"{address[0]}:{address[1]}"
+        log.warning(
+            "Redis %s: primary moved from %s to %s (failover seen through the sentinels; "
+            "connections to the old primary dropped)",
+            self.endpoint, was, now,
+            extra={"connection_event": "failover", "endpoint": self.endpoint,
+                   "old_primary": was, "new_primary": now},
+        )  # fmt: skip
 
     def _record_failure(self, operation: str, exc: BaseException, call: _CallRecord) -> None:
         """Count one failed attempt; a retryable one is an outage attempt for the tracker."""
