@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from chaos.checkers import Limits
+from chaos.failover import KillPrimary, PartitionPrimary, SentinelFailover
 from chaos.nemesis import (
     BusyScript,
     ClientKillStorm,
@@ -169,6 +170,11 @@ class Scenario:
     a standing backlog, so fetches take full batches and a fault cuts one mid-flight."""
     pad: int = 0
     """Bytes of padding per job (large jobs: output-buffer limits)."""
+    sentinel: bool = False
+    """Run on a Sentinel service (chaos.env.sentinel): primary behind the proxy, a replica, three
+    sentinels; the worker, the producer and the checker use the redis+sentinel:// URL."""
+    durability: str | None = None
+    """``--durability`` for the worker and the producer (e.g. ``replicas=1,timeout=500ms``)."""
 
     @property
     def description(self) -> str:
@@ -220,6 +226,9 @@ BACKLOG: dict[str, Any] = {
     "work": 0.05,
 }
 """Capacity ~80 jobs/s; 400 queued up front drain at ~60/s: a backlog all through the fault."""
+
+FAILOVER: dict[str, Any] = {"sentinel": True, "rate": 20.0, "work": 0.05, "drain": 15.0}
+"""Sentinel scenarios (chaos.failover): the worker follows the primary through the sentinels."""
 
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("cut", Cut("cut", "proxy disabled for 6 s: connections dropped, new ones refused")),
@@ -630,6 +639,37 @@ SCENARIOS: tuple[Scenario, ...] = (
         drain=5.0,
         rate=10.0,
         work=0.5,
+    ),
+    # --- Sentinel: the primary fails over to the replica (chaos.failover) ---
+    Scenario(
+        "failover-command",
+        SentinelFailover(
+            "failover-command",
+            "SENTINEL FAILOVER: the live primary is demoted, the replica promoted",
+        ),
+        **FAILOVER,
+    ),
+    Scenario(
+        "failover-kill",
+        KillPrimary("failover-kill", "the primary SIGKILLed; the sentinels promote the replica"),
+        **FAILOVER,
+    ),
+    Scenario(
+        "failover-partition",
+        PartitionPrimary(
+            "failover-partition",
+            "the primary partitioned from sentinels, replica and clients (proxy disabled)",
+        ),
+        **FAILOVER,
+    ),
+    Scenario(
+        "failover-kill-durable",
+        KillPrimary(
+            "failover-kill-durable",
+            "the primary SIGKILLed with --durability replicas=1: no acknowledged job may be lost",
+        ),
+        durability="replicas=1,timeout=500ms",
+        **FAILOVER,
     ),
 )
 

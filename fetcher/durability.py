@@ -9,7 +9,7 @@ fsynced). With a :class:`Durability`, the connection owner runs every write the 
 - ``aof``: ``WAITAOF 1 0 timeout``: fsynced to the primary's AOF (Redis >= 7.2, appendonly yes);
 - ``aof,replicas=N``: ``WAITAOF 1 N timeout``: fsynced locally and on N replicas' AOF.
 
-A write not confirmed within ``timeout`` raises :class:`DurabilityNotConfirmed`, whose reply
+A write not confirmed within ``timeout`` raises :class:`DurabilityNotConfirmedError`, whose reply
 code ``NOTCONFIRMED`` the classification table (:mod:`fetcher.failures`) lists as an outage: the
 write (which Redis did perform) is retried under the one retry policy until confirmed, or until
 a one-shot call's deadline. ``WAIT`` is no consensus: a confirmed write can still be lost when
@@ -29,7 +29,7 @@ from redis.exceptions import ResponseError
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s)?$")
 
 
-class DurabilityNotConfirmed(ResponseError):
+class DurabilityNotConfirmedError(ResponseError):
     """``WAIT``/``WAITAOF`` returned fewer confirmations than asked for within the timeout.
 
     Made to read like a Redis error reply (``NOTCONFIRMED ...``) so the one classification table
@@ -74,7 +74,7 @@ class Durability:
             if confirmed >= self.replicas:
                 return
             got = f"{confirmed} of {self.replicas} replica(s)"
-        raise DurabilityNotConfirmed(
+        raise DurabilityNotConfirmedError(
             f"NOTCONFIRMED the write was performed but not confirmed within {timeout_ms} ms "
             f"({got}; --durability {self})"
         )

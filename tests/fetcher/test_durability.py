@@ -143,6 +143,6 @@ async def test_waitaof_on_a_server_without_it_is_a_configuration_error(
 
 
 def test_notconfirmed_is_an_outage_in_the_one_table() -> None:
-    from fetcher.durability import DurabilityNotConfirmed
+    from fetcher.durability import DurabilityNotConfirmedError
 
-    assert classify(DurabilityNotConfirmed("NOTCONFIRMED the write ...")) is Failure.OUTAGE
+    assert classify(DurabilityNotConfirmedError("NOTCONFIRMED the write ...")) is Failure.OUTAGE
