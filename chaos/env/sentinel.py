@@ -23,7 +23,7 @@ from typing import Any
 
 import redis as redis_py
 
-from chaos.env.binaries import ComponentMissing, redis_server_binary
+from chaos.env.binaries import redis_server_binary
 from chaos.env.ports import free_port, wait_listening
 from chaos.env.redis_server import RedisServer
 from chaos.env.stack import PROXY_NAME, REDIS_FLAGS, EnvName, Stack
@@ -86,7 +86,7 @@ class SentinelProcess:
 class SentinelStack(Stack):
     """A :class:`Stack` whose Redis is a Sentinel service (see the module docstring)."""
 
-    replica: RedisServer | None = None
+    replica: object | None = None  # a RedisServer, or a RedisContainer in the docker env
     sentinel_ports: list[int] = field(default_factory=list)
 
     @property
@@ -125,10 +125,8 @@ class SentinelStack(Stack):
 def start_sentinel_stack(env: EnvName = "local", *, appendonly: bool = True) -> SentinelStack:
     """Primary (behind the proxy), replica, three sentinels; returns once the sentinels know the
     replica and each other (so a failover can start at once)."""
-    if env != "local":
-        raise ComponentMissing(
-            "the Sentinel stack runs as local processes only so far (no container version yet)"
-        )
+    if env == "docker":
+        return _start_docker(appendonly=appendonly)
     closer = ExitStack()
     try:
         toxi = closer.enter_context(ToxiproxyServer())
@@ -182,6 +180,127 @@ def start_sentinel_stack(env: EnvName = "local", *, appendonly: bool = True) -> 
             _closer=closer,
             replica=replica,
             sentinel_ports=[s.port for s in sentinels],
+        )
+        _wait_settled(stack)
+    except BaseException:
+        closer.close()
+        raise
+    return stack
+
+
+def _sentinel_conf(port: int, proxy_port: int, directory: str) -> str:
+    return (
+        f"port {port}\nbind 0.0.0.0\nprotected-mode no\ndir {directory}\n"
+        f"sentinel monitor {SERVICE} 127.0.0.1 {proxy_port} {QUORUM}\n"
+        f"sentinel down-after-milliseconds {SERVICE} {DOWN_AFTER_MS}\n"
+        f"sentinel failover-timeout {SERVICE} {FAILOVER_TIMEOUT_MS}\n"
+    )
+
+
+class _Wrapped:
+    """A docker-py container in the shape RedisContainer expects (testcontainers' wrapper)."""
+
+    def __init__(self, container: Any) -> None:
+        self._container = container
+
+    def get_wrapped_container(self) -> Any:
+        return self._container
+
+
+def _start_docker(*, appendonly: bool) -> SentinelStack:
+    """The same topology as containers on one Docker network, all in the network namespace of
+    the Toxiproxy container: every node is 127.0.0.1:PORT inside it, and each PORT is published
+    as the same number on the host's 127.0.0.1. So the addresses the sentinels announce (and the
+    replica's announced address) are reachable from the containers and from the host-side
+    worker alike, and nothing is published beyond loopback."""
+    import io
+    import tarfile
+    import uuid
+
+    from chaos.env.containers import (
+        LABEL,
+        REDIS_IMAGE,
+        TOXIPROXY_IMAGE,
+        RedisContainer,
+        _wait_api,
+        docker_client,
+        require_images,
+    )
+    from chaos.env.toxiproxy import ToxiproxyAPI
+
+    client = docker_client()
+    require_images(client)
+    closer = ExitStack()
+
+    def removed(container: Any) -> None:
+        closer.callback(lambda: container.remove(force=True))
+
+    try:
+        network = client.networks.create(f"steadfetch-sentinel-{uuid.uuid4().hex[:8]}")
+        closer.callback(network.remove)
+        api_port, proxy_port, primary_port, replica_port = (free_port() for _ in range(4))
+        sentinel_ports = [free_port() for _ in range(SENTINELS)]
+        published = [proxy_port, primary_port, replica_port, *sentinel_ports]
+        toxi = client.containers.run(
+            TOXIPROXY_IMAGE,
+            ["-host=0.0.0.0"],
+            detach=True,
+            network=network.name,
+            labels=LABEL,
+            ports={"8474/tcp": ("127.0.0.1", api_port)}
+            | {f"{port}/tcp": ("127.0.0.1", port) for port in published},
+        )
+        removed(toxi)
+        wait_listening("127.0.0.1", api_port, 15, "Toxiproxy container API")
+        api = ToxiproxyAPI("127.0.0.1", api_port)
+        _wait_api(api)
+        shared = f"container:{toxi.id}"
+
+        def redis_node(port: int, *extra: str) -> RedisContainer:
+            command = ["redis-server", "--port", str(port), "--bind", "0.0.0.0"]
+            command += ["--protected-mode", "no", "--save", "", "--appendfsync", "always"]
+            command += ["--appendonly", "yes" if appendonly else "no"]
+            command += [*REDIS_FLAGS, *REPLICATION_FLAGS, *extra]
+            container = client.containers.run(
+                REDIS_IMAGE, command, detach=True, network_mode=shared, labels=LABEL
+            )
+            removed(container)
+            node = RedisContainer(_Wrapped(container), port, None)
+            node.wait_ready()
+            return node
+
+        primary = redis_node(primary_port, "--replica-announce-port", str(proxy_port))
+        proxy = api.create_proxy(PROXY_NAME, f"0.0.0.0:{proxy_port}", f"127.0.0.1:{primary_port}")
+        replica = redis_node(replica_port, "--replicaof", "127.0.0.1", str(proxy_port))
+        for port in sentinel_ports:
+            container = client.containers.create(
+                REDIS_IMAGE,
+                ["redis-server", "/data/sentinel.conf", "--sentinel"],
+                network_mode=shared,
+                labels=LABEL,
+            )
+            removed(container)
+            conf = _sentinel_conf(port, proxy_port, "/data").encode()
+            archive = io.BytesIO()
+            with tarfile.open(fileobj=archive, mode="w") as tar:
+                info = tarfile.TarInfo("sentinel.conf")
+                info.size = len(conf)
+                tar.addfile(info, io.BytesIO(conf))
+            container.put_archive("/data", archive.getvalue())
+            container.start()
+            wait_listening("127.0.0.1", port, 15, "Sentinel container")
+        stack = SentinelStack(
+            env="docker",
+            redis=primary,
+            redis_host="127.0.0.1",
+            redis_port=primary_port,
+            toxiproxy=api,
+            proxy=proxy,
+            proxy_host="127.0.0.1",
+            proxy_port=proxy_port,
+            _closer=closer,
+            replica=replica,
+            sentinel_ports=sentinel_ports,
         )
         _wait_settled(stack)
     except BaseException:
