@@ -182,7 +182,7 @@ def check_failover_loss(history: Sequence[Op]) -> Verdict:
     """Jobs lost by a Sentinel failover (Redis acknowledged them, the promoted replica never had
     them: the offsets say so). Allowed without durability (asynchronous replication), reported
     with the count; with ``--durability`` on the producer none may be lost."""
-    failovers = select(history, "failover", "ok")
+    failovers = list(select(history, "failover", "ok"))
     if not failovers:
         return Verdict("failover-loss", True, "no failover in this run")
     acked = {str(op.value["job_id"]) for op in select(history, "enqueue", "ok")}

@@ -183,7 +183,7 @@ def split_lost(history: Sequence[Op], lost: Iterable[str]) -> LostSplit:
     """Split ``lost`` job ids: acknowledged by the old primary beyond the new primary's
     ``second_repl_offset`` (under the replication id it took over as ``replid2``) → by the
     failover; otherwise (or with no evidence at all) → by the worker."""
-    failovers = [op for op in select(history, "failover", "ok")]
+    failovers = list(select(history, "failover", "ok"))
     acked = {str(op.value["job_id"]): op.value for op in select(history, "enqueue", "ok")}
     by_failover: list[str] = []
     by_worker: list[str] = []
