@@ -100,6 +100,29 @@ class KillPrimary(Failover):
 
 
 @dataclass(frozen=True)
+class LaggingKill(KillPrimary):
+    """The replica's link swallows what the primary sends it (a ``timeout`` toxic, timeout=0,
+    on the replication proxy, downstream) for ``lag`` seconds while the primary acknowledges
+    writes; then the primary is SIGKILLed and the replica, which never got them, is promoted.
+    Without durability those jobs are lost by the failover, deterministically; with it, none of
+    them was acknowledged (WAIT could not be confirmed) and the writes are redone on the new
+    primary."""
+
+    lag: float = 1.0
+
+    async def apply(self, t: Target) -> str:
+        link = _stack(t).replication
+        if link is None:
+            raise TypeError("this Sentinel stack has no replication proxy")
+        await blocking(
+            lambda: link.add_toxic("timeout", stream="downstream", name="lag", timeout=0)
+        )
+        await asyncio.sleep(self.lag)
+        did = await super().apply(t)
+        return f"replica link black-holed for {self.lag:.1f} s, then {did}"
+
+
+@dataclass(frozen=True)
 class PartitionPrimary(Failover):
     outage: bool = True
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from chaos.checkers import Limits
-from chaos.failover import KillPrimary, PartitionPrimary, SentinelFailover
+from chaos.failover import KillPrimary, LaggingKill, PartitionPrimary, SentinelFailover
 from chaos.nemesis import (
     BusyScript,
     ClientKillStorm,
@@ -229,6 +229,12 @@ BACKLOG: dict[str, Any] = {
 
 FAILOVER: dict[str, Any] = {"sentinel": True, "rate": 20.0, "work": 0.05, "drain": 15.0}
 """Sentinel scenarios (chaos.failover): the worker follows the primary through the sentinels."""
+
+LAGGING: dict[str, Any] = {**FAILOVER, "backlog": 60, "rate": 10.0, "work": 0.15, "drain": 6.0}
+"""A standing backlog (capacity ~27 jobs/s, 60 queued up front): the jobs enqueued while the
+replica misses writes are still queued when the primary dies, so Redis's loss shows as lost jobs
+(a job already run before the kill is no loss, whatever Redis forgets about it). The drain is
+short: the jobs Redis lost never finish, so it always runs to its limit."""
 
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("cut", Cut("cut", "proxy disabled for 6 s: connections dropped, new ones refused")),
@@ -650,6 +656,16 @@ SCENARIOS: tuple[Scenario, ...] = (
         **FAILOVER,
     ),
     Scenario(
+        "failover-command-durable",
+        SentinelFailover(
+            "failover-command-durable",
+            "SENTINEL FAILOVER with --durability replicas=1: the split brain's writes are not "
+            "confirmed (the old primary has no replica left), so none is acknowledged and lost",
+        ),
+        durability="replicas=1,timeout=500ms",
+        **FAILOVER,
+    ),
+    Scenario(
         "failover-kill",
         KillPrimary("failover-kill", "the primary SIGKILLed; the sentinels promote the replica"),
         **FAILOVER,
@@ -663,13 +679,23 @@ SCENARIOS: tuple[Scenario, ...] = (
         **FAILOVER,
     ),
     Scenario(
-        "failover-kill-durable",
-        KillPrimary(
-            "failover-kill-durable",
-            "the primary SIGKILLed with --durability replicas=1: no acknowledged job may be lost",
+        "failover-lag-kill",
+        LaggingKill(
+            "failover-lag-kill",
+            "the replica misses 1 s of writes (its link black-holed), then the primary is "
+            "SIGKILLed: Redis loses what it acknowledged (counted apart, allowed)",
+        ),
+        **LAGGING,
+    ),
+    Scenario(
+        "failover-lag-kill-durable",
+        LaggingKill(
+            "failover-lag-kill-durable",
+            "the same with --durability replicas=1 (worker and producer): nothing acknowledged "
+            "may be lost",
         ),
         durability="replicas=1,timeout=500ms",
-        **FAILOVER,
+        **LAGGING,
     ),
 )
 

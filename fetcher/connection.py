@@ -128,6 +128,8 @@ class RedisConnection:
         self._quiet_at: dict[int, float] = {}
         self._sentinel: Sentinel | None = None
         self._primary: tuple[str, int] | None = None  # Sentinel: the primary last resolved
+        #: Sentinel failovers this owner followed (a reader compares it with what it saw last).
+        self.failovers = 0
         if self.read_timeout is None:
             log.warning(
                 "Redis %s: read timeout disabled (read_timeout=0); a half-open connection can "
@@ -374,6 +376,7 @@ class RedisConnection:
         old, self._primary = self._primary, address
         if old is None:
             return
+        self.failovers += 1
         for other in self._clients.values():
             others = other.connection_pool
             if others is not pool and isinstance(others, SentinelConnectionPool):

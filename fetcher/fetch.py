@@ -153,6 +153,7 @@ class Fetcher:
         # True when payloads may sit in our processing lists that nobody holds: at start (a
         # previous run with this worker id) and after a fetch whose reply may have been lost.
         self._orphans_possible = mode == "reliable"
+        self._failovers_seen = conn.failovers
         self._fetching_now = False  # adoption relies on a single fetch at a time
         self.fetch_bytes = DEFAULT_FETCH_BYTES  # the byte budget now (see the module docstring)
         self._lost_in_a_row = 0
@@ -184,6 +185,11 @@ class Fetcher:
         self._fetching_now = True
         try:
             while True:
+                if self.conn.failovers != self._failovers_seen and self.mode == "reliable":
+                    # A failover may have dropped acks the old primary took: jobs this worker
+                    # finished are back in its processing lists on the new one. Adopt them.
+                    self._failovers_seen = self.conn.failovers
+                    self._orphans_possible = True
                 if self._orphans_possible:
                     adopted = await self._adopt_orphans(max_jobs)
                     if adopted:

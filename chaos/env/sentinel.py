@@ -1,11 +1,12 @@
 """A Sentinel-managed Redis for the failover scenarios: a primary behind Toxiproxy, one replica,
-three sentinels (local processes).
+three sentinels (local processes, or containers: :func:`_start_docker`).
 
-The primary is known to everyone by its proxy address: the sentinels monitor it there, the
-replica replicates through it, and it announces that port when it is demoted to a replica. So
-disabling the proxy partitions the primary from the sentinels, the replica and the clients at
-once, and a failover moves the clients from the proxy to the replica's own address (which the
-sentinels announce as they see it: both are on 127.0.0.1).
+The primary is known to the sentinels and the clients by its proxy address (it announces that
+port when it is demoted to a replica); the replica replicates through a second proxy of its own
+(``replication``), so a toxic there makes it miss writes the primary acknowledged. Disabling the
+first proxy partitions the primary from the sentinels and the clients, and a failover moves
+the clients from the proxy to the replica's own address (which the sentinels announce as they
+see it: both are on 127.0.0.1).
 
 :class:`SentinelStack` has the :class:`chaos.env.stack.Stack` shape; both of its URLs are the
 ``redis+sentinel://`` URL (the producer and the checker follow the primary as the worker does),
@@ -27,7 +28,7 @@ from chaos.env.binaries import redis_server_binary
 from chaos.env.ports import free_port, wait_listening
 from chaos.env.redis_server import RedisServer
 from chaos.env.stack import PROXY_NAME, REDIS_FLAGS, EnvName, Stack
-from chaos.env.toxiproxy import ToxiproxyServer
+from chaos.env.toxiproxy import Proxy, ToxiproxyServer
 
 SERVICE = "mymaster"
 SENTINELS = 3
@@ -37,6 +38,7 @@ FAILOVER_TIMEOUT_MS = 4000
 READY_TIMEOUT = 30.0
 #: Replication starts at once (Redis 7 waits 5 s for more replicas before a diskless sync).
 REPLICATION_FLAGS = ("--repl-diskless-sync-delay", "0")
+REPLICATION_PROXY = "replication"
 
 
 class SentinelProcess:
@@ -87,6 +89,9 @@ class SentinelStack(Stack):
     """A :class:`Stack` whose Redis is a Sentinel service (see the module docstring)."""
 
     replica: object | None = None  # a RedisServer, or a RedisContainer in the docker env
+    replication: Proxy | None = None
+    """The replica's own link to the primary (a second proxy): a toxic here makes the replica
+    lag or miss writes that the primary acknowledges, while clients and sentinels see nothing."""
     sentinel_ports: list[int] = field(default_factory=list)
 
     @property
@@ -144,6 +149,10 @@ def start_sentinel_stack(env: EnvName = "local", *, appendonly: bool = True) -> 
         proxy = toxi.api.create_proxy(
             PROXY_NAME, f"127.0.0.1:{proxy_port}", f"127.0.0.1:{primary.port}"
         )
+        link_port = free_port()
+        replication = toxi.api.create_proxy(
+            REPLICATION_PROXY, f"127.0.0.1:{link_port}", f"127.0.0.1:{primary.port}"
+        )
         replica = RedisServer(
             appendonly=appendonly,
             extra_args=[
@@ -151,7 +160,7 @@ def start_sentinel_stack(env: EnvName = "local", *, appendonly: bool = True) -> 
                 *REPLICATION_FLAGS,
                 "--replicaof",
                 "127.0.0.1",
-                str(proxy_port),
+                str(link_port),
             ],
         )
         closer.enter_context(replica)
@@ -179,6 +188,7 @@ def start_sentinel_stack(env: EnvName = "local", *, appendonly: bool = True) -> 
             proxy_port=proxy_port,
             _closer=closer,
             replica=replica,
+            replication=replication,
             sentinel_ports=[s.port for s in sentinels],
         )
         _wait_settled(stack)
@@ -238,7 +248,9 @@ def _start_docker(*, appendonly: bool) -> SentinelStack:
     try:
         network = client.networks.create(f"steadfetch-sentinel-{uuid.uuid4().hex[:8]}")
         closer.callback(network.remove)
-        api_port, proxy_port, primary_port, replica_port = (free_port() for _ in range(4))
+        api_port, proxy_port, link_port, primary_port, replica_port = (
+            free_port() for _ in range(5)
+        )
         sentinel_ports = [free_port() for _ in range(SENTINELS)]
         published = [proxy_port, primary_port, replica_port, *sentinel_ports]
         toxi = client.containers.run(
@@ -271,7 +283,10 @@ def _start_docker(*, appendonly: bool) -> SentinelStack:
 
         primary = redis_node(primary_port, "--replica-announce-port", str(proxy_port))
         proxy = api.create_proxy(PROXY_NAME, f"0.0.0.0:{proxy_port}", f"127.0.0.1:{primary_port}")
-        replica = redis_node(replica_port, "--replicaof", "127.0.0.1", str(proxy_port))
+        replication = api.create_proxy(
+            REPLICATION_PROXY, f"127.0.0.1:{link_port}", f"127.0.0.1:{primary_port}"
+        )
+        replica = redis_node(replica_port, "--replicaof", "127.0.0.1", str(link_port))
         for port in sentinel_ports:
             container = client.containers.create(
                 REDIS_IMAGE,
@@ -300,6 +315,7 @@ def _start_docker(*, appendonly: bool) -> SentinelStack:
             proxy_port=proxy_port,
             _closer=closer,
             replica=replica,
+            replication=replication,
             sentinel_ports=sentinel_ports,
         )
         _wait_settled(stack)
