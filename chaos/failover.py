@@ -89,6 +89,7 @@ class SentinelFailover(Failover):
 
     async def apply(self, t: Target) -> str:
         stack = _stack(t)
+        await blocking(lambda: replica_on_main_link(stack))
         await blocking(lambda: sentinel_failover(stack))
         return "SENTINEL FAILOVER mymaster"
 
@@ -96,8 +97,12 @@ class SentinelFailover(Failover):
 @dataclass(frozen=True)
 class KillPrimary(Failover):
     outage: bool = True
+    main_link_first: bool = True
 
     async def apply(self, t: Target) -> str:
+        if self.main_link_first:
+            stack = _stack(t)
+            await blocking(lambda: replica_on_main_link(stack))
         await blocking(t.stack.redis.kill)
         return "SIGKILLed the primary"
 
@@ -112,6 +117,7 @@ class LaggingKill(KillPrimary):
     primary."""
 
     lag: float = 1.0
+    main_link_first: bool = False  # the lag needs the replica on its own link
 
     async def apply(self, t: Target) -> str:
         link = _stack(t).replication
@@ -130,8 +136,32 @@ class PartitionPrimary(Failover):
     outage: bool = True
 
     async def apply(self, t: Target) -> str:
+        stack = _stack(t)
+        await blocking(lambda: replica_on_main_link(stack))
         await blocking(t.stack.proxy.disable)
         return "partitioned the primary (its proxy disabled: sentinels, replica, clients cut)"
+
+
+def replica_on_main_link(stack: SentinelStack, within: float = 15.0) -> None:
+    """Point the replica at the primary's proxy address (what the sentinels would soon force,
+    aborting a failover meanwhile) and wait until it is in sync there."""
+    replica = redis_py.Redis(port=stack.replica_port, socket_timeout=5.0)
+    deadline = time.monotonic() + within
+    try:
+        info = replica.info("replication")
+        if int(info.get("master_port", 0)) != stack.proxy_port:
+            replica.replicaof("127.0.0.1", stack.proxy_port)
+        while True:
+            info = replica.info("replication")
+            if int(info.get("master_port", 0)) == stack.proxy_port and (
+                info.get("master_link_status") == "up"
+            ):
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the replica was not in sync on the main link in {within} s")
+            time.sleep(0.05)
+    finally:
+        replica.close()
 
 
 def demoted(stack: SentinelStack) -> bool:

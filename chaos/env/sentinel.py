@@ -3,7 +3,11 @@ three sentinels (local processes, or containers: :func:`_start_docker`).
 
 The primary is known to the sentinels and the clients by its proxy address (it announces that
 port when it is demoted to a replica); the replica replicates through a second proxy of its own
-(``replication``), so a toxic there makes it miss writes the primary acknowledged. Disabling the
+(``replication``), so a toxic there makes it miss writes the primary acknowledged. The
+sentinels do not like that: within ~10 s they "fix" the replica to replicate from the address
+they know (the first proxy), and a failover asked meanwhile aborts ("no good slave") while it
+resyncs. So the faults other than the lagging kill move it there themselves first
+(:func:`chaos.failover.replica_on_main_link`). Disabling the
 first proxy partitions the primary from the sentinels and the clients, and a failover moves
 the clients from the proxy to the replica's own address (which the sentinels announce as they
 see it: both are on 127.0.0.1).
@@ -89,6 +93,7 @@ class SentinelStack(Stack):
     """A :class:`Stack` whose Redis is a Sentinel service (see the module docstring)."""
 
     replica: object | None = None  # a RedisServer, or a RedisContainer in the docker env
+    replica_port: int = 0
     replication: Proxy | None = None
     """The replica's own link to the primary (a second proxy): a toxic here makes the replica
     lag or miss writes that the primary acknowledges, while clients and sentinels see nothing."""
@@ -188,6 +193,7 @@ def start_sentinel_stack(env: EnvName = "local", *, appendonly: bool = True) -> 
             proxy_port=proxy_port,
             _closer=closer,
             replica=replica,
+            replica_port=replica.port,
             replication=replication,
             sentinel_ports=[s.port for s in sentinels],
         )
@@ -315,6 +321,7 @@ def _start_docker(*, appendonly: bool) -> SentinelStack:
             proxy_port=proxy_port,
             _closer=closer,
             replica=replica,
+            replica_port=replica_port,
             replication=replication,
             sentinel_ports=sentinel_ports,
         )
