@@ -228,6 +228,32 @@ def replication_of(info: dict[str, Any]) -> dict[str, Any]:
     return {"replid": str(info.get("master_replid", "")), "offset": int(info["master_repl_offset"])}
 
 
+def _inferred(
+    ack: Op,
+    acks: Sequence[Op],
+    beyond: Any,
+    failovers: Sequence[Op],
+) -> dict[str, Any]:
+    """An acknowledged enqueue whose offset could not be read (the primary died right after):
+    the failover's if an earlier acknowledged enqueue was already beyond what the new primary
+    had, and none before it came from the new primary (the producer asks the sentinels again
+    only after an error, so it switches once). Offsets only grow on one primary."""
+    new_ids = {str(f.value.get("new_replid", "")) for f in failovers}
+    earlier = [a for a in acks if a.time <= ack.time and a is not ack]
+    if any(str(a.value.get("replid", "")) in new_ids for a in earlier):
+        return {}
+    witness = next((a for a in reversed(earlier) if beyond(a.value) is not None), None)
+    if witness is None:
+        return {}
+    return {
+        "acked_at_offset": None,
+        "inferred_from": str(witness.value["job_id"]),
+        "witness_offset": witness.value.get("offset"),
+        "why": "its offset could not be read (the primary died); an earlier ack was already "
+        "beyond the new primary's offset",
+    }
+
+
 @dataclass(frozen=True)
 class LostSplit:
     by_failover: list[str]
@@ -240,25 +266,39 @@ def split_lost(history: Sequence[Op], lost: Iterable[str]) -> LostSplit:
     ``second_repl_offset`` (under the replication id it took over as ``replid2``) → by the
     failover; otherwise (or with no evidence at all) → by the worker."""
     failovers = list(select(history, "failover", "ok"))
-    acked = {str(op.value["job_id"]): op.value for op in select(history, "enqueue", "ok")}
+    acks = list(select(history, "enqueue", "ok"))
+    acked = {str(op.value["job_id"]): op for op in acks}
+
+    def beyond(value: dict[str, Any]) -> dict[str, Any] | None:
+        for f in failovers:
+            had = int(f.value.get("second_repl_offset", -1))
+            if (
+                value.get("replid") == f.value.get("replid2")
+                and int(value.get("offset", -1)) > had >= 0
+            ):
+                return f.value
+        return None
+
     by_failover: list[str] = []
     by_worker: list[str] = []
     examples: dict[str, Any] = {}
     for job in sorted(lost):
-        ack = acked.get(job, {})
-        beyond = [
-            f.value
-            for f in failovers
-            if ack.get("replid") == f.value.get("replid2")
-            and int(ack.get("offset", -1)) > int(f.value.get("second_repl_offset", -1)) >= 0
-        ]
-        if beyond:
+        ack = acked.get(job)
+        value = ack.value if ack is not None else {}
+        failover = beyond(value)
+        if failover is not None:
+            evidence: dict[str, Any] = {
+                "acked_at_offset": value.get("offset"),
+                "new_primary_had_up_to": failover["second_repl_offset"],
+            }
+        elif ack is not None and "offset" not in value:
+            evidence = _inferred(ack, acks, beyond, failovers)
+        else:
+            evidence = {}
+        if evidence:
             by_failover.append(job)
             if len(examples) < 5:
-                examples[job] = {
-                    "acked_at_offset": ack.get("offset"),
-                    "new_primary_had_up_to": beyond[0]["second_repl_offset"],
-                }
+                examples[job] = evidence
         else:
             by_worker.append(job)
     evidence = {

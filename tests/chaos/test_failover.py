@@ -69,3 +69,17 @@ def test_without_evidence_every_loss_is_the_workers() -> None:
     history = [op for op in _history() if op.f != "failover"]
     assert check_lost(history).details["lost"] == 2
     assert check_failover_loss(history).summary == "no failover in this run"
+
+
+def test_an_ack_whose_offset_could_not_be_read_after_one_beyond_is_the_failovers() -> None:
+    """The primary died right after acknowledging e: INFO failed, so e carries no offset; d,
+    acknowledged before it on the same primary, was already beyond what the new primary had."""
+    history = _history()
+    history.insert(-2, Op(4.0, "producer", "enqueue", "ok", {"job_id": "e", "error": "gone"}))
+    lost = check_lost(history)
+    assert lost.details["lost_by_failover_ids"] == ["d", "e"]
+    examples = check_failover_loss(history).details["examples"]
+    assert examples["e"]["inferred_from"] == "d"
+    # Once an ack came from the new primary, a later ack without offset proves nothing.
+    history.insert(-3, Op(3.5, "producer", "enqueue", "ok", {"job_id": "x", "replid": NEW}))
+    assert "e" not in check_lost(history).details["lost_by_failover_ids"]
