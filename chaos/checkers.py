@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from chaos.failover import split_lost
 from chaos.history import Op, select
 
 Valid = bool | None  # None: unknown
@@ -134,7 +135,8 @@ def check_lost(history: Sequence[Op]) -> Verdict:
     for op in select(history, "inspect"):
         where.update({str(k): str(v) for k, v in dict(op.value.get("where", {})).items()})
     dead = {job for job, place in where.items() if place == "dead"} & (acked - done)
-    lost = sorted(acked - done - dead)
+    split = split_lost(history, acked - done - dead)  # a Sentinel failover's own losses apart
+    lost = split.by_worker
     unexpected = sorted(done - attempted)
     details = {
         "attempted": len(attempted),
@@ -148,6 +150,9 @@ def check_lost(history: Sequence[Op]) -> Verdict:
         "lost_where": {job: where.get(job, "nowhere") for job in lost[:EXAMPLES]},
         "dead_lettered": sorted(dead)[:EXAMPLES],
         "unexpected": unexpected[:EXAMPLES],
+        "lost_by_failover": len(split.by_failover),
+        "lost_by_failover_ids": split.by_failover[:EXAMPLES],
+        "failover_evidence": split.evidence,
     }
     if not acked:
         return Verdict("lost", None, "no enqueue was acknowledged: nothing to judge", details)
@@ -161,7 +166,41 @@ def check_lost(history: Sequence[Op]) -> Verdict:
         problems.append(f"{len(unexpected)} executed but never enqueued")
     if problems:
         return Verdict("lost", False, "; ".join(problems), details)
+    if split.by_failover:
+        return Verdict(
+            "lost",
+            True,
+            f"no job lost by the worker; {len(split.by_failover)} of {len(acked)} lost by the "
+            "failover (acknowledged by the old primary beyond the replication offset the "
+            "promoted replica had: see failover-loss)",
+            details,
+        )
     return Verdict("lost", True, f"all {len(acked)} acknowledged jobs executed", details)
+
+
+def check_failover_loss(history: Sequence[Op]) -> Verdict:
+    """Jobs lost by a Sentinel failover (Redis acknowledged them, the promoted replica never had
+    them: the offsets say so). Allowed without durability (asynchronous replication), reported
+    with the count; with ``--durability`` on the producer none may be lost."""
+    failovers = list(select(history, "failover", "ok"))
+    if not failovers:
+        return Verdict("failover-loss", True, "no failover in this run")
+    acked = {str(op.value["job_id"]) for op in select(history, "enqueue", "ok")}
+    done = {str(op.value["job_id"]) for op in select(history, "execute", "ok")}
+    split = split_lost(history, acked - done)
+    durable = any(op.value.get("durability") for op in select(history, "enqueue", "ok"))
+    details = {
+        "lost_by_failover": len(split.by_failover),
+        "lost_by_worker": len(split.by_worker),
+        "durability": durable,
+        **split.evidence,
+    }
+    summary = (
+        f"{len(split.by_failover)} of {len(acked)} acknowledged jobs lost by the failover, "
+        f"{len(split.by_worker)} by the worker"
+        + (" (durability on: none may be lost)" if durable else " (no durability: allowed)")
+    )
+    return Verdict("failover-loss", not (durable and split.by_failover), summary, details)
 
 
 # --- duplicates ----------------------------------------------------------------------------
@@ -975,6 +1014,7 @@ class Limits:
 def check_all(history: Sequence[Op], limits: Limits) -> list[Verdict]:
     checkers: list[tuple[str, Checker]] = [
         ("lost", check_lost),
+        ("failover-loss", check_failover_loss),
         ("duplicates", check_duplicates),
         ("final-state", check_final_state),
         ("recovery", lambda h: check_recovery(h, limits.recovery_bound)),

@@ -42,6 +42,13 @@ def _fmt(value: Any, suffix: str = "") -> str:
     return f"{value}{suffix}"
 
 
+def _lost(n: dict[str, object]) -> str:
+    """Lost by the worker; after a Sentinel failover also what Redis itself dropped
+    (``0 +43 failover``: acknowledged by the old primary, never replicated)."""
+    by_failover = n.get("lost_by_failover")
+    return _fmt(n.get("lost")) + (f" +{by_failover} failover" if by_failover else "")
+
+
 def summary_table(results: Sequence[RunResult], seed: int) -> Table:
     table = Table(title=f"steadfetch chaos — seed {seed}", title_justify="left")
     for column in ("scenario", "env", "verdict", "expected", "jobs", "lost", "dup", "recovery"):
@@ -65,7 +72,7 @@ def summary_table(results: Sequence[RunResult], seed: int) -> Table:
             verdict_text(r),
             expected,
             _fmt(n.get("jobs")),
-            _fmt(n.get("lost")),
+            _lost(n),
             _fmt(n.get("duplicates")),
             _fmt(n.get("recovery_s"), " s"),
             _fmt(n.get("errors_logged")),

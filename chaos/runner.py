@@ -33,6 +33,7 @@ from chaos.workload.process import Launcher, WorkerProcess
 from chaos.workload.producer import SteadyProducer
 from chaos.workload.records import RecordReader
 from fetcher import Keys, RedisConnection, RetryPolicy
+from fetcher.durability import parse_durability
 
 APP = "chaos.workload.app:app"
 RECORD_POLL = 0.1
@@ -113,6 +114,7 @@ def numbers(verdicts: list[Verdict]) -> dict[str, Any]:
         "jobs": by.get("lost", {}).get("acknowledged"),
         "lost": by.get("lost", {}).get("lost"),
         "duplicates": by.get("duplicates", {}).get("duplicated"),
+        "lost_by_failover": by.get("failover-loss", {}).get("lost_by_failover"),
         "recovery_s": by.get("recovery", {}).get("max_recovery_s"),
         "errors_logged": by.get("logs", {}).get("errors_logged"),
     }
@@ -155,6 +157,8 @@ class Harness:
             rng=rng,
             queues=scenario.queues,
             pad=scenario.pad,
+            track_replication=scenario.sentinel,
+            durability=parse_durability(scenario.durability) if scenario.durability else None,
         )
         self._open: Counter[str] = Counter()
         self._started: set[str] = set()
@@ -173,6 +177,8 @@ class Harness:
         args = ["run", APP, "--queues", ",".join(self.scenario.queues)]
         args += ["--redis-url", self.stack.proxied_url, "--log-format", "json"]
         args += ["--worker-id", worker_id, *settings.argv()]
+        if self.scenario.durability:
+            args += ["--durability", self.scenario.durability]
         env = self.launcher.environ(
             {
                 RECORD_ENV: str(self.record_path),
@@ -418,7 +424,7 @@ async def run_scenario(
     started = time.monotonic()
     error: str | None = None
     history.record("runner", "phase", "ok", phase="start stack", env=env, seed=run_seed)
-    stack = await blocking(lambda: start_stack(env, appendonly=True))
+    stack = await blocking(lambda: start_stack(env, appendonly=True, sentinel=scenario.sentinel))
     leftovers: list[str] = []
     try:
         with capture_logs(run_dir / "runner.log"):

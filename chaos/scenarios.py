@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from chaos.checkers import Limits
+from chaos.failover import KillPrimary, LaggingKill, PartitionPrimary, SentinelFailover
 from chaos.nemesis import (
     BusyScript,
     ClientKillStorm,
@@ -169,6 +170,11 @@ class Scenario:
     a standing backlog, so fetches take full batches and a fault cuts one mid-flight."""
     pad: int = 0
     """Bytes of padding per job (large jobs: output-buffer limits)."""
+    sentinel: bool = False
+    """Run on a Sentinel service (chaos.env.sentinel): primary behind the proxy, a replica, three
+    sentinels; the worker, the producer and the checker use the redis+sentinel:// URL."""
+    durability: str | None = None
+    """``--durability`` for the worker and the producer (e.g. ``replicas=1,timeout=500ms``)."""
 
     @property
     def description(self) -> str:
@@ -223,6 +229,15 @@ BACKLOG: dict[str, Any] = {
     "work": 0.05,
 }
 """Capacity ~80 jobs/s; 400 queued up front drain at ~60/s: a backlog all through the fault."""
+
+FAILOVER: dict[str, Any] = {"sentinel": True, "rate": 20.0, "work": 0.05, "drain": 15.0}
+"""Sentinel scenarios (chaos.failover): the worker follows the primary through the sentinels."""
+
+LAGGING: dict[str, Any] = {**FAILOVER, "backlog": 60, "rate": 10.0, "work": 0.15, "drain": 6.0}
+"""A standing backlog (capacity ~27 jobs/s, 60 queued up front): the jobs enqueued while the
+replica misses writes are still queued when the primary dies, so Redis's loss shows as lost jobs
+(a job already run before the kill is no loss, whatever Redis forgets about it). The drain is
+short: the jobs Redis lost never finish, so it always runs to its limit."""
 
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("cut", Cut("cut", "proxy disabled for 6 s: connections dropped, new ones refused")),
@@ -640,6 +655,57 @@ SCENARIOS: tuple[Scenario, ...] = (
         drain=5.0,
         rate=10.0,
         work=0.5,
+    ),
+    # --- Sentinel: the primary fails over to the replica (chaos.failover) ---
+    Scenario(
+        "failover-command",
+        SentinelFailover(
+            "failover-command",
+            "SENTINEL FAILOVER: the live primary is demoted, the replica promoted",
+        ),
+        **FAILOVER,
+    ),
+    Scenario(
+        "failover-command-durable",
+        SentinelFailover(
+            "failover-command-durable",
+            "SENTINEL FAILOVER with --durability replicas=1: the split brain's writes are not "
+            "confirmed (the old primary has no replica left), so none is acknowledged and lost",
+        ),
+        durability="replicas=1,timeout=500ms",
+        **FAILOVER,
+    ),
+    Scenario(
+        "failover-kill",
+        KillPrimary("failover-kill", "the primary SIGKILLed; the sentinels promote the replica"),
+        **FAILOVER,
+    ),
+    Scenario(
+        "failover-partition",
+        PartitionPrimary(
+            "failover-partition",
+            "the primary partitioned from sentinels, replica and clients (proxy disabled)",
+        ),
+        **FAILOVER,
+    ),
+    Scenario(
+        "failover-lag-kill",
+        LaggingKill(
+            "failover-lag-kill",
+            "the replica misses 1 s of writes (its link black-holed), then the primary is "
+            "SIGKILLed: Redis loses what it acknowledged (counted apart, allowed)",
+        ),
+        **LAGGING,
+    ),
+    Scenario(
+        "failover-lag-kill-durable",
+        LaggingKill(
+            "failover-lag-kill-durable",
+            "the same with --durability replicas=1 (worker and producer): nothing acknowledged "
+            "may be lost",
+        ),
+        durability="replicas=1,timeout=500ms",
+        **LAGGING,
     ),
 )
 

@@ -26,6 +26,7 @@ from fetcher.state import (
     ConnectionState,
     ConnectionStats,
 )
+from fetcher.unique import EnqueuedId
 
 __all__ = [
     "Admin",
@@ -36,6 +37,7 @@ __all__ = [
     "ConnectionState",
     "ConnectionStats",
     "DecodeError",
+    "EnqueuedId",
     "Fetcher",
     "FetcherError",
     "Job",

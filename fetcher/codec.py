@@ -57,10 +57,12 @@ def encode(
     format: JobFormat,
     retry_base: float | None = None,
     retry_cap: float | None = None,
+    unique_for: float | None = None,
 ) -> bytes:
     """The payload bytes for one job (compact JSON, UTF-8). ``max_attempts`` None or 0, and
     ``retry_base``/``retry_cap`` None: not written, the worker decides (the task's setting, else
-    the worker's default)."""
+    the worker's default). ``unique_for``: the job id is reserved (:mod:`fetcher.unique`); the
+    mark tells the worker to release the reservation when it settles the job."""
     if max_attempts is not None and max_attempts < 0:
         raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
     body: dict[str, Any]
@@ -88,6 +90,8 @@ def encode(
     for name, value in (("retry_base", retry_base), ("retry_cap", retry_cap)):
         if value is not None:
             body[name] = value  # the decoder below refuses what is not a positive number
+    if unique_for is not None:
+        body[UNIQUE_FIELD] = unique_for
     try:
         # ensure_ascii=False: a lone surrogate fails the .encode() here instead of going out as
         # an escape that the decoder (and cjson) would refuse.
@@ -123,7 +127,24 @@ def reencode_for_retry(job: Job, keys: Keys) -> bytes:
         format=job.format,
         retry_base=job.retry_base,
         retry_cap=job.retry_cap,
+        unique_for=unique_window(job.raw),
     )
+
+
+#: Payload field marking a job whose id is reserved; its value is the window (seconds).
+UNIQUE_FIELD = "unique_for"
+
+
+def unique_window(raw: bytes) -> float | None:
+    """The reservation window a payload carries, if any (cheap when it carries none)."""
+    if b'"unique_for":' not in raw:
+        return None
+    try:
+        value = json.loads(raw).get(UNIQUE_FIELD)
+    except (ValueError, AttributeError):
+        return None
+    kind = type(value)
+    return float(value) if (kind is int or kind is float) and value >= 0 else None
 
 
 def _check_backoff(base: Any, cap: Any) -> None:

@@ -21,12 +21,13 @@ from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from tenacity import RetryCallState
 
 from fetcher.cancellation import CancelGuard, interruptible
+from fetcher.durability import Durability
 from fetcher.errors import RedisUnavailable
 from fetcher.failures import (
     describe,
@@ -75,6 +76,21 @@ class _CallRecord:
         return id(self)
 
 
+def _confirmed(
+    fn: Callable[[Redis], Awaitable[T]], durability: Durability
+) -> Callable[[Redis], Awaitable[T]]:
+    """``fn`` then ``durability.confirm`` on the same pooled connection (WAIT counts the writes
+    of its own connection only)."""
+
+    async def run(client: Redis) -> T:
+        async with client.client() as one:
+            result = await fn(one)
+            await durability.confirm(one)
+        return result
+
+    return run
+
+
 class RedisConnection:
     """One Redis endpoint (plain, TLS, unix socket or Sentinel service) and its clients.
 
@@ -94,6 +110,7 @@ class RedisConnection:
         read_timeout: float = 5.0,
         retry: RetryPolicy | None = None,
         name: str | None = None,
+        durability: Durability | None = None,
     ) -> None:
         if connect_timeout <= 0:
             raise ValueError("connect_timeout must be > 0")
@@ -104,11 +121,15 @@ class RedisConnection:
         self.read_timeout: float | None = read_timeout or None
         self.retry = retry or RetryPolicy()
         self.name = name
+        self.durability = durability
         self._tracker = OutageTracker(address.endpoint)
         self._clients: dict[float | None, Redis] = {}
         # When each client (by id) last replaced a server-closed idle connection quietly.
         self._quiet_at: dict[int, float] = {}
         self._sentinel: Sentinel | None = None
+        self._primary: tuple[str, int] | None = None  # Sentinel: the primary last resolved
+        #: Sentinel failovers this owner followed (a reader compares it with what it saw last).
+        self.failovers = 0
         if self.read_timeout is None:
             log.warning(
                 "Redis %s: read timeout disabled (read_timeout=0); a half-open connection can "
@@ -125,6 +146,7 @@ class RedisConnection:
         read_timeout: float = 5.0,
         retry: RetryPolicy | None = None,
         name: str | None = None,
+        durability: Durability | None = None,
     ) -> RedisConnection:
         """Parse ``url`` (raises ConfigurationError saying what to fix) and build the owner.
 
@@ -136,6 +158,7 @@ class RedisConnection:
             read_timeout=read_timeout,
             retry=retry,
             name=name,
+            durability=durability,
         )
 
     def __repr__(self) -> str:
@@ -165,9 +188,14 @@ class RedisConnection:
         *,
         deadline: float | None = None,
         block_timeout: float | None = None,
+        write: bool = False,
     ) -> T:
         """Run ``fn(client)`` under the retry policy; ``operation`` names it in log lines
         (``"fetching from queues [high, default]"``).
+
+        ``write``: ``fn`` writes what must survive (enqueue, settle): with a :attr:`durability`,
+        it runs on one connection followed by ``WAIT``/``WAITAOF`` there, and an unconfirmed
+        write is retried as the classification says (:mod:`fetcher.durability`).
 
         Retries connection-class failures (forever, or until ``deadline`` seconds have passed:
         then RedisUnavailable). Other Redis errors raise ConfigurationError at once. ``fn`` may
@@ -178,6 +206,8 @@ class RedisConnection:
         redis-py swallowed it (see :mod:`fetcher.cancellation`); the connections the call may
         have left with an unread reply are closed, never reused.
         """
+        if write and self.durability is not None:
+            fn = _confirmed(fn, self.durability)
         guard = CancelGuard()
         try:
             result = await self._execute(operation, fn, deadline, block_timeout)
@@ -335,7 +365,34 @@ class RedisConnection:
         if guard.cancelled:
             await self._discard_idle(client)
             raise guard.lost_cancel()
+        if self._sentinel is not None:
+            await self._note_primary(client)
         return result
+
+    async def _note_primary(self, client: Redis) -> None:
+        """Sentinel: say once, in one line, that the primary moved (a failover), and point every
+        other pool at the new one (their idle connections to the old one are dropped)."""
+        pool = client.connection_pool
+        address = pool.master_address if isinstance(pool, SentinelConnectionPool) else None
+        if address is None or address == self._primary:
+            return
+        old, self._primary = self._primary, address
+        if old is None:
+            return
+        self.failovers += 1
+        for other in self._clients.values():
+            others = other.connection_pool
+            if others is not pool and isinstance(others, SentinelConnectionPool):
+                others.master_address = address
+                await self._discard_idle(other)
+        was, now = f"{old[0]}:{old[1]}", f"{address[0]}:{address[1]}"
+        log.warning(
+            "Redis %s: primary moved from %s to %s (failover seen through the sentinels; "
+            "connections to the old primary dropped)",
+            self.endpoint, was, now,
+            extra={"connection_event": "failover", "endpoint": self.endpoint,
+                   "old_primary": was, "new_primary": now},
+        )  # fmt: skip
 
     def _record_failure(self, operation: str, exc: BaseException, call: _CallRecord) -> None:
         """Count one failed attempt; a retryable one is an outage attempt for the tracker."""

@@ -73,6 +73,7 @@ REPLIES: dict[str, Reply] = {
     "MASTERDOWN": Reply(_OUT, "retried on a fresh connection: the replica lost its master", True),
     "READONLY": Reply(_OUT, "retried on a fresh connection: the node became a replica", True),
     "NOREPLICAS": Reply(_OUT, "retried: too few replicas for min-replicas-to-write"),
+    "NOTCONFIRMED": Reply(_OUT, "retried: WAIT/WAITAOF did not confirm a write (--durability)"),
     "UNBLOCKED": Reply(_OUT, "retried: a blocking call was unblocked (failover, CLIENT UNBLOCK)"),
     "EXECABORT": Reply(_OUT, "retried: MULTI discarded (its cause, when known, decides instead)"),
     "NOSCRIPT": Reply(Failure.RELOAD_SCRIPT, "loaded and run again; twice in a row: retried"),

@@ -52,6 +52,7 @@ from fetcher.scripts import (
     WAKE_BOUND,
     LuaScript,
 )
+from fetcher.unique import release as release_ids
 
 ADOPT_READ = LuaScript.load("adopt_read")
 GIVE_BACK = LuaScript.load("give_back")
@@ -154,6 +155,7 @@ class Fetcher:
         # True when payloads may sit in our processing lists that nobody holds: at start (a
         # previous run with this worker id) and after a fetch whose reply may have been lost.
         self._orphans_possible = mode == "reliable"
+        self._failovers_seen = conn.failovers
         self._fetching_now = False  # adoption relies on a single fetch at a time
         self.fetch_bytes = DEFAULT_FETCH_BYTES  # the byte budget now (see the module docstring)
         self._lost_in_a_row = 0
@@ -193,6 +195,11 @@ class Fetcher:
         self._fetching_now = True
         try:
             while True:
+                if self.conn.failovers != self._failovers_seen and self.mode == "reliable":
+                    # A failover may have dropped acks the old primary took: jobs this worker
+                    # finished are back in its processing lists on the new one. Adopt them.
+                    self._failovers_seen = self.conn.failovers
+                    self._orphans_possible = True
                 if self._orphans_possible:
                     adopted = await self._adopt_orphans(max_jobs)
                     if adopted:
@@ -496,6 +503,7 @@ class Fetcher:
         """Ack several jobs in one round trip (one script: an LTRIM when the jobs are the head
         of their processing list in fetch order, else an LREM per job)."""
         if self.mode == "fast" or not jobs:
+            await release_ids(self.conn, self.keys, jobs)  # no round trip unless one is reserved
             return
         registration = self._registration
         if registration.stale:  # finished after they were recovered elsewhere: touch nothing
@@ -525,12 +533,14 @@ class Fetcher:
             removed = await self.conn.execute(
                 f"acknowledging {len(jobs)} job(s)",
                 ACK.bind([registration.lease_key, *by_key], [token, *args]),
+                write=True,
             )
         if removed < 0:  # fenced: this worker was presumed dead; rejoin, then ack what is ours
             await registration.lease_lost(token)
             await self.ack_many(jobs)
             return
         self._release_all(jobs)
+        await release_ids(self.conn, self.keys, jobs)
 
     async def nack(
         self,
@@ -602,6 +612,8 @@ class Fetcher:
                 queue_key=self._queue(job.queue).key,
             )
         self._release(job)
+        if moved and destination == self.keys.dead:
+            await release_ids(self.conn, self.keys, [job])
         if not moved:
             log.warning(
                 "job %s was no longer in %s when %s it (recovered by another worker after this "
@@ -665,7 +677,7 @@ class Fetcher:
                 return 0
             token = registration.fence if reliable else ""
             args: list[Any] = [raw, kind, score, value, "1" if reliable else "0", "", token]
-            moved = int(await self.conn.execute(operation, SETTLE.bind(keys, args)))
+            moved = int(await self.conn.execute(operation, SETTLE.bind(keys, args), write=True))
             if moved >= 0:
                 return moved
             await registration.lease_lost(token)

@@ -98,6 +98,10 @@ class Keys:
     def dead(self) -> str:
         return f"{self.prefix}:dead"
 
+    def unique(self, job_id: str) -> str:
+        """A job id's reservation (idempotent enqueue, :mod:`fetcher.unique`)."""
+        return f"{self.prefix}:unique:{job_id}"
+
     def wake(self, queue_key: str) -> str:
         """Per-queue list of disposable wake-up tokens (producers push, idle fetchers BLPOP)."""
         return f"{self.prefix}:wake:{queue_key}"

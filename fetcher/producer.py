@@ -3,7 +3,9 @@
 One job or many in one round trip (one script, ``lua/enqueue.lua``), immediate or delayed (``delay``
 seconds or an ``eta`` unix time: the scheduled set), in steadfetch or Resque format. Each
 immediate push also leaves a wake token so an idle fetcher wakes at once. A retried enqueue
-after an ambiguous failure may push a job twice; both copies carry the same job id.
+after an ambiguous failure may push a job twice (both copies carry the same job id), unless the
+job reserves its id (``unique_for``, :mod:`fetcher.unique`): then it is written once, and an
+enqueue of an id already reserved writes nothing and returns an id marked ``duplicate``.
 A queue key that holds another type than a list is refused before anything is written
 (:class:`fetcher.errors.WrongTypeError`), for delayed jobs too: they would fail at promotion.
 """
@@ -23,6 +25,7 @@ from fetcher.job import JobFormat
 from fetcher.keys import RESQUE_NAME_PREFIX, Keys
 from fetcher.retry import RetryPolicy
 from fetcher.scripts import WAKE_BOUND, LuaScript
+from fetcher.unique import HOLD, EnqueuedId, call_token, milliseconds
 
 ENQUEUE = LuaScript.load("enqueue")
 
@@ -42,6 +45,9 @@ class JobSpec:
     format: JobFormat = "steadfetch"
     retry_base: float | None = None  # this job's retry backoff; None: the worker decides
     retry_cap: float | None = None
+    # Reserve the job id while the job lives and this many seconds after it finished
+    # (fetcher.unique); None: the producer's default (no reservation unless it sets one).
+    unique_for: float | None = None
 
 
 @dataclass(frozen=True)
@@ -51,9 +57,10 @@ class _Encoded:
     resque_name: str | None  # for SADD resque:queues
     payload: bytes
     due: float | None
+    unique_for: float | None
 
 
-def _encode(spec: JobSpec, keys: Keys, now: float) -> _Encoded:
+def _encode(spec: JobSpec, keys: Keys, now: float, unique_for: float | None) -> _Encoded:
     if not spec.task:
         raise ValueError("task must be a non-empty name")
     if spec.delay is not None and spec.eta is not None:
@@ -63,6 +70,10 @@ def _encode(spec: JobSpec, keys: Keys, now: float) -> _Encoded:
     for name, seconds in (("retry_base", spec.retry_base), ("retry_cap", spec.retry_cap)):
         if seconds is not None and not (math.isfinite(seconds) and seconds > 0):
             raise ValueError(f"{name} must be a number of seconds > 0, got {seconds}")
+    if spec.unique_for is not None:
+        unique_for = spec.unique_for
+    if unique_for is not None and not (math.isfinite(unique_for) and unique_for >= 0):
+        raise ValueError(f"unique_for must be a number of seconds >= 0, got {unique_for}")
     queue = spec.queue
     if spec.format == "resque" and not queue.startswith(RESQUE_NAME_PREFIX):
         queue = RESQUE_NAME_PREFIX + queue
@@ -83,6 +94,7 @@ def _encode(spec: JobSpec, keys: Keys, now: float) -> _Encoded:
         retry_cap=spec.retry_cap,
         enqueued_at=now,
         format=job_format,
+        unique_for=unique_for,
     )
     due = (
         spec.eta if spec.eta is not None else (now + spec.delay if spec.delay is not None else None)
@@ -90,21 +102,29 @@ def _encode(spec: JobSpec, keys: Keys, now: float) -> _Encoded:
     if due is not None and not math.isfinite(due):
         raise ValueError(f"delay and eta must be finite numbers, got {spec.delay or spec.eta!r}")
     resque_name = queue.removeprefix(RESQUE_NAME_PREFIX) if keys.is_resque(queue_key) else None
-    return _Encoded(job_id, queue_key, resque_name, payload, due)
+    return _Encoded(job_id, queue_key, resque_name, payload, due, unique_for)
 
 
 class Producer:
     """Enqueues jobs through a :class:`RedisConnection` (retries follow its policy).
 
-    ``deadline`` bounds each call (seconds; ``None`` = the connection's policy).
+    ``deadline`` bounds each call (seconds; ``None`` = the connection's policy). ``unique_for``:
+    every job reserves its id for that many seconds after it finished, unless its spec says
+    otherwise (``None``: no reservation, the default; see :mod:`fetcher.unique`).
     """
 
     def __init__(
-        self, conn: RedisConnection, *, keys: Keys | None = None, deadline: float | None = None
+        self,
+        conn: RedisConnection,
+        *,
+        keys: Keys | None = None,
+        deadline: float | None = None,
+        unique_for: float | None = None,
     ) -> None:
         self.conn = conn
         self.keys = keys or Keys()
         self.deadline = deadline
+        self.unique_for = unique_for
 
     async def enqueue(
         self,
@@ -118,41 +138,59 @@ class Producer:
         format: JobFormat = "steadfetch",
         retry_base: float | None = None,
         retry_cap: float | None = None,
+        unique_for: float | None = None,
         **kwargs: Any,
-    ) -> str:
-        """Enqueue one job; returns its id. (Job kwargs cannot use this method's own names;
-        use :class:`JobSpec` with :meth:`enqueue_many` for those.)"""
+    ) -> EnqueuedId:
+        """Enqueue one job; returns its id (``.duplicate``: nothing written, the id is reserved).
+        (Job kwargs cannot use this method's own names; use :class:`JobSpec` with
+        :meth:`enqueue_many` for those.)"""
         spec = JobSpec(task, args, kwargs, queue, job_id, delay, eta, max_attempts, format,
-                       retry_base=retry_base, retry_cap=retry_cap)  # fmt: skip
+                       retry_base, retry_cap, unique_for)  # fmt: skip
         return (await self.enqueue_many([spec]))[0]
 
-    async def enqueue_many(self, specs: Iterable[JobSpec | Mapping[str, Any]]) -> list[str]:
-        """Enqueue many jobs in one round trip (one transaction); returns their ids in order."""
+    async def enqueue_many(self, specs: Iterable[JobSpec | Mapping[str, Any]]) -> list[EnqueuedId]:
+        """Enqueue many jobs in one round trip (one transaction); returns their ids in order,
+        each marked ``duplicate`` when its id was reserved and nothing was written for it."""
         now = time.time()
+        unique_for = self.unique_for
+        if unique_for is None and self.conn.durability is not None:
+            unique_for = 0.0  # an unconfirmed write is retried: the reservation makes it safe
         encoded = [
-            _encode(s if isinstance(s, JobSpec) else JobSpec(**s), self.keys, now) for s in specs
+            _encode(s if isinstance(s, JobSpec) else JobSpec(**s), self.keys, now, unique_for)
+            for s in specs
         ]
         if not encoded:
             return []
         queues = sorted({e.queue_key for e in encoded})
         index = {queue_key: i for i, queue_key in enumerate(queues, 1)}
         resque = sorted({e.resque_name for e in encoded if e.resque_name is not None})
+        reserved = sorted({e.job_id for e in encoded if e.unique_for is not None})
+        slot = {job_id: i for i, job_id in enumerate(reserved, 1)}
         keys = [
             self.keys.scheduled,
             self.keys.resque_queues,
             *queues,
             *(self.keys.wake(q) for q in queues),
+            *(self.keys.unique(job_id) for job_id in reserved),
         ]
-        args: list[Any] = [WAKE_BOUND, len(queues), len(resque), *resque]
+        args: list[Any] = [WAKE_BOUND, len(queues), len(resque), *resque, call_token()]
         for e in encoded:
-            args += [index[e.queue_key], "" if e.due is None else repr(e.due), e.payload]
+            due = "" if e.due is None else repr(e.due)
+            args += [index[e.queue_key], due, e.payload]
+            if e.unique_for is None:
+                args += [0, 0, 0]
+            else:
+                hold = HOLD + (max(0.0, e.due - now) if e.due is not None else 0.0)
+                args += [slot[e.job_id], milliseconds(e.unique_for), milliseconds(hold)]
         names = ", ".join(self.keys.queue_name(q) for q in queues)
-        await self.conn.execute(
+        flags = await self.conn.execute(
             f"enqueueing {len(encoded)} job(s) to [{names}]",
             ENQUEUE.bind(keys, args),
             deadline=self.deadline,
+            write=True,
         )
-        return [e.job_id for e in encoded]
+        pairs = zip(encoded, flags, strict=True)
+        return [EnqueuedId(e.job_id, duplicate=not int(flag)) for e, flag in pairs]
 
 
 class SyncProducer:
@@ -170,6 +208,7 @@ class SyncProducer:
         read_timeout: float = 5.0,
         deadline: float = 30.0,
         keys: Keys | None = None,
+        unique_for: float | None = None,
     ) -> None:
         self._runner = asyncio.Runner()
         self.conn = RedisConnection.from_url(
@@ -179,7 +218,7 @@ class SyncProducer:
             retry=RetryPolicy(deadline=deadline),
             name=None,
         )
-        self._producer = Producer(self.conn, keys=keys)
+        self._producer = Producer(self.conn, keys=keys, unique_for=unique_for)
 
     def __repr__(self) -> str:
         return f"<SyncProducer {self.conn.endpoint}>"
@@ -196,13 +235,14 @@ class SyncProducer:
         format: JobFormat = "steadfetch",
         retry_base: float | None = None,
         retry_cap: float | None = None,
+        unique_for: float | None = None,
         **kwargs: Any,
-    ) -> str:
+    ) -> EnqueuedId:
         spec = JobSpec(task, args, kwargs, queue, job_id, delay, eta, max_attempts, format,
-                       retry_base=retry_base, retry_cap=retry_cap)  # fmt: skip
+                       retry_base, retry_cap, unique_for)  # fmt: skip
         return self.enqueue_many([spec])[0]
 
-    def enqueue_many(self, specs: Iterable[JobSpec | Mapping[str, Any]]) -> list[str]:
+    def enqueue_many(self, specs: Iterable[JobSpec | Mapping[str, Any]]) -> list[EnqueuedId]:
         return self._runner.run(self._producer.enqueue_many(list(specs)))
 
     def close(self) -> None:

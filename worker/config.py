@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
+from fetcher.durability import Durability
 from fetcher.url import redact_url
 
 Mode = Literal["reliable", "fast"]
@@ -55,6 +56,7 @@ class WorkerConfig:
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
     worker_id: str | None = None
+    durability: Durability | None = None  # WAIT/WAITAOF after enqueue and settle
 
     def __repr__(self) -> str:
         shown = ", ".join(

@@ -21,6 +21,7 @@ from typing import Any, NoReturn
 
 import configargparse
 
+from fetcher.durability import Durability, parse_durability
 from fetcher.url import redact_url
 
 ENV_PREFIX = "STEADFETCH_"
@@ -178,6 +179,14 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
     return value
+
+
+def durability(text: str) -> Durability:
+    """``--durability replicas=1,timeout=500ms`` or ``aof`` (fetcher.durability)."""
+    try:
+        return parse_durability(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def queue_list(text: str) -> tuple[str, ...]:

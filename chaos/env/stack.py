@@ -103,8 +103,16 @@ class Stack:
         self.close()
 
 
-def start_stack(env: EnvName, *, appendonly: bool = False, password: str | None = None) -> Stack:
-    """Start Redis + Toxiproxy + a proxy in ``env``. Raises ComponentMissing when it can't."""
+def start_stack(
+    env: EnvName, *, appendonly: bool = False, password: str | None = None, sentinel: bool = False
+) -> Stack:
+    """Start Redis + Toxiproxy + a proxy in ``env``. Raises ComponentMissing when it can't.
+
+    ``sentinel``: a Sentinel service instead (chaos.env.sentinel; no password)."""
+    if sentinel:
+        from chaos.env.sentinel import start_sentinel_stack
+
+        return start_sentinel_stack(env, appendonly=appendonly)
     if env == "local":
         return _start_local(appendonly=appendonly, password=password)
     if env == "docker":

@@ -13,8 +13,10 @@ import random
 import time
 from typing import Any
 
+from chaos.failover import replication_of
 from chaos.history import History
 from fetcher import JobSpec, Producer, RedisConnection, RetryPolicy
+from fetcher.durability import Durability
 
 TASK = "record"
 QUEUE = "default"
@@ -40,6 +42,8 @@ class SteadyProducer:
         deadline: float = 1.0,
         queues: tuple[str, ...] = (QUEUE,),
         pad: int = 0,
+        track_replication: bool = False,
+        durability: Durability | None = None,
     ) -> None:
         self.history = history
         self.prefix = prefix
@@ -54,8 +58,12 @@ class SteadyProducer:
             read_timeout=1.0,
             retry=RetryPolicy(base=0.05, cap=0.25, deadline=deadline),
             name="chaos-producer",
+            durability=durability,
         )
         self.producer = Producer(self.conn, deadline=deadline)
+        # Failover scenarios: each acknowledged enqueue carries the primary's replication id and
+        # offset read right after it (chaos.failover tells Redis's losses from the worker's).
+        self.track_replication = track_replication
         self._count = 0
         self._stop = asyncio.Event()
 
@@ -90,8 +98,23 @@ class SteadyProducer:
                 "producer", "enqueue", "info", job_id=job_id, error=f"{type(exc).__name__}: {exc}"
             )
         else:
-            self.history.record("producer", "enqueue", "ok", job_id=job_id)
+            self.history.record("producer", "enqueue", "ok", job_id=job_id, **await self._where())
         return job_id
+
+    async def _where(self) -> dict[str, Any]:
+        """The replication position after an acknowledged enqueue (failover scenarios only)."""
+        if not self.track_replication:
+            return {}
+        found: dict[str, Any] = {"durability": str(self.conn.durability or "")}
+        try:
+            info = await self.conn.execute(
+                "reading the replication offset", lambda r: r.info("replication")
+            )
+        except Exception as exc:  # noqa: BLE001 -- no evidence then: judged as the worker's loss
+            found["replication_error"] = f"{type(exc).__name__}: {exc}"
+        else:
+            found.update(replication_of(info))
+        return found
 
     async def preload(self, count: int, chunk: int = 200) -> None:
         """Enqueue ``count`` jobs at once (a standing backlog), in transactions of ``chunk``."""

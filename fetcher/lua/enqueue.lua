@@ -3,11 +3,20 @@
 -- type-checked before anything is written (Redis does not roll a failed script back): a queue key
 -- that holds another type than a list (also for a delayed job, which would fail at promotion)
 -- is refused with nothing written.
--- KEYS: scheduled zset, Resque queue-name set, queue_1..queue_n, wake_1..wake_n.
--- ARGV: wake bound, n, m, Resque names 1..m, then per job: queue index (1..n), due ('' = now),
---       payload.
+-- Idempotent enqueue (fetcher/unique.py): a job with a unique index reserves its id with
+-- SET PX hold when absent; when the id is already reserved the job is not written and its flag is 0.
+-- The reservation's value is 'call token:job number:window ms', so the same call retried after
+-- a lost reply finds its own reservation and reports 1 (written by its earlier attempt) without
+-- writing again, while a second call (or a second job of this call) with that id gets 0.
+-- KEYS: scheduled zset, Resque queue-name set, queue_1..queue_n, wake_1..wake_n,
+--       unique_1..unique_u.
+-- ARGV: wake bound, n, m, Resque names 1..m, call token, then per job: queue index (1..n),
+--       due ('' = now), payload, unique index (0 = none), window ms, hold ms.
+-- Returns one flag per job: 1 written (now or by this call's earlier attempt), 0 duplicate.
 local n, m = tonumber(ARGV[2]), tonumber(ARGV[3])
-local first_job = 4 + m
+local token = ARGV[4 + m]
+local first_job = 5 + m
+local stride = 6
 local function refuse_unless(key, wanted)
   local kind = redis.call('TYPE', key)['ok']
   if kind ~= wanted and kind ~= 'none' then
@@ -16,11 +25,12 @@ local function refuse_unless(key, wanted)
   end
 end
 local delayed = false
-for j = first_job, #ARGV, 3 do
+for j = first_job, #ARGV, stride do
   if ARGV[j + 1] ~= '' then delayed = true end
 end
 local checks = {}
 for i = 1, 2 * n do checks[#checks + 1] = {KEYS[2 + i], 'list'} end
+for i = 3 + 2 * n, #KEYS do checks[#checks + 1] = {KEYS[i], 'string'} end
 if delayed then checks[#checks + 1] = {KEYS[1], 'zset'} end
 if m > 0 then checks[#checks + 1] = {KEYS[2], 'set'} end
 for _, check in ipairs(checks) do
@@ -31,9 +41,28 @@ for i = 4, 3 + m do
   redis.call('SADD', KEYS[2], ARGV[i])
 end
 local woken = {}
-for j = first_job, #ARGV, 3 do
+local flags = {}
+for j = first_job, #ARGV, stride do
   local q = tonumber(ARGV[j])
-  if ARGV[j + 1] == '' then
+  local u = tonumber(ARGV[j + 3])
+  local write = true
+  if u > 0 then
+    local key = KEYS[2 + 2 * n + u]
+    local mine = token .. ':' .. ((j - first_job) / stride + 1) .. ':'
+    local held = redis.call('GET', key)
+    if held then
+      write = false
+      flags[#flags + 1] = (string.sub(held, 1, #mine) == mine) and 1 or 0
+    else
+      redis.call('SET', key, mine .. ARGV[j + 4], 'PX', ARGV[j + 5])
+      flags[#flags + 1] = 1
+    end
+  else
+    flags[#flags + 1] = 1
+  end
+  if not write then
+    -- reserved: nothing to write
+  elseif ARGV[j + 1] == '' then
     redis.call('RPUSH', KEYS[2 + q], ARGV[j + 2])
     woken[q] = (woken[q] or 0) + 1
   else
@@ -48,4 +77,4 @@ for q, count in pairs(woken) do
   end
   redis.call('LTRIM', wake, -bound, -1)
 end
-return #ARGV - first_job + 1
+return flags

@@ -15,7 +15,7 @@ import sys
 import tests.bench as package
 
 # Run only when named: ``bench peers`` installs and runs a dozen other workers (many minutes).
-ON_REQUEST = {"bench_peers"}
+ON_REQUEST = {"bench_peers", "bench_durability"}
 
 
 def main() -> None:

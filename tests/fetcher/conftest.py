@@ -17,9 +17,9 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from chaos.env.binaries import redis_server_binary
-from chaos.env.ports import free_port, wait_listening
+from chaos.env.ports import free_port
 from chaos.env.redis_server import RedisServer
+from chaos.env.sentinel import SentinelProcess as ChaosSentinel
 from fetcher import RedisConnection, RetryPolicy
 from tests.fixtures import require
 
@@ -67,40 +67,11 @@ async def wait_until(
         await asyncio.sleep(0.01)
 
 
-class SentinelProcess:
-    """A real ``redis-server --sentinel`` on a free port, monitoring one master as ``mymaster``.
-
-    chaos.env has no Sentinel yet; this stays in the fetcher tests until something else needs it.
-    """
+class SentinelProcess(ChaosSentinel):
+    """One Sentinel monitoring the fetcher tests' master as ``mymaster`` (quorum 1, fast)."""
 
     def __init__(self, master_port: int, directory: Path) -> None:
-        self.port = free_port()
-        self.config = directory / f"sentinel-{self.port}.conf"
-        self.config.write_text(
-            f"port {self.port}\nbind 127.0.0.1\ndir {directory}\n"
-            f"sentinel monitor mymaster 127.0.0.1 {master_port} 1\n"
-            "sentinel down-after-milliseconds mymaster 500\n"
-            "sentinel failover-timeout mymaster 2000\n"
-        )
-        self.log = directory / f"sentinel-{self.port}.log"
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> SentinelProcess:
-        with self.log.open("wb") as log:
-            self._proc = subprocess.Popen(
-                [redis_server_binary(), str(self.config), "--sentinel"],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        wait_listening("127.0.0.1", self.port, 10.0, "redis sentinel")
-        return self
-
-    def close(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.kill()
-            self._proc.wait(10)
+        super().__init__("127.0.0.1", master_port, directory)
 
 
 @pytest.fixture

@@ -154,17 +154,37 @@ async def test_a_cut_link_during_a_blocking_fetch_is_retried_until_restored(
     assert any("reachable again after" in r.getMessage() for r in caplog.records)
 
 
-async def test_a_retried_enqueue_whose_reply_was_lost_pushes_twice_with_one_id(
-    stack: Stack, direct: redis.Redis, proxied: RedisConnection
-) -> None:
-    """Pins the enqueue hazard: at-least-once, so consumers dedupe by job id if they must."""
-    producer = Producer(proxied)
+async def _enqueue_losing_the_first_reply(
+    stack: Stack, direct: redis.Redis, proxied: RedisConnection, producer: Producer
+) -> str:
+    """One enqueue whose first reply is lost after the write ran (limit_data downstream)."""
     await producer.enqueue("t", queue="warm-up")  # loads the enqueue script before the toxic
     stack.proxy.add_toxic("limit_data", stream="downstream", bytes=1)
     async with asyncio.TaskGroup() as tg:
         enqueue = tg.create_task(producer.enqueue("t", queue="default"))
-        await wait_until(lambda: direct.llen(QUEUE) == 1, what="the transaction to run")
+        await wait_until(lambda: direct.llen(QUEUE) >= 1, what="the script to run")
         await wait_until(lambda: proxied.stats.attempts >= 2, what="the lost reply and a retry")
         stack.proxy.heal()
+    job_id = enqueue.result()
+    assert not job_id.duplicate  # the call's own retry is no duplicate
+    return job_id
+
+
+async def test_a_retried_enqueue_whose_reply_was_lost_pushes_twice_without_a_reservation(
+    stack: Stack, direct: redis.Redis, proxied: RedisConnection
+) -> None:
+    """Pins the hazard that ``unique_for`` removes: at-least-once without a reservation."""
+    job_id = await _enqueue_losing_the_first_reply(stack, direct, proxied, Producer(proxied))
     ids = [json.loads(raw)["id"] for raw in direct.lrange(QUEUE, 0, -1)]
-    assert ids == [enqueue.result()] * 2
+    assert ids == [job_id] * 2
+
+
+async def test_a_retried_enqueue_whose_reply_was_lost_writes_once_with_a_reservation(
+    stack: Stack, direct: redis.Redis, proxied: RedisConnection
+) -> None:
+    producer = Producer(proxied, unique_for=60)
+    job_id = await _enqueue_losing_the_first_reply(stack, direct, proxied, producer)
+    ids = [json.loads(raw)["id"] for raw in direct.lrange(QUEUE, 0, -1)]
+    assert ids == [job_id]  # written once, by the first attempt; the retry found its own token
+    assert (await producer.enqueue("t", job_id=job_id)).duplicate  # another call: a duplicate
+    assert direct.llen(QUEUE) == 1

@@ -7,7 +7,7 @@ import argparse
 from fetcher import RedisConnection, RetryPolicy
 from worker.config import DEFAULT_REDIS_URL, ConfigError
 from worker.logs import LOG_FORMATS
-from worker.options import add_alias, non_negative_float, positive_float
+from worker.options import add_alias, durability, non_negative_float, positive_float
 
 
 def add_redis_options(parser: argparse.ArgumentParser) -> None:
@@ -39,6 +39,15 @@ def add_redis_options(parser: argparse.ArgumentParser) -> None:
         type=positive_float,
         default=5.0,
         help="longest retry delay during a Redis outage (s)",
+    )
+    parser.add_argument(
+        "--durability",
+        type=durability,
+        default=None,
+        metavar="SPEC",
+        help="confirm every enqueue and job settle with WAIT/WAITAOF before it counts: "
+        "'replicas=N[,timeout=500ms]' or 'aof[,replicas=N][,timeout=1s]'; unconfirmed writes "
+        "are retried as an outage (default: none, Redis's asynchronous replication)",
     )
     # The names before the job retries had theirs (issue 13): kept so scripts keep working.
     add_alias(parser, "--retry-base", "--redis-retry-base", type=positive_float)
@@ -72,4 +81,5 @@ def connect(
         read_timeout=args.read_timeout,
         retry=RetryPolicy(base=args.redis_retry_base, cap=args.redis_retry_cap, deadline=deadline),
         name=name,
+        durability=args.durability,
     )

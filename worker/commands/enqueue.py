@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 from typing import Any
 
-from fetcher import JobSpec, Producer
+from fetcher import EnqueuedId, JobSpec, Producer
 from fetcher.keys import RESQUE_NAME_PREFIX
 from worker.commands.common import add_deadline_option, add_redis_options, connect
 from worker.config import ConfigError
@@ -91,6 +92,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="this job's longest retry wait (default: the task's, else the worker's)",
     )
     p.add_argument(
+        "--unique-for",
+        type=non_negative_float,
+        default=None,
+        metavar="SECONDS",
+        help="reserve the job id while the job is queued, scheduled or running and this many s "
+        "after it finished: an enqueue of a reserved id writes nothing and says 'duplicate'",
+    )
+    p.add_argument(
         "--resque",
         action="store_true",
         help='Resque format ({"class":..,"args":[..]}) in resque:queue:NAME',
@@ -119,10 +128,11 @@ def job_spec(args: argparse.Namespace) -> JobSpec:
         format="resque" if resque else "steadfetch",
         retry_base=args.job_retry_base,
         retry_cap=args.job_retry_cap,
+        unique_for=args.unique_for,
     )
 
 
-async def enqueue(args: argparse.Namespace) -> str:
+async def enqueue(args: argparse.Namespace) -> EnqueuedId:
     spec = job_spec(args)
     conn = connect(args, deadline=args.timeout)
     try:
@@ -135,5 +145,12 @@ async def enqueue(args: argparse.Namespace) -> str:
 
 
 def enqueue_command(args: argparse.Namespace) -> int:
-    print(asyncio.run(enqueue(args)))
+    job_id = asyncio.run(enqueue(args))
+    print(job_id)  # stdout: the id alone, as before, for scripts
+    if job_id.duplicate:
+        print(
+            f"duplicate: job {job_id} is already queued, scheduled, running or finished within "
+            "its --unique-for window; nothing was written",
+            file=sys.stderr,
+        )
     return 0

@@ -155,6 +155,7 @@ def config_from_args(args: argparse.Namespace) -> WorkerConfig:
         metrics_port=args.metrics_port,
         metrics_host=args.metrics_host,
         worker_id=args.worker_id,
+        durability=args.durability,
     )
 
 
@@ -165,6 +166,7 @@ def build_worker(app: App, config: WorkerConfig) -> Worker:
         read_timeout=config.read_timeout,
         retry=RetryPolicy(base=config.redis_retry_base, cap=config.redis_retry_cap),
         name=config.worker_id,
+        durability=config.durability,
     )
     return Worker(app, config, conn)
 

@@ -1,0 +1,362 @@
+"""A Sentinel-managed Redis for the failover scenarios: a primary behind Toxiproxy, one replica,
+three sentinels (local processes, or containers: :func:`_start_docker`).
+
+The primary is known to the sentinels and the clients by its proxy address (it announces that
+port when it is demoted to a replica); the replica replicates through a second proxy of its own
+(``replication``), so a toxic there makes it miss writes the primary acknowledged. The
+sentinels do not like that: within ~10 s they "fix" the replica to replicate from the address
+they know (the first proxy), and a failover asked meanwhile aborts ("no good slave") while it
+resyncs. So the faults other than the lagging kill move it there themselves first
+(:func:`chaos.failover.replica_on_main_link`). Disabling the
+first proxy partitions the primary from the sentinels and the clients, and a failover moves
+the clients from the proxy to the replica's own address (which the sentinels announce as they
+see it: both are on 127.0.0.1).
+
+:class:`SentinelStack` has the :class:`chaos.env.stack.Stack` shape; both of its URLs are the
+``redis+sentinel://`` URL (the producer and the checker follow the primary as the worker does),
+and ``redis`` is the first primary (the nemesis' handle on it).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis as redis_py
+
+from chaos.env.binaries import redis_server_binary
+from chaos.env.ports import free_port, wait_listening
+from chaos.env.redis_server import RedisServer
+from chaos.env.stack import PROXY_NAME, REDIS_FLAGS, EnvName, Stack
+from chaos.env.toxiproxy import Proxy, ToxiproxyServer
+
+SERVICE = "mymaster"
+SENTINELS = 3
+QUORUM = 2
+DOWN_AFTER_MS = 1000
+FAILOVER_TIMEOUT_MS = 4000
+READY_TIMEOUT = 30.0
+#: Replication starts at once (Redis 7 waits 5 s for more replicas before a diskless sync).
+REPLICATION_FLAGS = ("--repl-diskless-sync-delay", "0")
+REPLICATION_PROXY = "replication"
+
+
+class SentinelProcess:
+    """A real ``redis-server --sentinel`` on a free port, monitoring one primary as ``service``."""
+
+    def __init__(
+        self,
+        master_host: str,
+        master_port: int,
+        directory: Path,
+        *,
+        service: str = SERVICE,
+        quorum: int = 1,
+        down_after_ms: int = 500,
+        failover_timeout_ms: int = 2000,
+    ) -> None:
+        self.port = free_port()
+        self.config = directory / f"sentinel-{self.port}.conf"
+        self.config.write_text(
+            f"port {self.port}\nbind 127.0.0.1\ndir {directory}\n"
+            f"sentinel monitor {service} {master_host} {master_port} {quorum}\n"
+            f"sentinel down-after-milliseconds {service} {down_after_ms}\n"
+            f"sentinel failover-timeout {service} {failover_timeout_ms}\n"
+        )
+        self.log = directory / f"sentinel-{self.port}.log"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> SentinelProcess:
+        with self.log.open("wb") as log:
+            self._proc = subprocess.Popen(
+                [redis_server_binary(), str(self.config), "--sentinel"],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        wait_listening("127.0.0.1", self.port, 10.0, "redis sentinel")
+        return self
+
+    def close(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait(10)
+
+
+@dataclass
+class SentinelStack(Stack):
+    """A :class:`Stack` whose Redis is a Sentinel service (see the module docstring)."""
+
+    replica: object | None = None  # a RedisServer, or a RedisContainer in the docker env
+    replica_port: int = 0
+    replication: Proxy | None = None
+    """The replica's own link to the primary (a second proxy): a toxic here makes the replica
+    lag or miss writes that the primary acknowledges, while clients and sentinels see nothing."""
+    sentinel_ports: list[int] = field(default_factory=list)
+
+    @property
+    def sentinel_url(self) -> str:
+        hosts = ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports)
+        return f"redis+sentinel://{hosts}/{SERVICE}/0"
+
+    @property
+    def direct_url(self) -> str:
+        return self.sentinel_url
+
+    @property
+    def proxied_url(self) -> str:
+        return self.sentinel_url
+
+    def sentinel(self, index: int = 0) -> redis_py.Redis:
+        """A plain client to one sentinel (the caller closes it)."""
+        return redis_py.Redis(port=self.sentinel_ports[index], socket_timeout=5.0)
+
+    def primary_address(self) -> tuple[str, int] | None:
+        """The primary as the first sentinel that answers names it."""
+        for index in range(len(self.sentinel_ports)):
+            client = self.sentinel(index)
+            try:
+                reply: Any = client.sentinel_get_master_addr_by_name(SERVICE)
+                return str(reply[0].decode() if isinstance(reply[0], bytes) else reply[0]), int(
+                    reply[1]
+                )
+            except (redis_py.RedisError, OSError, TypeError):
+                continue
+            finally:
+                client.close()
+        return None
+
+
+def start_sentinel_stack(env: EnvName = "local", *, appendonly: bool = True) -> SentinelStack:
+    """Primary (behind the proxy), replica, three sentinels; returns once the sentinels know the
+    replica and each other (so a failover can start at once)."""
+    if env == "docker":
+        return _start_docker(appendonly=appendonly)
+    closer = ExitStack()
+    try:
+        toxi = closer.enter_context(ToxiproxyServer())
+        proxy_port = free_port()
+        primary = RedisServer(
+            appendonly=appendonly,
+            extra_args=[
+                *REDIS_FLAGS,
+                *REPLICATION_FLAGS,
+                "--replica-announce-port",
+                str(proxy_port),
+            ],
+        )
+        closer.enter_context(primary)
+        proxy = toxi.api.create_proxy(
+            PROXY_NAME, f"127.0.0.1:{proxy_port}", f"127.0.0.1:{primary.port}"
+        )
+        link_port = free_port()
+        replication = toxi.api.create_proxy(
+            REPLICATION_PROXY, f"127.0.0.1:{link_port}", f"127.0.0.1:{primary.port}"
+        )
+        replica = RedisServer(
+            appendonly=appendonly,
+            extra_args=[
+                *REDIS_FLAGS,
+                *REPLICATION_FLAGS,
+                "--replicaof",
+                "127.0.0.1",
+                str(link_port),
+            ],
+        )
+        closer.enter_context(replica)
+        directory = primary.dir
+        sentinels = []
+        for _ in range(SENTINELS):
+            process = SentinelProcess(
+                "127.0.0.1",
+                proxy_port,
+                directory,
+                quorum=QUORUM,
+                down_after_ms=DOWN_AFTER_MS,
+                failover_timeout_ms=FAILOVER_TIMEOUT_MS,
+            ).start()
+            closer.callback(process.close)
+            sentinels.append(process)
+        stack = SentinelStack(
+            env="local",
+            redis=primary,
+            redis_host=primary.host,
+            redis_port=primary.port,
+            toxiproxy=toxi.api,
+            proxy=proxy,
+            proxy_host="127.0.0.1",
+            proxy_port=proxy_port,
+            _closer=closer,
+            replica=replica,
+            replica_port=replica.port,
+            replication=replication,
+            sentinel_ports=[s.port for s in sentinels],
+        )
+        _wait_settled(stack)
+    except BaseException:
+        closer.close()
+        raise
+    return stack
+
+
+def _sentinel_conf(port: int, proxy_port: int, directory: str) -> str:
+    return (
+        f"port {port}\nbind 0.0.0.0\nprotected-mode no\ndir {directory}\n"
+        f"sentinel monitor {SERVICE} 127.0.0.1 {proxy_port} {QUORUM}\n"
+        f"sentinel down-after-milliseconds {SERVICE} {DOWN_AFTER_MS}\n"
+        f"sentinel failover-timeout {SERVICE} {FAILOVER_TIMEOUT_MS}\n"
+    )
+
+
+class _Wrapped:
+    """A docker-py container in the shape RedisContainer expects (testcontainers' wrapper)."""
+
+    def __init__(self, container: Any) -> None:
+        self._container = container
+
+    def get_wrapped_container(self) -> Any:
+        return self._container
+
+
+def _start_docker(*, appendonly: bool) -> SentinelStack:
+    """The same topology as containers on one Docker network, all in the network namespace of
+    the Toxiproxy container: every node is 127.0.0.1:PORT inside it, and each PORT is published
+    as the same number on the host's 127.0.0.1. So the addresses the sentinels announce (and the
+    replica's announced address) are reachable from the containers and from the host-side
+    worker alike, and nothing is published beyond loopback."""
+    import io
+    import tarfile
+    import uuid
+
+    from chaos.env.containers import (
+        LABEL,
+        REDIS_IMAGE,
+        TOXIPROXY_IMAGE,
+        RedisContainer,
+        _wait_api,
+        docker_client,
+        require_images,
+    )
+    from chaos.env.toxiproxy import ToxiproxyAPI
+
+    client = docker_client()
+    require_images(client)
+    closer = ExitStack()
+
+    def removed(container: Any) -> None:
+        closer.callback(lambda: container.remove(force=True))
+
+    try:
+        network = client.networks.create(f"steadfetch-sentinel-{uuid.uuid4().hex[:8]}")
+        closer.callback(network.remove)
+        api_port, proxy_port, link_port, primary_port, replica_port = (
+            free_port() for _ in range(5)
+        )
+        sentinel_ports = [free_port() for _ in range(SENTINELS)]
+        published = [proxy_port, primary_port, replica_port, *sentinel_ports]
+        toxi = client.containers.run(
+            TOXIPROXY_IMAGE,
+            ["-host=0.0.0.0"],
+            detach=True,
+            network=network.name,
+            labels=LABEL,
+            ports={"8474/tcp": ("127.0.0.1", api_port)}
+            | {f"{port}/tcp": ("127.0.0.1", port) for port in published},
+        )
+        removed(toxi)
+        wait_listening("127.0.0.1", api_port, 15, "Toxiproxy container API")
+        api = ToxiproxyAPI("127.0.0.1", api_port)
+        _wait_api(api)
+        shared = f"container:{toxi.id}"
+
+        def redis_node(port: int, *extra: str) -> RedisContainer:
+            command = ["redis-server", "--port", str(port), "--bind", "0.0.0.0"]
+            command += ["--protected-mode", "no", "--save", "", "--appendfsync", "always"]
+            command += ["--appendonly", "yes" if appendonly else "no"]
+            command += [*REDIS_FLAGS, *REPLICATION_FLAGS, *extra]
+            container = client.containers.run(
+                REDIS_IMAGE, command, detach=True, network_mode=shared, labels=LABEL
+            )
+            removed(container)
+            node = RedisContainer(_Wrapped(container), port, None)
+            node.wait_ready()
+            return node
+
+        primary = redis_node(primary_port, "--replica-announce-port", str(proxy_port))
+        proxy = api.create_proxy(PROXY_NAME, f"0.0.0.0:{proxy_port}", f"127.0.0.1:{primary_port}")
+        replication = api.create_proxy(
+            REPLICATION_PROXY, f"127.0.0.1:{link_port}", f"127.0.0.1:{primary_port}"
+        )
+        replica = redis_node(replica_port, "--replicaof", "127.0.0.1", str(link_port))
+        for port in sentinel_ports:
+            container = client.containers.create(
+                REDIS_IMAGE,
+                ["redis-server", "/data/sentinel.conf", "--sentinel"],
+                network_mode=shared,
+                labels=LABEL,
+            )
+            removed(container)
+            conf = _sentinel_conf(port, proxy_port, "/data").encode()
+            archive = io.BytesIO()
+            with tarfile.open(fileobj=archive, mode="w") as tar:
+                info = tarfile.TarInfo("sentinel.conf")
+                info.size = len(conf)
+                tar.addfile(info, io.BytesIO(conf))
+            container.put_archive("/data", archive.getvalue())
+            container.start()
+            wait_listening("127.0.0.1", port, 15, "Sentinel container")
+        stack = SentinelStack(
+            env="docker",
+            redis=primary,
+            redis_host="127.0.0.1",
+            redis_port=primary_port,
+            toxiproxy=api,
+            proxy=proxy,
+            proxy_host="127.0.0.1",
+            proxy_port=proxy_port,
+            _closer=closer,
+            replica=replica,
+            replica_port=replica_port,
+            replication=replication,
+            sentinel_ports=sentinel_ports,
+        )
+        _wait_settled(stack)
+    except BaseException:
+        closer.close()
+        raise
+    return stack
+
+
+def _wait_settled(stack: SentinelStack) -> None:
+    """The replica is in sync (WAIT can count it) and every sentinel sees it and its peers."""
+    deadline = time.monotonic() + READY_TIMEOUT
+    primary = stack.admin()
+    try:
+        while primary.info("replication").get("slave0", {}).get("state") != "online":
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the replica was not in sync within {READY_TIMEOUT:.0f} s")
+            time.sleep(0.05)
+    finally:
+        primary.close()
+    for index in range(len(stack.sentinel_ports)):
+        client = stack.sentinel(index)
+        try:
+            while True:
+                replicas: Any = client.sentinel_slaves(SERVICE)
+                peers: Any = client.sentinel_sentinels(SERVICE)
+                good = [r for r in replicas if "disconnected" not in str(r.get("flags", ""))]
+                if good and len(peers) >= SENTINELS - 1:
+                    break
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"sentinel {stack.sentinel_ports[index]} did not see the replica and its "
+                        f"peers within {READY_TIMEOUT:.0f} s (replicas={replicas}, peers={peers})"
+                    )
+                time.sleep(0.1)
+        finally:
+            client.close()

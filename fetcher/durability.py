@@ -1,0 +1,101 @@
+"""Durability on demand: a write is confirmed by ``WAIT`` / ``WAITAOF`` before it counts.
+
+Redis replicates asynchronously and writes the AOF in the background: a job it acknowledged can
+be lost by a failover (the replica that takes over had not received it) or a power loss (not yet
+fsynced). With a :class:`Durability`, the connection owner runs every write the caller marks
+(enqueue, ack, retry, dead-letter) and then, on the same connection, asks Redis to confirm it:
+
+- ``replicas=N``: ``WAIT N timeout``: N replicas received the write;
+- ``aof``: ``WAITAOF 1 0 timeout``: fsynced to the primary's AOF (Redis >= 7.2, appendonly yes);
+- ``aof,replicas=N``: ``WAITAOF 1 N timeout``: fsynced locally and on N replicas' AOF.
+
+A write not confirmed within ``timeout`` raises :class:`DurabilityNotConfirmedError`, whose reply
+code ``NOTCONFIRMED`` the classification table (:mod:`fetcher.failures`) lists as an outage: the
+write (which Redis did perform) is retried under the one retry policy until confirmed, or until
+a one-shot call's deadline. ``WAIT`` is no consensus: a confirmed write can still be lost when
+the failover promotes a replica that did not confirm it (Jepsen on Redis); what it removes is
+the loss of writes that no replica had received yet.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s)?$")
+
+
+class DurabilityNotConfirmedError(ResponseError):
+    """``WAIT``/``WAITAOF`` returned fewer confirmations than asked for within the timeout.
+
+    Made to read like a Redis error reply (``NOTCONFIRMED ...``) so the one classification table
+    decides what happens to it."""
+
+
+@dataclass(frozen=True)
+class Durability:
+    """What a write must reach before it counts (see the module docstring)."""
+
+    replicas: int = 0
+    aof: bool = False
+    timeout: float = 1.0  # seconds Redis waits for the confirmations
+
+    def __post_init__(self) -> None:
+        if self.replicas < 0:
+            raise ValueError(f"replicas must be >= 0, got {self.replicas}")
+        if not self.aof and self.replicas == 0:
+            raise ValueError("durability needs replicas=N (N >= 1) or aof")
+        if not (math.isfinite(self.timeout) and self.timeout > 0):
+            raise ValueError(f"timeout must be a number of seconds > 0, got {self.timeout}")
+
+    def __str__(self) -> str:
+        parts = (["aof"] if self.aof else []) + (
+            [f"replicas={self.replicas}"] * (self.replicas > 0)
+        )
+        return ",".join([*parts, f"timeout={round(self.timeout * 1000)}ms"])
+
+    async def confirm(self, client: Redis) -> None:
+        """Ask Redis, on the connection that ran the write, to confirm it; raise when it did not.
+
+        ``client`` must be bound to that one connection (``Redis.client()``): ``WAIT`` counts the
+        replication offset of its own connection's last write."""
+        timeout_ms = max(1, round(self.timeout * 1000))
+        if self.aof:
+            local, replicas = await client.waitaof(1, self.replicas, timeout_ms)
+            if int(local) >= 1 and int(replicas) >= self.replicas:
+                return
+            got = f"local AOF {int(local)}/1, replica AOFs {int(replicas)}/{self.replicas}"
+        else:
+            confirmed = int(await client.wait(self.replicas, timeout_ms))
+            if confirmed >= self.replicas:
+                return
+            got = f"{confirmed} of {self.replicas} replica(s)"
+        raise DurabilityNotConfirmedError(
+            f"NOTCONFIRMED the write was performed but not confirmed within {timeout_ms} ms "
+            f"({got}; --durability {self})"
+        )
+
+
+def parse_durability(text: str) -> Durability:
+    """``replicas=1,timeout=500ms``, ``aof``, ``aof,replicas=1,timeout=2s`` (timeout: s or ms;
+    default 1 s). Raises ValueError saying what is wrong."""
+    replicas, aof, timeout = 0, False, 1.0
+    for part in (p.strip() for p in text.split(",")):
+        name, _, value = part.partition("=")
+        if name == "aof" and not value:
+            aof = True
+        elif name == "replicas" and value.isdigit():
+            replicas = int(value)
+        elif name == "timeout" and (match := _DURATION.match(value)):
+            number, unit = float(match.group(1)), match.group(2)
+            timeout = number / 1000 if unit == "ms" else number
+        else:
+            raise ValueError(
+                f"durability {text!r}: cannot read {part!r}; use replicas=N, aof, timeout=500ms "
+                "(e.g. 'replicas=1,timeout=500ms' or 'aof')"
+            )
+    return Durability(replicas=replicas, aof=aof, timeout=timeout)

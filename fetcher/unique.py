@@ -1,0 +1,79 @@
+"""Idempotent enqueue: a job id as the unit of uniqueness.
+
+A job enqueued with ``unique_for=W`` reserves its id: ``steadfetch:unique:{id}`` is set, in the
+same script that writes the job (``lua/enqueue.lua``), to ``token:n:W ms`` with a TTL of
+:data:`HOLD` (plus the delay of a delayed job). While the reservation lives, another enqueue of
+that id writes nothing and is told it was a duplicate. The enqueue call's own retry after a lost
+reply finds its own token and reports success without writing again: a retried enqueue is safe
+by construction.
+
+The worker ends the reservation when it settles the job for good (ack, dead-letter): the key's
+TTL becomes the window W (0: deleted at once). A retry keeps it (the job is scheduled). Jobs that
+are never settled (purged, lost with Redis) release their id when :data:`HOLD` runs out.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+
+from fetcher.codec import unique_window
+from fetcher.connection import RedisConnection
+from fetcher.job import Job
+from fetcher.keys import Keys
+from fetcher.scripts import LuaScript
+
+#: How long a reservation lives without a settle (seconds): a job still queued after this long
+#: (a backlog of a week) is no longer protected against a second enqueue of its id.
+HOLD = 7 * 24 * 3600.0
+
+RELEASE = LuaScript.from_source(
+    "unique_release",
+    """
+-- KEYS: reservations of settled jobs. Each value ends in ':window ms': the key lives that much
+-- longer (0: deleted). A key that is gone or holds no such value is left alone.
+for _, key in ipairs(KEYS) do
+  local held = redis.call('GET', key)
+  if held then
+    local window = tonumber(string.match(held, ':(%d+)$'))
+    if window == 0 then
+      redis.call('DEL', key)
+    elseif window then
+      redis.call('PEXPIRE', key, window)
+    end
+  end
+end
+return #KEYS
+""",
+)
+
+
+class EnqueuedId(str):
+    """A job id as :meth:`fetcher.Producer.enqueue` returns it: a ``str`` (so existing callers
+    keep working) that also says whether the enqueue was a ``duplicate`` (nothing written: a job
+    with this id was queued, scheduled, running or finished within its window)."""
+
+    duplicate: bool
+
+    def __new__(cls, job_id: str, *, duplicate: bool = False) -> EnqueuedId:
+        made = super().__new__(cls, job_id)
+        made.duplicate = duplicate
+        return made
+
+
+def call_token() -> str:
+    """A fresh token for one enqueue call (its retries reuse it)."""
+    return secrets.token_hex(8)
+
+
+def milliseconds(seconds: float) -> int:
+    return max(0, round(seconds * 1000))
+
+
+async def release(conn: RedisConnection, keys: Keys, jobs: Sequence[Job]) -> None:
+    """End the reservations of ``jobs`` settled for good (no round trip when none has one)."""
+    reserved = [keys.unique(job.id) for job in jobs if unique_window(job.raw) is not None]
+    if reserved:
+        await conn.execute(
+            f"releasing the id reservation of {len(reserved)} job(s)", RELEASE.bind(reserved, [])
+        )
