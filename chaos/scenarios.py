@@ -91,13 +91,14 @@ class WorkerSettings:
         )
 
     def facts(self) -> dict[str, object]:
-        """Recorded with each ``worker-start`` for the checkers: what one worker can hold (its
-        window, concurrency + prefetch, and as many finished jobs whose ack is not sent yet),
-        its heartbeat TTL and interval."""
+        """Recorded with each ``worker-start`` for the checkers: its window (concurrency +
+        prefetch: what its processing lists may hold, finished-but-unacked jobs included), what
+        a death licenses (``holds``), its heartbeat TTL and interval."""
         config = self.config()
         window = config.concurrency + config.effective_prefetch
         return {
             "holds": 2 * window,
+            "window": window,
             "ttl": config.heartbeat_ttl,
             "heartbeat_interval": config.heartbeat_interval,
         }
