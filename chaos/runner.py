@@ -157,6 +157,7 @@ class Harness:
             rng=rng,
             queues=scenario.queues,
             pad=scenario.pad,
+            jitter=scenario.work_jitter,
         )
         self._open: Counter[str] = Counter()
         self._started: set[str] = set()

@@ -156,6 +156,9 @@ class Scenario:
     rate: float = 20.0
     work: float = 0.02
     """Seconds each job works (longer where a fault must catch jobs in flight)."""
+    work_jitter: float = 0.0
+    """Each job works ``work`` ± up to this fraction (seeded): runners finish out of step, so
+    fetches ask for a few free slots instead of a whole batch at once."""
     known_bug: str | None = None
     """A bug in fetcher/worker this scenario finds and that is not fixed yet: its pytest test is
     marked xfail(strict=True), so the fix turns it into a failure until this is removed."""
@@ -415,6 +418,7 @@ SCENARIOS: tuple[Scenario, ...] = (
             duration=4.0,
         ),
         **BACKLOG,
+        work_jitter=0.5,  # runners out of step: a fetch for a full batch overfills the window
     ),
     Scenario(
         "blackhole-backlog",
