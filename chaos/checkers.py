@@ -1079,7 +1079,9 @@ def check_priority(history: Sequence[Op]) -> Verdict:
     overtaken: dict[str, str] = {}
     widest = 1
     for (process, _pid), runs in by_process.items():
-        window = window_of(history, process) or 1
+        window = window_of(history, process)
+        if window is None:  # no start names it: its fetch time cannot be bounded
+            continue
         widest = max(widest, window)
         runs.sort()
         for i in range(window, len(runs)):
@@ -1091,7 +1093,7 @@ def check_priority(history: Sequence[Op]) -> Verdict:
                         break
                     if first.get(other, float("inf")) > started and other not in overtaken:
                         overtaken[other] = f"{other} ({queues[higher]}) waited while {job} ran"
-    slack = 2 * widest * max(1, len(starts))
+    slack = 2 * widest * max(1, len(starts), len(by_process))
     details = {
         "queues": queues,
         "overtaken": len(overtaken),

@@ -688,3 +688,16 @@ def test_priority_allows_a_batch_fetched_before_a_higher_job_arrived() -> None:
 def test_priority_with_one_queue_has_nothing_to_judge() -> None:
     h = H().start(0, "worker-1", "w1", window=2, queues=["default"]).enq("a", 0).run("a", 1)
     assert check_priority(h.sorted()).valid is True
+
+
+def test_priority_does_not_judge_a_worker_whose_window_it_does_not_know() -> None:
+    h = _backlog()
+    for n, job in enumerate([f"low{i}" for i in range(20)] + [f"high{i}" for i in range(20)]):
+        h.run(job, 1 + n * 0.1, worker="stranger")
+    v = check_priority(h.sorted())
+    assert v.valid is True and v.details["overtaken"] == 0
+
+
+def test_check_all_judges_holding_and_priority() -> None:
+    names = [v.checker for v in check_all(H().sorted(), Limits())]
+    assert "holding" in names and "priority" in names
