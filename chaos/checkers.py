@@ -997,6 +997,161 @@ def check_timeouts(history: Sequence[Op]) -> Verdict:
     )
 
 
+# --- what a worker holds -------------------------------------------------------------------
+
+
+def window_of(history: Sequence[Op], worker_id: str) -> int | None:
+    """The window (concurrency + prefetch, the ``window`` fact of its ``worker-start``) of the
+    worker that fetches as ``worker_id``: its own start, or its supervisor's for a supervised
+    child (``SUPERVISOR_ID-INDEX``); None when no start names it."""
+    windows: dict[str, int] = {
+        str(op.value.get("worker_id")): int(op.value["window"])
+        for op in select(history, "worker-start")
+        if op.value.get("window") is not None
+    }
+    if worker_id in windows:
+        return windows[worker_id]
+    parents = [w for w in windows if worker_id.startswith(w + "-")]
+    return windows[max(parents, key=len)] if parents else None
+
+
+def check_holding(history: Sequence[Op], slack: float) -> Verdict:
+    """What one worker holds never exceeds its window, concurrency + prefetch.
+
+    The runner samples each worker's processing lists (LLEN, read from Redis directly:
+    ``holding`` operations, ``lists`` = worker id -> jobs). worker/window.py makes running +
+    buffered + finished-but-unacked jobs all count inside the window, and the fetch asks for the
+    free slots only, so a worker's lists hold at most ``window`` jobs (per process running under
+    that id: twins share their lists). What the bound does not promise is not judged as such:
+
+    - during an ambiguous fault and ``slack`` s after its heal, a fetch whose reply was lost has
+      moved up to one more batch (at most a window) into the lists without the worker knowing;
+      it adopts them on its next fetch, before taking more: the bound there is two windows;
+    - a dead or frozen worker's lists only shrink (recovery moves them back to their queue);
+    - lists of a worker id no ``worker-start`` names are reported, not judged.
+    """
+    samples = list(select(history, "holding", "ok"))
+    if not samples:
+        return Verdict("holding", None, "no sample of the processing lists was recorded", {})
+    windows = [w for w in fault_windows(history) if w.ambiguous]
+    starts = list(select(history, "worker-start"))
+    end = max((op.time for op in history), default=0.0)
+    over: list[str] = []
+    peaks: dict[str, int] = {}
+    unjudged: set[str] = set()
+    for op in samples:
+        lost_batch = any(w.start <= op.time <= (w.stop or end) + slack for w in windows)
+        for worker_id, held in dict(op.value.get("lists", {})).items():
+            held = int(held)
+            peaks[worker_id] = max(held, peaks.get(worker_id, 0))
+            window = window_of(history, worker_id)
+            if window is None:
+                unjudged.add(worker_id)
+                continue
+            twins = sum(
+                1 for s in starts if s.value.get("worker_id") == worker_id and s.time <= op.time
+            )
+            bound = window * max(1, twins) * (2 if lost_batch else 1)
+            if held > bound:
+                over.append(f"{worker_id} held {held} > {bound} at {op.time:.2f}")
+    details = {
+        "samples": len(samples),
+        "peaks": peaks,
+        "over": len(over),
+        "examples": over[:EXAMPLES],
+        "unjudged": sorted(unjudged),
+    }
+    if over:
+        return Verdict(
+            "holding",
+            False,
+            f"{len(over)} samples of a worker holding more than its window "
+            f"(concurrency + prefetch): {over[0]}",
+            details,
+        )
+    return Verdict(
+        "holding", True, f"every worker within its window ({len(samples)} samples)", details
+    )
+
+
+# --- priority order ------------------------------------------------------------------------
+
+
+def check_priority(history: Sequence[Op]) -> Verdict:
+    """A lower-priority queue's job is not fetched while a higher queue held a job waiting.
+
+    Priority is the order of ``queues`` in the ``worker-start``; each job's queue is in its
+    ``enqueue`` invoke, its arrival the enqueue's ``ok``, its start its first ``execute``
+    invoke. The fetch time is not recorded, so it is bounded from the starts: a worker runs its
+    jobs in fetch order and holds at most ``window`` of them, so a job J started after at most
+    ``window - 1`` others of the same worker process since it was fetched; J's fetch is no
+    earlier than the start ``window`` places before it. A higher job K enqueued before that
+    start and first started after J was overtaken: it was waiting in its queue when J was
+    fetched, and the fetch walks the queues highest first. Legitimately overtaken (K not in its
+    queue then): K held by another worker that died or froze before starting it, or moved by a
+    fetch whose reply was lost: at most two windows per worker process in the run; overtaken
+    jobs beyond that are the violation.
+    """
+    starts = list(select(history, "worker-start"))
+    queues = next((list(op.value["queues"]) for op in starts if op.value.get("queues")), [])
+    if len(queues) < 2:
+        return Verdict("priority", True, "one queue: no order to judge", {})
+    rank = {name: i for i, name in enumerate(queues)}
+    queue_of = {
+        str(op.value["job_id"]): str(op.value.get("queue"))
+        for op in select(history, "enqueue", "invoke")
+    }
+    arrived = {str(op.value["job_id"]): op.time for op in select(history, "enqueue", "ok")}
+    first: dict[str, float] = {}
+    by_process: dict[tuple[str, Any], list[tuple[float, str]]] = defaultdict(list)
+    for op in select(history, "execute", "invoke"):
+        job = str(op.value["job_id"])
+        if job not in first:
+            first[job] = op.time
+        by_process[(op.process, op.value.get("pid"))].append((op.time, job))
+    waiting: dict[int, list[tuple[float, str]]] = defaultdict(list)
+    for job, t in arrived.items():
+        if queue_of.get(job) in rank:
+            waiting[rank[queue_of[job]]].append((t, job))
+    for jobs in waiting.values():
+        jobs.sort()
+    overtaken: dict[str, str] = {}
+    widest = 1
+    for (process, _pid), runs in by_process.items():
+        window = window_of(history, process)
+        if window is None:  # no start names it: its fetch time cannot be bounded
+            continue
+        widest = max(widest, window)
+        runs.sort()
+        for i in range(window, len(runs)):
+            fetched_after, (started, job) = runs[i - window][0], runs[i]
+            mine = rank.get(queue_of.get(job, ""))
+            for higher in range(mine or 0):
+                for t, other in waiting[higher]:
+                    if t >= fetched_after:
+                        break
+                    if first.get(other, float("inf")) > started and other not in overtaken:
+                        overtaken[other] = f"{other} ({queues[higher]}) waited while {job} ran"
+    slack = 2 * widest * max(1, len(starts), len(by_process))
+    details = {
+        "queues": queues,
+        "overtaken": len(overtaken),
+        "slack": slack,
+        "examples": sorted(overtaken.values())[:EXAMPLES],
+    }
+    if len(overtaken) > slack:
+        return Verdict(
+            "priority",
+            False,
+            f"{len(overtaken)} higher-priority jobs waited while lower ones were fetched "
+            f"(at most {slack} can be held elsewhere)",
+            details,
+        )
+    return Verdict(
+        "priority", True, f"{len(overtaken)} overtaken jobs, within the slack of {slack}", details
+    )
+
+
 # --- all of them ---------------------------------------------------------------------------
 
 
@@ -1028,5 +1183,7 @@ def check_all(history: Sequence[Op], limits: Limits) -> list[Verdict]:
         ("rss", lambda h: check_rss(h, limits.rss_limit_bytes)),
         ("exits", check_exits),
         ("timeouts", check_timeouts),
+        ("holding", lambda h: check_holding(h, limits.recovery_bound)),
+        ("priority", check_priority),
     ]
     return [guarded(name, checker, history) for name, checker in checkers]

@@ -28,7 +28,12 @@ rss            worker-N     rss (bytes)
 log            worker-N     level, message
 phase          runner       phase
 inspect        runner       where (job id -> "queue" | "processing" | "dead" | "scheduled")
+holding        runner       lists (worker id -> jobs in its processing lists), sampled directly
 ============== ============ =====================================================================
+
+``worker-start`` also carries the worker's facts: ``window`` (concurrency + prefetch), ``holds``
+(what a death licenses), ``ttl``, ``heartbeat_interval`` and ``queues`` (in priority order);
+``enqueue`` invokes carry the job's ``queue``.
 """
 
 from __future__ import annotations

@@ -86,11 +86,9 @@ MUTANTS: tuple[Mutant, ...] = (
         "worker/worker.py",
         "jobs = await fetch(wanted)",
         "jobs = await fetch(self.config.concurrency)  # mutant",
-        ("worker-kill-backlog",),
+        ("cut-backlog",),
         "the fetch asks for a full batch, not for the free slots (the seed system's LPOP 20): a "
-        "busy worker holds up to twice its window",
-        survivor="no checker counts what a worker holds: the extra jobs wait unstarted in its "
-        "buffer and come back intact after a kill, so the history shows nothing",
+        "busy worker holds up to twice its window (the holding checker counts its lists)",
     ),
     Mutant(
         "fetch-priority-reversed",
@@ -99,9 +97,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "for i = 1, n do",
         "for i = n, 1, -1 do",
         ("cut-backlog",),
-        "the batched fetch walks the queues lowest priority first",
-        survivor="no checker judges the order jobs ran in: serving the low queue first loses "
-        "and repeats nothing",
+        "the batched fetch walks the queues lowest priority first (the priority checker sees "
+        "high jobs wait while low ones are fetched)",
     ),
     # --- timeouts ------------------------------------------------------------------------------
     Mutant(

@@ -39,6 +39,8 @@ APP = "chaos.workload.app:app"
 RECORD_POLL = 0.1
 FIRST_JOB_TIMEOUT = 30.0
 SETTLE_POLL = 0.3
+HOLD_POLL = 0.1
+HOLD_TIMEOUT = 1.0
 
 
 @dataclass
@@ -159,6 +161,7 @@ class Harness:
             pad=scenario.pad,
             track_replication=scenario.sentinel,
             durability=parse_durability(scenario.durability) if scenario.durability else None,
+            jitter=scenario.work_jitter,
         )
         self._open: Counter[str] = Counter()
         self._started: set[str] = set()
@@ -192,7 +195,7 @@ class Harness:
             env,
             self.run_dir / f"worker-{n}.log",
             self.history,
-            facts=settings.facts(),
+            facts={**settings.facts(), "queues": list(self.scenario.queues)},
         )
 
     async def start_worker(self, worker_id: str | None = None) -> WorkerProcess:
@@ -259,6 +262,7 @@ class Harness:
             async with asyncio.TaskGroup() as tg:
                 self._tasks = tg
                 tg.create_task(self._poll_until(stop_polling))
+                tg.create_task(self._sample_holding(stop_polling))
                 try:
                     if s.backlog:
                         await self.producer.preload(s.backlog)
@@ -296,6 +300,27 @@ class Harness:
             self.poll_records()
             with suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), RECORD_POLL)
+
+    async def _sample_holding(self, stop: asyncio.Event) -> None:
+        """Record what each worker's processing lists hold, every HOLD_POLL s, read from Redis
+        directly (not through the proxy): the ``holding`` checker judges the samples. A sample
+        that fails (Redis itself faulty) is skipped: the next one is taken on time."""
+        conn = RedisConnection.from_url(
+            self.stack.direct_url, retry=RetryPolicy(deadline=HOLD_POLL), name="chaos-holding"
+        )
+        try:
+            while not stop.is_set():
+                try:
+                    async with asyncio.timeout(HOLD_TIMEOUT):
+                        lists = await conn.execute("sampling processing lists", processing_lengths)
+                except Exception:  # noqa: BLE001 -- Redis itself may be faulty: sample skipped
+                    lists = None
+                if lists is not None:
+                    self.history.record("runner", "holding", "ok", lists=lists)
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), HOLD_POLL)
+        finally:
+            await conn.close()
 
     async def _drain(self, limit: float) -> None:
         """Wait (with a deadline) until every acknowledged job has finished, and then until no
@@ -376,6 +401,17 @@ async def locate(url: str) -> dict[str, str]:
             if job is not None:
                 found[job] = place
     return found
+
+
+async def processing_lengths(r: Any) -> dict[str, int]:
+    """Jobs in each worker's processing lists (summed over its queues), by worker id."""
+    keys = Keys()
+    held: Counter[str] = Counter()
+    async for key in r.scan_iter(match=keys.processing_prefix + "*"):
+        text = key.decode() if isinstance(key, bytes) else key
+        worker_id = text.removeprefix(keys.processing_prefix).partition(f":{keys.prefix}:")[0]
+        held[worker_id] += int(await r.llen(key))
+    return dict(held)
 
 
 def _job_id(payload: bytes | str) -> str | None:

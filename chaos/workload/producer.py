@@ -27,7 +27,9 @@ class SteadyProducer:
 
     ``deadline`` bounds one enqueue (Redis itself may be down during a Redis fault; the producer
     then records ``info`` and keeps its pace instead of queueing up behind the outage). Each job
-    goes to one of ``queues`` (seeded choice); ``pad`` bytes of payload make large jobs.
+    goes to one of ``queues`` (seeded choice); ``pad`` bytes of payload make large jobs;
+    ``jitter`` spreads each job's ``work`` by up to that fraction (seeded), so that the runners
+    finish out of step and the fetch finds one or two free slots, not a whole batch.
     """
 
     def __init__(
@@ -44,8 +46,10 @@ class SteadyProducer:
         pad: int = 0,
         track_replication: bool = False,
         durability: Durability | None = None,
+        jitter: float = 0.0,
     ) -> None:
         self.history = history
+        self.jitter = jitter
         self.prefix = prefix
         self.rate = rate
         self.work = work
@@ -79,7 +83,9 @@ class SteadyProducer:
         return f"{self.prefix}-{self._count:06d}"
 
     def _kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
-        kwargs.setdefault("work", self.work)
+        if "work" not in kwargs:
+            spread = self.jitter * self.rng.uniform(-1.0, 1.0) if self.jitter else 0.0
+            kwargs["work"] = self.work * (1.0 + spread)
         if self.pad:
             kwargs.setdefault("pad", self.pad)
         return kwargs

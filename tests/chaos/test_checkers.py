@@ -15,8 +15,10 @@ from chaos.checkers import (
     check_duplicates,
     check_exits,
     check_final_state,
+    check_holding,
     check_logs,
     check_lost,
+    check_priority,
     check_progress,
     check_recovered_workers,
     check_recovery,
@@ -583,3 +585,119 @@ def test_a_fault_that_must_not_stop_work_is_a_stall_when_it_does() -> None:
     assert check_progress(steady.sorted(), bound=4).valid is True
     outage = _steady(H(), 0, 20, ran_until=5).fault("cut", 5, 15)  # an outage may stop work
     assert check_progress(outage.sorted(), bound=4).valid is True
+
+
+# --- holding (what one worker's processing lists hold) --------------------------------------
+
+
+def _held(h: H, t: float, **lists: int) -> H:
+    return h.op(t, "runner", "holding", "ok", lists=lists)
+
+
+def test_a_worker_holding_more_than_its_window_is_invalid() -> None:
+    """The bug this catches: the fetch asks for a full batch instead of its free slots, so a
+    busy worker's processing lists hold more than concurrency + prefetch."""
+    good = H().start(0, "worker-1", "w1", window=8)
+    for n in range(10):
+        _held(good, 1 + n * 0.1, w1=8 if n % 2 else 5)
+    assert check_holding(good.sorted(), slack=3).valid is True
+    bad = _held(H().start(0, "worker-1", "w1", window=8), 1, w1=8)
+    _held(bad, 1.1, w1=11)
+    v = check_holding(bad.sorted(), slack=3)
+    assert v.valid is False and v.details["peaks"] == {"w1": 11}
+    assert "w1 held 11 > 8" in v.summary
+
+
+def test_a_lost_fetch_reply_may_add_one_batch_during_an_ambiguous_fault_and_just_after() -> None:
+    h = H().start(0, "worker-1", "w1", window=8).fault("blackhole", 5, 10, ambiguous=True)
+    _held(h, 7, w1=16)  # the batch of a lost reply, not adopted yet
+    _held(h, 12, w1=14)  # within slack of the heal
+    assert check_holding(h.sorted(), slack=3).valid is True
+    assert check_holding(_held(h, 7.5, w1=17).sorted(), slack=3).valid is False
+    late = _held(H().start(0, "worker-1", "w1", window=8), 20, w1=9)
+    late.fault("blackhole", 5, 10, ambiguous=True)
+    assert check_holding(late.sorted(), slack=3).valid is False
+    clean = _held(H().start(0, "worker-1", "w1", window=8), 7, w1=9)
+    clean.fault("latency", 5, 10, ambiguous=False)  # nothing can be lost: no extra batch
+    assert check_holding(clean.sorted(), slack=3).valid is False
+
+
+def test_holding_counts_twins_supervised_children_and_reports_unknown_ids() -> None:
+    twins = H().start(0, "worker-1", "w1", window=8).start(1, "worker-2", "w1", window=8)
+    assert check_holding(_held(twins, 2, w1=16).sorted(), slack=3).valid is True
+    assert check_holding(_held(twins, 0.5, w1=16).sorted(), slack=3).valid is False
+    sup = H().start(0, "worker-1", "sup", window=8)
+    assert check_holding(_held(sup, 1, **{"sup-0": 8, "sup-1": 8}).sorted(), 3).valid is True
+    assert check_holding(_held(sup, 2, **{"sup-1": 9}).sorted(), 3).valid is False
+    v = check_holding(_held(H().start(0, "worker-1", "w1", window=8), 1, x=99).sorted(), 3)
+    assert v.valid is True and v.details["unjudged"] == ["x"]
+
+
+def test_holding_is_unknown_without_samples() -> None:
+    assert check_holding(H().start(0, "worker-1", "w1", window=8).sorted(), 3).valid is None
+
+
+# --- priority order ------------------------------------------------------------------------
+
+
+def _backlog(per_queue: int = 20) -> H:
+    """20 jobs preloaded on each of ``high`` and ``low``; one worker, window 2."""
+    h = H().start(0, "worker-1", "w1", window=2, queues=["high", "low"])
+    for q in ("high", "low"):
+        for n in range(per_queue):
+            h.op(0, "producer", "enqueue", "invoke", job_id=f"{q}{n}", queue=q)
+            h.op(0.01, "producer", "enqueue", "ok", job_id=f"{q}{n}")
+    return h
+
+
+def test_lower_priority_jobs_fetched_while_higher_ones_wait_are_invalid() -> None:
+    """The bug this catches: the batched fetch walks the queues lowest priority first."""
+    good = _backlog()
+    for n, job in enumerate([f"high{i}" for i in range(20)] + [f"low{i}" for i in range(20)]):
+        good.run(job, 1 + n * 0.1)
+    v = check_priority(good.sorted())
+    assert v.valid is True and v.details["overtaken"] == 0
+    bad = _backlog()
+    for n, job in enumerate([f"low{i}" for i in range(20)] + [f"high{i}" for i in range(20)]):
+        bad.run(job, 1 + n * 0.1)
+    v = check_priority(bad.sorted())
+    assert v.valid is False and v.details["overtaken"] == 20 and v.details["slack"] == 4
+
+
+def test_priority_allows_a_batch_fetched_before_a_higher_job_arrived() -> None:
+    """A high job enqueued after the low ones ahead of it were fetched (they wait in the
+    window) may start after them; a few held by a dead worker stay within the slack."""
+    h = _backlog(per_queue=0)
+    for n in range(10):
+        h.op(0, "producer", "enqueue", "invoke", job_id=f"low{n}", queue="low")
+        h.op(0.01, "producer", "enqueue", "ok", job_id=f"low{n}")
+        h.run(f"low{n}", 1 + n * 0.1)
+    h.op(1.25, "producer", "enqueue", "invoke", job_id="high0", queue="high")
+    h.op(1.26, "producer", "enqueue", "ok", job_id="high0")
+    h.run("high0", 1.45)  # low2 and low3 were fetched before it arrived
+    assert check_priority(h.sorted()).details["overtaken"] == 0
+    held = _backlog()
+    order = [f"high{i}" for i in range(4, 20)] + [f"low{i}" for i in range(20)]
+    order += [f"high{i}" for i in range(4)]  # held by a worker that died, recovered late
+    for n, job in enumerate(order):
+        held.run(job, 1 + n * 0.1)
+    v = check_priority(held.sorted())
+    assert v.valid is True and v.details["overtaken"] == 4
+
+
+def test_priority_with_one_queue_has_nothing_to_judge() -> None:
+    h = H().start(0, "worker-1", "w1", window=2, queues=["default"]).enq("a", 0).run("a", 1)
+    assert check_priority(h.sorted()).valid is True
+
+
+def test_priority_does_not_judge_a_worker_whose_window_it_does_not_know() -> None:
+    h = _backlog()
+    for n, job in enumerate([f"low{i}" for i in range(20)] + [f"high{i}" for i in range(20)]):
+        h.run(job, 1 + n * 0.1, worker="stranger")
+    v = check_priority(h.sorted())
+    assert v.valid is True and v.details["overtaken"] == 0
+
+
+def test_check_all_judges_holding_and_priority() -> None:
+    names = [v.checker for v in check_all(H().sorted(), Limits())]
+    assert "holding" in names and "priority" in names

@@ -123,8 +123,14 @@ def test_one_place_builds_the_worker_process_and_a_launcher_can_replace_the_prog
     assert proc.argv[:5] == ["/py", "-m", "worker", "run", "chaos.workload.app:app"]
     assert "redis://h:2/0" in proc.argv and proc.argv[proc.argv.index("--worker-id") + 1] == "w-2"
     assert proc.env["PYTHONPATH"] == "/mutant" and proc.env["STEADFETCH_WORKER_ID"] == "w-2"
-    # concurrency 4 + prefetch up to 10 x 4, twice (unsent acks); TTL 3 x 1 + 1 + 2 x 2.
-    assert proc.facts == {"holds": 88, "ttl": 8.0, "heartbeat_interval": 1.0}
+    assert proc.facts == {
+        # concurrency 4 + the adaptive prefetch's ceiling (10 x 4); twice that for a death
+        "holds": 88,
+        "window": 44,
+        "ttl": scenario.worker.config().heartbeat_ttl,  # derived by the worker (8 s today)
+        "heartbeat_interval": 1.0,
+        "queues": ["default"],
+    }
     default = Harness(scenario, stack, History(), random.Random(1), tmp_path)  # type: ignore[arg-type]
     assert default.worker_process(1, "w-1").argv[:2] == [*steadfetch_binary(), "run"][:2]
 
