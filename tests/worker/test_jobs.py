@@ -121,7 +121,7 @@ def test_unknown_task_and_bad_arguments_are_dead_lettered_at_once(
     assert reasons[1].startswith("arguments do not fit work(token, seconds=0.0): too many")
     assert reasons[2] == (
         "unknown task 'no_such_task' "
-        "(this worker knows: fail, hang, stubborn, sync_hang, sync_work, work)"
+        "(this worker knows: fail, fail_chained, hang, stubborn, sync_hang, sync_work, work)"
     )
     assert starts(record_path) == []  # no attempt: retrying could not help
     assert worker.stop() == 0
