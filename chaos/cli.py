@@ -100,7 +100,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     seed: int = args.seed if args.seed is not None else random.randrange(2**31)
     envs: list[EnvName] = [args.env] if args.env else list(ENV_NAMES)
-    replay = f"steadfetch chaos run --seed {seed}" + (f" -k {args.pattern}" if args.pattern else "")
+    replay = (
+        f"steadfetch chaos run --seed {seed}"
+        + (f" -k {args.pattern}" if args.pattern else "")
+        + (f" --env {args.env}" if args.env else "")
+    )
     console.print(f"[bold]chaos seed {seed}[/] (replay: {replay})")
     if args.workdir is not None:
         args.workdir.mkdir(parents=True, exist_ok=True)
@@ -118,7 +122,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             except ComponentMissing as exc:
                 result = RunResult.skip(scenario, env, seed, str(exc))
             results.append(result)
-            _print_one(console, result)
+            _print_one(console, result, seed)
             if not args.keep and not result.skipped:
                 cleanup(result)
     console.print(summary_table(results, seed))
@@ -127,11 +131,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.json:
         write_json(results, args.json, seed)
     failed = [r for r in results if not r.passed and (not r.skipped or IN_CI)]
-    console.print(f"seed {seed}: {len(results) - len(failed)} of {len(results)} passed")
-    return 1 if failed else 0
+    skipped = [r for r in results if r.skipped]
+    ran = len(results) - len(skipped)
+    console.print(
+        f"seed {seed}: {ran - len([r for r in failed if not r.skipped])} of {ran} passed"
+        + (f", {len(skipped)} skipped (a component is missing: see above)" if skipped else "")
+    )
+    if failed:
+        return 1
+    if not ran:
+        console.print("nothing ran: every scenario was skipped, so nothing was proven")
+        return 2
+    return 0
 
 
-def _print_one(console: Any, result: Any) -> None:
+def _print_one(console: Any, result: Any, seed: int) -> None:
     mark = (
         "[yellow]SKIP[/]"
         if result.skipped
@@ -144,6 +158,10 @@ def _print_one(console: Any, result: Any) -> None:
         console.print(f"    {reason}")
     if not result.passed and not result.skipped:
         console.print(f"    run directory kept: {result.run_dir}")
+        console.print(
+            f"    replay: steadfetch chaos run --seed {seed} -k {result.scenario} "
+            f"--env {result.env}"
+        )
 
 
 def _non_default_flags(settings: Any) -> list[str]:

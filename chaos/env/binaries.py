@@ -8,7 +8,29 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PROJECT_BIN = PROJECT_ROOT / "bin"
+#: In a checkout, `scripts/dev setup` installs and builds every component; a pip install has no
+#: scripts/, so its hints say how to get each binary by hand.
+IN_CHECKOUT = (PROJECT_ROOT / "scripts" / "dev").is_file()
 SETUP_HINT = "run `scripts/dev setup` (it installs and builds every component)"
+
+
+def remedy(component: str, *, in_checkout: bool = IN_CHECKOUT) -> str:
+    """How to get ``component`` (``redis-server`` or ``toxiproxy-server``) here."""
+    if component == "redis-server":
+        if in_checkout:
+            return f"apt-get install redis-server, or {SETUP_HINT}"
+        return (
+            "install Redis >= 6.2 (Debian/Ubuntu: apt-get install redis-server; macOS: brew "
+            "install redis) so that redis-server is on PATH, or set "
+            "STEADFETCH_REDIS_SERVER=/path/to/redis-server"
+        )
+    if in_checkout:
+        return f"Toxiproxy v2.12.0 is built by {SETUP_HINT}"
+    return (
+        "build Toxiproxy v2.12.0 with Go >= 1.23: `go install "
+        "github.com/Shopify/toxiproxy/v2/cmd/server@v2.12.0`, then put $(go env GOPATH)/bin/server "
+        "on PATH as toxiproxy-server, or set STEADFETCH_TOXIPROXY_SERVER=/path/to/it"
+    )
 
 
 class ComponentMissing(RuntimeError):
@@ -36,14 +58,12 @@ def find_binary(name: str, env_var: str, remedy: str) -> str:
 
 
 def redis_server_binary() -> str:
-    return find_binary(
-        "redis-server", "STEADFETCH_REDIS_SERVER", f"apt-get install redis-server, or {SETUP_HINT}"
-    )
+    return find_binary("redis-server", "STEADFETCH_REDIS_SERVER", remedy("redis-server"))
 
 
 def toxiproxy_server_binary() -> str:
     return find_binary(
         "toxiproxy-server",
         "STEADFETCH_TOXIPROXY_SERVER",
-        f"Toxiproxy v2.12.0 is built by {SETUP_HINT}",
+        remedy("toxiproxy-server"),
     )
