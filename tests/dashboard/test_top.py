@@ -10,7 +10,6 @@ from collections.abc import Callable
 import pytest
 from rich.console import Console
 
-from chaos.env.ports import free_port
 from chaos.env.redis_server import RedisServer
 from fetcher import Fetcher, Producer, RedisConnection
 from tests.dashboard import samples
@@ -18,6 +17,7 @@ from tests.dashboard.terminal import retry_attempt
 from worker.dashboard import run_top_async
 from worker.dashboard.source import FetcherSource
 from worker.dashboard.top import Top
+from worker.redis_server import free_port
 
 pytestmark = pytest.mark.timeout(60)
 
