@@ -57,6 +57,7 @@ from fetcher.unique import release as release_ids
 ADOPT_READ = LuaScript.load("adopt_read")
 GIVE_BACK = LuaScript.load("give_back")
 
+#: The fetch mode, the one definition (``worker.config`` and the CLI read it from here).
 Mode = Literal["reliable", "fast"]
 Outcome = Literal["retried", "dead"]
 T = TypeVar("T")
