@@ -28,7 +28,8 @@ from fetcher import (
     RedisUnavailable,
     RetryPolicy,
 )
-from tests.fetcher.conftest import FAST_RETRY, oracle_for, wait_until
+from tests.fetcher.conftest import FAST_RETRY, oracle_for
+from tests.polling import wait_until
 from worker.redis_server import free_port
 
 OUTAGE = re.compile(
