@@ -1,4 +1,6 @@
-"""Fetcher: take jobs from queues in priority order, settle them, recover dead workers' jobs.
+"""Queue protocol.
+
+Fetcher: take jobs from queues in priority order, settle them, recover dead workers' jobs.
 
 Reliable mode (default, at-least-once): one Lua script moves up to ``max_jobs`` payloads from
 the queues into this worker's per-queue processing lists (``steadfetch:processing:{worker}:
