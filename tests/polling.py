@@ -33,7 +33,10 @@ def wait_for(
 
 
 async def wait_until(
-    predicate: Callable[[], bool | Awaitable[bool]], within: float = 10.0, what: str = "condition"
+    predicate: Callable[[], bool | Awaitable[bool]],
+    within: float = 10.0,
+    what: str = "condition",
+    interval: float = 0.01,
 ) -> None:
     """Poll ``predicate`` until true; fail after ``within`` seconds (a deadline, not a sleep)."""
     deadline = time.monotonic() + within
@@ -45,4 +48,4 @@ async def wait_until(
             return
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {within} s waiting for {what}")
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(interval)
