@@ -13,17 +13,16 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from chaos.workload.process import STEADFETCH
 from tests.polling import DEADLINE, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
-STEADFETCH = Path(sys.executable).with_name("steadfetch")
 APP = "tests.worker.apps:app"
 
 
