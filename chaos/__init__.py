@@ -12,3 +12,10 @@ Modelled on Jepsen; the parts share nothing but the recorded history:
 - :mod:`chaos.report`, :mod:`chaos.timeline`, :mod:`chaos.cli`: tables, JUnit/JSON, live view,
   ``steadfetch chaos list|run``.
 """
+
+import os
+
+#: Running under CI (``CI=1|true|yes``, what CI services set): a missing real component fails
+#: instead of skipping, and a skipped scenario counts as failed. The one definition, read by
+#: ``tests/fixtures.py`` and ``chaos.cli``; it lives here because importing ``chaos`` is light.
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

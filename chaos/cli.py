@@ -7,13 +7,12 @@ Registered through the ``steadfetch.commands`` entry point. This module is impor
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import sys
 from pathlib import Path
 from typing import Any
 
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+from chaos import IN_CI
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -1,4 +1,6 @@
-"""Admin: what ``steadfetch top`` and operators read and repair (queues, workers, dead letters)."""
+"""Queue protocol.
+
+Admin: what ``steadfetch top`` and operators read and repair (queues, workers, dead letters)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""Cancellation that sticks at the fetcher's boundary, whatever redis-py does below.
+"""Connection layer.
+
+Cancellation that sticks at the fetcher's boundary, whatever redis-py does below.
 
 redis-py 8.1 on Python 3.11 loses cancellations: ``Connection.send_packed_command`` writes
 through ``asyncio.wait_for(self._send_packed_command(...), self.socket_timeout)``, and 3.11's

@@ -1,4 +1,4 @@
-"""Job payloads: steadfetch JSON and Resque JSON, both ways. Never pickle.
+"""Queue protocol. Job payloads: steadfetch JSON and Resque JSON, both ways. Never pickle.
 
 steadfetch: ``{"id", "task", "args", "kwargs", "queue" (key), "attempt", "enqueued_at"}`` and,
 when the producer set them, ``"max_attempts"``, ``"retry_base"``, ``"retry_cap"`` (else the

@@ -1,4 +1,4 @@
-"""RedisConnection: the single owner of the redis-py clients and pools.
+"""Connection layer. RedisConnection: the single owner of the redis-py clients and pools.
 
 Nobody else creates Redis clients: the fetcher, producers, the admin view, the worker and the
 dashboard all call :meth:`RedisConnection.execute`, which runs one operation under the one retry

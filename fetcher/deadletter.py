@@ -1,4 +1,4 @@
-"""Dead-letter entries: the JSON shape of docs/CONTRACTS.md, built in one place."""
+"""Queue protocol. Dead-letter entries: the JSON shape of docs/CONTRACTS.md, built in one place."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""Durability on demand: a write is confirmed by ``WAIT`` / ``WAITAOF`` before it counts.
+"""Connection layer.
+
+Durability on demand: a write is confirmed by ``WAIT`` / ``WAITAOF`` before it counts.
 
 Redis replicates asynchronously and writes the AOF in the background: a job it acknowledged can
 be lost by a failover (the replica that takes over had not received it) or a power loss (not yet

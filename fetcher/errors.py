@@ -1,4 +1,6 @@
-"""The fetcher's error family: few classes, each saying whether waiting could help.
+"""Connection layer.
+
+The fetcher's error family: few classes, each saying whether waiting could help.
 
 Driver exceptions (redis-py, OSError) are mapped once, at the connection boundary
 (:mod:`fetcher.failures`); code above the fetcher only ever sees these.

@@ -1,4 +1,6 @@
-"""Mapping driver exceptions, once: what kind of failure it is, and how to say what happened.
+"""Connection layer.
+
+Mapping driver exceptions, once: what kind of failure it is, and how to say what happened.
 
 Every Redis error reply is classified by its first word (its prefix: ``OOM``, ``BUSY``,
 ``WRONGTYPE``...) in one table, :data:`REPLIES`; exceptions that are not replies (a reset socket,

@@ -1,4 +1,6 @@
-"""Fetcher: take jobs from queues in priority order, settle them, recover dead workers' jobs.
+"""Queue protocol.
+
+Fetcher: take jobs from queues in priority order, settle them, recover dead workers' jobs.
 
 Reliable mode (default, at-least-once): one Lua script moves up to ``max_jobs`` payloads from
 the queues into this worker's per-queue processing lists (``steadfetch:processing:{worker}:
@@ -57,6 +59,7 @@ from fetcher.unique import release as release_ids
 ADOPT_READ = LuaScript.load("adopt_read")
 GIVE_BACK = LuaScript.load("give_back")
 
+#: The fetch mode, the one definition (``worker.config`` and the CLI read it from here).
 Mode = Literal["reliable", "fast"]
 Outcome = Literal["retried", "dead"]
 T = TypeVar("T")

@@ -1,4 +1,4 @@
-"""The Job value: what a handler gets, plus the exact bytes it came as."""
+"""Queue protocol. The Job value: what a handler gets, plus the exact bytes it came as."""
 
 from __future__ import annotations
 

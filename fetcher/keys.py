@@ -1,4 +1,4 @@
-"""Where everything lives in Redis: one object that turns names into keys.
+"""Queue protocol. Where everything lives in Redis: one object that turns names into keys.
 
 Queue *names* are what users write (``high``, ``default``; ``resque:stats`` for the Resque list
 ``resque:queue:stats``); queue *keys* are what Redis and the Lua scripts see. Job payloads and

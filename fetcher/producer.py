@@ -1,4 +1,4 @@
-"""Enqueue API: async :class:`Producer` and blocking :class:`SyncProducer`.
+"""Queue protocol. Enqueue API: async :class:`Producer` and blocking :class:`SyncProducer`.
 
 One job or many in one round trip (one script, ``lua/enqueue.lua``), immediate or delayed (``delay``
 seconds or an ``eta`` unix time: the scheduled set), in steadfetch or Resque format. Each

@@ -1,4 +1,6 @@
-"""The worker registry: who is alive, who owns a worker id, and recovery of the dead.
+"""Queue protocol.
+
+The worker registry: who is alive, who owns a worker id, and recovery of the dead.
 
 A worker is registered in ``steadfetch:workers`` with the set of queue keys it may hold jobs
 from (``steadfetch:worker-queues:{id}``), so recovery can find every processing list of a dead

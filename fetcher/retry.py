@@ -1,4 +1,4 @@
-"""The one retry policy: exponential backoff with jitter and a cap, as data.
+"""Connection layer. The one retry policy: exponential backoff with jitter and a cap, as data.
 
 The policy only computes delays and builds a fresh tenacity ``AsyncRetrying`` per call (tenacity
 keeps per-run statistics on the instance, so one instance must never serve two coroutines).

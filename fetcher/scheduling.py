@@ -1,4 +1,6 @@
-"""Scheduling: when a failed job runs again (:func:`job_backoff`) and the promotion of due
+"""Queue protocol.
+
+Scheduling: when a failed job runs again (:func:`job_backoff`) and the promotion of due
 scheduled jobs (retries and delayed enqueues), shared by Fetcher and Admin."""
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""The Lua scripts (``fetcher/lua/*.lua``) and one way to run them: EVALSHA, loading on NOSCRIPT.
+"""Queue protocol.
+
+The Lua scripts (``fetcher/lua/*.lua``) and one way to run them: EVALSHA, loading on NOSCRIPT.
 
 A restarted Redis has forgotten every script; the NOSCRIPT reply is handled here by loading and
 re-running. A second NOSCRIPT right after the load (a ``SCRIPT FLUSH`` landed between the load

@@ -1,4 +1,4 @@
-"""Connection state, outage statistics and the events subscribers receive.
+"""Connection layer. Connection state, outage statistics and the events subscribers receive.
 
 The state changes in plain synchronous methods (no ``await`` inside), so a transition is never
 interleaved with another coroutine; listeners are called synchronously, in order, from there.

@@ -1,4 +1,4 @@
-"""Idempotent enqueue: a job id as the unit of uniqueness.
+"""Queue protocol. Idempotent enqueue: a job id as the unit of uniqueness.
 
 A job enqueued with ``unique_for=W`` reserves its id: ``steadfetch:unique:{id}`` is set, in the
 same script that writes the job (``lua/enqueue.lua``), to ``token:n:W ms`` with a TTL of

@@ -1,4 +1,6 @@
-"""Parsing a Redis URL into what the connection owner needs, with errors that say what to fix.
+"""Connection layer.
+
+Parsing a Redis URL into what the connection owner needs, with errors that say what to fix.
 
 Accepted: ``redis://[user:password@]host[:port][/db]``, ``rediss://`` (TLS),
 ``unix:///path/redis.sock[?db=0&password=...]`` and Sentinel,

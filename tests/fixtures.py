@@ -6,19 +6,18 @@ where it fails: CI must exercise every component, never pass by skipping it.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 import pytest
 
+from chaos import IN_CI
 from chaos.env.binaries import ComponentMissing
 from chaos.env.redis_server import RedisServer
 from chaos.env.stack import Stack, selected_envs, start_stack
 from chaos.env.toxiproxy import ToxiproxyServer
 
 T = TypeVar("T")
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 def require(make: Callable[[], T]) -> T:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import get_args
 
 from fetcher.durability import Durability
+from fetcher.fetch import Mode
 from fetcher.url import redact_url
 
-Mode = Literal["reliable", "fast"]
-MODES: tuple[Mode, ...] = ("reliable", "fast")
+MODES: tuple[Mode, ...] = get_args(Mode)
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 

@@ -9,6 +9,43 @@ The methods of :class:`Worker` read in the order they run:
 Every coroutine lives in one TaskGroup: an unexpected exception in any loop cancels the rest
 and leaves :meth:`run` with that exception (the CLI logs the traceback and exits 1), so no loop
 can die silently and leave a "catatonic" worker behind.
+
+One job's path, top to bottom (``tests/worker/test_job_path.py`` imports every name below):
+
+Fetch
+  1. worker.worker.Worker._fetch_loop          asks for the window's free capacity
+  2. worker.window.JobWindow.wait_for_space    ... which blocks until a slot is free
+  3. fetcher.fetch.Fetcher.fetch               adopts orphans first, then takes or blocks
+  4. fetcher.fetch.Fetcher._take               one FETCH script call (fetcher/lua/fetch.lua)
+  5. fetcher.connection.RedisConnection.execute    runs it, retrying through an outage
+  6. fetcher.fetch.Fetcher._accept             decodes each payload (undecodable: dead-lettered)
+  7. fetcher.codec.decode                      payload bytes -> fetcher.job.Job
+  8. worker.window.JobWindow.put               hands the jobs to the runners
+Run
+  9. worker.worker.Worker._runner              one per slot: worker.window.JobWindow.take
+ 10. worker.worker.Worker._run_job             contains any failure of this job's own path
+ 11. worker.worker.Worker._run_and_settle      task lookup, worker.app.Task.check_arguments,
+                                               the handler under its timeout (sync handlers:
+                                               worker.threads.SyncRunner.run)
+Ack (success)
+ 12. worker.worker.Worker._succeeded           the job keeps its slot until the ack is sent
+ 13. worker.acks.AckBatcher.add / worker.acks.AckBatcher.flush    batches acks
+ 14. fetcher.fetch.Fetcher.ack_many            one ACK script call (fetcher/lua/ack.lua), then
+                                               fetcher.unique.release; worker.worker.Worker._acked
+                                               frees the slots
+Retry or dead-letter (failure)
+ 12. worker.worker.Worker._failed              worker.app.Task.retry_plan decides limit and delay
+ 13. fetcher.fetch.Fetcher.nack                last attempt: fetcher.deadletter.entry; else
+                                               fetcher.scheduling.job_backoff and
+                                               fetcher.codec.reencode_for_retry
+ 14. fetcher.fetch.Fetcher._settle / fetcher.fetch.Fetcher._move_out    one SETTLE script call
+                                               (fetcher/lua/settle.lua) to dead or scheduled
+ 15. worker.worker.Worker._scheduler_loop      later: fetcher.fetch.Fetcher.promote_due
+                                               (fetcher.scheduling.promote_due) puts the due
+                                               retry back on its queue, and the path restarts
+Unknown task or bad arguments: worker.worker.Worker._dead_letter ->
+fetcher.fetch.Fetcher.dead_letter.
+A failure in the job's own path: worker.worker.Worker._contain (dead-letters it, worker goes on).
 """
 
 from __future__ import annotations

@@ -22,10 +22,9 @@ os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 os.environ.setdefault("TESTCONTAINERS_CONNECTION_MODE", "docker_host")
 
 from chaos.env.binaries import SETUP_HINT, ComponentMissing
-from chaos.env.ports import free_port, wait_listening
-from chaos.env.redis_server import resp_ping
 from chaos.env.stack import PROXY_NAME, REDIS_FLAGS, Stack
 from chaos.env.toxiproxy import ToxiproxyAPI
+from worker.redis_server import free_port, resp_ping, wait_listening
 
 REDIS_IMAGE = os.environ.get("STEADFETCH_REDIS_IMAGE", "steadfetch/redis:local")
 TOXIPROXY_IMAGE = os.environ.get("STEADFETCH_TOXIPROXY_IMAGE", "steadfetch/toxiproxy:local")

@@ -19,7 +19,6 @@ and ``redis`` is the first primary (the nemesis' handle on it).
 
 from __future__ import annotations
 
-import subprocess
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -28,11 +27,10 @@ from typing import Any
 
 import redis as redis_py
 
-from chaos.env.binaries import redis_server_binary
-from chaos.env.ports import free_port, wait_listening
 from chaos.env.redis_server import RedisServer
 from chaos.env.stack import PROXY_NAME, REDIS_FLAGS, EnvName, Stack
 from chaos.env.toxiproxy import Proxy, ToxiproxyServer
+from worker.redis_server import free_port, wait_listening
 
 SERVICE = "mymaster"
 SENTINELS = 3
@@ -45,8 +43,12 @@ REPLICATION_FLAGS = ("--repl-diskless-sync-delay", "0")
 REPLICATION_PROXY = "replication"
 
 
-class SentinelProcess:
-    """A real ``redis-server --sentinel`` on a free port, monitoring one primary as ``service``."""
+class SentinelProcess(RedisServer):
+    """A real ``redis-server --sentinel`` on a free port, monitoring one primary as ``service``.
+
+    The child process (start, readiness by PING, stop, reap) is :class:`RedisServer`'s; only the
+    argv differs: a Sentinel reads its monitoring configuration from a file.
+    """
 
     def __init__(
         self,
@@ -59,33 +61,18 @@ class SentinelProcess:
         down_after_ms: int = 500,
         failover_timeout_ms: int = 2000,
     ) -> None:
-        self.port = free_port()
+        super().__init__(dir_prefix="steadfetch-sentinel-")
         self.config = directory / f"sentinel-{self.port}.conf"
+        self.log = self.log_path = directory / f"sentinel-{self.port}.log"
         self.config.write_text(
-            f"port {self.port}\nbind 127.0.0.1\ndir {directory}\n"
+            f"port {self.port}\nbind 127.0.0.1\ndir {directory}\nlogfile {self.log}\n"
             f"sentinel monitor {service} {master_host} {master_port} {quorum}\n"
             f"sentinel down-after-milliseconds {service} {down_after_ms}\n"
             f"sentinel failover-timeout {service} {failover_timeout_ms}\n"
         )
-        self.log = directory / f"sentinel-{self.port}.log"
-        self._proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> SentinelProcess:
-        with self.log.open("wb") as log:
-            self._proc = subprocess.Popen(
-                [redis_server_binary(), str(self.config), "--sentinel"],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        wait_listening("127.0.0.1", self.port, 10.0, "redis sentinel")
-        return self
-
-    def close(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.kill()
-            self._proc.wait(10)
+    def command(self) -> list[str]:
+        return [self.find_binary(), str(self.config), "--sentinel"]
 
 
 @dataclass

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from chaos.env.binaries import ComponentMissing
-from chaos.env.ports import free_port
 from chaos.env.redis_server import RedisServer
 from chaos.env.toxiproxy import Proxy, ToxiproxyAPI, ToxiproxyServer
+from worker.redis_server import free_port
 
 if TYPE_CHECKING:
     from redis import Redis

@@ -21,7 +21,7 @@ from toxiproxy.api import APIConsumer
 from toxiproxy.exceptions import InvalidToxic, NotFound, ProxyExists
 
 from chaos.env.binaries import toxiproxy_server_binary
-from chaos.env.ports import free_port, wait_listening
+from worker.redis_server import free_port, wait_listening
 
 Stream = Literal["upstream", "downstream"]
 HTTP_TIMEOUT = 5.0

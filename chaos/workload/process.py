@@ -28,10 +28,14 @@ LINE_LIMIT = 4 * 1024 * 1024  # a JSON log line carries its traceback
 TEXT_LINE = re.compile(r"^\S+Z (?P<level>[A-Z]+) (?P<logger>[\w.]+): (?P<message>.*)$")
 
 
+#: The ``steadfetch`` console script installed beside this interpreter (the one definition: the
+#: worker tests' harness and the chaos tests run it too).
+STEADFETCH = Path(sys.executable).with_name("steadfetch")
+
+
 def steadfetch_binary() -> list[str]:
     """The console script next to this interpreter, else ``python -m worker``."""
-    script = Path(sys.executable).with_name("steadfetch")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "worker"]
+    return [str(STEADFETCH)] if STEADFETCH.exists() else [sys.executable, "-m", "worker"]
 
 
 @dataclass(frozen=True)

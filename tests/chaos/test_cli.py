@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -14,8 +13,9 @@ import pytest
 from chaos.env.binaries import remedy
 from chaos.env.stack import selected_envs
 from chaos.scenarios import SCENARIOS
+from chaos.workload.process import STEADFETCH as STEADFETCH_SCRIPT
 
-STEADFETCH = str(Path(sys.executable).with_name("steadfetch"))
+STEADFETCH = str(STEADFETCH_SCRIPT)
 
 
 def steadfetch(

@@ -43,10 +43,11 @@ from chaos.mutate import (
     scratch_env,
 )
 from chaos.runner import RunResult
+from chaos.workload.process import STEADFETCH as STEADFETCH_SCRIPT
 from tests.fixtures import require
 
 SEED = int(os.environ.get("STEADFETCH_CHAOS_SEED") or random.randrange(2**31))
-STEADFETCH = str(Path(sys.executable).with_name("steadfetch"))
+STEADFETCH = str(STEADFETCH_SCRIPT)
 AREAS = {"fetch", "ack", "recovery", "retry", "timeouts", "watchdog", "heartbeats", "shutdown"}
 SOURCE_MUTANTS = [m for m in MUTANTS if m.file is not None]
 

@@ -9,13 +9,13 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from tests.fixtures import IN_CI
+from tests.polling import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 STEADFETCH = Path(sys.executable).with_name("steadfetch")
@@ -82,14 +82,19 @@ class Tmux:
         self, name: str, check: Callable[[str], bool], what: str, within: float = 20.0
     ) -> str:
         """Poll the pane until ``check(screen)`` holds; on timeout show the last screen."""
-        deadline = time.monotonic() + within
-        screen = ""
-        while time.monotonic() < deadline:
-            screen = self.screen(name)
-            if check(screen):
-                return screen
-            time.sleep(0.1)
-        raise AssertionError(f"no {what} on screen within {within} s; last screen:\n{screen}")
+        last = ""
+
+        def probe() -> str | None:
+            nonlocal last
+            last = self.screen(name)
+            return last if check(last) else None
+
+        try:
+            return wait_for(what, probe, within, interval=0.1)
+        except AssertionError:
+            raise AssertionError(
+                f"no {what} on screen within {within} s; last screen:\n{last}"
+            ) from None
 
     def exit_status(self, name: str, within: float = 20.0) -> int:
         """Wait for the command to end and return its exit status (negative: killed by that

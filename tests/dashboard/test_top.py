@@ -5,19 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 
 import pytest
 from rich.console import Console
 
-from chaos.env.ports import free_port
 from chaos.env.redis_server import RedisServer
 from fetcher import Fetcher, Producer, RedisConnection
 from tests.dashboard import samples
 from tests.dashboard.terminal import retry_attempt
+from tests.polling import wait_until
 from worker.dashboard import run_top_async
 from worker.dashboard.source import FetcherSource
 from worker.dashboard.top import Top
+from worker.redis_server import free_port
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -31,15 +31,6 @@ def screen(top: Top) -> str:
     console = plain()
     console.print(top.frame())
     return console.export_text()
-
-
-async def until(predicate: Callable[[], bool], what: str, within: float = 15.0) -> None:
-    """Poll ``predicate`` until it holds; fail saying ``what`` did not show up in time."""
-    deadline = time.monotonic() + within
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within} s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def seed(url: str, worker_id: str = "it-worker-1") -> None:
@@ -106,17 +97,25 @@ async def test_live_loop_survives_a_redis_restart(redis_server: RedisServer) -> 
     try:
         async with asyncio.TaskGroup() as group:
             running = group.create_task(top.run(quit_event))
-            await until(lambda: "it-worker-1" in screen(top), "the worker row")
+            await wait_until(
+                lambda: "it-worker-1" in screen(top), 15.0, "the worker row", interval=0.05
+            )
             assert "Redis: outage" not in screen(top)
 
             await asyncio.to_thread(redis_server.stop)
-            await until(lambda: "● reconnecting" in screen(top), "the outage panel")
-            await until(lambda: (retry_attempt(screen(top)) or 0) >= 2, "retry figures")
+            await wait_until(
+                lambda: "● reconnecting" in screen(top), 15.0, "the outage panel", interval=0.05
+            )
+            await wait_until(
+                lambda: (retry_attempt(screen(top)) or 0) >= 2, 15.0, "retry figures", interval=0.05
+            )
             during = screen(top)
             assert "showing data read" in during and "it-worker-1" in during  # last data kept
 
             await asyncio.to_thread(redis_server.start)
-            await until(lambda: "Redis: recovering" in screen(top), "the recovery", within=20)
+            await wait_until(
+                lambda: "Redis: recovering" in screen(top), 20, "the recovery", interval=0.05
+            )
             assert "reconnecting" not in screen(top).split("Recent errors")[0]
             quit_event.set()
         assert running.result() == 0

@@ -6,10 +6,9 @@ inspect Redis independently of the code under test.
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,11 +16,11 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from chaos.env.ports import free_port
 from chaos.env.redis_server import RedisServer
 from chaos.env.sentinel import SentinelProcess as ChaosSentinel
 from fetcher import RedisConnection, RetryPolicy
 from tests.fixtures import require
+from worker.redis_server import free_port
 
 #: Short real waits, so outage tests take a second, not a minute.
 FAST_RETRY = RetryPolicy(base=0.02, cap=0.2)
@@ -49,22 +48,6 @@ async def conn(redis_server: RedisServer) -> AsyncIterator[RedisConnection]:
         yield connection
     finally:
         await connection.close()
-
-
-async def wait_until(
-    predicate: Callable[[], bool | Awaitable[bool]], within: float = 10.0, what: str = "condition"
-) -> None:
-    """Poll ``predicate`` until true; fail after ``within`` seconds (a deadline, not a sleep)."""
-    deadline = time.monotonic() + within
-    while True:
-        result = predicate()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within} s waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 class SentinelProcess(ChaosSentinel):

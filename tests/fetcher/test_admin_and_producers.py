@@ -8,7 +8,6 @@ import time
 import pytest
 import redis
 
-from chaos.env.ports import free_port
 from chaos.env.redis_server import RedisServer
 from fetcher import (
     Admin,
@@ -21,6 +20,7 @@ from fetcher import (
     SyncProducer,
 )
 from tests.fetcher.conftest import FAST_RETRY
+from worker.redis_server import free_port
 
 KEYS = Keys()
 

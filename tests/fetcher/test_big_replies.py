@@ -17,8 +17,9 @@ import redis
 from chaos.env.redis_server import RedisServer
 from fetcher import Fetcher, Keys, RedisConnection
 from fetcher.fetch import LOST_LIMIT, MIN_FETCH_BYTES
-from tests.fetcher.conftest import FAST_RETRY, oracle_for, wait_until
+from tests.fetcher.conftest import FAST_RETRY, oracle_for
 from tests.fixtures import require
+from tests.polling import wait_until
 
 KEYS = Keys()
 QUEUE = KEYS.queue_key("default")

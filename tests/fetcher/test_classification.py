@@ -36,9 +36,10 @@ from fetcher.failures import (
     reply_code,
 )
 from fetcher.scripts import LuaScript
-from tests.fetcher.conftest import FAST_RETRY, oracle_for, wait_until
+from tests.fetcher.conftest import FAST_RETRY, oracle_for
 from tests.fetcher.test_connection import outage_lines, restored_lines
 from tests.fixtures import require
+from tests.polling import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 import redis
 
-from chaos.env.ports import free_port
 from chaos.env.redis_server import RedisServer
 from fetcher import (
     ConfigurationError,
@@ -29,7 +28,9 @@ from fetcher import (
     RedisUnavailable,
     RetryPolicy,
 )
-from tests.fetcher.conftest import FAST_RETRY, oracle_for, wait_until
+from tests.fetcher.conftest import FAST_RETRY, oracle_for
+from tests.polling import wait_until
+from worker.redis_server import free_port
 
 OUTAGE = re.compile(
     r"^Redis (?P<endpoint>\S+) unreachable while (?P<op>.+?): (?P<cls>\w+) (?P<msg>.+) "

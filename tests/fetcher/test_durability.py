@@ -21,8 +21,9 @@ from fetcher import (
 )
 from fetcher.durability import Durability, parse_durability
 from fetcher.failures import Failure, classify
-from tests.fetcher.conftest import FAST_RETRY, oracle_for, wait_until
+from tests.fetcher.conftest import FAST_RETRY, oracle_for
 from tests.fixtures import require
+from tests.polling import wait_until
 
 KEYS = Keys()
 QUEUE = KEYS.queue_key("default")

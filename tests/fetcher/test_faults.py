@@ -16,7 +16,8 @@ import redis
 
 from chaos.env import Stack
 from fetcher import Fetcher, JobSpec, Keys, Producer, RedisConnection, blocking_read_timeout
-from tests.fetcher.conftest import FAST_RETRY, oracle_for, wait_until
+from tests.fetcher.conftest import FAST_RETRY, oracle_for
+from tests.polling import wait_until
 
 KEYS = Keys()
 QUEUE = KEYS.queue_key("default")

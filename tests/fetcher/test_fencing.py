@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from fetcher import ConfigurationError, Fetcher, Job, Keys, Producer, RedisConnection
-from tests.fetcher.conftest import wait_until
+from tests.polling import wait_until
 
 KEYS = Keys()
 DEFAULT = KEYS.queue_key("default")

@@ -15,7 +15,7 @@ import redis
 from chaos.env.redis_server import RedisServer
 from fetcher import ConfigurationError, Fetcher, JobSpec, Keys, Producer, RedisConnection
 from fetcher.scripts import ACK
-from tests.fetcher.conftest import wait_until
+from tests.polling import wait_until
 
 KEYS = Keys()
 

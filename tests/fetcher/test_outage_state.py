@@ -12,8 +12,9 @@ import pytest
 
 from chaos.env.redis_server import RedisServer
 from fetcher import ConnectionState, RedisConnection
-from tests.fetcher.conftest import FAST_RETRY, oracle_for, wait_until
+from tests.fetcher.conftest import FAST_RETRY, oracle_for
 from tests.fetcher.test_connection import outage_lines, restored_lines
+from tests.polling import wait_until
 
 
 async def test_an_unrelated_success_does_not_end_the_outage_of_a_failing_call(

@@ -13,7 +13,8 @@ import redis
 
 from chaos.env.redis_server import RedisServer
 from fetcher import Fetcher, JobSpec, Keys, Producer, RedisConnection
-from tests.fetcher.conftest import FAST_RETRY, wait_until
+from tests.fetcher.conftest import FAST_RETRY
+from tests.polling import wait_until
 
 KEYS = Keys()
 REPO = Path(__file__).resolve().parents[2]

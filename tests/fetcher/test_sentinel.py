@@ -11,7 +11,8 @@ import redis
 
 from chaos.env.redis_server import RedisServer
 from fetcher import ConnectionState, RedisConnection
-from tests.fetcher.conftest import FAST_RETRY, SentinelProcess, oracle_for, wait_until
+from tests.fetcher.conftest import FAST_RETRY, SentinelProcess, oracle_for
+from tests.polling import wait_until
 
 
 async def test_sentinel_resolves_the_master(

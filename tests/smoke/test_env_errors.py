@@ -6,8 +6,8 @@ import pytest
 
 import tests.fixtures as fixtures
 from chaos.env.binaries import ComponentMissing, find_binary
-from chaos.env.ports import free_port
 from chaos.env.toxiproxy import ToxiproxyAPI, ToxiproxyError, ToxiproxyServer
+from worker.redis_server import free_port
 
 
 def _missing() -> None:

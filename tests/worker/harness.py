@@ -13,31 +13,17 @@ import os
 import re
 import signal
 import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-T = TypeVar("T")
+from chaos.workload.process import STEADFETCH
+from tests.polling import DEADLINE, wait_for
+
 ROOT = Path(__file__).resolve().parents[2]
-STEADFETCH = Path(sys.executable).with_name("steadfetch")
 APP = "tests.worker.apps:app"
-DEADLINE = 30.0  # "does not hang": generous, the machine is shared and loaded
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = DEADLINE) -> T:
-    """Poll ``probe`` until it returns something truthy; fail with ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.02)
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from chaos.env.ports import free_port
 from chaos.env.redis_server import RedisServer
 from tests.worker.conftest import StartWorker
 from tests.worker.harness import ROOT, STEADFETCH
+from worker.redis_server import free_port
 
 
 def steadfetch(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -11,12 +11,12 @@ import time
 import pytest
 import redis
 
-from chaos.env.ports import free_port
 from chaos.env.redis_server import RedisServer
 from chaos.env.toxiproxy import ToxiproxyServer
 from fetcher import JobSpec, Keys, Producer, RedisConnection, RetryPolicy
 from worker import App
 from worker.config import Mode, WorkerConfig
+from worker.redis_server import free_port
 from worker.window import PrefetchSizer
 from worker.worker import Worker
 

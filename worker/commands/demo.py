@@ -104,6 +104,7 @@ async def produce(worker: Worker, args: argparse.Namespace, url: str) -> None:
         read_timeout=5.0,
         redis_retry_base=0.1,
         redis_retry_cap=2.0,
+        durability=None,  # the demo's Redis has no replica to wait for
     )
     conn = connect(producer_args, deadline=10.0, name="steadfetch-demo-producer")
     loop = asyncio.get_running_loop()
