@@ -74,8 +74,9 @@ MUTANTS: tuple[Mutant, ...] = (
         "fetch-orphans-never-adopted",
         "fetch",
         "fetcher/fetch.py",
-        "            if self._orphans_possible:\n",
-        "            if False:  # mutant: orphans from a lost reply are never adopted\n",
+        "                if self._orphans_possible:\n                    adopted = await",
+        "                if False:  # mutant: orphans from a lost reply are never adopted\n"
+        "                    adopted = await",
         ("blackhole-down",),
         "a job moved by a fetch whose reply was lost sits in the processing list, held by "
         "nobody, until the worker stops",

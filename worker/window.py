@@ -182,10 +182,19 @@ class PrefetchSizer:
     millisecond away holds enough not to wait. ``floor == ceiling`` is a fixed prefetch.
     """
 
-    def __init__(self, floor: int, ceiling: int, byte_budget: int) -> None:
+    def __init__(
+        self, floor: int, ceiling: int, byte_budget: int, *, transfer_seconds: float | None = None
+    ) -> None:
         self.floor = floor
         self.ceiling = max(floor, ceiling)
         self.byte_budget = byte_budget
+        # On a slow link (bandwidth, not latency) a bigger batch is not faster, only longer: its
+        # reply, or the ack that carries its payloads back, grows past the read timeout and the
+        # call fails. So the prefetch also holds no more than the link moves in this many
+        # seconds (the worker gives a fraction of its read timeout; None: no such bound).
+        self.transfer_seconds = transfer_seconds
+        self._down_rate = 0.0  # bytes per second fetch replies moved (see _rate)
+        self._up_rate = 0.0  # bytes per second acks moved (an ack carries the payloads back)
         self.prefetch = floor
         self.rtt = 0.0  # seconds an ack takes, moving average
         self.fetch_rtt = 0.0  # seconds a fetch that did not block takes, moving average
@@ -203,8 +212,28 @@ class PrefetchSizer:
         """``count`` jobs of ``size`` bytes in all came in (the byte bound's mean) after
         ``seconds``; ``complete``: all that was asked for (a round-trip sample)."""
         self.payload_bytes = _smooth(self.payload_bytes, size / count)
+        # Every reply is a sample of the link (one that waited for work understates it: the
+        # bound only gets stricter, never looser); only a complete one is a round trip.
+        self._down_rate = self._rate(self._down_rate, size, seconds)
         if complete:
             self.fetch_rtt = _smooth(self.fetch_rtt, seconds)
+
+    @staticmethod
+    def _rate(rate: float, size: float, seconds: float) -> float:
+        """``rate`` after a call moved ``size`` payload bytes in ``seconds`` (a lower bound on the
+        link's rate: the time includes the round trip). Down at once, up slowly: a link that just
+        got slow must bound the very next batch, which an average would not."""
+        if seconds <= 0 or size <= 0:
+            return rate
+        sample = size / seconds
+        return sample if not rate or sample < rate else _smooth(rate, sample)
+
+    @property
+    def link_rate(self) -> float:
+        """Bytes per second of the slower direction (fetch replies come down, acks go up);
+        0 while unknown."""
+        known = [rate for rate in (self._down_rate, self._up_rate) if rate]
+        return min(known) if known else 0.0
 
     def acked(self, count: int, seconds: float, now: float) -> None:
         """An ack of ``count`` jobs took ``seconds`` and returned at ``now``; resize."""
@@ -212,6 +241,7 @@ class PrefetchSizer:
             return
         last, self._last_ack_at = self._last_ack_at, now
         self.rtt = _smooth(self.rtt, seconds)
+        self._up_rate = self._rate(self._up_rate, count * self.payload_bytes, seconds)
         if last is None or now <= last:
             return
         self.rate = _smooth(self.rate, count / (now - last))
@@ -219,6 +249,9 @@ class PrefetchSizer:
         ceiling = self.ceiling
         if self.payload_bytes:
             ceiling = min(ceiling, int(self.byte_budget / self.payload_bytes))
+            if self.transfer_seconds is not None and self.link_rate:
+                movable = int(self.transfer_seconds * self.link_rate / self.payload_bytes)
+                ceiling = min(ceiling, movable)
         self.prefetch = max(self.floor, min(wanted, ceiling))
 
 

@@ -153,7 +153,12 @@ class Worker:
         self.shutdown = Shutdown()
         self.window: JobWindow[Job] = JobWindow(config.concurrency, config.effective_prefetch)
         self.prefetch = PrefetchSizer(
-            config.effective_prefetch, config.prefetch_ceiling, PREFETCH_MAX_BYTES
+            config.effective_prefetch,
+            config.prefetch_ceiling,
+            PREFETCH_MAX_BYTES,
+            # A batch's reply (and the ack carrying its payloads) should take at most a quarter
+            # of the read timeout on this link, never the whole of it.
+            transfer_seconds=config.read_timeout / 4 if config.read_timeout else None,
         )
         self.acks: AckBatcher[Job] = AckBatcher(self.fetcher.ack_many, self._acked)
         self.stats = WorkerStats()

@@ -34,6 +34,7 @@ SAMPLES: dict[str, str] = {
     "json_object": '{"k": 1}',
     "Path": "sample-path",
     "process_count": "3",
+    "durability": "replicas=1,timeout=250ms",
 }
 
 

@@ -112,3 +112,21 @@ def test_an_idle_worker_falls_back_to_the_floor() -> None:
         now += 1.0
         sizer.acked(1, 0.01, now)
     assert sizer.prefetch == 2
+
+
+def test_a_slow_link_bounds_the_prefetch_by_what_it_moves_within_the_transfer_time() -> None:
+    """On a 1 KB/s link a bigger batch only takes longer (its reply, or the ack carrying its
+    payloads, would outgrow the read timeout): the prefetch holds what the link moves in
+    ``transfer_seconds``, however long the round trips that Little's law sees."""
+    slow = PrefetchSizer(floor=0, ceiling=40, byte_budget=16_000_000, transfer_seconds=0.5)
+    unbounded = PrefetchSizer(floor=0, ceiling=40, byte_budget=16_000_000)
+    for sizer in (slow, unbounded):
+        sizer.fetched(4, 4 * 150, 0.6, complete=True)  # 600 bytes of payloads in 0.6 s
+        now = 0.0
+        for _ in range(30):  # 4 jobs acked at a time, each ack taking 0.6 s too
+            now += 0.6
+            sizer.acked(4, 0.6, now)
+    # Little's law wants rate x (fetch + 2 acks) = 6.7/s x 1.8 s = 12 jobs; the link moves
+    # ~1000 bytes/s x 0.5 s / 150 bytes a job = 3 jobs in the transfer time.
+    assert unbounded.prefetch >= 10
+    assert slow.prefetch == 3
