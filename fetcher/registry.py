@@ -420,9 +420,10 @@ async def recover(
         WAKE_BOUND,
         caller or "",
         keys.lease_prefix,
+        time.time(),
     ]
     reply = await conn.execute(
-        "recovering the jobs of dead workers", RECOVER.bind([keys.workers], args)
+        "recovering the jobs of dead workers", RECOVER.bind([keys.workers, keys.dead], args)
     )
     moved, removed, dead = int(reply[0]), int(reply[1]), reply[2]
     parts = []
@@ -475,11 +476,12 @@ async def sweep_orphans(
             keys.lease(worker_id),
             keys.workers,
             keys.wake(queue_key),
+            keys.dead,
         ]
         n = int(
             await conn.execute(
                 f"giving back the orphaned processing list {key}",
-                ORPHANS.bind(script_keys, [worker_id, WAKE_BOUND]),
+                ORPHANS.bind(script_keys, [worker_id, WAKE_BOUND, time.time()]),
             )
         )
         if n:

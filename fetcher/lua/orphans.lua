@@ -2,17 +2,34 @@
 -- heartbeat, no lease. Recovery removes a dead worker from the registry; a zombie that then
 -- fetched into its own lists before it found out and rejoined, and died in that window, leaves
 -- such a list behind (fetcher/registry.py sweeps for them).
--- KEYS: processing list, its queue, heartbeat, lease, registry set, wake list.
--- ARGV: worker id, wake bound.  Returns the number of jobs moved to the HEAD of the queue.
+-- A queue key of another type cannot take them back: they go to the dead-letter list with the
+-- reason (as in recover.lua).
+-- KEYS: processing list, its queue, heartbeat, lease, registry set, wake list, dead-letter list.
+-- ARGV: worker id, wake bound, now (unix s).  Returns the number of jobs moved.
 if redis.call('EXISTS', KEYS[3]) == 1 or redis.call('EXISTS', KEYS[4]) == 1
     or redis.call('SISMEMBER', KEYS[5], ARGV[1]) == 1 then
   return 0
 end
 local n = 0
+local kind = redis.call('TYPE', KEYS[2])['ok']
+if kind ~= 'list' and kind ~= 'none' then
+  local item = redis.call('LPOP', KEYS[1])
+  while item do
+    redis.call('RPUSH', KEYS[7], cjson.encode({
+      queue = KEYS[2], raw = item, error = cjson.null, traceback = cjson.null, attempts = 0,
+      reason = 'orphaned by worker ' .. ARGV[1] .. ', but its queue key ' .. KEYS[2]
+        .. ' holds a ' .. kind .. ', not a list',
+      failed_at = tonumber(ARGV[3]), worker_id = cjson.null}))
+    n = n + 1
+    item = redis.call('LPOP', KEYS[1])
+  end
+  return n
+end
 while redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT') do
   n = n + 1
 end
-if n > 0 then
+local wake = redis.call('TYPE', KEYS[6])['ok']
+if n > 0 and (wake == 'list' or wake == 'none') then
   redis.call('RPUSH', KEYS[6], '1')
   redis.call('LTRIM', KEYS[6], -tonumber(ARGV[2]), -1)
 end

@@ -3,8 +3,12 @@
 -- removed from the registry and its lease deleted (so a late settle from it, a zombie, is
 -- refused by the fence in ack.lua/settle.lua). One atomic script, so two recoverers never move
 -- a job twice.
--- KEYS[1] registry set.  ARGV: heartbeat prefix, worker-queues prefix, processing prefix,
--- wake prefix, wake bound, the caller's worker id ('' for none), lease prefix.
+-- A queue key that holds another type cannot take its jobs back: they go to the dead-letter
+-- list with the reason instead (a failed LMOVE would stop the script, every recovery after it,
+-- and every worker: one broken key must not take the fleet down).
+-- KEYS[1] registry set, KEYS[2] dead-letter list.  ARGV: heartbeat prefix, worker-queues
+-- prefix, processing prefix, wake prefix, wake bound, the caller's worker id ('' for none),
+-- lease prefix, now (unix s).
 -- Returns {jobs moved, workers removed, {dead worker id, jobs moved from it, ...}}.  The caller
 -- is alive by definition, even when its own heartbeat expired: a call it sent just before Redis
 -- froze can run after the thaw, when its TTL has run out, and must not requeue the jobs it is
@@ -17,12 +21,27 @@ for _, wid in ipairs(redis.call('SMEMBERS', KEYS[1])) do
     for _, q in ipairs(redis.call('SMEMBERS', qset)) do
       local p = ARGV[3] .. wid .. ':' .. q
       local n = 0
-      while redis.call('LMOVE', p, q, 'RIGHT', 'LEFT') do
-        n = n + 1
-      end
-      if n > 0 then
-        redis.call('RPUSH', ARGV[4] .. q, '1')
-        redis.call('LTRIM', ARGV[4] .. q, -tonumber(ARGV[5]), -1)
+      local kind = redis.call('TYPE', q)['ok']
+      if kind == 'list' or kind == 'none' then
+        while redis.call('LMOVE', p, q, 'RIGHT', 'LEFT') do
+          n = n + 1
+        end
+        local wake = redis.call('TYPE', ARGV[4] .. q)['ok']
+        if n > 0 and (wake == 'list' or wake == 'none') then
+          redis.call('RPUSH', ARGV[4] .. q, '1')
+          redis.call('LTRIM', ARGV[4] .. q, -tonumber(ARGV[5]), -1)
+        end
+      else
+        local item = redis.call('LPOP', p)
+        while item do
+          redis.call('RPUSH', KEYS[2], cjson.encode({
+            queue = q, raw = item, error = cjson.null, traceback = cjson.null, attempts = 0,
+            reason = 'recovered from dead worker ' .. wid .. ', but its queue key ' .. q
+              .. ' holds a ' .. kind .. ', not a list',
+            failed_at = tonumber(ARGV[8]), worker_id = ARGV[6]}))
+          n = n + 1
+          item = redis.call('LPOP', p)
+        end
       end
       from_this = from_this + n
     end

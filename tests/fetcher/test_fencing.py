@@ -321,3 +321,21 @@ async def test_what_a_zombie_fetched_before_it_found_out_is_swept_back_if_it_die
         "recovered 1 job(s) from processing lists of unregistered worker(s) (presumed dead "
         "before they fetched them): w1 (1 job); by worker w2"
     ]
+
+
+async def test_the_sweep_dead_letters_orphans_whose_queue_key_holds_another_type(
+    conn: RedisConnection, oracle: redis.Redis
+) -> None:
+    """As recovery does: one broken queue key must not stop the sweep (nor every worker)."""
+    zombie, _job, other = await zombie_with_one_job(conn, oracle)
+    [recovered] = await other.fetch(1)
+    await other.ack(recovered)
+    await Producer(conn).enqueue("t", 2, job_id="stranded")
+    assert [j.id for j in await zombie.fetch(1)] == ["stranded"]  # ... and the zombie dies
+    oracle.delete(DEFAULT)
+    oracle.set(DEFAULT, "not a list")  # and someone overwrites the queue key
+    assert await other.recover_dead_workers(sweep=True) == 1
+    [entry] = [json.loads(e) for e in oracle.lrange(KEYS.dead, 0, -1)]
+    assert json.loads(entry["raw"])["id"] == "stranded"
+    assert "orphaned by worker w1" in entry["reason"] and "holds a string" in entry["reason"]
+    assert oracle.llen(processing("w1")) == 0

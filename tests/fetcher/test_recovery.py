@@ -161,3 +161,28 @@ async def test_a_custom_key_prefix_is_used_everywhere(
     assert await Fetcher(conn, "other", ["default"], keys=keys).recover_dead_workers() == 1
     assert oracle.llen("app:queue:default") == 1
     assert not oracle.keys("steadfetch:*")
+
+
+async def test_a_dead_workers_jobs_whose_queue_key_holds_another_type_are_dead_lettered(
+    conn: RedisConnection, oracle: redis.Redis
+) -> None:
+    """One broken key must not stop recovery (nor every worker that runs it): the jobs that
+    cannot go back to their queue go to the dead-letter list with the reason; the other queue's
+    jobs go back as usual, and recovery goes on working."""
+    producer = Producer(conn)
+    broken = await producer.enqueue_many([JobSpec("t", (i,), queue="broken") for i in range(2)])
+    fine = await producer.enqueue_many([JobSpec("t", (i,), queue="fine") for i in range(2)])
+    dying = Fetcher(conn, "dying", ["broken", "fine"], heartbeat_ttl=1.5)
+    await dying.register()
+    assert len(await dying.fetch(4)) == 4
+    oracle.set(KEYS.queue_key("broken"), "not a list")  # someone overwrote the queue key
+    await wait_until(lambda: oracle.exists(KEYS.heartbeat("dying")) == 0, what="heartbeat expiry")
+    alive = Fetcher(conn, "alive", ["fine"])
+    assert await alive.recover_dead_workers() == 4
+    entries = [json.loads(e) for e in oracle.lrange(KEYS.dead, 0, -1)]
+    assert sorted(json.loads(e["raw"])["id"] for e in entries) == sorted(broken)
+    assert all("holds a string, not a list" in e["reason"] for e in entries)
+    assert all("dead worker dying" in e["reason"] for e in entries)
+    assert queued_ids(oracle, "fine") == fine
+    assert oracle.smembers(KEYS.workers) == set()
+    assert await alive.recover_dead_workers() == 0
