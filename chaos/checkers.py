@@ -86,6 +86,8 @@ class Window:
     """Failure lines are expected here (an outage, or a fault that may look like one)."""
     progress: bool = False
     """Work must go on during the fault (slow or degraded, never stopped)."""
+    rolls_back: bool = False
+    """Redis may undo acknowledged writes here (a failover)."""
 
 
 def fault_windows(history: Sequence[Op]) -> list[Window]:
@@ -113,6 +115,7 @@ def _window(start: Op, stop: Op | None) -> Window:
         expect_recovery=bool(stop.value.get("expect_recovery", True)) if stop else True,
         noisy=bool(start.value.get("noisy", start.value.get("outage", False))),
         progress=bool(start.value.get("progress", False)),
+        rolls_back=bool(start.value.get("rolls_back", False)),
     )
 
 
@@ -1027,6 +1030,9 @@ def check_holding(history: Sequence[Op], slack: float) -> Verdict:
     - during an ambiguous fault and ``slack`` s after its heal, a fetch whose reply was lost has
       moved up to one more batch (at most a window) into the lists without the worker knowing;
       it adopts them on its next fetch, before taking more: the bound there is two windows;
+    - during a fault in which Redis may undo acknowledged writes (a failover) and ``slack`` s
+      after it, nothing is judged: acks the old primary took may be missing on the new one, so
+      the lists hold again jobs the worker had finished (it adopts and reruns them);
     - a dead or frozen worker's lists only shrink (recovery moves them back to their queue);
     - lists of a worker id no ``worker-start`` names are reported, not judged.
     """
@@ -1034,12 +1040,15 @@ def check_holding(history: Sequence[Op], slack: float) -> Verdict:
     if not samples:
         return Verdict("holding", None, "no sample of the processing lists was recorded", {})
     windows = [w for w in fault_windows(history) if w.ambiguous]
+    rollbacks = [w for w in fault_windows(history) if w.rolls_back]
     starts = list(select(history, "worker-start"))
     end = max((op.time for op in history), default=0.0)
     over: list[str] = []
     peaks: dict[str, int] = {}
     unjudged: set[str] = set()
     for op in samples:
+        if any(w.start <= op.time <= (w.stop or end) + slack for w in rollbacks):
+            continue
         lost_batch = any(w.start <= op.time <= (w.stop or end) + slack for w in windows)
         for worker_id, held in dict(op.value.get("lists", {})).items():
             held = int(held)

@@ -52,6 +52,7 @@ class Failover(Fault):
     noisy: bool | None = True
     recovery_line: bool = False
     duration: float = 0.0
+    rolls_back: bool = True  # the new primary may miss acks (and fetches) the old one took
 
     async def hold(self, t: Target) -> None:
         stack = _stack(t)

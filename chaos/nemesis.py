@@ -90,6 +90,9 @@ class Fault:
     """The heal starts a new worker process (recovery then includes its start-up)."""
     progress: bool = False
     """Work must go on during the fault (it degrades, never stops, the worker)."""
+    rolls_back: bool = False
+    """Redis itself may undo acknowledged writes (a failover: replication is asynchronous), so
+    a worker's lists can hold again what it had settled: bounds on them do not hold here."""
 
     async def apply(self, t: Target) -> str:
         raise NotImplementedError
@@ -112,6 +115,7 @@ async def run_fault(fault: Fault, t: Target) -> None:
         "recovery_line": fault.recovery_line,
         "noisy": fault.outage if fault.noisy is None else fault.noisy,
         "progress": fault.progress,
+        "rolls_back": fault.rolls_back,
     }
     try:
         try:

@@ -11,8 +11,8 @@ decides; the connection owner acts on its answer (docs/CONTRACTS.md, "Error clas
   (a one-shot call: until its deadline). The worker keeps running what it holds, logs the
   descriptive outage line and reports not ready.
 - ``RELOAD_SCRIPT``: the script cache lost our script (``NOSCRIPT``); :mod:`fetcher.scripts`
-  loads it and runs it again; a second ``NOSCRIPT`` in a row (``SCRIPT FLUSH`` between the load
-  and the call) is retried as one outage attempt.
+  runs it again by its source (EVAL, which cannot answer NOSCRIPT); should a NOSCRIPT still come
+  through, it is retried as one outage attempt.
 - ``JOB``: the reply is about one key's contents (``WRONGTYPE``); raised as
   :class:`fetcher.errors.WrongTypeError`, which a caller owning the key as one job's may catch.
 - ``CONFIGURATION``: waiting will not help (auth, ACL, unknown command, script error, bad URL);
@@ -78,7 +78,9 @@ REPLIES: dict[str, Reply] = {
     "NOTCONFIRMED": Reply(_OUT, "retried: WAIT/WAITAOF did not confirm a write (--durability)"),
     "UNBLOCKED": Reply(_OUT, "retried: a blocking call was unblocked (failover, CLIENT UNBLOCK)"),
     "EXECABORT": Reply(_OUT, "retried: MULTI discarded (its cause, when known, decides instead)"),
-    "NOSCRIPT": Reply(Failure.RELOAD_SCRIPT, "loaded and run again; twice in a row: retried"),
+    "NOSCRIPT": Reply(
+        Failure.RELOAD_SCRIPT, "run again by its source (EVAL); should it come again: retried"
+    ),
     "WRONGTYPE": Reply(
         Failure.JOB, "WrongTypeError: a job's key: that job is dead-lettered; else exit 2"
     ),

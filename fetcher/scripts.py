@@ -2,10 +2,12 @@
 
 The Lua scripts (``fetcher/lua/*.lua``) and one way to run them: EVALSHA, loading on NOSCRIPT.
 
-A restarted Redis has forgotten every script; the NOSCRIPT reply is handled here by loading and
-re-running. A second NOSCRIPT right after the load (a ``SCRIPT FLUSH`` landed between the load
-and the call) propagates: :mod:`fetcher.failures` classifies it RELOAD_SCRIPT and the connection
-owner retries it as one outage attempt, so it never reaches the caller.
+A restarted Redis has forgotten every script; the NOSCRIPT reply is handled here by running the
+script again by its source (EVAL), which also caches it for the next EVALSHA. Unlike "SCRIPT
+LOAD, then EVALSHA", that cannot race a ``SCRIPT FLUSH`` landing in between (the chaos scenario
+``script-flush-storm`` flushes every 50 ms): EVAL never answers NOSCRIPT. Should a NOSCRIPT still
+come through, :mod:`fetcher.failures` classifies it RELOAD_SCRIPT and the connection owner
+retries it as one outage attempt, so it never reaches the caller.
 """
 
 from __future__ import annotations
@@ -44,8 +46,7 @@ class LuaScript:
         try:
             return await client.evalsha(self.sha, len(keys), *keys, *args)
         except NoScriptError:
-            await client.script_load(self.source)
-            return await client.evalsha(self.sha, len(keys), *keys, *args)
+            return await client.eval(self.source, len(keys), *keys, *args)
 
     def bind(self, keys: list[str], args: list[Any]) -> Callable[[Redis], Awaitable[Any]]:
         """``fn(client)`` running this script with these keys and args (for ``execute``)."""

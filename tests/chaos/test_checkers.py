@@ -633,6 +633,19 @@ def test_holding_counts_twins_supervised_children_and_reports_unknown_ids() -> N
     assert v.valid is True and v.details["unjudged"] == ["x"]
 
 
+def test_a_failover_that_undoes_acks_is_not_judged_by_the_holding_bound() -> None:
+    """The new primary may miss acks the old one took (asynchronous replication): the worker's
+    lists hold its finished jobs again, and it reruns them. Not the worker's bug; after the
+    failover and its slack the bound holds again."""
+    h = H().start(0, "worker-1", "w1", window=8).fault("failover", 5, 10, rolls_back=True)
+    _held(h, 8, w1=30)
+    _held(h, 12, w1=30)  # within slack of the heal
+    assert check_holding(h.sorted(), slack=3).valid is True
+    assert check_holding(_held(h, 20, w1=9).sorted(), slack=3).valid is False
+    plain = H().start(0, "worker-1", "w1", window=8).fault("blackhole", 5, 10, ambiguous=True)
+    assert check_holding(_held(plain, 8, w1=30).sorted(), slack=3).valid is False
+
+
 def test_holding_is_unknown_without_samples() -> None:
     assert check_holding(H().start(0, "worker-1", "w1", window=8).sorted(), 3).valid is None
 
