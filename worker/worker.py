@@ -87,7 +87,6 @@ from worker.window import JobWindow, PrefetchSizer
 
 log = logging.getLogger("worker")
 
-VERSION = __version__
 #: Part of the grace period kept for giving jobs back and unregistering (at most this many s).
 CLEANUP_RESERVE = 2.0
 #: A forced (second-signal) exit still tries this long to give jobs back.
@@ -166,7 +165,7 @@ class Worker:
             "worker_id": self.worker_id,
             "hostname": socket.gethostname(),
             "pid": os.getpid(),
-            "version": VERSION,
+            "version": __version__,
             "queues": list(config.queues),
             "mode": config.mode,
             "concurrency": config.concurrency,

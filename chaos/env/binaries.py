@@ -15,7 +15,22 @@ SETUP_HINT = "run `scripts/dev setup` (it installs and builds every component)"
 
 
 def remedy(component: str, *, in_checkout: bool = IN_CHECKOUT) -> str:
-    """How to get ``component`` (``redis-server`` or ``toxiproxy-server``) here."""
+    """How to get ``component`` here: ``redis-server``, ``toxiproxy-server``, ``docker``
+    (an engine that answers) or ``images`` (the local test images)."""
+    if component in ("docker", "images"):
+        if in_checkout:
+            return (
+                SETUP_HINT
+                if component == "docker"
+                else f"docker/build-images.sh builds it ({SETUP_HINT})"
+            )
+        return (
+            "start a Docker engine (Debian: apt-get install docker.io; then dockerd)"
+            if component == "docker"
+            else "set STEADFETCH_REDIS_IMAGE and STEADFETCH_TOXIPROXY_IMAGE to images this "
+            "engine has or can pull (e.g. redis:7, ghcr.io/shopify/toxiproxy:2.12.0), or use "
+            "--env local"
+        )
     if component == "redis-server":
         if in_checkout:
             return f"apt-get install redis-server, or {SETUP_HINT}"

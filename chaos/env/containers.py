@@ -21,7 +21,7 @@ from typing import Any
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 os.environ.setdefault("TESTCONTAINERS_CONNECTION_MODE", "docker_host")
 
-from chaos.env.binaries import SETUP_HINT, ComponentMissing
+from chaos.env.binaries import ComponentMissing, remedy
 from chaos.env.stack import PROXY_NAME, REDIS_FLAGS, Stack
 from chaos.env.toxiproxy import ToxiproxyAPI
 from worker.redis_server import free_port, resp_ping, wait_listening
@@ -39,7 +39,7 @@ def docker_client() -> Any:
         client.ping()
     except Exception as exc:  # any failure here means "no usable engine"
         raise ComponentMissing(
-            f"no Docker engine answers ({exc.__class__.__name__}: {exc}); {SETUP_HINT}"
+            f"no Docker engine answers ({exc.__class__.__name__}: {exc}); {remedy('docker')}"
         ) from exc
     return client
 
@@ -56,7 +56,7 @@ def require_images(client: Any) -> None:
         except _docker_module().errors.ImageNotFound:
             raise ComponentMissing(
                 f"Docker image {image} is not present and no registry is reachable; "
-                f"docker/build-images.sh builds it ({SETUP_HINT})"
+                f"{remedy('images')}"
             ) from None
 
 

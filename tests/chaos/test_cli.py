@@ -78,3 +78,6 @@ def test_hints_for_a_missing_component_fit_where_steadfetch_is_installed() -> No
     ):
         hint = remedy(component, in_checkout=False)
         assert words in hint and "scripts/dev" not in hint
+    assert "docker/build-images.sh" in remedy("images", in_checkout=True)
+    for component in ("docker", "images"):
+        assert "scripts/dev" not in remedy(component, in_checkout=False)
