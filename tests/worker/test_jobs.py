@@ -76,6 +76,8 @@ def test_failing_job_is_retried_then_dead_lettered_with_the_error(
     assert entry["error"] == "ValueError: failing on purpose: f-1"
     assert entry["attempts"] == 2
     assert "failing on purpose" in str(entry["traceback"])
+    # The dead-letter entry is written before the line that says so: wait for the line.
+    worker.wait_log(rf"job {job_id} \(task fail, attempt 2/2\) failed: ValueError")
     log = worker.log
     assert f"job {job_id} (task fail, attempt 1/2) failed: ValueError" in log
     assert f"job {job_id} (task fail, attempt 2/2) failed: ValueError" in log

@@ -258,6 +258,8 @@ def test_a_log_line_longer_than_the_relay_limit_is_passed_on_in_pieces(
     token = "x" * 700_000
     producer.enqueue("fail_chained", token, max_attempts=1)
     supervisor.wait_log("dead-lettered", timeout=30)
+    # "dead-lettered" is in the line's first piece: wait for the rest of it to be relayed.
+    wait_for("the whole line relayed", lambda: supervisor.log.count(token) >= 2 or None)
     assert supervisor.proc.poll() is None
     assert supervisor.log.count(token) >= 2
     assert supervisor.stop() == 0
