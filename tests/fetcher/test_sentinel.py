@@ -12,7 +12,7 @@ import redis
 from chaos.env.redis_server import RedisServer
 from fetcher import ConnectionState, RedisConnection
 from tests.fetcher.conftest import FAST_RETRY, SentinelProcess, oracle_for
-from tests.polling import wait_until
+from tests.polling import wait_for, wait_until
 
 
 async def test_sentinel_resolves_the_master(
@@ -37,7 +37,10 @@ async def test_a_failover_is_retried_until_the_new_master_answers(
         f"redis+sentinel://127.0.0.1:{sentinel.port}/mymaster/0", retry=FAST_RETRY
     )
     await conn.execute("writing", lambda r: r.set("before", "1"))
-    oracle_for(master.url).wait(1, 5000)
+    primary = oracle_for(master.url)
+    # The replica may still be in its first sync: WAIT in short steps (each well inside the
+    # oracle's 5 s read timeout) until it confirms the write, so the failover cannot lose it.
+    wait_for("the write on the replica", lambda: primary.wait(1, 1000) >= 1 or None, timeout=30)
     master.kill()
     async with asyncio.timeout(30):
         await conn.execute("writing after failover", lambda r: r.set("after", "2"))
