@@ -404,13 +404,22 @@ async def locate(url: str) -> dict[str, str]:
 
 
 async def processing_lengths(r: Any) -> dict[str, int]:
-    """Jobs in each worker's processing lists (summed over its queues), by worker id."""
+    """Jobs in each worker's processing lists (summed over its queues), by worker id.
+
+    The lengths are read in one MULTI/EXEC, so they are one instant's: read one by one, a
+    worker could ack the jobs of a list already counted and fetch as many into one not yet
+    counted, and the sum would exceed what it ever held (seen: 11 held by a window of 8)."""
     keys = Keys()
+    names = [key async for key in r.scan_iter(match=keys.processing_prefix + "*")]
+    pipe = r.pipeline(transaction=True)
+    for key in names:
+        pipe.llen(key)
+    lengths = await pipe.execute() if names else []
     held: Counter[str] = Counter()
-    async for key in r.scan_iter(match=keys.processing_prefix + "*"):
+    for key, length in zip(names, lengths, strict=True):
         text = key.decode() if isinstance(key, bytes) else key
         worker_id = text.removeprefix(keys.processing_prefix).partition(f":{keys.prefix}:")[0]
-        held[worker_id] += int(await r.llen(key))
+        held[worker_id] += int(length)
     return dict(held)
 
 

@@ -424,6 +424,18 @@ SCENARIOS: tuple[Scenario, ...] = (
         rate=10.0,
         work=0.3,
     ),
+    Scenario(
+        "sigterm-write-pause",
+        TermWorker(
+            "sigterm-write-pause",
+            "worker SIGTERMed while writes are paused for 1 s: the acks of the jobs that finish "
+            "during the drain go out in the last flush; no job may run twice",
+            pause_writes=1.0,
+        ),
+        rate=10.0,
+        work=0.4,
+        work_jitter=0.5,  # runners out of step: jobs finish one by one during the pause
+    ),
     # --- a standing backlog: every fetch takes a full batch, the fault cuts one mid-flight ---
     Scenario(
         "cut-backlog",

@@ -741,11 +741,15 @@ class Fetcher:
         recoverer removed this worker while it was cut off."""
         await self._registration.heartbeat(payload, ttl)
 
-    async def unregister(self) -> None:
-        """Leave: return whatever is still in the processing lists, then drop the registration."""
+    async def unregister(self) -> int:
+        """Leave: return whatever is still in the processing lists (reliable mode, and only
+        while this process holds the worker id's lease: a twin's jobs share the lists), then
+        drop the registration. Returns the number of jobs given back."""
+        moved = 0
         if self.mode == "reliable" and await self._registration.holds_lease():
-            await self.requeue_all_processing()
+            moved = await self.requeue_all_processing()
         await self._registration.unregister()
+        return moved
 
     async def recover_dead_workers(self, *, sweep: bool = False) -> int:
         """Move the jobs of every registered worker whose heartbeat is gone back to the head of

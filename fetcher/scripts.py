@@ -1,18 +1,22 @@
 """Queue protocol.
 
-The Lua scripts (``fetcher/lua/*.lua``) and one way to run them: EVALSHA, loading on NOSCRIPT.
+The Lua scripts (``fetcher/lua/*.lua``) and one way to run them: by source (EVAL) the first time
+a client runs one, by its SHA (EVALSHA) after that, and by source again on NOSCRIPT.
 
-A restarted Redis has forgotten every script; the NOSCRIPT reply is handled here by running the
-script again by its source (EVAL), which also caches it for the next EVALSHA. Unlike "SCRIPT
-LOAD, then EVALSHA", that cannot race a ``SCRIPT FLUSH`` landing in between (the chaos scenario
-``script-flush-storm`` flushes every 50 ms): EVAL never answers NOSCRIPT. Should a NOSCRIPT still
-come through, :mod:`fetcher.failures` classifies it RELOAD_SCRIPT and the connection owner
-retries it as one outage attempt, so it never reaches the caller.
+EVAL caches the script on the server, so the first call costs one round trip, not the two of an
+EVALSHA answered NOSCRIPT and retried (on a 300 ms link that was 0.6 s a script at shutdown,
+where several scripts run for the first time: the chaos scenario ``sigterm-write-pause``). A
+restarted Redis has forgotten every script; the NOSCRIPT reply is handled the same way. Unlike
+"SCRIPT LOAD, then EVALSHA", that cannot race a ``SCRIPT FLUSH`` landing in between (the chaos
+scenario ``script-flush-storm`` flushes every 50 ms): EVAL never answers NOSCRIPT. Should a
+NOSCRIPT still come through, :mod:`fetcher.failures` classifies it RELOAD_SCRIPT and the
+connection owner retries it as one outage attempt, so it never reaches the caller.
 """
 
 from __future__ import annotations
 
 import hashlib
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -23,6 +27,11 @@ from redis.exceptions import NoScriptError
 
 #: Bound on each wake list: tokens beyond this many are trimmed (losing a token loses no job).
 WAKE_BOUND = 16
+
+
+_SENT: weakref.WeakKeyDictionary[Redis, set[str]] = weakref.WeakKeyDictionary()
+"""SHAs each client has run by source: its server has them cached (until a restart or a
+SCRIPT FLUSH, answered NOSCRIPT). Bounded by the scripts of this package; gone with the client."""
 
 
 @dataclass(frozen=True)
@@ -43,10 +52,17 @@ class LuaScript:
         return cls(name, source, hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest())
 
     async def __call__(self, client: Redis, keys: list[str], args: list[Any]) -> Any:
-        try:
-            return await client.evalsha(self.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            return await client.eval(self.source, len(keys), *keys, *args)
+        sent = _SENT.get(client)
+        if sent is None:
+            sent = _SENT[client] = set()
+        if self.sha in sent:
+            try:
+                return await client.evalsha(self.sha, len(keys), *keys, *args)
+            except NoScriptError:
+                sent.discard(self.sha)
+        result = await client.eval(self.source, len(keys), *keys, *args)
+        sent.add(self.sha)
+        return result
 
     def bind(self, keys: list[str], args: list[Any]) -> Callable[[Redis], Awaitable[Any]]:
         """``fn(client)`` running this script with these keys and args (for ``execute``)."""

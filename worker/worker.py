@@ -747,13 +747,14 @@ class Worker:
         steps: list[tuple[str, Callable[[], Coroutine[Any, Any, Any]]]] = [
             ("acking finished jobs", self.acks.flush)
         ]
-        if self.config.mode == "reliable":
-            steps.append(("requeueing unfinished jobs", self.fetcher.requeue_all_processing))
-        elif jobs:
-            steps.append(
-                ("requeueing unfinished jobs", functools.partial(self.fetcher.requeue, jobs))
-            )
-        steps.append(("unregistering", self.fetcher.unregister))
+        if self.config.mode == "reliable":  # unregister gives back what the lists hold
+            steps.append(("requeueing unfinished jobs and unregistering", self.fetcher.unregister))
+        else:
+            if jobs:
+                steps.append(
+                    ("requeueing unfinished jobs", functools.partial(self.fetcher.requeue, jobs))
+                )
+            steps.append(("unregistering", self.fetcher.unregister))
         for what, step in steps:
             finished, result = await finish_by(
                 step(),
