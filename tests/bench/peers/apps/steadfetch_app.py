@@ -31,7 +31,11 @@ async def run() -> None:
         await producer.enqueue_many([JobSpec("noop", job_id=i, max_attempts=1) for i in ids])
 
     async def submit_recorded(ids: list[str]) -> None:
-        await producer.enqueue_many([JobSpec("recorded", (i,), job_id=i) for i in ids])
+        # The restart run's feeder retries an enqueue whose reply the restart cut: with its id
+        # reserved (idempotent enqueue, the product's answer to that) the retry is not a second
+        # job. Without it, one run counted a job "run twice" that had been enqueued twice.
+        specs = [JobSpec("recorded", (i,), job_id=i, unique_for=300.0) for i in ids]
+        await producer.enqueue_many(specs)
 
     async def counts() -> tuple[int, int]:
         beats = await admin.workers()
