@@ -74,7 +74,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "fetch-orphans-never-adopted",
         "fetch",
         "fetcher/fetch.py",
-        "                if self._orphans_possible:\n                    adopted = await",
+        "                if self._adoption.orphans_possible:\n                    adopted = await",
         "                if False:  # mutant: orphans from a lost reply are never adopted\n"
         "                    adopted = await",
         ("blackhole-down",),
