@@ -10,10 +10,11 @@ import pytest
 import redis
 
 from chaos.env.redis_server import RedisServer
+from chaos.workload.process import STEADFETCH
 from fetcher import SyncProducer
-from tests.worker.harness import APP, WorkerProcess
+from tests.worker.harness import APP, ROOT, WorkerUnderTest
 
-StartWorker = Callable[..., WorkerProcess]
+StartWorker = Callable[..., WorkerUnderTest]
 
 
 @pytest.fixture
@@ -39,8 +40,8 @@ def producer(redis_server: RedisServer) -> Iterator[SyncProducer]:
 
 @pytest.fixture
 def start_worker(tmp_path: Path, record_path: Path) -> Iterator[StartWorker]:
-    """``start_worker(redis_url, *flags, command="run", env={...})`` → a running WorkerProcess."""
-    started: list[WorkerProcess] = []
+    """``start_worker(redis_url, *flags, command="run", env={...})`` → a running WorkerUnderTest."""
+    started: list[WorkerUnderTest] = []
 
     def start(
         redis_url: str | None,
@@ -48,7 +49,7 @@ def start_worker(tmp_path: Path, record_path: Path) -> Iterator[StartWorker]:
         command: str = "run",
         app: str | None = APP,
         env: dict[str, str] | None = None,
-    ) -> WorkerProcess:
+    ) -> WorkerUnderTest:
         args = [command]
         if command == "run" and app is not None:
             args.append(app)
@@ -70,7 +71,9 @@ def start_worker(tmp_path: Path, record_path: Path) -> Iterator[StartWorker]:
         full_env["STEADFETCH_TEST_RECORD"] = str(record_path)
         full_env["PYTHONFAULTHANDLER"] = "1"
         full_env.update(env or {})
-        proc = WorkerProcess(args, log_path=tmp_path / f"worker-{len(started)}.log", env=full_env)
+        name = f"worker-{len(started)}"
+        argv = [str(STEADFETCH), *args]
+        proc = WorkerUnderTest(name, argv, full_env, tmp_path / f"{name}.log", cwd=ROOT).spawn()
         started.append(proc)
         return proc
 

@@ -12,9 +12,10 @@ import pytest
 import redis
 
 from chaos.env.redis_server import RedisServer
+from chaos.workload.process import STEADFETCH
 from fetcher import SyncProducer
 from tests.worker.conftest import StartWorker
-from tests.worker.harness import ROOT, STEADFETCH, read_records, wait_for
+from tests.worker.harness import ROOT, read_records, wait_for
 
 
 def run(

@@ -12,9 +12,10 @@ from pathlib import Path
 import redis
 
 from chaos.env.redis_server import RedisServer
+from chaos.workload.process import STEADFETCH
 from fetcher import SyncProducer
 from tests.worker.conftest import StartWorker
-from tests.worker.harness import ROOT, STEADFETCH, http_get, read_records, wait_for
+from tests.worker.harness import ROOT, http_get, read_records, wait_for
 from tests.worker.test_observability import metric
 from worker.stats import RATE_WINDOW, WorkerStats
 

@@ -15,8 +15,9 @@ import pytest
 import redis
 
 from chaos.env.redis_server import RedisServer
+from chaos.workload.process import STEADFETCH
 from tests.worker.conftest import StartWorker
-from tests.worker.harness import ROOT, STEADFETCH
+from tests.worker.harness import ROOT
 from worker.redis_server import free_port
 
 

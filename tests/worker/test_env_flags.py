@@ -18,7 +18,8 @@ import pytest
 import redis
 
 from chaos.env.redis_server import RedisServer
-from tests.worker.harness import ROOT, STEADFETCH
+from chaos.workload.process import STEADFETCH
+from tests.worker.harness import ROOT
 from worker.cli import build_parser
 from worker.options import ENV_PREFIX, Switch, environment_of, parsers
 

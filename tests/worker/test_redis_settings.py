@@ -12,9 +12,10 @@ import pytest
 import redis
 
 from chaos.env.redis_server import RedisServer
+from chaos.workload.process import STEADFETCH
 from tests.fixtures import require
 from tests.worker.conftest import StartWorker
-from tests.worker.harness import ROOT, STEADFETCH, http_get
+from tests.worker.harness import ROOT, http_get
 from tests.worker.test_observability import metric
 
 CHECK_LINE = "maxmemory-policy"

@@ -14,9 +14,10 @@ import pytest
 import redis
 
 from chaos.env.redis_server import RedisServer
+from chaos.workload.process import STEADFETCH
 from fetcher import SyncProducer
 from tests.worker.conftest import StartWorker
-from tests.worker.harness import ROOT, STEADFETCH, wait_for
+from tests.worker.harness import ROOT, wait_for
 
 
 def enqueue(url: str, *args: str) -> str:

@@ -14,13 +14,13 @@ import pytest
 import redis
 
 from chaos.env.redis_server import RedisServer
+from chaos.workload.process import STEADFETCH
 from fetcher import SyncProducer
 from tests.worker.conftest import StartWorker
 from tests.worker.harness import (
     APP,
     ROOT,
-    STEADFETCH,
-    WorkerProcess,
+    WorkerUnderTest,
     http_get,
     read_records,
     wait_for,
@@ -31,7 +31,7 @@ QUEUE = "steadfetch:queue:default"
 CHILD_STARTED = r"worker process (\d+) \((\S+)\) started: pid (\d+)"
 
 
-def child_pids(supervisor: WorkerProcess) -> dict[int, int]:
+def child_pids(supervisor: WorkerUnderTest) -> dict[int, int]:
     """The latest pid of each child, from the supervisor's log."""
     pids: dict[int, int] = {}
     for match in re.finditer(CHILD_STARTED, supervisor.log):
@@ -56,7 +56,7 @@ def tokens_with(record_path: Path, event: str) -> set[str]:
     return {r["token"] for r in read_records(record_path) if r["event"] == event}
 
 
-def start_supervisor(start_worker: StartWorker, url: str, *flags: str) -> WorkerProcess:
+def start_supervisor(start_worker: StartWorker, url: str, *flags: str) -> WorkerUnderTest:
     supervisor = start_worker(url, "--processes", "2", "--concurrency", "5", *flags)
     supervisor.wait_log(r"worker \S+-0 started")
     supervisor.wait_log(r"worker \S+-1 started")
@@ -260,7 +260,7 @@ def test_a_log_line_longer_than_the_relay_limit_is_passed_on_in_pieces(
     supervisor.wait_log("dead-lettered", timeout=30)
     # "dead-lettered" is in the line's first piece: wait for the rest of it to be relayed.
     wait_for("the whole line relayed", lambda: supervisor.log.count(token) >= 2 or None)
-    assert supervisor.proc.poll() is None
+    assert supervisor.poll() is None
     assert supervisor.log.count(token) >= 2
     assert supervisor.stop() == 0
 

@@ -121,7 +121,7 @@ def test_a_running_worker_rides_out_the_condition(
         )
         assert "reconnecting" in body and cause.split()[1] in body, body
         worker.wait_log(r"\(attempt 3, ")  # still retrying, not exited
-        assert worker.proc.poll() is None, worker.log
+        assert worker.poll() is None, worker.log
         assert http_get(port, "/healthz")[0] == 200  # an outage is not a reason to restart
     worker.wait_log(r"Redis 127\.0\.0\.1:\d+/0 reachable again after")
     wait_for("ready again", lambda: http_get(port, "/readyz")[0] == 200)
@@ -141,7 +141,7 @@ def test_a_worker_started_during_the_condition_retries_its_registration(
     with FAULTS[fault](oracle) as cause:  # type: ignore[attr-defined]
         worker = start_worker(server.url, *FAST)
         worker.wait_log(rf"unreachable while registering worker \S+: {cause}.*\(attempt 2, ")
-        assert worker.proc.poll() is None, worker.log  # no exit 2: an outage, not configuration
+        assert worker.poll() is None, worker.log  # no exit 2: an outage, not configuration
     worker.started()
     assert worker.stop() == 0, worker.log
     oracle.close()
