@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import redis
 from chaos.env.redis_server import RedisServer
 from chaos.workload.process import STEADFETCH
 from fetcher import SyncProducer
-from tests.worker.harness import APP, ROOT, WorkerUnderTest
+from tests.worker.harness import APP, ROOT, WorkerUnderTest, clean_env
 
 StartWorker = Callable[..., WorkerUnderTest]
 
@@ -67,9 +66,7 @@ def start_worker(tmp_path: Path, record_path: Path) -> Iterator[StartWorker]:
             args += [*defaults, *flags]
         else:
             args += list(flags)
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("STEADFETCH_")}
-        full_env["STEADFETCH_TEST_RECORD"] = str(record_path)
-        full_env["PYTHONFAULTHANDLER"] = "1"
+        full_env = clean_env(STEADFETCH_TEST_RECORD=str(record_path), PYTHONFAULTHANDLER="1")
         full_env.update(env or {})
         name = f"worker-{len(started)}"
         argv = [str(STEADFETCH), *args]

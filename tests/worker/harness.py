@@ -9,17 +9,39 @@ each with a generous deadline that only a hang can exceed.
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from chaos.workload.process import WorkerProcess
+from chaos.workload.process import STEADFETCH, WorkerProcess
 from tests.polling import DEADLINE, wait_for
+from worker.options import ENV_PREFIX
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = "tests.worker.apps:app"
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without any ``STEADFETCH_*`` setting (a developer's shell must
+    not change what a test sees), plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+    env.update(extra)
+    return env
+
+
+def run_cli(
+    *args: str, env: Mapping[str, str] | None = None, stdin: int | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``steadfetch ARGS`` run to its end (60 s at most): exit code, stdout and stderr as text."""
+    return subprocess.run(
+        [str(STEADFETCH), *args],
+        cwd=ROOT, env=env, stdin=stdin, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
