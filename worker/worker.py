@@ -3,7 +3,8 @@
 The methods of :class:`Worker` read in the order they run:
 
     run → _serve → _start → _fetch_loop → _runner → _run_job → _succeeded / _failed
-        → _heartbeat_loop / _scheduler_loop / _recovery_loop / the watchdog (worker.watchdog)
+        → the heartbeat (worker.heartbeat) / _scheduler_loop / _recovery_loop / the watchdog
+          (worker.watchdog)
         → _stop (drain with a deadline → cancel → flush acks → requeue → unregister → one line;
           the bounded steps are in worker.shutdown)
 
@@ -62,9 +63,6 @@ from collections.abc import Callable
 from typing import Any
 
 from fetcher import (
-    Admin,
-    ConnectionEvent,
-    ConnectionRestored,
     ConnectionState,
     Fetcher,
     FetcherError,
@@ -78,6 +76,7 @@ from worker.acks import AckBatcher
 from worker.app import App
 from worker.cancellation import cancel_and_wait, checkpoint
 from worker.config import WorkerConfig
+from worker.heartbeat import Heartbeat
 from worker.http import HealthServer
 from worker.metrics import metrics_registry
 from worker.shutdown import Shutdown, cleanup_reserve, drain, give_back
@@ -172,26 +171,14 @@ class Worker:
         # The last job that failed, for the heartbeat (top's "last error"): (unix s, line).
         self._last_job_error: tuple[float, str] | None = None
         self.stats.safety = self._safety_stats
-        self.admin = Admin(conn)
-        # Queue, scheduled and dead-letter counts as of the last heartbeat (for the heartbeat
-        # itself, `top` and the live dashboard); refreshed with every beat, never per job.
-        self._depths: dict[str, Any] = {}
         self.started = asyncio.Event()
+        self.heartbeat = Heartbeat(self.fetcher, config, self.stats.snapshot, self.started)
         self._on_started = on_started
         self._threads = SyncRunner(config.concurrency)
         # One slot per runner: the job it is running now (bounded by N, never grows).
         self._current: list[Job | None] = [None] * config.concurrency
         self._runners: list[asyncio.Task[None]] = []
         self.watchdog = FetchWatchdog(conn, config.queues, config.effective_watchdog_timeout)
-        self._last_beat = time.monotonic()
-        # When the heartbeat loop last woke up later than the heartbeat TTL (frozen process,
-        # blocked event loop): other workers may have taken this one for dead (unix s).
-        self._beat_stalled_at: float | None = None
-        # Redis's maxmemory-policy as last read (fetcher.Admin.eviction_policy); read again
-        # after every reconnect (a restarted Redis may come back with another config).
-        self._eviction: dict[str, Any] = {}
-        self._eviction_due = True
-        conn.subscribe(self._on_connection_event)
 
     def __repr__(self) -> str:
         return f"<Worker {self.worker_id} {self.config.mode} {self.window!r} {self.conn!r}>"
@@ -214,7 +201,7 @@ class Worker:
             running = tg.create_task(self._run_window(), name="runners")
             services = [
                 tg.create_task(self.acks.run(), name="acks"),
-                tg.create_task(self._heartbeat_loop(), name="heartbeat"),
+                tg.create_task(self.heartbeat.run(), name="heartbeat"),
                 tg.create_task(self._scheduler_loop(), name="scheduler"),
                 tg.create_task(self._recovery_loop(), name="recovery"),
                 tg.create_task(self.watchdog.run(), name="watchdog"),
@@ -236,8 +223,7 @@ class Worker:
         twin) makes registration raise ConfigurationError: exit 2, naming the holder."""
         await self.fetcher.register()
         await self.fetcher.recover_dead_workers(sweep=True)  # one line, naming the dead
-        await self.fetcher.heartbeat(self.stats.snapshot(), self._heartbeat_ttl)
-        await self._check_eviction_policy()
+        await self.heartbeat.first()  # and the eviction policy check
         config = self.config
         floor, ceiling = config.effective_prefetch, config.prefetch_ceiling
         log.info(
@@ -249,7 +235,6 @@ class Worker:
             config.mode,
             self.conn.endpoint,
         )
-        self._last_beat = time.monotonic()
         self.started.set()
         if self._on_started is not None:
             self._on_started(self)
@@ -438,10 +423,6 @@ class Worker:
 
     # -- services -----------------------------------------------------------------------------
 
-    @property
-    def _heartbeat_ttl(self) -> float:
-        return self.config.heartbeat_ttl
-
     def _live_stats(self) -> dict[str, Any]:
         return {
             "in_flight": self.window.running,
@@ -449,7 +430,7 @@ class Worker:
             **stats_fields(self.conn.stats),
             "last_job_error": self._last_job_error and self._last_job_error[1],
             "last_job_error_at": self._last_job_error and self._last_job_error[0],
-            **self._depths,
+            **self.heartbeat.depths,
         }
 
     def _safety_stats(self) -> dict[str, Any]:
@@ -459,54 +440,8 @@ class Worker:
             **ownership.counters(),
             "presumed_dead_at": ownership.presumed_dead_at,
             "stuck_threads": self._threads.stuck,
-            "eviction_policy": self._eviction.get("policy"),
+            "eviction_policy": self.heartbeat.eviction.get("policy"),
         }
-
-    def _on_connection_event(self, event: ConnectionEvent) -> None:
-        if isinstance(event, ConnectionRestored):
-            self._eviction_due = True
-
-    async def _check_eviction_policy(self) -> None:
-        """Read maxmemory-policy; WARN when Redis may evict jobs or when it cannot be checked."""
-        self._eviction_due = False
-        self._eviction = await self.admin.eviction_policy()
-        if not self._eviction.get("safe"):
-            log.warning("%s", self._eviction["note"])
-
-    async def _heartbeat_loop(self) -> None:
-        """Beat at a fixed rate: a slow link must not stretch the gaps between beats (a gap
-        longer than the TTL makes other workers take this one for dead and requeue its jobs).
-
-        A wake-up later than the TTL means this process was frozen (SIGSTOP, a paused VM) or its
-        event loop blocked: that is said at once. The beat itself then finds out whether this
-        worker was presumed dead (fetcher.registry: WARNING, counted, rejoined)."""
-        await self.started.wait()
-        loop = asyncio.get_running_loop()
-        due = loop.time()
-        while True:
-            due = max(due + self.config.heartbeat_interval, loop.time())
-            await asyncio.sleep(due - loop.time())
-            late = loop.time() - due
-            if late > self._heartbeat_ttl:
-                self._beat_stalled_at = time.time()
-                log.warning(
-                    "worker %s: heartbeat loop stalled for %.1f s, past the heartbeat TTL of "
-                    "%.1f s (process frozen or event loop blocked): other workers may have taken "
-                    "it for dead and recovered its jobs",
-                    self.worker_id,
-                    late + self.config.heartbeat_interval,
-                    self._heartbeat_ttl,
-                )
-            began = loop.time()
-            await self.fetcher.heartbeat(self.stats.snapshot(), self._heartbeat_ttl)
-            self._last_beat = time.monotonic()
-            if self._eviction_due:
-                await self._check_eviction_policy()
-            # For the next beat (and the dashboard): after the write, so it never delays one;
-            # skipped when the write itself was slow (a slow link), where one more round trip
-            # would push the next beat toward the TTL.
-            if loop.time() - began < self.config.heartbeat_interval / 2:
-                self._depths = await self.admin.depths(self.config.queues)
 
     async def _scheduler_loop(self) -> None:
         """Move due retries and delayed jobs into their queues."""
@@ -554,7 +489,7 @@ class Worker:
         threads_ok, threads_why = self._threads.health()
         if not threads_ok:
             return False, threads_why
-        ttl, now = self._heartbeat_ttl, time.time()
+        ttl, now = self.config.heartbeat_ttl, time.time()
         ownership = self.fetcher.ownership
         presumed = ownership.presumed_dead_at
         if presumed is not None and now - presumed < ttl:
@@ -563,23 +498,9 @@ class Worker:
                 f"recovered elsewhere ({ownership.presumed_dead} time(s) so far, "
                 f"{ownership.late_settles} late settle(s) fenced off); rejoined with a fresh lease"
             )
-        stalled = self._beat_stalled_at
-        if stalled is not None and now - stalled < ttl:
-            return False, (
-                f"heartbeat loop stalled past the heartbeat TTL of {ttl:.1f} s "
-                f"{now - stalled:.1f} s ago (process frozen or event loop blocked)"
-            )
-        config = self.config
-        beat_limit = (
-            3 * config.heartbeat_interval + config.redis_retry_cap + config.read_timeout + 1.0
-        )
-        silent_for = time.monotonic() - self._last_beat
-        connected = self.conn.state is ConnectionState.CONNECTED
-        if self.started.is_set() and connected and silent_for > beat_limit:
-            return False, (
-                f"heartbeat loop made no progress for {silent_for:.1f} s (limit {beat_limit:.1f} s)"
-                f" while Redis {self.conn.endpoint} counted as connected"
-            )
+        beats = self.heartbeat.unhealthy()
+        if beats is not None:
+            return False, beats
         return True, "loops progressing"
 
     # -- stop ---------------------------------------------------------------------------------
