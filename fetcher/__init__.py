@@ -16,7 +16,8 @@ Queue protocol (jobs, queues and workers as Redis keys and Lua scripts, on top o
     keys (names -> keys), job (the Job value), codec (payload formats), unique (idempotent
     enqueue), scripts (the Lua scripts and EVALSHA), fetch (the Fetcher: fetch, ack, retry,
     dead-letter, recovery), adoption (the Fetcher's held payloads, replies that may be lost,
-    the reply byte budget, adoption of orphans), registry (live workers, recovery of the
+    the reply byte budget, adoption of orphans), settle (fenced moves out of the processing
+    lists, raw dead-lettering, give-back at shutdown), registry (live workers, recovery of the
     dead), scheduling (job backoff, promotion of due jobs), deadletter (entry shape), producer
     (enqueue), admin (operator's view and repairs).
 

@@ -30,7 +30,7 @@ from typing import Any, Literal
 from redis.asyncio import Redis
 
 from fetcher import codec, deadletter
-from fetcher.adoption import ADOPT_CHUNK, Adoption, Lost, as_bytes
+from fetcher.adoption import Adoption, Lost, as_bytes
 from fetcher.codec import decode
 from fetcher.connection import RedisConnection
 from fetcher.errors import DecodeError, WrongTypeError
@@ -38,14 +38,8 @@ from fetcher.job import Job
 from fetcher.keys import Keys, QueueRef
 from fetcher.registry import Ownership, WorkerRegistration
 from fetcher.scheduling import job_backoff, promote_due
-from fetcher.scripts import (
-    ACK,
-    FETCH,
-    REQUEUE,
-    REQUEUE_PROCESSING,
-    SETTLE,
-    WAKE_BOUND,
-)
+from fetcher.scripts import ACK, FETCH, REQUEUE, WAKE_BOUND
+from fetcher.settle import Settler
 from fetcher.unique import release as release_ids
 
 #: The fetch mode, the one definition (``worker.config`` and the CLI read it from here).
@@ -104,17 +98,17 @@ class Fetcher:
             conn, self.keys, worker_id, [q.key for q in self._queues]
         )
         self._fetching = f"fetching from queues [{', '.join(self.queues)}]"
+        reliable = mode == "reliable"
         self._adoption = Adoption(
             conn,
             self.keys,
             worker_id,
             self._queues,
-            reliable=mode == "reliable",
+            reliable=reliable,
             max_payload_bytes=max_payload_bytes,
             operation=self._fetching,
         )
-        # Payloads this fetcher dead-lettered itself (undecodable: never handed to the worker).
-        self.dead_lettered = 0
+        self._settler = Settler(conn, self.keys, worker_id, self._registration, reliable=reliable)
         # To tell recovered jobs after a lease loss.
         self._registration.in_flight = self._adoption.in_flight
         self._failovers_seen = conn.failovers
@@ -133,6 +127,11 @@ class Fetcher:
     def in_flight(self) -> int:
         """Jobs handed out by fetch and not yet acked, nacked, dead-lettered or requeued."""
         return sum(self._adoption.in_flight.values())
+
+    @property
+    def dead_lettered(self) -> int:
+        """Payloads this fetcher dead-lettered itself (undecodable: never handed out)."""
+        return self._settler.dead_lettered
 
     @property
     def fetch_bytes(self) -> int:
@@ -259,11 +258,12 @@ class Fetcher:
             try:
                 job = decode(raw, queue.key, keys, max_bytes=max_bytes, queue_name=queue.name)
             except DecodeError as exc:
-                await self._dead_letter_raw(queue, raw, f"undecodable payload: {exc.reason}")
+                reason = f"undecodable payload: {exc.reason}"
+                await self._settler.dead_letter_raw(queue, raw, reason)
                 continue
             except Exception as exc:  # noqa: BLE001  (a decoder bug is this payload's failure)
                 reason = f"undecodable payload: {type(exc).__name__}: {exc}"
-                await self._dead_letter_raw(queue, raw, reason)
+                await self._settler.dead_letter_raw(queue, raw, reason)
                 continue
             if in_flight is not None:
                 held = (queue.key, raw)
@@ -394,7 +394,7 @@ class Fetcher:
     ) -> None:
         processing = self._queue(job.queue).processing
         with self._adoption.settling():
-            moved = await self._move_out(
+            moved = await self._settler.move_out(
                 f"{verb} job {job.id}",
                 processing,
                 job.raw,
@@ -415,65 +415,6 @@ class Fetcher:
                 processing,
                 verb.removesuffix(" of"),
             )
-
-    async def _dead_letter_raw(self, queue: QueueRef, raw: bytes, reason: str) -> int:
-        entry = deadletter.entry(
-            queue_key=queue.key, raw=raw, reason=reason, worker_id=self.worker_id
-        )
-        log.error("dead-lettering a payload from %s: %s (%d bytes)", queue.key, reason, len(raw))
-        moved = await self._move_out(
-            f"dead-lettering a payload from {queue.key}",
-            queue.processing,
-            raw,
-            self.keys.dead,
-            "rpush",
-            0,
-            entry,
-            queue_key=queue.key,
-        )
-        self.dead_lettered += moved
-        return moved
-
-    async def _dead_letter_all(self, queue: QueueRef, reason: str) -> None:
-        """Dead-letter everything in ``queue``'s processing list, reading it in bounded chunks."""
-        while True:
-            items = await self.conn.execute(
-                f"reading the processing list {queue.processing}",
-                lambda r: r.lrange(queue.processing, 0, ADOPT_CHUNK - 1),
-            )
-            moved = 0
-            for raw in items:
-                moved += await self._dead_letter_raw(queue, as_bytes(raw), reason)
-            if not moved:  # fast mode moves without removing: nothing would ever change
-                return
-
-    async def _move_out(
-        self,
-        operation: str,
-        processing: str,
-        raw: bytes,
-        destination: str,
-        kind: str,
-        score: float,
-        value: bytes,
-        *,
-        queue_key: str,
-    ) -> int:
-        """Move ``raw`` from ``processing`` to ``destination`` (atomically, only if still there
-        in reliable mode); returns 1 if it moved. Fenced by this worker's lease: a payload that
-        was recovered elsewhere while this worker was presumed dead is not moved (returns 0)."""
-        registration = self._registration
-        keys = [processing, destination, destination, registration.lease_key]
-        reliable = self.mode == "reliable"
-        while True:
-            if registration.stale and registration.take_stale((queue_key, raw)):
-                return 0
-            token = registration.fence if reliable else ""
-            args: list[Any] = [raw, kind, score, value, "1" if reliable else "0", "", token]
-            moved = int(await self.conn.execute(operation, SETTLE.bind(keys, args), write=True))
-            if moved >= 0:
-                return moved
-            await registration.lease_lost(token)
 
     async def requeue(self, jobs: Sequence[Job]) -> int:
         """Put jobs back at the HEAD of their queues, in their order (shutdown: unstarted jobs)."""
@@ -502,19 +443,7 @@ class Fetcher:
     async def requeue_all_processing(self) -> int:
         """Shutdown: everything left in this worker's processing lists goes back to the head of
         its queue, order preserved. Returns the number of jobs moved."""
-        moved = 0
-        for queue in self._queues:
-            try:
-                moved += int(
-                    await self.conn.execute(
-                        f"requeueing the jobs of worker {self.worker_id} to {queue.key}",
-                        REQUEUE_PROCESSING.bind(
-                            [queue.processing, queue.key, queue.wake], [WAKE_BOUND]
-                        ),
-                    )
-                )
-            except WrongTypeError as exc:
-                await self._dead_letter_all(queue, f"could not be requeued: {exc}")
+        moved = await self._settler.give_back_all(self._queues)
         self._adoption.forget_all()
         return moved
 

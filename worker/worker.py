@@ -40,7 +40,7 @@ Retry or dead-letter (failure)
  13. fetcher.fetch.Fetcher.nack                last attempt: fetcher.deadletter.entry; else
                                                fetcher.scheduling.job_backoff and
                                                fetcher.codec.reencode_for_retry
- 14. fetcher.fetch.Fetcher._settle / fetcher.fetch.Fetcher._move_out    one SETTLE script call
+ 14. fetcher.fetch.Fetcher._settle / fetcher.settle.Settler.move_out    one SETTLE script call
                                                (fetcher/lua/settle.lua) to dead or scheduled
  15. worker.worker.Worker._scheduler_loop      later: fetcher.fetch.Fetcher.promote_due
                                                (fetcher.scheduling.promote_due) puts the due
