@@ -48,6 +48,20 @@ Outcome = Literal["retried", "dead"]
 log = logging.getLogger("fetcher.fetch")
 
 
+def _check_arguments(
+    worker_id: str, queues: Sequence[str], mode: str, block_timeout: float
+) -> None:
+    """ValueError for what no Fetcher can work with, before anything is built."""
+    if not worker_id:
+        raise ValueError("worker_id must be a non-empty string")
+    if not queues or len(set(queues)) != len(queues) or not all(queues):
+        raise ValueError(f"queues must be distinct non-empty names, got {list(queues)!r}")
+    if mode not in ("reliable", "fast"):
+        raise ValueError(f"mode must be 'reliable' or 'fast', got {mode!r}")
+    if block_timeout <= 0:
+        raise ValueError(f"block_timeout must be > 0 (0 would block forever), got {block_timeout}")
+
+
 class Fetcher:
     """Fetches for one worker from ``queues`` (names, highest priority first).
 
@@ -70,16 +84,7 @@ class Fetcher:
         retry_base: float = 1.0,
         retry_cap: float = 300.0,
     ) -> None:
-        if not worker_id:
-            raise ValueError("worker_id must be a non-empty string")
-        if not queues or len(set(queues)) != len(queues) or not all(queues):
-            raise ValueError(f"queues must be distinct non-empty names, got {list(queues)!r}")
-        if mode not in ("reliable", "fast"):
-            raise ValueError(f"mode must be 'reliable' or 'fast', got {mode!r}")
-        if block_timeout <= 0:
-            raise ValueError(
-                f"block_timeout must be > 0 (0 would block forever), got {block_timeout}"
-            )
+        _check_arguments(worker_id, queues, mode, block_timeout)
         self.conn = conn
         self.worker_id = worker_id
         self.queues = list(queues)
