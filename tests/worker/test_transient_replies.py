@@ -157,7 +157,11 @@ def test_the_heartbeat_carries_the_retry_state_as_fields(
     with SyncProducer(server.url, deadline=10.0) as producer:
         producer.enqueue("work", "x" * 200_000)
     oracle.config_set("client-output-buffer-limit", "normal 64kb 0 0")
-    worker = start_worker(server.url, *FAST)
+    # Slower retries than FAST: the 6th lost reply brings the budget to its floor, where the
+    # adoption dead-letters the job as one this connection can never receive (fetcher.adoption,
+    # LOST_LIMIT). With FAST that came within 0.8 s, sometimes before the test had seen a beat
+    # with 3 attempts and lifted the limit (1 run in 10); now it comes after about 5 s.
+    worker = start_worker(server.url, *FAST, "--retry-base", "0.5", "--retry-cap", "2")
     line = worker.wait_log(
         r"unreachable while (fetching from queues \[default\]|adopting[^:]*|[^:]+): "
         r"(\w+ [^(]+) \(attempt (\d+),"
