@@ -74,7 +74,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "fetch-orphans-never-adopted",
         "fetch",
         "fetcher/fetch.py",
-        "                if self._orphans_possible:\n                    adopted = await",
+        "                if self._adoption.orphans_possible:\n                    adopted = await",
         "                if False:  # mutant: orphans from a lost reply are never adopted\n"
         "                    adopted = await",
         ("blackhole-down",),
@@ -216,7 +216,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "watchdog-never-fires",
         "watchdog",
-        "worker/worker.py",
+        "worker/watchdog.py",
         "            why = self._stuck_because(limit) if stuck_for > limit else None\n",
         "            why = None  # mutant: never judged stuck\n",
         ("watchdog-blackhole",),
@@ -236,8 +236,8 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "shutdown-no-ack-flush",
         "shutdown",
-        "worker/worker.py",
-        '            ("acking finished jobs", self.acks.flush)\n',
+        "worker/shutdown.py",
+        '        ("acking finished jobs", acks.flush)\n',
         "            # mutant: the last ack flush is forgotten\n",
         # Only acks not yet sent when the drain ends show the bug: writes paused across the
         # drain keep them unsent (without the pause, restart-under-load and sigterm-restart

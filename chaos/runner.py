@@ -284,7 +284,7 @@ class Harness:
                     async with asyncio.TaskGroup() as stopping:
                         for proc in self.workers:
                             if proc.running:
-                                stopping.create_task(proc.stop(grace=s.worker.grace_period))
+                                stopping.create_task(proc.terminate(grace=s.worker.grace_period))
                 finally:
                     self.producer.stop()
                     for proc in self.workers:

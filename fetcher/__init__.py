@@ -15,9 +15,11 @@ Connection layer (Redis as a service that may be away; knows nothing of jobs or 
 Queue protocol (jobs, queues and workers as Redis keys and Lua scripts, on top of the first):
     keys (names -> keys), job (the Job value), codec (payload formats), unique (idempotent
     enqueue), scripts (the Lua scripts and EVALSHA), fetch (the Fetcher: fetch, ack, retry,
-    dead-letter, recovery), registry (live workers, recovery of the dead), scheduling (job
-    backoff, promotion of due jobs), deadletter (entry shape), producer (enqueue), admin
-    (operator's view and repairs).
+    dead-letter, recovery), adoption (the Fetcher's held payloads, replies that may be lost,
+    the reply byte budget, adoption of orphans), settle (fenced moves out of the processing
+    lists, raw dead-lettering, give-back at shutdown), registry (live workers, recovery of the
+    dead), scheduling (job backoff, promotion of due jobs), deadletter (entry shape), producer
+    (enqueue), admin (operator's view and repairs).
 
 Imports go one way: no connection-layer module imports a queue-protocol module
 (``tests/fetcher/test_layers.py`` checks it). The public API is the short list below.

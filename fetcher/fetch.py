@@ -13,31 +13,24 @@ producers and the scheduler feed with disposable tokens. Producers that push no 
 Apisonator) are still drained within one block timeout.
 
 A reply lost after the script ran (the ambiguous failure) leaves the payloads in the processing
-list; the fetcher notices that it may have happened and adopts such orphans before it takes
-anything more (a take is never retried blindly: a reply too large for the server's
-``client-output-buffer-limit`` is lost every time, and each retry would move another batch).
-Batches are bounded in jobs and in bytes; the byte budget halves after each lost reply (down to
-:data:`MIN_FETCH_BYTES`) and grows back after a run of good ones. Adoption reads the processing
-lists in slices bounded the same way. A payload over ``max_payload_bytes`` never leaves Redis: the
-scripts dead-letter it server-side. One that is smaller but whose reply keeps being lost (the
-server's limit is below it) is dead-lettered server-side too, after :data:`LOST_LIMIT` lost
-replies in a row at the smallest budget, once this worker holds no job it could be confused with.
+list: :mod:`fetcher.adoption` keeps what this worker holds, notices that a reply may have been
+lost, bounds replies in bytes, and reads such orphans back; the fetcher adopts them before it
+takes anything more. A payload over ``max_payload_bytes`` never leaves Redis: the scripts
+dead-letter it server-side.
 One fetch at a time per Fetcher; ack/nack may run concurrently with it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
-from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from typing import Any, Literal, TypeVar
+from collections.abc import Awaitable, Iterable, Sequence
+from typing import Any, Literal
 
 from redis.asyncio import Redis
 
 from fetcher import codec, deadletter
+from fetcher.adoption import Adoption, Lost, as_bytes
 from fetcher.codec import decode
 from fetcher.connection import RedisConnection
 from fetcher.errors import DecodeError, WrongTypeError
@@ -45,59 +38,28 @@ from fetcher.job import Job
 from fetcher.keys import Keys, QueueRef
 from fetcher.registry import Ownership, WorkerRegistration
 from fetcher.scheduling import job_backoff, promote_due
-from fetcher.scripts import (
-    ACK,
-    FETCH,
-    REQUEUE,
-    REQUEUE_PROCESSING,
-    SETTLE,
-    WAKE_BOUND,
-    LuaScript,
-)
+from fetcher.scripts import ACK, FETCH, REQUEUE, WAKE_BOUND
+from fetcher.settle import Settler
 from fetcher.unique import release as release_ids
-
-ADOPT_READ = LuaScript.load("adopt_read")
-GIVE_BACK = LuaScript.load("give_back")
 
 #: The fetch mode, the one definition (``worker.config`` and the CLI read it from here).
 Mode = Literal["reliable", "fast"]
 Outcome = Literal["retried", "dead"]
-T = TypeVar("T")
 log = logging.getLogger("fetcher.fetch")
 
-#: Most payloads one read of a processing list returns (adoption, give-back, dead-lettering):
-#: a reply of a whole long list may be larger than the server lets a client receive.
-ADOPT_CHUNK = 100
-#: Byte budget of one fetch or adoption reply: where it starts, its floor, and how it recovers.
-DEFAULT_FETCH_BYTES = 1024 * 1024
-MIN_FETCH_BYTES = 16 * 1024
-GROW_AFTER = 32  # good replies in a row before the budget doubles again
-#: Lost replies in a row, at the floor budget, before a payload that big is taken for one that
-#: this connection can never receive.
-LOST_LIMIT = 5
-#: Lost adoption replies in a row, while this worker holds jobs (so nothing can be dead-lettered
-#: as unreceivable yet), before it gives back what it cannot receive: again at every multiple.
-GIVE_BACK_AFTER = 3 * LOST_LIMIT
 
-
-class _CannotReceive(Exception):
-    """Adoption replies keep being lost while this worker holds jobs: give back, stop reading."""
-
-
-class _ReplyMaybeLost(Exception):
-    """A call that moves payloads failed once: its reply may have been lost after the script
-    ran. Raised instead of a second attempt, so the caller adopts before taking more."""
-
-
-class _Lost:
-    """What :meth:`Fetcher._moving` returns instead of a result when the reply may be lost."""
-
-
-_LOST = _Lost()
-
-
-def _as_bytes(value: bytes | str) -> bytes:
-    return value if isinstance(value, bytes) else value.encode()
+def _check_arguments(
+    worker_id: str, queues: Sequence[str], mode: str, block_timeout: float
+) -> None:
+    """ValueError for what no Fetcher can work with, before anything is built."""
+    if not worker_id:
+        raise ValueError("worker_id must be a non-empty string")
+    if not queues or len(set(queues)) != len(queues) or not all(queues):
+        raise ValueError(f"queues must be distinct non-empty names, got {list(queues)!r}")
+    if mode not in ("reliable", "fast"):
+        raise ValueError(f"mode must be 'reliable' or 'fast', got {mode!r}")
+    if block_timeout <= 0:
+        raise ValueError(f"block_timeout must be > 0 (0 would block forever), got {block_timeout}")
 
 
 class Fetcher:
@@ -122,16 +84,7 @@ class Fetcher:
         retry_base: float = 1.0,
         retry_cap: float = 300.0,
     ) -> None:
-        if not worker_id:
-            raise ValueError("worker_id must be a non-empty string")
-        if not queues or len(set(queues)) != len(queues) or not all(queues):
-            raise ValueError(f"queues must be distinct non-empty names, got {list(queues)!r}")
-        if mode not in ("reliable", "fast"):
-            raise ValueError(f"mode must be 'reliable' or 'fast', got {mode!r}")
-        if block_timeout <= 0:
-            raise ValueError(
-                f"block_timeout must be > 0 (0 would block forever), got {block_timeout}"
-            )
+        _check_arguments(worker_id, queues, mode, block_timeout)
         self.conn = conn
         self.worker_id = worker_id
         self.queues = list(queues)
@@ -150,23 +103,21 @@ class Fetcher:
             conn, self.keys, worker_id, [q.key for q in self._queues]
         )
         self._fetching = f"fetching from queues [{', '.join(self.queues)}]"
-        # Payloads handed out and not yet settled, by (queue key, raw): what is NOT an orphan.
-        self._in_flight: Counter[tuple[str, bytes]] = Counter()
-        # Payloads this fetcher dead-lettered itself (undecodable: never handed to the worker).
-        self.dead_lettered = 0
-        self._registration.in_flight = self._in_flight  # to tell recovered jobs after a lease loss
-        # True when payloads may sit in our processing lists that nobody holds: at start (a
-        # previous run with this worker id) and after a fetch whose reply may have been lost.
-        self._orphans_possible = mode == "reliable"
+        reliable = mode == "reliable"
+        self._adoption = Adoption(
+            conn,
+            self.keys,
+            worker_id,
+            self._queues,
+            reliable=reliable,
+            max_payload_bytes=max_payload_bytes,
+            operation=self._fetching,
+        )
+        self._settler = Settler(conn, self.keys, worker_id, self._registration, reliable=reliable)
+        # To tell recovered jobs after a lease loss.
+        self._registration.in_flight = self._adoption.in_flight
         self._failovers_seen = conn.failovers
         self._fetching_now = False  # adoption relies on a single fetch at a time
-        self.fetch_bytes = DEFAULT_FETCH_BYTES  # the byte budget now (see the module docstring)
-        self._lost_in_a_row = 0
-        self._good_in_a_row = 0
-        # Acks/settles begun, and those still running: adoption notices concurrent ones (one
-        # that began before it may still remove a held payload while it reads).
-        self._settles_begun = 0
-        self._settles_running = 0
         self._accepted: list[Job] = []  # taken by the running fetch, not yet handed out
 
     def __repr__(self) -> str:
@@ -180,7 +131,21 @@ class Fetcher:
     @property
     def in_flight(self) -> int:
         """Jobs handed out by fetch and not yet acked, nacked, dead-lettered or requeued."""
-        return sum(self._in_flight.values())
+        return sum(self._adoption.in_flight.values())
+
+    @property
+    def dead_lettered(self) -> int:
+        """Payloads this fetcher dead-lettered itself (undecodable: never handed out)."""
+        return self._settler.dead_lettered
+
+    @property
+    def fetch_bytes(self) -> int:
+        """The byte budget of the next fetch or adoption reply (see :mod:`fetcher.adoption`)."""
+        return self._adoption.fetch_bytes
+
+    @fetch_bytes.setter
+    def fetch_bytes(self, value: int) -> None:
+        self._adoption.fetch_bytes = value
 
     # -- fetching ------------------------------------------------------------------------------
 
@@ -202,12 +167,12 @@ class Fetcher:
                     # A failover may have dropped acks the old primary took: jobs this worker
                     # finished are back in its processing lists on the new one. Adopt them.
                     self._failovers_seen = self.conn.failovers
-                    self._orphans_possible = True
-                if self._orphans_possible:
-                    adopted = await self._adopt_orphans(max_jobs)
+                    self._adoption.orphans_possible = True
+                if self._adoption.orphans_possible:
+                    adopted = await self._accept(await self._adoption.orphans(max_jobs))
                     if adopted:
                         return adopted
-                    if self._orphans_possible:
+                    if self._adoption.orphans_possible:
                         # An ack shifted the list between two slices and may have hidden an
                         # orphan from this read (or only undecodable ones were found): read
                         # again before taking or blocking, or it would wait a whole fetch.
@@ -224,7 +189,7 @@ class Fetcher:
             # Cancelled or failed after jobs were taken but before they were handed out: they
             # stay in the processing list, so forget them here and adopt them next time.
             self._release_all(self._accepted)
-            self._orphans_possible = self.mode == "reliable"
+            self._adoption.orphans_possible = self.mode == "reliable"
             raise
         finally:
             self._accepted = []
@@ -238,14 +203,15 @@ class Fetcher:
         if self.mode == "reliable":
             keys += [q.processing for q in queues]
         keys.append(self.keys.dead)
+        adoption = self._adoption
 
         def take(r: Redis) -> Awaitable[Any]:
-            args = [max_jobs, self.fetch_bytes, self.max_payload_bytes, time.time(), self.worker_id]
-            return FETCH(r, keys, [*args, self.mode])
+            args = [max_jobs, adoption.fetch_bytes, self.max_payload_bytes, time.time()]
+            return FETCH(r, keys, [*args, self.worker_id, self.mode])
 
         while True:
-            reply = await self._moving(take)
-            if isinstance(reply, _Lost):
+            reply = await adoption.moving(take)
+            if isinstance(reply, Lost):
                 return None
             fetched = [(queues[int(index) - 1], raw) for index, items in reply for raw in items]
             if not fetched:
@@ -265,18 +231,18 @@ class Fetcher:
             )
             if popped is None:
                 return []
-            first = [(self._by_key[_as_bytes(popped[0]).decode()], _as_bytes(popped[1]))]
+            first = [(self._by_key[as_bytes(popped[0]).decode()], as_bytes(popped[1]))]
         elif len(self._queues) == 1:
             queue = self._queues[0]
-            moved = await self._moving(
+            moved = await self._adoption.moving(
                 lambda r: r.blmove(queue.key, queue.processing, timeout, "LEFT", "RIGHT"),  # type: ignore[arg-type]
                 block_timeout=timeout,
             )
             if moved is None:
                 return []
-            if isinstance(moved, _Lost):
+            if isinstance(moved, Lost):
                 return None
-            first = [(queue, _as_bytes(moved))]
+            first = [(queue, as_bytes(moved))]
         else:
             wake_keys = [q.wake for q in self._queues]
             await self.conn.execute(
@@ -288,173 +254,21 @@ class Fetcher:
         jobs = await self._accept(first)
         return jobs or await self._take(max_jobs)
 
-    async def _moving(
-        self, fn: Callable[[Redis], Awaitable[T]], *, block_timeout: float | None = None
-    ) -> T | _Lost:
-        """Run a call that moves payloads into our processing lists, at most once per reply: after
-        a failed attempt (its reply may have been lost after the script ran) the call is not
-        repeated but returns ``_LOST``, with orphans marked for adoption and the byte budget
-        halved, so that the caller adopts before it takes more. (The retry policy's wait before
-        that second attempt still paces the loop during an outage.)"""
-        attempts = 0
-
-        async def attempt(client: Redis) -> T:
-            nonlocal attempts
-            attempts += 1
-            if attempts > 1:
-                raise _ReplyMaybeLost
-            return await fn(client)
-
-        try:
-            result = await self.conn.execute(self._fetching, attempt, block_timeout=block_timeout)
-        except _ReplyMaybeLost:
-            self._reply_lost()
-            return _LOST
-        except BaseException:
-            self._orphans_possible = self.mode == "reliable"
-            raise
-        self._reply_received()
-        return result
-
-    def _reply_lost(self) -> None:
-        """A reply that moved (or read) payloads may have been lost: adopt, and shrink the next
-        replies (a reply over the server's output-buffer limit is lost every time)."""
-        self._orphans_possible = self.mode == "reliable"
-        self._lost_in_a_row += 1
-        self._good_in_a_row = 0
-        smaller = max(MIN_FETCH_BYTES, self.fetch_bytes // 2)
-        if smaller < self.fetch_bytes or self._lost_in_a_row == LOST_LIMIT:
-            log.warning(
-                "worker %s: %d fetch repl%s in a row may have been lost; adopting what they "
-                "moved before taking more, with replies bounded to %d bytes (if this repeats "
-                "while Redis is reachable, its replies exceed client-output-buffer-limit)",
-                self.worker_id,
-                self._lost_in_a_row,
-                "y" if self._lost_in_a_row == 1 else "ies",
-                smaller,
-            )
-        self.fetch_bytes = smaller
-
-    def _reply_received(self) -> None:
-        self._lost_in_a_row = 0
-        self._good_in_a_row += 1
-        if self._good_in_a_row >= GROW_AFTER and self.fetch_bytes < DEFAULT_FETCH_BYTES:
-            self.fetch_bytes = min(DEFAULT_FETCH_BYTES, self.fetch_bytes * 2)
-            self._good_in_a_row = 0
-
-    def _oversize(self) -> tuple[int, str]:
-        """Payloads bigger than this are dead-lettered server-side by an adoption read, and why.
-
-        ``max_payload_bytes`` (no held job can be bigger: it was decoded); after LOST_LIMIT lost
-        replies in a row at the floor budget, and only while this worker holds no job at all
-        (so none of its own can match), the floor itself: a payload that big cannot reach us."""
-        if (
-            self._lost_in_a_row >= LOST_LIMIT
-            and self.fetch_bytes <= MIN_FETCH_BYTES
-            and not self._in_flight
-        ):
-            return self.fetch_bytes, (
-                f"could not be received: {self._lost_in_a_row} replies in a row that carried it "
-                "were lost (larger than the server's client-output-buffer-limit?)"
-            )
-        return self.max_payload_bytes, f"exceeds the limit of {self.max_payload_bytes}"
-
-    async def _adopt_orphans(self, max_jobs: int) -> list[Job]:
-        """Hand out payloads in our processing lists that no caller holds (at most
-        ``max_jobs``), reading the lists in slices bounded in items and bytes."""
-        held = Counter(self._in_flight)  # snapshot first: an ack racing the read is still held
-        begun_before, running_before = self._settles_begun, self._settles_running
-        orphans: list[tuple[QueueRef, bytes]] = []
-        more = slices = 0
-        for queue in self._queues:
-            start, ended = 0, False
-            while not ended and len(orphans) < max_jobs:
-                start, ended, items = await self._read_slice(queue, start)
-                slices += 1
-                for raw in items:
-                    if held[(queue.key, raw)] > 0:
-                        held[(queue.key, raw)] -= 1
-                    else:
-                        orphans.append((queue, raw))
-            more += not ended
-        # A slice read after an ack removed an item before it may have skipped one: look again.
-        raced = slices > len(self._queues) and (
-            running_before > 0 or self._settles_begun != begun_before
-        )
-        self._orphans_possible = bool(more) or len(orphans) > max_jobs or raced
-        if orphans:
-            log.warning(
-                "worker %s adopts %d job(s) left in its processing lists (a lost reply or an "
-                "earlier run with this worker id)",
-                self.worker_id,
-                min(len(orphans), max_jobs),
-            )
-        return await self._accept(orphans[:max_jobs])
-
-    async def _read_slice(self, queue: QueueRef, start: int) -> tuple[int, bool, list[bytes]]:
-        """One bounded slice of ``queue``'s processing list from ``start``: (next start, whether
-        the list ends there, payloads). A lost reply shrinks the budget for the retry."""
-        attempts = 0
-
-        def read(r: Redis) -> Awaitable[Any]:
-            nonlocal attempts
-            attempts += 1
-            if attempts > 1:
-                self._reply_lost()
-                if self._in_flight and self._lost_in_a_row % GIVE_BACK_AFTER == 0:
-                    raise _CannotReceive
-            oversize, why = self._oversize()
-            keys = [queue.processing, self.keys.dead]
-            args = [start, ADOPT_CHUNK, self.fetch_bytes, oversize, queue.key, time.time()]
-            return ADOPT_READ(r, keys, [*args, self.worker_id, why])
-
-        try:
-            following, ended, items = await self.conn.execute(self._fetching, read)
-        except _CannotReceive:
-            await self._give_back(queue)
-            return start, True, []
-        self._reply_received()
-        return int(following), bool(ended), [_as_bytes(item) for item in items]
-
-    async def _give_back(self, queue: QueueRef) -> None:
-        """Say that this worker cannot receive what it holds in ``queue``'s processing list, and
-        give back every payload there that it does not hold (another worker, or this one once
-        idle, can take them; one that nobody can receive is then dead-lettered server-side)."""
-        held = [
-            hashlib.sha1(raw, usedforsecurity=False).hexdigest()
-            for (key, raw), count in self._in_flight.items()
-            if key == queue.key
-            for _ in range(count)
-        ]
-        given = await self.conn.execute(
-            f"giving back the jobs worker {self.worker_id} cannot receive to {queue.key}",
-            GIVE_BACK.bind([queue.processing, queue.key, queue.wake], [WAKE_BOUND, *held]),
-        )
-        log.warning(
-            "worker %s cannot receive the jobs in %s (%d replies in a row lost while it holds %d "
-            "job(s)); gave %d job(s) back to %s",
-            self.worker_id,
-            queue.processing,
-            self._lost_in_a_row,
-            len(self._in_flight),
-            int(given),
-            queue.key,
-        )
-
     async def _accept(self, fetched: Iterable[tuple[QueueRef, bytes]]) -> list[Job]:
         """Decode fetched payloads; dead-letter the undecodable, track the rest as in flight."""
         jobs: list[Job] = []
         accepted, keys, max_bytes = self._accepted, self.keys, self.max_payload_bytes
-        in_flight = self._in_flight if self.mode == "reliable" else None
+        in_flight = self._adoption.in_flight if self.mode == "reliable" else None
         for queue, raw in fetched:
             try:
                 job = decode(raw, queue.key, keys, max_bytes=max_bytes, queue_name=queue.name)
             except DecodeError as exc:
-                await self._dead_letter_raw(queue, raw, f"undecodable payload: {exc.reason}")
+                reason = f"undecodable payload: {exc.reason}"
+                await self._settler.dead_letter_raw(queue, raw, reason)
                 continue
             except Exception as exc:  # noqa: BLE001  (a decoder bug is this payload's failure)
                 reason = f"undecodable payload: {type(exc).__name__}: {exc}"
-                await self._dead_letter_raw(queue, raw, reason)
+                await self._settler.dead_letter_raw(queue, raw, reason)
                 continue
             if in_flight is not None:
                 held = (queue.key, raw)
@@ -471,32 +285,13 @@ class Fetcher:
         queue = self._by_name.get(name)
         return queue if queue is not None else self.keys.queue_ref(self.worker_id, name)
 
-    @contextmanager
-    def _settling(self) -> Iterator[None]:
-        """Around a call that removes held payloads from a processing list. Adoption reads the
-        lists in slices: such a removal between two slices shifts the list and may hide an orphan
-        from the next one. Counted when the call begins, not when its reply comes back: the
-        server may apply it while an adoption reads, and answer after that adoption ended."""
-        self._settles_begun += 1
-        self._settles_running += 1
-        try:
-            yield
-        finally:
-            self._settles_running -= 1
-
     def _release(self, job: Job) -> None:
         self._release_all((job,))
 
     def _release_all(self, jobs: Iterable[Job]) -> None:
         """Forget settled (or never handed out) jobs: they are no longer in flight."""
-        in_flight, queue_of = self._in_flight, self._queue
-        for job in jobs:
-            held = (queue_of(job.queue).key, job.raw)
-            count = in_flight.get(held, 0)
-            if count > 1:
-                in_flight[held] = count - 1
-            else:
-                in_flight.pop(held, None)
+        queue_of = self._queue
+        self._adoption.release((queue_of(job.queue).key, job.raw) for job in jobs)
 
     async def ack(self, job: Job) -> None:
         """Done: remove the payload from the processing list (a no-op in fast mode)."""
@@ -532,7 +327,7 @@ class Fetcher:
             args.append(b"%d" % len(raws))
             args += raws
         token = registration.fence
-        with self._settling():
+        with self._adoption.settling():
             removed = await self.conn.execute(
                 f"acknowledging {len(jobs)} job(s)",
                 ACK.bind([registration.lease_key, *by_key], [token, *args]),
@@ -603,8 +398,8 @@ class Fetcher:
         self, job: Job, verb: str, destination: str, kind: str, score: float, value: bytes
     ) -> None:
         processing = self._queue(job.queue).processing
-        with self._settling():
-            moved = await self._move_out(
+        with self._adoption.settling():
+            moved = await self._settler.move_out(
                 f"{verb} job {job.id}",
                 processing,
                 job.raw,
@@ -625,65 +420,6 @@ class Fetcher:
                 processing,
                 verb.removesuffix(" of"),
             )
-
-    async def _dead_letter_raw(self, queue: QueueRef, raw: bytes, reason: str) -> int:
-        entry = deadletter.entry(
-            queue_key=queue.key, raw=raw, reason=reason, worker_id=self.worker_id
-        )
-        log.error("dead-lettering a payload from %s: %s (%d bytes)", queue.key, reason, len(raw))
-        moved = await self._move_out(
-            f"dead-lettering a payload from {queue.key}",
-            queue.processing,
-            raw,
-            self.keys.dead,
-            "rpush",
-            0,
-            entry,
-            queue_key=queue.key,
-        )
-        self.dead_lettered += moved
-        return moved
-
-    async def _dead_letter_all(self, queue: QueueRef, reason: str) -> None:
-        """Dead-letter everything in ``queue``'s processing list, reading it in bounded chunks."""
-        while True:
-            items = await self.conn.execute(
-                f"reading the processing list {queue.processing}",
-                lambda r: r.lrange(queue.processing, 0, ADOPT_CHUNK - 1),
-            )
-            moved = 0
-            for raw in items:
-                moved += await self._dead_letter_raw(queue, _as_bytes(raw), reason)
-            if not moved:  # fast mode moves without removing: nothing would ever change
-                return
-
-    async def _move_out(
-        self,
-        operation: str,
-        processing: str,
-        raw: bytes,
-        destination: str,
-        kind: str,
-        score: float,
-        value: bytes,
-        *,
-        queue_key: str,
-    ) -> int:
-        """Move ``raw`` from ``processing`` to ``destination`` (atomically, only if still there
-        in reliable mode); returns 1 if it moved. Fenced by this worker's lease: a payload that
-        was recovered elsewhere while this worker was presumed dead is not moved (returns 0)."""
-        registration = self._registration
-        keys = [processing, destination, destination, registration.lease_key]
-        reliable = self.mode == "reliable"
-        while True:
-            if registration.stale and registration.take_stale((queue_key, raw)):
-                return 0
-            token = registration.fence if reliable else ""
-            args: list[Any] = [raw, kind, score, value, "1" if reliable else "0", "", token]
-            moved = int(await self.conn.execute(operation, SETTLE.bind(keys, args), write=True))
-            if moved >= 0:
-                return moved
-            await registration.lease_lost(token)
 
     async def requeue(self, jobs: Sequence[Job]) -> int:
         """Put jobs back at the HEAD of their queues, in their order (shutdown: unstarted jobs)."""
@@ -712,21 +448,8 @@ class Fetcher:
     async def requeue_all_processing(self) -> int:
         """Shutdown: everything left in this worker's processing lists goes back to the head of
         its queue, order preserved. Returns the number of jobs moved."""
-        moved = 0
-        for queue in self._queues:
-            try:
-                moved += int(
-                    await self.conn.execute(
-                        f"requeueing the jobs of worker {self.worker_id} to {queue.key}",
-                        REQUEUE_PROCESSING.bind(
-                            [queue.processing, queue.key, queue.wake], [WAKE_BOUND]
-                        ),
-                    )
-                )
-            except WrongTypeError as exc:
-                await self._dead_letter_all(queue, f"could not be requeued: {exc}")
-        self._in_flight.clear()
-        self._orphans_possible = False
+        moved = await self._settler.give_back_all(self._queues)
+        self._adoption.forget_all()
         return moved
 
     # -- registry, heartbeat, recovery ---------------------------------------------------------

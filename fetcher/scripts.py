@@ -29,6 +29,16 @@ from redis.exceptions import NoScriptError
 WAKE_BOUND = 16
 
 
+#: Lua functions shared by several scripts, by name -> the file (``fetcher/lua/_NAME.lua``) that
+#: defines it. Redis scripts cannot import each other: :meth:`LuaScript.load` puts the file in
+#: front of every script that calls the function, so it is written once and the SHA covers it.
+SNIPPETS = {"dead_letter_entry": "_dead_letter_entry"}
+
+
+def _lua(name: str) -> str:
+    return resources.files("fetcher").joinpath(f"lua/{name}.lua").read_text()
+
+
 _SENT: weakref.WeakKeyDictionary[Redis, set[str]] = weakref.WeakKeyDictionary()
 """SHAs each client has run by source: its server has them cached (until a restart or a
 SCRIPT FLUSH, answered NOSCRIPT). Bounded by the scripts of this package; gone with the client."""
@@ -42,10 +52,10 @@ class LuaScript:
 
     @classmethod
     def load(cls, name: str) -> LuaScript:
-        """``fetcher/lua/NAME.lua``."""
-        return cls.from_source(
-            name, resources.files("fetcher").joinpath(f"lua/{name}.lua").read_text()
-        )
+        """``fetcher/lua/NAME.lua``, behind the shared snippets it calls (:data:`SNIPPETS`)."""
+        source = _lua(name)
+        used = [_lua(snippet) for call, snippet in SNIPPETS.items() if f"{call}(" in source]
+        return cls.from_source(name, "".join(used) + source)
 
     @classmethod
     def from_source(cls, name: str, source: str) -> LuaScript:

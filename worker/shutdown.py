@@ -3,19 +3,34 @@
 The worker awaits :attr:`Shutdown.requested` to begin draining and :attr:`Shutdown.forced` to
 give up on running jobs at once. The exit code follows the usual convention: 0 after a graceful
 stop, ``128 + signum`` (130 for SIGINT, 143 for SIGTERM) when a second signal forced it.
+
+The last steps of a stop live here too: :func:`drain` (wait for the running jobs, bounded) and
+:func:`give_back` (flush acks, requeue, unregister, each bounded by the grace deadline);
+``worker.worker.Worker._stop`` runs them in order.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
+from typing import Any
+
+from fetcher import ConnectionState, Fetcher, Job, RedisConnection
+from worker.acks import AckBatcher
+from worker.cancellation import finish_by
 
 log = logging.getLogger("worker.shutdown")
 
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+#: Part of the grace period kept for giving jobs back and unregistering (at most this many s).
+CLEANUP_RESERVE = 2.0
+#: A forced (second-signal) exit still tries this long to give jobs back.
+FORCED_CLEANUP = 1.0
 
 
 class Shutdown:
@@ -68,3 +83,88 @@ class Shutdown:
         finally:
             for sig in HANDLED_SIGNALS:
                 loop.remove_signal_handler(sig)
+
+
+def cleanup_reserve(grace_period: float) -> float:
+    """The part of ``grace_period`` kept for :func:`give_back` (not spent draining)."""
+    return min(CLEANUP_RESERVE, grace_period * 0.2)
+
+
+async def drain(running: asyncio.Task[None], forced: asyncio.Event, *, until: float) -> None:
+    """Wait until the running jobs end, the loop time ``until`` passes or ``forced`` is set (a
+    second signal).
+
+    ``running`` is only watched, never cancelled here: the caller decides what happens to
+    jobs still running. The second-signal watcher is owned by a TaskGroup, so it is gone
+    when this returns, whichever way it ends."""
+    try:
+        async with asyncio.timeout_at(until), asyncio.TaskGroup() as watchers:
+            forcing = watchers.create_task(forced.wait(), name="forced")
+            await asyncio.wait([running, forcing], return_when=asyncio.FIRST_COMPLETED)
+            forcing.cancel()
+    except TimeoutError:
+        pass  # grace period over: the caller cancels what still runs
+
+
+def outage_cause(conn: RedisConnection) -> str:
+    """What the current outage looks like, for a log line: the last failed attempt's
+    exception, or, when no attempt has failed yet (a frozen server: no reply, no error
+    before the deadline), that."""
+    stats = conn.stats
+    if conn.state is ConnectionState.RECONNECTING and stats.last_cause:
+        down = time.time() - (stats.outage_since or time.time())
+        return f"{stats.last_cause}; attempt {stats.attempts}, down {down:.1f} s"
+    return "TimeoutError no reply before the grace deadline"
+
+
+async def give_back(
+    fetcher: Fetcher,
+    acks: AckBatcher[Job],
+    jobs: list[Job],
+    deadline: float,
+    shutdown: Shutdown,
+) -> int:
+    """Flush ``acks``, requeue unfinished ``jobs``, unregister; each bounded by ``deadline`` (at
+    most :data:`FORCED_CLEANUP` from now, or from when it is set, once a second signal came).
+    Returns how many jobs went back to their queues (0 if the requeue step did not finish).
+
+    When Redis is unreachable until the deadline, the jobs stay in this worker's processing
+    list (reliable mode); another worker recovers them once this heartbeat expires.
+    """
+    loop = asyncio.get_running_loop()
+    forced = shutdown.forced
+    if forced.is_set():
+        deadline = min(deadline, loop.time() + FORCED_CLEANUP)
+    reliable = fetcher.mode == "reliable"
+    steps: list[tuple[str, Callable[[], Coroutine[Any, Any, Any]]]] = [
+        ("acking finished jobs", acks.flush)
+    ]
+    if reliable:  # unregister gives back what the lists hold
+        steps.append(("requeueing unfinished jobs and unregistering", fetcher.unregister))
+    else:
+        if jobs:
+            steps.append(("requeueing unfinished jobs", functools.partial(fetcher.requeue, jobs)))
+        steps.append(("unregistering", fetcher.unregister))
+    requeued = 0
+    for what, step in steps:
+        finished, result = await finish_by(
+            step(),
+            max(deadline, loop.time() + 0.05),
+            hurry=forced,
+            hurry_within=FORCED_CLEANUP,
+        )
+        if not finished:
+            log.error(
+                "shutdown: Redis %s unreachable while %s (%s); gave up at the grace deadline. %s",
+                fetcher.conn.endpoint,
+                what,
+                outage_cause(fetcher.conn),
+                "Unfinished jobs stay in this worker's processing list and will be recovered "
+                "by the next worker once this worker's heartbeat expires"
+                if reliable
+                else f"{len(jobs)} fast-mode jobs are lost",
+            )
+            break
+        if what.startswith("requeueing"):
+            requeued = result if isinstance(result, int) else len(jobs)
+    return requeued

@@ -3,8 +3,10 @@
 The methods of :class:`Worker` read in the order they run:
 
     run → _serve → _start → _fetch_loop → _runner → _run_job → _succeeded / _failed
-        → _heartbeat_loop / _scheduler_loop / _recovery_loop / _watchdog_loop
-        → _stop (drain with a deadline → cancel → flush acks → requeue → unregister → one line)
+        → the heartbeat (worker.heartbeat) / _scheduler_loop / _recovery_loop / the watchdog
+          (worker.watchdog)
+        → _stop (drain with a deadline → cancel → flush acks → requeue → unregister → one line;
+          the bounded steps are in worker.shutdown)
 
 Every coroutine lives in one TaskGroup: an unexpected exception in any loop cancels the rest
 and leaves :meth:`run` with that exception (the CLI logs the traceback and exits 1), so no loop
@@ -38,7 +40,7 @@ Retry or dead-letter (failure)
  13. fetcher.fetch.Fetcher.nack                last attempt: fetcher.deadletter.entry; else
                                                fetcher.scheduling.job_backoff and
                                                fetcher.codec.reencode_for_retry
- 14. fetcher.fetch.Fetcher._settle / fetcher.fetch.Fetcher._move_out    one SETTLE script call
+ 14. fetcher.fetch.Fetcher._settle / fetcher.settle.Settler.move_out    one SETTLE script call
                                                (fetcher/lua/settle.lua) to dead or scheduled
  15. worker.worker.Worker._scheduler_loop      later: fetcher.fetch.Fetcher.promote_due
                                                (fetcher.scheduling.promote_due) puts the due
@@ -51,20 +53,16 @@ A failure in the job's own path: worker.worker.Worker._contain (dead-letters it,
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import os
 import socket
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import Any
 
 from fetcher import (
-    Admin,
-    ConnectionEvent,
-    ConnectionRestored,
     ConnectionState,
     Fetcher,
     FetcherError,
@@ -76,21 +74,19 @@ from fetcher.state import stats_fields
 from worker import __version__
 from worker.acks import AckBatcher
 from worker.app import App
-from worker.cancellation import cancel_and_wait, checkpoint, finish_by
+from worker.cancellation import cancel_and_wait, checkpoint
 from worker.config import WorkerConfig
+from worker.heartbeat import Heartbeat
 from worker.http import HealthServer
 from worker.metrics import metrics_registry
-from worker.shutdown import Shutdown
+from worker.shutdown import Shutdown, cleanup_reserve, drain, give_back
 from worker.stats import WorkerStats
 from worker.threads import SyncRunner
+from worker.watchdog import FetchWatchdog
 from worker.window import JobWindow, PrefetchSizer
 
 log = logging.getLogger("worker")
 
-#: Part of the grace period kept for giving jobs back and unregistering (at most this many s).
-CLEANUP_RESERVE = 2.0
-#: A forced (second-signal) exit still tries this long to give jobs back.
-FORCED_CLEANUP = 1.0
 #: The adaptive prefetch holds at most this many payload bytes beyond the running jobs (and at
 #: most WorkerConfig.prefetch_ceiling jobs; see worker.window.PrefetchSizer).
 PREFETCH_MAX_BYTES = 16 * 1024 * 1024
@@ -175,30 +171,14 @@ class Worker:
         # The last job that failed, for the heartbeat (top's "last error"): (unix s, line).
         self._last_job_error: tuple[float, str] | None = None
         self.stats.safety = self._safety_stats
-        self.admin = Admin(conn)
-        # Queue, scheduled and dead-letter counts as of the last heartbeat (for the heartbeat
-        # itself, `top` and the live dashboard); refreshed with every beat, never per job.
-        self._depths: dict[str, Any] = {}
         self.started = asyncio.Event()
+        self.heartbeat = Heartbeat(self.fetcher, config, self.stats.snapshot, self.started)
         self._on_started = on_started
         self._threads = SyncRunner(config.concurrency)
         # One slot per runner: the job it is running now (bounded by N, never grows).
         self._current: list[Job | None] = [None] * config.concurrency
         self._runners: list[asyncio.Task[None]] = []
-        # Watchdog bookkeeping: when the current fetch began (None: not inside a fetch).
-        self._fetch_since: float | None = None
-        self._fetch_scope: asyncio.Timeout | None = None
-        self._stalled: str | None = None
-        self.stalls = 0
-        self._last_beat = time.monotonic()
-        # When the heartbeat loop last woke up later than the heartbeat TTL (frozen process,
-        # blocked event loop): other workers may have taken this one for dead (unix s).
-        self._beat_stalled_at: float | None = None
-        # Redis's maxmemory-policy as last read (fetcher.Admin.eviction_policy); read again
-        # after every reconnect (a restarted Redis may come back with another config).
-        self._eviction: dict[str, Any] = {}
-        self._eviction_due = True
-        conn.subscribe(self._on_connection_event)
+        self.watchdog = FetchWatchdog(conn, config.queues, config.effective_watchdog_timeout)
 
     def __repr__(self) -> str:
         return f"<Worker {self.worker_id} {self.config.mode} {self.window!r} {self.conn!r}>"
@@ -221,10 +201,10 @@ class Worker:
             running = tg.create_task(self._run_window(), name="runners")
             services = [
                 tg.create_task(self.acks.run(), name="acks"),
-                tg.create_task(self._heartbeat_loop(), name="heartbeat"),
+                tg.create_task(self.heartbeat.run(), name="heartbeat"),
                 tg.create_task(self._scheduler_loop(), name="scheduler"),
                 tg.create_task(self._recovery_loop(), name="recovery"),
-                tg.create_task(self._watchdog_loop(), name="watchdog"),
+                tg.create_task(self.watchdog.run(), name="watchdog"),
             ]
             if self.config.metrics_port is not None:
                 server = HealthServer(
@@ -243,8 +223,7 @@ class Worker:
         twin) makes registration raise ConfigurationError: exit 2, naming the holder."""
         await self.fetcher.register()
         await self.fetcher.recover_dead_workers(sweep=True)  # one line, naming the dead
-        await self.fetcher.heartbeat(self.stats.snapshot(), self._heartbeat_ttl)
-        await self._check_eviction_policy()
+        await self.heartbeat.first()  # and the eviction policy check
         config = self.config
         floor, ceiling = config.effective_prefetch, config.prefetch_ceiling
         log.info(
@@ -256,7 +235,6 @@ class Worker:
             config.mode,
             self.conn.endpoint,
         )
-        self._last_beat = time.monotonic()
         self.started.set()
         if self._on_started is not None:
             self._on_started(self)
@@ -267,25 +245,20 @@ class Worker:
         prefetch is sized (Little's law) so that the jobs in hand outlast its round trip."""
         await self._start()
         window, fetch, sizer = self.window, self.fetcher.fetch, self.prefetch
-        loop = asyncio.get_running_loop()
+        watchdog, loop = self.watchdog, asyncio.get_running_loop()
         while True:
             wanted = await window.wait_for_space()
-            self._fetch_since = began = loop.time()
-            scope = self._fetch_scope = asyncio.timeout(None)
+            began = loop.time()
             try:
-                async with scope:
-                    jobs = await fetch(wanted)
+                with watchdog.watching() as scope:
+                    async with scope:
+                        jobs = await fetch(wanted)
             except TimeoutError:
                 if not scope.expired():  # not the watchdog's: a real error from below
                     raise
                 log.warning("fetch interrupted by the watchdog; fetching again")
                 continue
-            finally:
-                self._fetch_scope = None
-                self._fetch_since = None
-            if self._stalled is not None:
-                log.warning("fetch loop is making progress again")
-                self._stalled = None
+            watchdog.progressed()
             if jobs:
                 took = loop.time() - began
                 size = sum(len(job.raw) for job in jobs)
@@ -450,10 +423,6 @@ class Worker:
 
     # -- services -----------------------------------------------------------------------------
 
-    @property
-    def _heartbeat_ttl(self) -> float:
-        return self.config.heartbeat_ttl
-
     def _live_stats(self) -> dict[str, Any]:
         return {
             "in_flight": self.window.running,
@@ -461,7 +430,7 @@ class Worker:
             **stats_fields(self.conn.stats),
             "last_job_error": self._last_job_error and self._last_job_error[1],
             "last_job_error_at": self._last_job_error and self._last_job_error[0],
-            **self._depths,
+            **self.heartbeat.depths,
         }
 
     def _safety_stats(self) -> dict[str, Any]:
@@ -471,54 +440,8 @@ class Worker:
             **ownership.counters(),
             "presumed_dead_at": ownership.presumed_dead_at,
             "stuck_threads": self._threads.stuck,
-            "eviction_policy": self._eviction.get("policy"),
+            "eviction_policy": self.heartbeat.eviction.get("policy"),
         }
-
-    def _on_connection_event(self, event: ConnectionEvent) -> None:
-        if isinstance(event, ConnectionRestored):
-            self._eviction_due = True
-
-    async def _check_eviction_policy(self) -> None:
-        """Read maxmemory-policy; WARN when Redis may evict jobs or when it cannot be checked."""
-        self._eviction_due = False
-        self._eviction = await self.admin.eviction_policy()
-        if not self._eviction.get("safe"):
-            log.warning("%s", self._eviction["note"])
-
-    async def _heartbeat_loop(self) -> None:
-        """Beat at a fixed rate: a slow link must not stretch the gaps between beats (a gap
-        longer than the TTL makes other workers take this one for dead and requeue its jobs).
-
-        A wake-up later than the TTL means this process was frozen (SIGSTOP, a paused VM) or its
-        event loop blocked: that is said at once. The beat itself then finds out whether this
-        worker was presumed dead (fetcher.registry: WARNING, counted, rejoined)."""
-        await self.started.wait()
-        loop = asyncio.get_running_loop()
-        due = loop.time()
-        while True:
-            due = max(due + self.config.heartbeat_interval, loop.time())
-            await asyncio.sleep(due - loop.time())
-            late = loop.time() - due
-            if late > self._heartbeat_ttl:
-                self._beat_stalled_at = time.time()
-                log.warning(
-                    "worker %s: heartbeat loop stalled for %.1f s, past the heartbeat TTL of "
-                    "%.1f s (process frozen or event loop blocked): other workers may have taken "
-                    "it for dead and recovered its jobs",
-                    self.worker_id,
-                    late + self.config.heartbeat_interval,
-                    self._heartbeat_ttl,
-                )
-            began = loop.time()
-            await self.fetcher.heartbeat(self.stats.snapshot(), self._heartbeat_ttl)
-            self._last_beat = time.monotonic()
-            if self._eviction_due:
-                await self._check_eviction_policy()
-            # For the next beat (and the dashboard): after the write, so it never delays one;
-            # skipped when the write itself was slow (a slow link), where one more round trip
-            # would push the next beat toward the TTL.
-            if loop.time() - began < self.config.heartbeat_interval / 2:
-                self._depths = await self.admin.depths(self.config.queues)
 
     async def _scheduler_loop(self) -> None:
         """Move due retries and delayed jobs into their queues."""
@@ -541,71 +464,6 @@ class Worker:
             # Logs one line naming the dead workers, when it found any.
             await self.fetcher.recover_dead_workers(sweep=passes % SWEEP_EVERY == 0)
 
-    async def _watchdog_loop(self) -> None:
-        """Notice a fetch that cannot still be legitimately running, say so, reset, fetch again.
-
-        A fetch blocks at most ``block_timeout`` server-side and the client gives up after its
-        read timeout; during an outage every attempt fails within its timeouts and the next one
-        is scheduled (``retry_next_at``). A fetch older than the limit is stuck when the
-        connection claims to be CONNECTED, or when it is RECONNECTING but no attempt has ended
-        for longer than the limit (a retry that hangs on a half-open socket with no read
-        timeout): exactly the silent lock-up operators saw. Each stuck fetch is reset once; the
-        fetch that replaces it is judged afresh, so a hang that repeats is reset again.
-        """
-        limit = self.config.effective_watchdog_timeout
-        if limit == 0:
-            log.warning(
-                "watchdog disabled (--watchdog-timeout 0): a stuck fetch loop will go unnoticed. "
-                "This is unsafe and meant only for chaos proofs."
-            )
-            return
-        loop = asyncio.get_running_loop()
-        period = min(1.0, limit / 4)
-        reset_since: float | None = None  # the _fetch_since of the fetch last reset
-        awake_since = loop.time()  # time this process spent frozen is nobody's fault
-        while True:
-            due = loop.time() + period
-            await asyncio.sleep(period)
-            if loop.time() - due > period:
-                # This loop itself woke up late: the process was frozen (SIGSTOP, a VM pause) or
-                # the event loop blocked. A fetch did not hang meanwhile; judge it from now on.
-                awake_since = loop.time()
-                continue
-            since = self._fetch_since
-            if since is None or since == reset_since:
-                continue
-            stuck_for = loop.time() - max(since, awake_since)
-            why = self._stuck_because(limit) if stuck_for > limit else None
-            if why is None:
-                continue
-            reset_since = since
-            self.stalls += 1
-            self._stalled = (
-                f"fetch from queues [{', '.join(self.config.queues)}] made no progress for "
-                f"{stuck_for:.1f} s (limit {limit:.1f} s = block timeout + read timeout + margin) "
-                f"{why}"
-            )
-            log.error("watchdog: %s; resetting the connection and fetching again", self._stalled)
-            await self.conn.reset()
-            scope = self._fetch_scope
-            if scope is not None and not scope.expired():
-                scope.reschedule(loop.time())
-
-    def _stuck_because(self, limit: float) -> str | None:
-        """Why a fetch older than ``limit`` cannot still be legitimate, or None if it can."""
-        state, stats = self.conn.state, self.conn.stats
-        if state is ConnectionState.CONNECTED:
-            return f"while Redis {self.conn.endpoint} counted as connected"
-        if state is ConnectionState.RECONNECTING:
-            # The last attempt began when its wait ended (or, before any wait, when it failed).
-            began = stats.retry_next_at or stats.last_error_at
-            if began is not None and (silent := time.time() - began) > limit:
-                return (
-                    f"while Redis {self.conn.endpoint} was reconnecting and no attempt had ended "
-                    f"for {silent:.1f} s (a retry hanging on a half-open connection)"
-                )
-        return None
-
     # -- probes (for worker.http) -------------------------------------------------------------
 
     def ready(self) -> tuple[bool, str]:
@@ -626,12 +484,12 @@ class Worker:
         for one heartbeat TTL after the fact, when the heartbeat loop stalled past its TTL or
         this worker found it had been presumed dead. An outage alone is not unhealthy:
         restarting would not help."""
-        if self._stalled is not None:
-            return False, self._stalled
+        if self.watchdog.stalled is not None:
+            return False, self.watchdog.stalled
         threads_ok, threads_why = self._threads.health()
         if not threads_ok:
             return False, threads_why
-        ttl, now = self._heartbeat_ttl, time.time()
+        ttl, now = self.config.heartbeat_ttl, time.time()
         ownership = self.fetcher.ownership
         presumed = ownership.presumed_dead_at
         if presumed is not None and now - presumed < ttl:
@@ -640,23 +498,9 @@ class Worker:
                 f"recovered elsewhere ({ownership.presumed_dead} time(s) so far, "
                 f"{ownership.late_settles} late settle(s) fenced off); rejoined with a fresh lease"
             )
-        stalled = self._beat_stalled_at
-        if stalled is not None and now - stalled < ttl:
-            return False, (
-                f"heartbeat loop stalled past the heartbeat TTL of {ttl:.1f} s "
-                f"{now - stalled:.1f} s ago (process frozen or event loop blocked)"
-            )
-        config = self.config
-        beat_limit = (
-            3 * config.heartbeat_interval + config.redis_retry_cap + config.read_timeout + 1.0
-        )
-        silent_for = time.monotonic() - self._last_beat
-        connected = self.conn.state is ConnectionState.CONNECTED
-        if self.started.is_set() and connected and silent_for > beat_limit:
-            return False, (
-                f"heartbeat loop made no progress for {silent_for:.1f} s (limit {beat_limit:.1f} s)"
-                f" while Redis {self.conn.endpoint} counted as connected"
-            )
+        beats = self.heartbeat.unhealthy()
+        if beats is not None:
+            return False, beats
         return True, "loops progressing"
 
     # -- stop ---------------------------------------------------------------------------------
@@ -671,16 +515,17 @@ class Worker:
         loop = asyncio.get_running_loop()
         began = loop.time()
         deadline = began + self.config.grace_period
+        reserve = cleanup_reserve(self.config.grace_period)
         fetching.cancel()
         self.window.close()
         if self.window.running:
             log.info(
                 "waiting up to %.1f s for %d running jobs (%d unstarted go back to their queue)",
-                max(0.0, deadline - loop.time() - self._cleanup_reserve),
+                max(0.0, deadline - loop.time() - reserve),
                 self.window.running,
                 self.window.buffered,
             )
-        await self._drain(running, until=deadline - self._cleanup_reserve)
+        await drain(running, self.shutdown.forced, until=deadline - reserve)
         interrupted = [job for job in self._current if job is not None]
         if not running.done():
             reason = "second signal" if self.shutdown.forced.is_set() else "grace period over"
@@ -696,10 +541,9 @@ class Worker:
         if not self.started.is_set():
             log.info("worker %s stopped before it started: nothing was taken", self.worker_id)
             return
-        if self.shutdown.forced.is_set():
-            deadline = min(deadline, loop.time() + FORCED_CLEANUP)
-        # Started jobs were fetched before the unstarted ones: keep that order at the head.
-        await self._give_back(interrupted + self.window.drain(), deadline)
+        left = interrupted + self.window.drain()  # in fetch order: started ones first
+        requeued = await give_back(self.fetcher, self.acks, left, deadline, self.shutdown)
+        self.stats.requeued = requeued
         log.info(
             "worker %s stopped after running %.1f s (shutdown took %.1f s): %s",
             self.worker_id,
@@ -707,73 +551,3 @@ class Worker:
             loop.time() - began,
             self.stats.counter_line(),
         )
-
-    async def _drain(self, running: asyncio.Task[None], *, until: float) -> None:
-        """Wait until the running jobs end, the loop time ``until`` passes or a second signal
-        arrives.
-
-        ``running`` is only watched, never cancelled here: the caller decides what happens to
-        jobs still running. The second-signal watcher is owned by a TaskGroup, so it is gone
-        when this returns, whichever way it ends."""
-        try:
-            async with asyncio.timeout_at(until), asyncio.TaskGroup() as watchers:
-                forced = watchers.create_task(self.shutdown.forced.wait(), name="forced")
-                await asyncio.wait([running, forced], return_when=asyncio.FIRST_COMPLETED)
-                forced.cancel()
-        except TimeoutError:
-            pass  # grace period over: the caller cancels what still runs
-
-    def _outage_cause(self) -> str:
-        """What the current outage looks like, for a log line: the last failed attempt's
-        exception, or, when no attempt has failed yet (a frozen server: no reply, no error
-        before the deadline), that."""
-        stats = self.conn.stats
-        if self.conn.state is ConnectionState.RECONNECTING and stats.last_cause:
-            down = time.time() - (stats.outage_since or time.time())
-            return f"{stats.last_cause}; attempt {stats.attempts}, down {down:.1f} s"
-        return "TimeoutError no reply before the grace deadline"
-
-    @property
-    def _cleanup_reserve(self) -> float:
-        return min(CLEANUP_RESERVE, self.config.grace_period * 0.2)
-
-    async def _give_back(self, jobs: list[Job], deadline: float) -> None:
-        """Flush acks, requeue unfinished jobs, unregister; each bounded by ``deadline``.
-
-        When Redis is unreachable until the deadline, the jobs stay in this worker's processing
-        list (reliable mode); another worker recovers them once this heartbeat expires.
-        """
-        loop = asyncio.get_running_loop()
-        steps: list[tuple[str, Callable[[], Coroutine[Any, Any, Any]]]] = [
-            ("acking finished jobs", self.acks.flush)
-        ]
-        if self.config.mode == "reliable":  # unregister gives back what the lists hold
-            steps.append(("requeueing unfinished jobs and unregistering", self.fetcher.unregister))
-        else:
-            if jobs:
-                steps.append(
-                    ("requeueing unfinished jobs", functools.partial(self.fetcher.requeue, jobs))
-                )
-            steps.append(("unregistering", self.fetcher.unregister))
-        for what, step in steps:
-            finished, result = await finish_by(
-                step(),
-                max(deadline, loop.time() + 0.05),
-                hurry=self.shutdown.forced,
-                hurry_within=FORCED_CLEANUP,
-            )
-            if not finished:
-                log.error(
-                    "shutdown: Redis %s unreachable while %s (%s); gave up at the grace deadline. "
-                    "%s",
-                    self.conn.endpoint,
-                    what,
-                    self._outage_cause(),
-                    "Unfinished jobs stay in this worker's processing list and will be recovered "
-                    "by the next worker once this worker's heartbeat expires"
-                    if self.config.mode == "reliable"
-                    else f"{len(jobs)} fast-mode jobs are lost",
-                )
-                return
-            if what.startswith("requeueing"):
-                self.stats.requeued = result if isinstance(result, int) else len(jobs)

@@ -1,9 +1,14 @@
-"""The worker under test: the real ``steadfetch run`` binary as a child process.
+"""The worker under test: the real ``steadfetch`` binary as a child process (the one definition).
 
-Its output (JSON log lines on stderr) is read line by line, written to a log file, and recorded
-in the history as ``log`` operations stamped on arrival; its memory is sampled from
-``/proc/PID/status``; its exit code is recorded as ``worker-exit``. A signal sent through
-:meth:`WorkerProcess.signal` is recorded first, with the rule its exit is judged by.
+Its output (stdout and stderr) goes to a log file. Two ways to follow it, one process model:
+
+- the chaos runner awaits :meth:`WorkerProcess.run`, which follows the log file line by line
+  and records each line in the history as a ``log`` operation stamped on arrival (within
+  :data:`FOLLOW_INTERVAL`), samples memory from ``/proc/PID/status`` and records the exit code
+  as ``worker-exit``; a signal sent through :meth:`WorkerProcess.signal` with a rule
+  (``expect_codes``, ``within``) is recorded first, with the rule its exit is judged by;
+- the worker tests (``tests/worker/harness.py``) use it synchronously: :meth:`~WorkerProcess.wait`,
+  :meth:`~WorkerProcess.stop`, :meth:`~WorkerProcess.close` and the log file.
 """
 
 from __future__ import annotations
@@ -14,17 +19,19 @@ import json
 import os
 import re
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from chaos.history import History
 
 RSS_INTERVAL = 0.5
-LINE_LIMIT = 4 * 1024 * 1024  # a JSON log line carries its traceback
+#: How often :meth:`WorkerProcess.run` looks for new log lines and for the exit.
+FOLLOW_INTERVAL = 0.02
 TEXT_LINE = re.compile(r"^\S+Z (?P<level>[A-Z]+) (?P<logger>[\w.]+): (?P<message>.*)$")
 
 
@@ -92,7 +99,12 @@ def read_rss(pid: int) -> int | None:
 
 
 class WorkerProcess:
-    """One ``steadfetch run`` process, named ``name`` in the history (``worker-1``...)."""
+    """One ``steadfetch`` process (``argv``), named ``name`` (``worker-1``... in the history).
+
+    Nothing runs until :meth:`spawn`. ``history`` is the chaos run's (None in the worker tests:
+    nothing is recorded); ``facts`` are recorded with ``worker-start`` for the checkers (what it
+    can hold, its TTL...). :meth:`close` kills it if it still runs and closes the log file.
+    """
 
     def __init__(
         self,
@@ -100,23 +112,27 @@ class WorkerProcess:
         argv: Sequence[str],
         env: Mapping[str, str],
         log_path: Path,
-        history: History,
+        history: History | None = None,
         facts: Mapping[str, Any] | None = None,
+        *,
+        cwd: Path | None = None,
     ) -> None:
         self.name = name
         self.facts = dict(facts or {})
-        """Recorded with ``worker-start`` for the checkers (what it can hold, its TTL...)."""
         self.argv = list(argv)
         self.env = dict(env)
         self.log_path = log_path
         self.history = history
+        self.cwd = cwd
         self.exited = asyncio.Event()
         self.returncode: int | None = None
-        self._proc: asyncio.subprocess.Process | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log_file: IO[bytes] | None = None
+        self._log_start = 0
         self._last_signal_at: float | None = None
 
     def __repr__(self) -> str:
-        return f"<WorkerProcess {self.name} pid={self.pid} rc={self.returncode}>"
+        return f"<WorkerProcess {self.name} pid={self.pid} rc={self.poll()}>"
 
     @property
     def pid(self) -> int | None:
@@ -126,58 +142,137 @@ class WorkerProcess:
     def running(self) -> bool:
         return self._proc is not None and not self.exited.is_set()
 
-    async def start(self) -> None:
-        self._proc = await asyncio.create_subprocess_exec(
-            *self.argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
+    @property
+    def log(self) -> str:
+        """Everything it wrote so far."""
+        return self.log_path.read_text(errors="replace")
+
+    def poll(self) -> int | None:
+        """The exit code, or None while it runs (or before :meth:`spawn`)."""
+        return self._proc.poll() if self._proc is not None else None
+
+    def spawn(self) -> WorkerProcess:
+        """Start the process (in a session of its own, output appended to the log file)."""
+        self._log_file = self.log_path.open("ab")
+        self._log_start = self._log_file.tell()
+        self._proc = subprocess.Popen(
+            self.argv,
+            cwd=self.cwd,
             env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
-            limit=LINE_LIMIT,
         )
-        self.history.record(
-            self.name,
-            "worker-start",
-            "ok",
-            pid=self._proc.pid,
-            worker_id=self.env.get("STEADFETCH_WORKER_ID"),
-            argv=self.argv[1:],
-            **self.facts,
-        )
+        if self.history is not None:
+            self.history.record(
+                self.name,
+                "worker-start",
+                "ok",
+                pid=self._proc.pid,
+                worker_id=self.env.get("STEADFETCH_WORKER_ID"),
+                argv=self.argv[1:],
+                **self.facts,
+            )
+        return self
+
+    def signal(
+        self,
+        sig: signal.Signals | int,
+        *,
+        expect_codes: Sequence[int] | None = None,
+        within: float | None = None,
+    ) -> None:
+        """Send ``sig``; with a rule (chaos), record it first: exit with one of
+        ``expect_codes`` within ``within`` s."""
+        if self._proc is None or self.poll() is not None:
+            return
+        if self.history is not None and expect_codes is not None:
+            self.history.record(
+                "nemesis",
+                "signal",
+                "ok",
+                target=self.name,
+                signal=signal.Signals(sig).name,
+                pid=self._proc.pid,
+                expect_codes=list(expect_codes),
+                within=within,
+            )
+        self._last_signal_at = time.time()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self._proc.pid, sig)
+
+    # -- synchronous use (the worker tests) ----------------------------------------------------
+
+    def wait(self, timeout: float) -> int:
+        """The exit code, waiting up to ``timeout`` s; a hung process is made to print every
+        stack (SIGABRT: the tests set PYTHONFAULTHANDLER) and the wait fails with its log."""
+        assert self._proc is not None, "spawn() first"
+        try:
+            return self._proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.signal(signal.SIGABRT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(5)
+            raise AssertionError(f"worker did not exit within {timeout} s:\n{self.log}") from None
+
+    def stop(self, timeout: float) -> int:
+        """SIGTERM and wait; the exit code."""
+        self.signal(signal.SIGTERM)
+        return self.wait(timeout)
+
+    def close(self) -> None:
+        """Kill it if it still runs; close the log file."""
+        self.kill_now()
+        if self._proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(10)
+        if self._log_file is not None:
+            self._log_file.close()
+
+    # -- asynchronous use (the chaos runner) ---------------------------------------------------
+
+    async def start(self) -> None:
+        """:meth:`spawn`, for the runner (then it runs :meth:`run` in its task group)."""
+        self.spawn()
 
     async def run(self) -> None:
         """Follow the process until it exits: log lines, memory samples, then the exit code."""
         assert self._proc is not None, "start() first"
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(self._pump_logs())
-            sampler = tg.create_task(self._sample_rss())
-            code = await self._proc.wait()
-            sampler.cancel()
+        next_sample = 0.0
+        with self.log_path.open("rb") as log:
+            log.seek(self._log_start)
+            pending = b""
+            while True:
+                code = self._proc.poll()  # first: every line written before the exit is read
+                pending = self._record_lines(pending + log.read(), done=code is not None)
+                if code is not None:
+                    break
+                if (now := time.monotonic()) >= next_sample:
+                    next_sample = now + RSS_INTERVAL
+                    if (rss := read_rss(self._proc.pid)) is not None and self.history:
+                        self.history.record(self.name, "rss", "ok", rss=rss)
+                await asyncio.sleep(FOLLOW_INTERVAL)
         self.returncode = code
         after = None if self._last_signal_at is None else time.time() - self._last_signal_at
-        self.history.record(
-            self.name, "worker-exit", "ok" if code == 0 else "info", code=code, after=after
-        )
+        if self.history is not None:
+            self.history.record(
+                self.name, "worker-exit", "ok" if code == 0 else "info", code=code, after=after
+            )
         self.exited.set()
 
-    def signal(self, sig: signal.Signals, *, expect_codes: Sequence[int], within: float) -> None:
-        """Send ``sig``, recording the rule: exit with one of ``expect_codes`` in ``within`` s."""
-        if self._proc is None or self.exited.is_set():
-            return
-        self.history.record(
-            "nemesis",
-            "signal",
-            "ok",
-            target=self.name,
-            signal=sig.name,
-            pid=self._proc.pid,
-            expect_codes=list(expect_codes),
-            within=within,
-        )
-        self._last_signal_at = time.time()
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self._proc.pid, sig)
+    def _record_lines(self, data: bytes, *, done: bool) -> bytes:
+        """Record the complete lines of ``data``; return the incomplete rest (none if done)."""
+        lines = data.split(b"\n")
+        rest = lines.pop()
+        if done and rest:  # the last line of a process that ended without a newline
+            lines.append(rest)
+            rest = b""
+        if self.history is not None:
+            for raw in lines:
+                line = raw.decode("utf-8", errors="replace")
+                self.history.record(self.name, "log", "ok", **parse_log_line(line))
+        return rest
 
     async def wait_exit(self, limit: float) -> bool:
         """Wait (with a deadline) for the exit; True when it exited."""
@@ -187,7 +282,7 @@ class WorkerProcess:
             return False
         return True
 
-    async def stop(self, *, grace: float) -> None:
+    async def terminate(self, *, grace: float) -> None:
         """SIGTERM, expecting exit 0 within ``grace`` + 5 s; SIGKILL if it did not exit."""
         within = grace + 5.0
         self.signal(signal.SIGTERM, expect_codes=[0], within=within)
@@ -197,26 +292,6 @@ class WorkerProcess:
 
     def kill_now(self) -> None:
         """Cleanup: SIGKILL without a rule (used only when the process must go, whatever it did)."""
-        if self._proc is not None and self._proc.returncode is None:
+        if self._proc is not None and self._proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self._proc.pid, signal.SIGKILL)
-
-    async def _pump_logs(self) -> None:
-        assert self._proc is not None and self._proc.stdout is not None
-        with self.log_path.open("a", encoding="utf-8") as log:
-            while True:
-                raw = await self._proc.stdout.readline()
-                if not raw:
-                    return
-                line = raw.decode("utf-8", errors="replace")
-                log.write(line)
-                log.flush()
-                self.history.record(self.name, "log", "ok", **parse_log_line(line))
-
-    async def _sample_rss(self) -> None:
-        assert self._proc is not None
-        while True:
-            rss = read_rss(self._proc.pid)
-            if rss is not None:
-                self.history.record(self.name, "rss", "ok", rss=rss)
-            await asyncio.sleep(RSS_INTERVAL)

@@ -13,11 +13,10 @@ for _, item in ipairs(items) do
   local size = #item
   if size > oversize then
     redis.call('LREM', KEYS[1], 1, item)  -- equal payloads are interchangeable
-    redis.call('RPUSH', KEYS[2], cjson.encode({
-      queue = ARGV[5], raw = item, error = cjson.null, traceback = cjson.null, attempts = 0,
-      reason = 'undecodable payload: payload of ' .. size .. ' bytes ' .. ARGV[8]
+    redis.call('RPUSH', KEYS[2], dead_letter_entry(ARGV[5], item,
+      'undecodable payload: payload of ' .. size .. ' bytes ' .. ARGV[8]
         .. ' (dead-lettered by the server, never sent to the worker)',
-      failed_at = tonumber(ARGV[6]), worker_id = ARGV[7]}))
+      ARGV[6], ARGV[7]))
   elseif #out > 0 and bytes + size > budget then
     return {index, 0, out}
   else

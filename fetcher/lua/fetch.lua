@@ -23,11 +23,10 @@ for i = n + 1, reliable and 2 * n or n do
   end
 end
 local function dead_letter(queue, item)
-  redis.call('RPUSH', dead, cjson.encode({
-    queue = queue, raw = item, error = cjson.null, traceback = cjson.null, attempts = 0,
-    reason = 'undecodable payload: payload of ' .. #item .. ' bytes exceeds the limit of '
+  redis.call('RPUSH', dead, dead_letter_entry(queue, item,
+    'undecodable payload: payload of ' .. #item .. ' bytes exceeds the limit of '
       .. oversize .. ' (dead-lettered by the server, never sent to the worker)',
-    failed_at = tonumber(ARGV[4]), worker_id = ARGV[5]}))
+    ARGV[4], ARGV[5]))
 end
 -- Move items[from..to] (the head of queue i) out in one LPOP and, reliable, chunked RPUSHes.
 local function take(i, items, from, to)

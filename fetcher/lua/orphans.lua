@@ -15,11 +15,10 @@ local kind = redis.call('TYPE', KEYS[2])['ok']
 if kind ~= 'list' and kind ~= 'none' then
   local item = redis.call('LPOP', KEYS[1])
   while item do
-    redis.call('RPUSH', KEYS[7], cjson.encode({
-      queue = KEYS[2], raw = item, error = cjson.null, traceback = cjson.null, attempts = 0,
-      reason = 'orphaned by worker ' .. ARGV[1] .. ', but its queue key ' .. KEYS[2]
+    redis.call('RPUSH', KEYS[7], dead_letter_entry(KEYS[2], item,
+      'orphaned by worker ' .. ARGV[1] .. ', but its queue key ' .. KEYS[2]
         .. ' holds a ' .. kind .. ', not a list',
-      failed_at = tonumber(ARGV[3]), worker_id = cjson.null}))
+      ARGV[3]))
     n = n + 1
     item = redis.call('LPOP', KEYS[1])
   end

@@ -27,10 +27,8 @@ for _, member in ipairs(due) do
   end
   -- Check before writing: Redis does not roll a failed script back.
   if reason then
-    redis.call('RPUSH', KEYS[2], cjson.encode({
-      queue = type(q) == 'string' and q or KEYS[1], raw = member, reason = reason,
-      error = cjson.null, traceback = cjson.null, attempts = 0, failed_at = tonumber(ARGV[1]),
-      worker_id = cjson.null}))
+    local queue = type(q) == 'string' and q or KEYS[1]
+    redis.call('RPUSH', KEYS[2], dead_letter_entry(queue, member, reason, ARGV[1]))
   else
     redis.call('RPUSH', q, member)  -- before the ZREM: a failed script is not rolled back
     local wake = ARGV[3] .. q

@@ -34,11 +34,10 @@ for _, wid in ipairs(redis.call('SMEMBERS', KEYS[1])) do
       else
         local item = redis.call('LPOP', p)
         while item do
-          redis.call('RPUSH', KEYS[2], cjson.encode({
-            queue = q, raw = item, error = cjson.null, traceback = cjson.null, attempts = 0,
-            reason = 'recovered from dead worker ' .. wid .. ', but its queue key ' .. q
+          redis.call('RPUSH', KEYS[2], dead_letter_entry(q, item,
+            'recovered from dead worker ' .. wid .. ', but its queue key ' .. q
               .. ' holds a ' .. kind .. ', not a list',
-            failed_at = tonumber(ARGV[8]), worker_id = ARGV[6]}))
+            ARGV[8], ARGV[6]))
           n = n + 1
           item = redis.call('LPOP', p)
         end

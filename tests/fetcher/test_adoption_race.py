@@ -15,7 +15,7 @@ import json
 import redis
 
 from fetcher import Fetcher, Keys, RedisConnection
-from fetcher.fetch import MIN_FETCH_BYTES
+from fetcher.adoption import MIN_FETCH_BYTES
 
 KEYS = Keys()
 PROCESSING = KEYS.processing("w1", KEYS.queue_key("default"))

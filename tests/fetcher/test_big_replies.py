@@ -16,7 +16,7 @@ import redis
 
 from chaos.env.redis_server import RedisServer
 from fetcher import Fetcher, Keys, RedisConnection
-from fetcher.fetch import LOST_LIMIT, MIN_FETCH_BYTES
+from fetcher.adoption import LOST_LIMIT, MIN_FETCH_BYTES
 from tests.fetcher.conftest import FAST_RETRY, oracle_for
 from tests.fixtures import require
 from tests.polling import wait_until

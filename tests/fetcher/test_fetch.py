@@ -432,3 +432,21 @@ async def test_fast_mode_nack_and_requeue(conn: RedisConnection, oracle: redis.R
     assert json.loads(oracle.lindex(KEYS.dead, 0) or b"")["reason"] == "poison"
     assert await fetcher.requeue([third]) == 1
     assert oracle.lrange(KEYS.queue_key("default"), 0, -1) == [third.raw]
+
+
+@pytest.mark.parametrize(
+    ("worker_id", "queues", "options", "message"),
+    [
+        ("", ["a"], {}, "worker_id must be a non-empty string"),
+        ("w", [], {}, "queues must be distinct non-empty names"),
+        ("w", ["a", "a"], {}, "queues must be distinct non-empty names"),
+        ("w", ["a", ""], {}, "queues must be distinct non-empty names"),
+        ("w", ["a"], {"mode": "slow"}, "mode must be 'reliable' or 'fast'"),
+        ("w", ["a"], {"block_timeout": 0}, r"block_timeout must be > 0 \(0 would block forever\)"),
+    ],
+)
+async def test_a_fetcher_refuses_arguments_it_cannot_work_with(
+    conn: RedisConnection, worker_id: str, queues: list[str], options: Any, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        Fetcher(conn, worker_id, queues, **options)

@@ -12,8 +12,8 @@ CONNECTION_LAYER = {
     "connection", "retry", "failures", "state", "cancellation", "url", "errors", "durability",
 }  # fmt: skip
 QUEUE_PROTOCOL = {
-    "fetch", "registry", "scheduling", "scripts", "deadletter", "codec", "producer", "admin",
-    "keys", "job", "unique",
+    "fetch", "adoption", "settle", "registry", "scheduling", "scripts", "deadletter", "codec",
+    "producer", "admin", "keys", "job", "unique",
 }  # fmt: skip
 
 

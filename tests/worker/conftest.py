@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -10,10 +9,11 @@ import pytest
 import redis
 
 from chaos.env.redis_server import RedisServer
+from chaos.workload.process import STEADFETCH
 from fetcher import SyncProducer
-from tests.worker.harness import APP, WorkerProcess
+from tests.worker.harness import APP, ROOT, WorkerUnderTest, clean_env
 
-StartWorker = Callable[..., WorkerProcess]
+StartWorker = Callable[..., WorkerUnderTest]
 
 
 @pytest.fixture
@@ -39,8 +39,8 @@ def producer(redis_server: RedisServer) -> Iterator[SyncProducer]:
 
 @pytest.fixture
 def start_worker(tmp_path: Path, record_path: Path) -> Iterator[StartWorker]:
-    """``start_worker(redis_url, *flags, command="run", env={...})`` → a running WorkerProcess."""
-    started: list[WorkerProcess] = []
+    """``start_worker(redis_url, *flags, command="run", env={...})`` → a running WorkerUnderTest."""
+    started: list[WorkerUnderTest] = []
 
     def start(
         redis_url: str | None,
@@ -48,7 +48,7 @@ def start_worker(tmp_path: Path, record_path: Path) -> Iterator[StartWorker]:
         command: str = "run",
         app: str | None = APP,
         env: dict[str, str] | None = None,
-    ) -> WorkerProcess:
+    ) -> WorkerUnderTest:
         args = [command]
         if command == "run" and app is not None:
             args.append(app)
@@ -66,11 +66,11 @@ def start_worker(tmp_path: Path, record_path: Path) -> Iterator[StartWorker]:
             args += [*defaults, *flags]
         else:
             args += list(flags)
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("STEADFETCH_")}
-        full_env["STEADFETCH_TEST_RECORD"] = str(record_path)
-        full_env["PYTHONFAULTHANDLER"] = "1"
+        full_env = clean_env(STEADFETCH_TEST_RECORD=str(record_path), PYTHONFAULTHANDLER="1")
         full_env.update(env or {})
-        proc = WorkerProcess(args, log_path=tmp_path / f"worker-{len(started)}.log", env=full_env)
+        name = f"worker-{len(started)}"
+        argv = [str(STEADFETCH), *args]
+        proc = WorkerUnderTest(name, argv, full_env, tmp_path / f"{name}.log", cwd=ROOT).spawn()
         started.append(proc)
         return proc
 

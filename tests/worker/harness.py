@@ -1,4 +1,5 @@
-"""The real ``steadfetch`` binary as a child process, and polling helpers with deadlines.
+"""The real ``steadfetch`` binary as a child process (:class:`WorkerUnderTest`), and polling
+helpers with deadlines.
 
 Tests never sleep to synchronise: they poll the worker's log file, the record file written by
 the handlers in :mod:`tests.worker.apps`, or Redis itself (redis-py as an independent oracle),
@@ -7,23 +8,40 @@ each with a generous deadline that only a hang can exceed.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-import signal
 import subprocess
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from chaos.workload.process import STEADFETCH
+from chaos.workload.process import STEADFETCH, WorkerProcess
 from tests.polling import DEADLINE, wait_for
+from worker.options import ENV_PREFIX
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = "tests.worker.apps:app"
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without any ``STEADFETCH_*`` setting (a developer's shell must
+    not change what a test sees), plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+    env.update(extra)
+    return env
+
+
+def run_cli(
+    *args: str, env: Mapping[str, str] | None = None, stdin: int | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``steadfetch ARGS`` run to its end (60 s at most): exit code, stdout and stderr as text."""
+    return subprocess.run(
+        [str(STEADFETCH), *args],
+        cwd=ROOT, env=env, stdin=stdin, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
@@ -32,29 +50,9 @@ def read_records(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-class WorkerProcess:
-    """``steadfetch ARGS`` with stderr in a log file; killed at teardown if still running."""
-
-    def __init__(self, args: Sequence[str], *, log_path: Path, env: dict[str, str]) -> None:
-        self.args = [str(STEADFETCH), *args]
-        self.log_path = log_path
-        self._log_file = log_path.open("ab")
-        self.proc = subprocess.Popen(
-            self.args,
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log_file,
-            stderr=self._log_file,
-            start_new_session=True,
-        )
-
-    def __repr__(self) -> str:
-        return f"<WorkerProcess pid={self.proc.pid} rc={self.proc.poll()}>"
-
-    @property
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+class WorkerUnderTest(WorkerProcess):
+    """The one worker process model (:class:`chaos.workload.process.WorkerProcess`), run
+    synchronously, plus what the worker tests wait for in its log (polled with a deadline)."""
 
     def wait_log(self, pattern: str, timeout: float = DEADLINE, count: int = 1) -> re.Match[str]:
         """Wait until ``pattern`` (a regex) has matched ``count`` times in the log."""
@@ -63,8 +61,7 @@ class WorkerProcess:
             matches = list(re.finditer(pattern, self.log))
             if len(matches) >= count:
                 return matches[count - 1]
-            if self.proc.poll() is not None:
-                code = self.proc.returncode
+            if (code := self.poll()) is not None:
                 raise AssertionError(f"worker exited ({code}) before logging {pattern!r}")
             return None
 
@@ -73,7 +70,7 @@ class WorkerProcess:
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n--- worker log ---\n{self.log}") from None
 
-    def started(self) -> WorkerProcess:
+    def started(self) -> WorkerUnderTest:
         self.wait_log(r"worker \S+ started")
         return self
 
@@ -81,30 +78,11 @@ class WorkerProcess:
         """The port ``--metrics-port 0`` bound, from the worker's log."""
         return int(self.wait_log(r"metrics and health on http://127\.0\.0\.1:(\d+)").group(1))
 
-    def signal(self, sig: int) -> None:
-        os.kill(self.proc.pid, sig)
-
     def wait(self, timeout: float = DEADLINE) -> int:
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            # PYTHONFAULTHANDLER is set: SIGABRT makes the hung worker print every stack.
-            self.signal(signal.SIGABRT)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(5)
-            raise AssertionError(f"worker did not exit within {timeout} s:\n{self.log}") from None
+        return super().wait(timeout)
 
     def stop(self, timeout: float = DEADLINE) -> int:
-        """SIGTERM and wait; the exit code."""
-        if self.proc.poll() is None:
-            self.signal(signal.SIGTERM)
-        return self.wait(timeout)
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-        self._log_file.close()
+        return super().stop(timeout)
 
 
 def http_get(port: int, path: str) -> tuple[int, str]:

@@ -14,16 +14,13 @@ import redis
 from chaos.env.redis_server import RedisServer
 from fetcher import SyncProducer
 from tests.worker.conftest import StartWorker
-from tests.worker.harness import ROOT, STEADFETCH, read_records, wait_for
+from tests.worker.harness import read_records, run_cli, wait_for
 
 
 def run(
     url: str, *args: str, stdin: int | None = subprocess.DEVNULL
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(STEADFETCH), *args, "--redis-url", url],
-        cwd=ROOT, capture_output=True, text=True, timeout=60, stdin=stdin,
-    )  # fmt: skip
+    return run_cli(*args, "--redis-url", url, stdin=stdin)
 
 
 def cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -37,8 +37,8 @@ def test_a_handler_raising_any_base_exception_ends_its_job_not_the_worker(
     def all_done() -> bool | None:
         records = read_records(record_path)  # type: ignore[arg-type]
         ended = {r["token"] for r in records if r["event"] == "end"}
-        if worker.proc.poll() is not None:
-            raise AssertionError(f"worker exited ({worker.proc.returncode}):\n{worker.log}")
+        if (code := worker.poll()) is not None:
+            raise AssertionError(f"worker exited ({code}):\n{worker.log}")
         dead = oracle.llen("steadfetch:dead")
         return (set(tokens) <= ended and dead == 2 * len(RAISED)) or None
 

@@ -5,7 +5,6 @@ is the same whoever reads it; ``status`` groups processing lists by the registry
 from __future__ import annotations
 
 import json
-import subprocess
 import threading
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import redis
 from chaos.env.redis_server import RedisServer
 from fetcher import SyncProducer
 from tests.worker.conftest import StartWorker
-from tests.worker.harness import ROOT, STEADFETCH, http_get, read_records, wait_for
+from tests.worker.harness import http_get, read_records, run_cli, wait_for
 from tests.worker.test_observability import metric
 from worker.stats import RATE_WINDOW, WorkerStats
 
@@ -99,10 +98,8 @@ def test_status_shows_one_row_per_worker_even_for_default_ids_on_one_host(
     for n in range(2):
         producer.enqueue("work", f"held-{n}", 30.0)
     wait_for("both running", lambda: len({r["pid"] for r in read_records(record_path)}) == 2)
-    result = subprocess.run(
-        [str(STEADFETCH), "status", "--json", "--redis-url", redis_server.url],
-        cwd=ROOT, capture_output=True, text=True, timeout=60, check=True,
-    )  # fmt: skip
+    result = run_cli("status", "--json", "--redis-url", redis_server.url)
+    assert result.returncode == 0, result.stderr
     processing = json.loads(result.stdout)["processing"]
     ids = {w["worker_id"] for w in json.loads(result.stdout)["workers"]}
     assert len(ids) == 2 and all(i.count(":") == 2 for i in ids)  # host:pid:random

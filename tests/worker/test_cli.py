@@ -16,14 +16,8 @@ import redis
 
 from chaos.env.redis_server import RedisServer
 from tests.worker.conftest import StartWorker
-from tests.worker.harness import ROOT, STEADFETCH
+from tests.worker.harness import ROOT, run_cli
 from worker.redis_server import free_port
-
-
-def steadfetch(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(STEADFETCH), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
-    )
 
 
 @pytest.mark.parametrize(
@@ -59,7 +53,7 @@ def steadfetch(*args: str, env: dict[str, str] | None = None) -> subprocess.Comp
     ],
 )
 def test_bad_usage_exits_2_with_a_message(args: list[str], message: str) -> None:
-    result = steadfetch(*args)
+    result = run_cli(*args)
     assert result.returncode == 2, result.stderr
     assert message in result.stderr
 
@@ -82,7 +76,7 @@ def test_bad_usage_exits_2_with_a_message(args: list[str], message: str) -> None
 def test_a_bad_app_is_one_line_and_exit_2(tmp_path: Path, module: str, message: str) -> None:
     (tmp_path / "broken_app.py").write_text(module)
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
-    result = steadfetch("run", "broken_app:app", "--redis-url", "redis://127.0.0.1:1/0", env=env)
+    result = run_cli("run", "broken_app:app", "--redis-url", "redis://127.0.0.1:1/0", env=env)
     assert result.returncode == 2, result.stderr
     assert result.stderr.count("\n") == 1, result.stderr  # no usage dump, no traceback
     assert result.stderr.startswith("steadfetch run: error: ")
@@ -90,13 +84,13 @@ def test_a_bad_app_is_one_line_and_exit_2(tmp_path: Path, module: str, message: 
 
 
 def test_version() -> None:
-    result = steadfetch("--version")
+    result = run_cli("--version")
     assert result.returncode == 0
     assert result.stdout.strip() == f"steadfetch {version('steadfetch')}"
 
 
 def test_bad_environment_value_is_a_usage_error_naming_the_variable() -> None:
-    result = steadfetch("run", "x:app", env={"STEADFETCH_CONCURRENCY": "many", "PATH": ""})
+    result = run_cli("run", "x:app", env={"STEADFETCH_CONCURRENCY": "many", "PATH": ""})
     assert result.returncode == 2
     assert (
         "argument --concurrency: invalid positive_int value: 'many' "
@@ -206,11 +200,11 @@ def test_a_plugin_that_cannot_import_leaves_other_commands_alone_and_says_what_t
     tmp_path: Path, redis_server: RedisServer
 ) -> None:
     env = fake_plugin(tmp_path, "no_such_module_for_steadfetch:register")
-    result = steadfetch("status", "--redis-url", redis_server.url, env=env)
+    result = run_cli("status", "--redis-url", redis_server.url, env=env)
     assert result.returncode == 0, result.stderr
     assert "queues:" in result.stdout
     assert result.stderr == ""  # no warning on every command for an extra not installed
-    used = steadfetch("broken", "list", "--flag", env=env)
+    used = run_cli("broken", "list", "--flag", env=env)
     assert used.returncode == 2
     assert used.stderr.strip() == (
         "steadfetch broken: error: steadfetch broken needs 'no_such_module_for_steadfetch', "
@@ -223,7 +217,7 @@ def test_a_plugin_that_fails_otherwise_is_logged_and_skipped(
 ) -> None:
     module = "def register(sub):\n    raise RuntimeError('bug')\n"
     env = fake_plugin(tmp_path, "broken_plugin_module:register", module)
-    result = steadfetch("status", "--redis-url", redis_server.url, env=env)
+    result = run_cli("status", "--redis-url", redis_server.url, env=env)
     assert result.returncode == 0, result.stderr
     assert (
         "skipping subcommand plugin 'broken' (broken_plugin_module:register): RuntimeError: bug"
@@ -250,17 +244,17 @@ def test_chaos_without_its_extra_says_what_to_install(tmp_path: Path, command: l
     (a sitecustomize on PYTHONPATH makes importing them fail)."""
     (tmp_path / "sitecustomize.py").write_text(BLOCK_CHAOS_EXTRA)
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
-    result = steadfetch(*command, env=env)
+    result = run_cli(*command, env=env)
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert "which is not installed: pip install 'steadfetch[chaos]'" in lines[0]
-    assert steadfetch("--help", env=env).returncode == 0
+    assert run_cli("--help", env=env).returncode == 0
 
 
 def test_enqueue_to_an_unreachable_redis_gives_up_after_its_timeout(unused_port: int) -> None:
-    result = steadfetch(
+    result = run_cli(
         "enqueue",
         "work",
         "x",

@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from chaos.env.redis_server import RedisServer
-from tests.worker.harness import ROOT, STEADFETCH
+from tests.worker.harness import clean_env, run_cli
 from worker.cli import build_parser
 from worker.options import ENV_PREFIX, Switch, environment_of, parsers
 
@@ -117,11 +117,7 @@ def test_every_flag_is_settable_from_the_environment(
 
 
 def steadfetch(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
-    return subprocess.run(
-        [str(STEADFETCH), *args], cwd=ROOT, env={**clean, **env},
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    return run_cli(*args, env=clean_env(**env))
 
 
 def test_through_the_binary_delay_from_the_environment_delays_and_a_switch_turns_off(

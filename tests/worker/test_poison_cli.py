@@ -46,5 +46,5 @@ def test_a_due_job_for_a_wrong_type_queue_does_not_stop_a_worker(
     with SyncProducer(redis_server.url, deadline=10.0) as producer:
         producer.enqueue("work", "good", queue="other")
     wait_for("the good job", lambda: any(r["token"] == "good" for r in read_records(record_path)))
-    assert worker.proc.poll() is None
+    assert worker.poll() is None
     assert worker.stop() == 0

@@ -21,7 +21,8 @@ from pathlib import Path
 import redis
 
 from chaos.env.redis_server import RedisServer
-from tests.worker.harness import ROOT, STEADFETCH, wait_for
+from chaos.workload.process import STEADFETCH
+from tests.worker.harness import ROOT, wait_for
 
 README_URL = "redis://127.0.0.1:6379/0"
 NOT_RUN = ("pip ", "python3 -m venv")

@@ -6,7 +6,6 @@ JSON, ``status --json`` and the heartbeat in Redis; and the worker still authent
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 
 import pytest
@@ -15,7 +14,7 @@ import redis
 from chaos.env.redis_server import RedisServer
 from tests.fetcher.test_url import FRAGMENTS, SPECIAL
 from tests.worker.conftest import StartWorker
-from tests.worker.harness import ROOT, STEADFETCH, read_records, wait_for
+from tests.worker.harness import clean_env, read_records, run_cli, wait_for
 
 
 def _leaks(text: str) -> list[str]:
@@ -23,11 +22,7 @@ def _leaks(text: str) -> list[str]:
 
 
 def _steadfetch(*args: str, url: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STEADFETCH_")}
-    env["STEADFETCH_REDIS_URL"] = url
-    return subprocess.run(
-        [str(STEADFETCH), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
-    )
+    return run_cli(*args, env=clean_env(STEADFETCH_REDIS_URL=url))
 
 
 @pytest.fixture(scope="module")
@@ -111,9 +106,6 @@ def test_error_messages_never_show_the_password(
 )
 def test_usage_errors_never_echo_a_password_from_the_command_line(argv: list[str]) -> None:
     """argparse quotes the arguments it refuses; a Redis URL among them is redacted."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STEADFETCH_")}
-    result = subprocess.run(
-        [str(STEADFETCH), *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
-    )
+    result = run_cli(*argv, env=clean_env())
     assert result.returncode == 2, result.stderr
     assert "***" in result.stderr and _leaks(result.stderr) == [], result.stderr

@@ -5,7 +5,6 @@ after each reconnect and warns when it is not ``noeviction``, or says it could n
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -14,17 +13,14 @@ import redis
 from chaos.env.redis_server import RedisServer
 from tests.fixtures import require
 from tests.worker.conftest import StartWorker
-from tests.worker.harness import ROOT, STEADFETCH, http_get
+from tests.worker.harness import http_get, run_cli
 from tests.worker.test_observability import metric
 
 CHECK_LINE = "maxmemory-policy"
 
 
 def status(url: str, *flags: str) -> str:
-    result = subprocess.run(
-        [str(STEADFETCH), "status", *flags, "--redis-url", url],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    result = run_cli("status", *flags, "--redis-url", url)
     assert result.returncode == 0, result.stderr
     return result.stdout
 

@@ -7,7 +7,6 @@ anything, which setting was applied (the default base is 1 s).
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 
 import pytest
@@ -16,14 +15,11 @@ import redis
 from chaos.env.redis_server import RedisServer
 from fetcher import SyncProducer
 from tests.worker.conftest import StartWorker
-from tests.worker.harness import ROOT, STEADFETCH, wait_for
+from tests.worker.harness import run_cli, wait_for
 
 
 def enqueue(url: str, *args: str) -> str:
-    result = subprocess.run(
-        [str(STEADFETCH), "enqueue", *args, "--redis-url", url],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    result = run_cli("enqueue", *args, "--redis-url", url)
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
 

@@ -12,7 +12,7 @@ import redis
 from chaos.env.redis_server import RedisServer
 from fetcher import SyncProducer
 from tests.worker.conftest import StartWorker
-from tests.worker.harness import read_records, wait_for
+from tests.worker.harness import WorkerUnderTest, read_records, wait_for
 
 QUEUE = "steadfetch:queue:default"
 COUNTER_LINE = (
@@ -27,6 +27,16 @@ def started_tokens(record_path: Path) -> set[str]:
 
 def started_lines(record_path: Path) -> int:
     return record_path.read_bytes().count(b'"event": "start"') if record_path.exists() else 0
+
+
+def sigterm_cancels_one_job_after_the_grace_period(worker: WorkerUnderTest) -> None:
+    """SIGTERM to a worker started with ``--grace-period 1.5`` whose one job outlives it: exit 0,
+    well within the grace period plus slack, having cancelled that job."""
+    began = time.monotonic()
+    worker.signal(signal.SIGTERM)
+    assert worker.wait() == 0
+    assert time.monotonic() - began < 1.5 + 3.0
+    worker.wait_log(r"cancelling 1 running jobs \(grace period over\)")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -82,11 +92,7 @@ def test_jobs_still_running_after_the_grace_period_are_cancelled_and_requeued(
     producer.enqueue("work", "waiting", 0.0)
     wait_for("the long job started", lambda: "long" in started_tokens(record_path))
     wait_for("the waiting job prefetched", lambda: oracle.llen(QUEUE) == 0)
-    began = time.monotonic()
-    worker.signal(signal.SIGTERM)
-    assert worker.wait() == 0
-    assert time.monotonic() - began < 1.5 + 3.0
-    worker.wait_log(r"cancelling 1 running jobs \(grace period over\)")
+    sigterm_cancels_one_job_after_the_grace_period(worker)
     assert worker.wait_log(COUNTER_LINE).group(5) == "2"
     # Both are back at the head of the queue, in order; nothing is left in processing.
     assert [p.count(b"long") + 2 * p.count(b"waiting") for p in oracle.lrange(QUEUE, 0, -1)] == [
@@ -107,11 +113,7 @@ def test_a_handler_that_swallows_the_cancel_and_awaits_again_is_still_stopped(
     worker = start_worker(redis_server.url, "--grace-period", "1.5").started()
     producer.enqueue("stubborn", "stubborn")
     wait_for("the job started", lambda: "stubborn" in started_tokens(record_path))
-    began = time.monotonic()
-    worker.signal(signal.SIGTERM)
-    assert worker.wait() == 0
-    assert time.monotonic() - began < 1.5 + 3.0
-    worker.wait_log(r"cancelling 1 running jobs \(grace period over\)")
+    sigterm_cancels_one_job_after_the_grace_period(worker)
     assert [r["event"] for r in read_records(record_path)] == ["start", "swallowed"]
     assert oracle.llen(QUEUE) == 1
     assert oracle.keys("steadfetch:processing:*") == []

@@ -14,13 +14,14 @@ import pytest
 import redis
 
 from chaos.env.redis_server import RedisServer
+from chaos.workload.process import STEADFETCH
 from fetcher import SyncProducer
 from tests.worker.conftest import StartWorker
 from tests.worker.harness import (
     APP,
     ROOT,
-    STEADFETCH,
-    WorkerProcess,
+    WorkerUnderTest,
+    clean_env,
     http_get,
     read_records,
     wait_for,
@@ -31,7 +32,7 @@ QUEUE = "steadfetch:queue:default"
 CHILD_STARTED = r"worker process (\d+) \((\S+)\) started: pid (\d+)"
 
 
-def child_pids(supervisor: WorkerProcess) -> dict[int, int]:
+def child_pids(supervisor: WorkerUnderTest) -> dict[int, int]:
     """The latest pid of each child, from the supervisor's log."""
     pids: dict[int, int] = {}
     for match in re.finditer(CHILD_STARTED, supervisor.log):
@@ -56,7 +57,17 @@ def tokens_with(record_path: Path, event: str) -> set[str]:
     return {r["token"] for r in read_records(record_path) if r["event"] == event}
 
 
-def start_supervisor(start_worker: StartWorker, url: str, *flags: str) -> WorkerProcess:
+def running_jobs(
+    producer: SyncProducer, record_path: Path, count: int, seconds: float, *, what: str
+) -> list[str]:
+    """Enqueue ``count`` jobs of ``seconds`` each and wait until all have started; the tokens."""
+    tokens = [f"job-{i}" for i in range(count)]
+    producer.enqueue_many({"task": "work", "args": (t, seconds)} for t in tokens)
+    wait_for(what, lambda: len(tokens_with(record_path, "start")) >= count)
+    return tokens
+
+
+def start_supervisor(start_worker: StartWorker, url: str, *flags: str) -> WorkerUnderTest:
     supervisor = start_worker(url, "--processes", "2", "--concurrency", "5", *flags)
     supervisor.wait_log(r"worker \S+-0 started")
     supervisor.wait_log(r"worker \S+-1 started")
@@ -118,9 +129,7 @@ def test_sigterm_drains_every_child_and_exits_zero(
     oracle: redis.Redis,
 ) -> None:
     supervisor = start_supervisor(start_worker, redis_server.url)
-    tokens = [f"job-{i}" for i in range(6)]
-    producer.enqueue_many({"task": "work", "args": (t, 1.0)} for t in tokens)
-    wait_for("jobs running in both children", lambda: len(tokens_with(record_path, "start")) >= 6)
+    tokens = running_jobs(producer, record_path, 6, 1.0, what="jobs running in both children")
     pids = child_pids(supervisor)
     assert supervisor.stop() == 0
     # The running jobs finished inside the grace period (not cancelled and requeued).
@@ -139,9 +148,7 @@ def test_a_second_signal_is_forwarded_and_the_supervisor_exits_128_plus_signum(
     oracle: redis.Redis,
 ) -> None:
     supervisor = start_supervisor(start_worker, redis_server.url, "--grace-period", "30")
-    tokens = [f"job-{i}" for i in range(4)]
-    producer.enqueue_many({"task": "work", "args": (t, 3600)} for t in tokens)
-    wait_for("jobs running", lambda: len(tokens_with(record_path, "start")) >= 4)
+    running_jobs(producer, record_path, 4, 3600, what="jobs running")
     supervisor.signal(signal.SIGINT)
     supervisor.wait_log("shutdown requested", count=3)  # the supervisor and both children
     supervisor.signal(signal.SIGINT)
@@ -159,9 +166,7 @@ def test_children_shut_down_gracefully_when_the_supervisor_is_sigkilled(
     oracle: redis.Redis,
 ) -> None:
     supervisor = start_supervisor(start_worker, redis_server.url)
-    tokens = [f"job-{i}" for i in range(4)]
-    producer.enqueue_many({"task": "work", "args": (t, 2.0)} for t in tokens)
-    wait_for("jobs running", lambda: len(tokens_with(record_path, "start")) >= 4)
+    tokens = running_jobs(producer, record_path, 4, 2.0, what="jobs running")
     pids = child_pids(supervisor)
     supervisor.signal(signal.SIGKILL)
     supervisor.wait()
@@ -260,7 +265,7 @@ def test_a_log_line_longer_than_the_relay_limit_is_passed_on_in_pieces(
     supervisor.wait_log("dead-lettered", timeout=30)
     # "dead-lettered" is in the line's first piece: wait for the rest of it to be relayed.
     wait_for("the whole line relayed", lambda: supervisor.log.count(token) >= 2 or None)
-    assert supervisor.proc.poll() is None
+    assert supervisor.poll() is None
     assert supervisor.log.count(token) >= 2
     assert supervisor.stop() == 0
 
@@ -268,8 +273,7 @@ def test_a_log_line_longer_than_the_relay_limit_is_passed_on_in_pieces(
 def test_a_closed_stderr_does_not_stop_the_supervisor(
     redis_server: RedisServer, producer: SyncProducer, record_path: Path
 ) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STEADFETCH_")}
-    env["STEADFETCH_TEST_RECORD"] = str(record_path)
+    env = clean_env(STEADFETCH_TEST_RECORD=str(record_path))
     argv = [str(STEADFETCH), "run", APP, "--redis-url", redis_server.url, "--processes", "2"]
     proc = subprocess.Popen(argv, cwd=ROOT, env=env, stderr=subprocess.PIPE)
     try:

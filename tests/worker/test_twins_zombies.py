@@ -40,7 +40,7 @@ def test_a_second_live_process_with_the_same_worker_id_exits_2_naming_the_holder
     assert second.wait() == 2
     assert re.search(
         rf"ERROR worker\.cli: cannot continue: worker id twin is already held by a live process "
-        rf"\(host {re.escape(socket.gethostname())} pid {first.proc.pid} since \d{{4}}-\d\d-\d\dT",
+        rf"\(host {re.escape(socket.gethostname())} pid {first.pid} since \d{{4}}-\d\d-\d\dT",
         second.log,
     ), second.log
     assert "started" not in second.log
@@ -61,7 +61,7 @@ def test_a_restart_after_a_crash_with_the_same_id_takes_over_at_once(
     crashed.wait()
     restarted = start_worker(redis_server.url, *flags)
     restarted.wait_log(
-        rf"worker id same was held by host \S+ pid {crashed.proc.pid} since \S+, which is no "
+        rf"worker id same was held by host \S+ pid {crashed.pid} since \S+, which is no "
         r"longer running; taking it over",
         timeout=10,
     )
