@@ -170,6 +170,17 @@ class RedisConnection:
         return self.address.endpoint
 
     @property
+    def primary(self) -> str | None:
+        """``host:port`` (or ``unix:/path``) of the primary calls go to now: for Sentinel, the one
+        last resolved through the sentinels (None before the first call), so a failover shows in
+        heartbeats, ``/metrics``, ``status`` and ``top`` beside :attr:`failovers`."""
+        if self.address.kind == "sentinel":
+            return None if self._primary is None else f"{self._primary[0]}:{self._primary[1]}"
+        if self.address.kind == "unix":
+            return f"unix:{self.address.path}"
+        return f"{self.address.host}:{self.address.port}"
+
+    @property
     def state(self) -> ConnectionState:
         return self._tracker.state
 
