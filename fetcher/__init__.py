@@ -17,7 +17,7 @@ Queue protocol (jobs, queues and workers as Redis keys and Lua scripts, on top o
     enqueue), scripts (the Lua scripts and EVALSHA), fetch (the Fetcher: fetch, ack, retry,
     dead-letter, recovery), registry (live workers, recovery of the dead), scheduling (job
     backoff, promotion of due jobs), deadletter (entry shape), producer (enqueue), admin
-    (operator's view and repairs).
+    (operator's view and repairs), cluster (the calls a Redis Cluster splits by hash slot).
 
 Imports go one way: no connection-layer module imports a queue-protocol module
 (``tests/fetcher/test_layers.py`` checks it). The public API is the short list below.

@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 from fetcher import codec, deadletter
 from fetcher.connection import RedisConnection
 from fetcher.errors import ConfigurationError, DecodeError
-from fetcher.keys import Keys
+from fetcher.keys import Keys, keys_for
 from fetcher.registry import split_processing_key
 from fetcher.scheduling import promote_due
 from fetcher.scripts import WAKE_BOUND, LuaScript
@@ -79,7 +79,7 @@ class Admin:
         self, conn: RedisConnection, *, keys: Keys | None = None, deadline: float | None = None
     ) -> None:
         self.conn = conn
-        self.keys = keys or Keys()
+        self.keys = keys_for(conn, keys)
         self.deadline = deadline
 
     async def _run(self, operation: str, fn: Any) -> Any:
@@ -91,9 +91,16 @@ class Admin:
         pipe = r.pipeline(transaction=False)
         for key in queue_keys:
             pipe.llen(key)
-        pipe.zcard(self.keys.scheduled)
-        pipe.llen(self.keys.dead)
-        return [int(n) for n in await pipe.execute()]
+        if not self.keys.cluster:
+            pipe.zcard(self.keys.scheduled)
+            pipe.llen(self.keys.dead)
+            return [int(n) for n in await pipe.execute()]
+        for key in queue_keys:  # a Redis Cluster: per-queue scheduled zsets and dead lists
+            pipe.zcard(self.keys.scheduled_of(key))
+            pipe.llen(self.keys.dead_of(key))
+        counts = [int(n) for n in await pipe.execute()]
+        n = len(queue_keys)
+        return [*counts[:n], sum(counts[n::2]), sum(counts[n + 1 :: 2])]
 
     async def queue_keys(self) -> list[str]:
         """Every steadfetch queue key present, plus the Resque queues named in ``resque:queues``."""

@@ -37,6 +37,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from fetcher import cluster
 from fetcher.connection import RedisConnection
 from fetcher.errors import ConfigurationError
 from fetcher.keys import Keys
@@ -176,7 +177,12 @@ class WorkerRegistration:
         reply: list[Any] = await self.conn.execute(
             f"{what} worker {self.worker_id}", LEASE.bind(keys, args)
         )
-        return [_text(reply[0]), *reply[1:]]
+        status = _text(reply[0])
+        if status in ("ok", "lapsed"):  # a cluster: the fence in each queue's slot, too
+            await cluster.mirror_leases(
+                self.conn, self.keys, self.worker_id, token, _ms(self._ttl), self.queue_keys
+            )
+        return [status, *reply[1:]]
 
     async def register(self, ttl: float, queues: Sequence[str]) -> None:
         """Claim this worker id with a fresh token and a first heartbeat that lives ``ttl`` s.
@@ -411,7 +417,19 @@ async def recover(
     log ONE line naming the dead workers and the jobs moved. ``caller``, the recovering worker
     itself, is never taken for dead. With ``sweep``, also give back processing lists that no
     registered, live worker owns (:func:`sweep_orphans`), named in the same line.
-    Returns (jobs moved, dead workers removed)."""
+    Returns (jobs moved, dead workers removed).
+
+    On a Redis Cluster the same, split so that each script call touches one slot
+    (:func:`fetcher.cluster.recover`; not one atomic script, see docs/CONTRACTS.md), and
+    without the sweep (its SCAN and checks span slots)."""
+    if keys.cluster:
+        moved, pairs = await cluster.recover(conn, keys, caller=caller)
+        if pairs:
+            log.warning(
+                "recovered %d job(s) of %d dead worker(s) (heartbeat expired): %s%s",
+                moved, len(pairs), _named(pairs), f"; by worker {caller}" if caller else "",
+            )  # fmt: skip
+        return moved, len(pairs)
     args: list[Any] = [
         keys.heartbeat_prefix,
         keys.worker_queues_prefix,

@@ -13,7 +13,7 @@ CONNECTION_LAYER = {
 }  # fmt: skip
 QUEUE_PROTOCOL = {
     "fetch", "registry", "scheduling", "scripts", "deadletter", "codec", "producer", "admin",
-    "keys", "job", "unique",
+    "keys", "job", "unique", "cluster",
 }  # fmt: skip
 
 
