@@ -237,16 +237,20 @@ class Fetcher:
         priority order (one group but on a Redis Cluster: :func:`fetcher.cluster.slot_groups`).
         ``None`` when the reply may have been lost and nothing was taken before it."""
         taken: list[Job] = []
+        budget = self.fetch_bytes
         for queues in self._groups:
-            jobs = await self._take_from(queues, max_jobs - len(taken))
+            jobs = await self._take_from(queues, max_jobs - len(taken), budget)
             if jobs is None:
                 return taken or None  # taken already: hand it out; adoption comes next
             taken += jobs
-            if len(taken) >= max_jobs:
+            budget -= sum(len(job.raw) for job in jobs)
+            if len(taken) >= max_jobs or budget <= 0:
                 break
         return taken
 
-    async def _take_from(self, queues: list[QueueRef], max_jobs: int) -> list[Job] | None:
+    async def _take_from(
+        self, queues: list[QueueRef], max_jobs: int, budget: int
+    ) -> list[Job] | None:
         """:meth:`_take` over ``queues`` (one slot); loops while a batch held only undecodable
         payloads."""
         keys = [q.key for q in queues]
@@ -255,7 +259,7 @@ class Fetcher:
         keys.append(self.keys.dead_of(queues[0].key))
 
         def take(r: Redis) -> Awaitable[Any]:
-            args = [max_jobs, self.fetch_bytes, self.max_payload_bytes, time.time(), self.worker_id]
+            args = [max_jobs, budget, self.max_payload_bytes, time.time(), self.worker_id]
             return FETCH(r, keys, [*args, self.mode])
 
         while True:
