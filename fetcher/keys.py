@@ -150,11 +150,6 @@ class Keys:
         ``steadfetch:dead:{Q}`` in the queue's slot."""
         return f"{self.prefix}:dead:{self.tag(queue_key)}" if self.cluster else self.dead
 
-    @property
-    def dead_pattern(self) -> str:
-        """SCAN pattern of the per-queue dead-letter lists of a cluster."""
-        return f"{self.prefix}:dead:{{*}}"
-
     def queue_lease(self, worker_id: str, queue_key: str) -> str:
         """The fence a settle checks: the worker's lease hash, or on a cluster its copy in the
         queue's slot (``steadfetch:lease:W:{Q}``, same token and TTL, written with each beat)."""

@@ -395,6 +395,11 @@ def split_processing_key(keys: Keys, key: str) -> tuple[str, str] | None:
     not end in a queue key. Only for lists no registered worker owns: the registry's
     worker-queues sets are the source of truth for the others."""
     rest = key.removeprefix(keys.processing_prefix)
+    if keys.cluster:  # W:{queue key}
+        worker_id, found, tagged = rest.rpartition(":{")
+        if found and worker_id and tagged.endswith("}"):
+            return worker_id, tagged[:-1]
+        return None
     for marker in (f":{keys.prefix}:queue:", f":{keys.resque_prefix}:queue:"):
         worker_id, found, name = rest.rpartition(marker)
         if found and worker_id:

@@ -11,7 +11,7 @@ import pytest
 from redis.cluster import RedisCluster
 
 from chaos.env.cluster import LocalCluster
-from fetcher import ConfigurationError, Fetcher, Keys, Producer, RedisConnection
+from fetcher import Admin, ConfigurationError, Fetcher, Keys, Producer, RedisConnection
 from tests.polling import wait_until
 
 KEYS = Keys(cluster=True)
@@ -147,3 +147,28 @@ async def test_a_worker_id_or_queue_name_with_a_brace_is_refused_on_a_cluster(
         Fetcher(conn, "w{1}", ["low"])
     with pytest.raises(ConfigurationError, match="must not hold"):
         Fetcher(conn, "w1", ["lo{w}"])
+
+
+async def test_status_counts_per_queue_keys_and_dead_letter_commands_say_they_are_unsupported(
+    conn: RedisConnection, oracle: RedisCluster
+) -> None:
+    producer = Producer(conn)
+    fetcher = Fetcher(conn, "w1", ["high", "low"])
+    await fetcher.register()
+    await producer.enqueue("t", queue="high")
+    await producer.enqueue("t", queue="low", delay=60)
+    await producer.enqueue("t", queue="low")
+    await producer.enqueue("t", queue="low")
+    [job] = await fetcher.fetch(1)
+    await fetcher.dead_letter(job, "bad")
+    [held] = await fetcher.fetch(1)
+    oracle.rpush(KEYS.processing("gone", LOW), b"left-behind")  # an unregistered worker's list
+    admin = Admin(conn)
+    status = await admin.status()
+    assert status["queues"] == {"high": 0, "low": 1}  # high: known by its dead-letter list
+    assert (status["scheduled"], status["dead"]) == (1, 1)
+    assert status["processing"] == {"w1": 1, "gone": 1}
+    for call in (admin.dead_letter_list(), admin.dead_letter_retry(), admin.dead_letter_purge()):
+        with pytest.raises(ConfigurationError, match="not supported on a Redis Cluster"):
+            await call
+    await fetcher.ack(held)
