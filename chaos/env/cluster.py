@@ -12,12 +12,12 @@ seconds, which the failover tests and the chaos scenario rely on.
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import time
 from typing import Self
 
+from chaos.env.binaries import redis_cli_binary
 from chaos.env.redis_server import RedisServer
 from worker.redis_server import free_port
 
@@ -39,19 +39,10 @@ def _cluster_port() -> int:
         return port
 
 
-def redis_cli() -> str:
-    binary = shutil.which("redis-cli")
-    if binary is None:
-        raise RuntimeError(
-            "no redis-cli on PATH: install redis-tools (apt-get install redis-tools)"
-        )
-    return binary
-
-
 def cli(port: int, *args: str, timeout: float = 10.0) -> str:
     """``redis-cli -p PORT ARGS...``'s output (raises on a non-zero exit)."""
     done = subprocess.run(
-        [redis_cli(), "-h", "127.0.0.1", "-p", str(port), *args],
+        [redis_cli_binary(), "-h", "127.0.0.1", "-p", str(port), *args],
         capture_output=True,
         text=True,
         timeout=timeout,
