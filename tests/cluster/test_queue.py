@@ -11,7 +11,15 @@ import pytest
 from redis.cluster import RedisCluster
 
 from chaos.env.cluster import LocalCluster
-from fetcher import Admin, ConfigurationError, Fetcher, Keys, Producer, RedisConnection
+from fetcher import (
+    Admin,
+    ConfigurationError,
+    Fetcher,
+    JobSpec,
+    Keys,
+    Producer,
+    RedisConnection,
+)
 from tests.polling import wait_until
 
 KEYS = Keys(cluster=True)
@@ -172,3 +180,50 @@ async def test_status_counts_per_queue_keys_and_dead_letter_commands_say_they_ar
         with pytest.raises(ConfigurationError, match="not supported on a Redis Cluster"):
             await call
     await fetcher.ack(held)
+
+
+async def test_resque_queues_keep_their_names_and_are_served(
+    conn: RedisConnection, oracle: RedisCluster
+) -> None:
+    producer = Producer(conn)
+    ids = await producer.enqueue_many(
+        [
+            JobSpec("t", queue="stats", format="resque"),
+            JobSpec("t", queue="low"),
+            JobSpec("t", queue="stats", format="resque"),
+        ]
+    )
+    assert oracle.llen("resque:queue:stats") == 2  # the name Resque producers push to
+    assert oracle.smembers("resque:queues") == {b"stats"}
+    fetcher = Fetcher(conn, "w1", ["resque:stats", "low"])
+    jobs = await fetcher.fetch(10)
+    assert [j.queue for j in jobs] == ["resque:stats", "resque:stats", "low"]
+    assert jobs[2].id == ids[1]
+    await fetcher.ack_many(jobs)
+    assert oracle.llen(KEYS.processing("w1", "resque:queue:stats")) == 0
+
+
+async def test_fast_mode_over_two_slots(conn: RedisConnection, oracle: RedisCluster) -> None:
+    producer = Producer(conn)
+    fetcher = Fetcher(conn, "w1", ["high", "low"], mode="fast", block_timeout=5.0)
+    low = await producer.enqueue("t", queue="low")
+    high = await producer.enqueue("t", queue="high")
+    assert [j.id for j in await fetcher.fetch(5)] == [high, low]
+    waiting = asyncio.create_task(fetcher.fetch(1))
+    await asyncio.sleep(0.2)  # any moment will do: it polls by slot
+    later = await producer.enqueue("t", queue="low")
+    async with asyncio.timeout(4):
+        assert [j.id for j in await waiting] == [later]
+    assert not oracle.exists(KEYS.processing("w1", LOW))
+
+
+async def test_an_id_is_reserved_within_its_queue(conn: RedisConnection) -> None:
+    producer = Producer(conn, unique_for=60)
+    first = await producer.enqueue("t", queue="low", job_id="order-7")
+    again = await producer.enqueue("t", queue="low", job_id="order-7")
+    elsewhere = await producer.enqueue("t", queue="high", job_id="order-7")
+    assert (first.duplicate, again.duplicate, elsewhere.duplicate) == (False, True, False)
+    fetcher = Fetcher(conn, "w1", ["low"])
+    [job] = await fetcher.fetch(5)
+    await fetcher.ack(job)  # releases the reservation (window 60 s: still a duplicate)
+    assert (await producer.enqueue("t", queue="low", job_id="order-7")).duplicate
