@@ -10,7 +10,8 @@ queue is in that queue's slot, and the registry keys share the ``{prefix}`` slot
   and beat (:func:`mirror_leases`), so ack/settle check it in the same script as the list.
 - Recovery (:func:`recover`): the registry is read in its slot, then each dead worker's lists are
   moved by ``recover_queue.lua`` in their queue's slot (only while the lease copy there is gone),
-  then ``forget_worker.lua`` drops it from the registry unless it came back.
+  then ``forget_worker.lua`` drops it from the registry unless it came back. The sweep of
+  unregistered workers' lists (:func:`give_back_orphan`) checks the registry, then moves.
 - Promotion (:func:`promote`): per queue, ``promote_queue.lua`` on that queue's scheduled zset.
 """
 
@@ -108,20 +109,7 @@ async def recover(
     for worker_id, queue_keys in dead:
         from_this = 0
         for queue_key in queue_keys:
-            script_keys = [
-                keys.processing(worker_id, queue_key),
-                queue_key,
-                keys.wake(queue_key),
-                keys.dead_of(queue_key),
-                keys.queue_lease(worker_id, queue_key),
-            ]
-            args = [worker_id, WAKE_BOUND, time.time(), caller or ""]
-            from_this += int(
-                await conn.execute(
-                    f"recovering the jobs of dead worker {worker_id} from {queue_key}",
-                    RECOVER_QUEUE.bind(script_keys, args),
-                )
-            )
+            from_this += await _recover_list(conn, keys, worker_id, queue_key, caller or "")
         registry_keys = [
             keys.workers,
             keys.heartbeat(worker_id),
@@ -136,6 +124,43 @@ async def recover(
         if int(forgotten):
             removed.append((worker_id, from_this))
     return moved, removed
+
+
+async def give_back_orphan(
+    conn: RedisConnection, keys: Keys, worker_id: str, queue_key: str
+) -> int:
+    """The sweep's step for one processing list on a cluster (orphans.lua on one Redis): only
+    when ``worker_id`` is neither registered nor alive (checked in the registry slot), its list
+    goes back by ``recover_queue.lua`` (which re-checks the lease copy in the queue's slot)."""
+
+    async def gone(r: Redis) -> bool:
+        registered = await r.sismember(keys.workers, worker_id)
+        alive = await r.exists(keys.heartbeat(worker_id), keys.lease(worker_id))
+        return not registered and not alive
+
+    if not await conn.execute(f"checking that worker {worker_id} is gone", gone):
+        return 0
+    return await _recover_list(conn, keys, worker_id, queue_key, "")
+
+
+async def _recover_list(
+    conn: RedisConnection, keys: Keys, worker_id: str, queue_key: str, caller: str
+) -> int:
+    """``recover_queue.lua`` for one (worker, queue) list, in the queue's slot."""
+    script_keys = [
+        keys.processing(worker_id, queue_key),
+        queue_key,
+        keys.wake(queue_key),
+        keys.dead_of(queue_key),
+        keys.queue_lease(worker_id, queue_key),
+    ]
+    args = [worker_id, WAKE_BOUND, time.time(), caller]
+    return int(
+        await conn.execute(
+            f"recovering the jobs of dead worker {worker_id} from {queue_key}",
+            RECOVER_QUEUE.bind(script_keys, args),
+        )
+    )
 
 
 async def promote(

@@ -425,33 +425,14 @@ async def recover(
     Returns (jobs moved, dead workers removed).
 
     On a Redis Cluster the same, split so that each script call touches one slot
-    (:func:`fetcher.cluster.recover`; not one atomic script, see docs/CONTRACTS.md), and
-    without the sweep (its SCAN and checks span slots)."""
+    (:func:`fetcher.cluster.recover`; not one atomic script, see docs/CONTRACTS.md)."""
     if keys.cluster:
         moved, pairs = await cluster.recover(conn, keys, caller=caller)
-        if pairs:
-            log.warning(
-                "recovered %d job(s) of %d dead worker(s) (heartbeat expired): %s%s",
-                moved, len(pairs), _named(pairs), f"; by worker {caller}" if caller else "",
-            )  # fmt: skip
-        return moved, len(pairs)
-    args: list[Any] = [
-        keys.heartbeat_prefix,
-        keys.worker_queues_prefix,
-        keys.processing_prefix,
-        keys.wake(""),
-        WAKE_BOUND,
-        caller or "",
-        keys.lease_prefix,
-        time.time(),
-    ]
-    reply = await conn.execute(
-        "recovering the jobs of dead workers", RECOVER.bind([keys.workers, keys.dead], args)
-    )
-    moved, removed, dead = int(reply[0]), int(reply[1]), reply[2]
+        removed = len(pairs)
+    else:
+        moved, removed, pairs = await _recover_in_one_script(conn, keys, caller)
     parts = []
     if removed:
-        pairs = [(_text(wid), int(n)) for wid, n in zip(dead[::2], dead[1::2], strict=True)]
         parts.append(
             f"recovered {moved} job(s) of {removed} dead worker(s) (heartbeat expired): "
             + _named(pairs)
@@ -468,6 +449,28 @@ async def recover(
     if parts:
         log.warning("%s%s", "; ".join(parts), f"; by worker {caller}" if caller else "")
     return moved, removed
+
+
+async def _recover_in_one_script(
+    conn: RedisConnection, keys: Keys, caller: str | None
+) -> tuple[int, int, list[tuple[str, int]]]:
+    """recover.lua: (jobs moved, workers removed, [(dead worker id, jobs moved), ...])."""
+    args: list[Any] = [
+        keys.heartbeat_prefix,
+        keys.worker_queues_prefix,
+        keys.processing_prefix,
+        keys.wake(""),
+        WAKE_BOUND,
+        caller or "",
+        keys.lease_prefix,
+        time.time(),
+    ]
+    reply = await conn.execute(
+        "recovering the jobs of dead workers", RECOVER.bind([keys.workers, keys.dead], args)
+    )
+    dead = reply[2]
+    pairs = [(_text(wid), int(n)) for wid, n in zip(dead[::2], dead[1::2], strict=True)]
+    return int(reply[0]), int(reply[1]), pairs
 
 
 async def sweep_orphans(
@@ -492,6 +495,11 @@ async def sweep_orphans(
     candidates = await conn.execute("looking for orphaned processing lists", scan)
     moved: dict[str, int] = {}
     for key, worker_id, queue_key in candidates:
+        if keys.cluster:  # the registry checks in its slot, then the list's move in the queue's
+            n = await cluster.give_back_orphan(conn, keys, worker_id, queue_key)
+            if n:
+                moved[worker_id] = moved.get(worker_id, 0) + n
+            continue
         script_keys = [
             key,
             queue_key,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 
 import pytest
 from redis.cluster import RedisCluster
@@ -227,3 +228,28 @@ async def test_an_id_is_reserved_within_its_queue(conn: RedisConnection) -> None
     [job] = await fetcher.fetch(5)
     await fetcher.ack(job)  # releases the reservation (window 60 s: still a duplicate)
     assert (await producer.enqueue("t", queue="low", job_id="order-7")).duplicate
+
+
+async def test_the_sweep_gives_back_an_unregistered_workers_list_but_not_a_live_ones(
+    conn: RedisConnection, oracle: RedisCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, "fetcher")
+    producer = Producer(conn)
+    job_id = await producer.enqueue("t", queue="low")
+    raw = oracle.lpop(LOW)
+    oracle.rpush(KEYS.processing("gone", LOW), raw)  # a zombie that died before rejoining
+    live = Fetcher(conn, "live", ["low"], heartbeat_ttl=60)
+    await live.register()
+    await producer.enqueue("t", queue="low")
+    [held] = await live.fetch(1)
+    survivor = Fetcher(conn, "survivor", ["low"], heartbeat_ttl=60)
+    await survivor.register()
+    assert await survivor.recover_dead_workers(sweep=True) == 1
+    assert oracle.lrange(LOW, 0, -1) == [raw] and not oracle.exists(KEYS.processing("gone", LOW))
+    assert oracle.lrange(KEYS.processing("live", LOW), 0, -1) == [held.raw]
+    assert any(
+        "recovered 1 job(s) from processing lists of unregistered worker(s)" in r.getMessage()
+        and "gone (1 job)" in r.getMessage()
+        for r in caplog.records
+    )
+    assert [j.id for j in await survivor.fetch(1)] == [job_id]
