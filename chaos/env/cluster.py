@@ -15,10 +15,14 @@ from __future__ import annotations
 import socket
 import subprocess
 import time
+from contextlib import ExitStack
+from dataclasses import dataclass
 from typing import Self
 
-from chaos.env.binaries import redis_cli_binary
+from chaos.env.binaries import ComponentMissing, redis_cli_binary
 from chaos.env.redis_server import RedisServer
+from chaos.env.stack import PROXY_NAME, Stack
+from chaos.env.toxiproxy import ToxiproxyServer
 from worker.redis_server import free_port
 
 #: ``cluster-node-timeout`` of every node, in milliseconds.
@@ -159,3 +163,95 @@ class LocalCluster:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+#: The queue the cluster scenarios run on, and whose slot's primary the nemesis kills.
+CHAOS_QUEUE_KEY = "steadfetch:queue:default"
+
+
+class ClusterNodeControl:
+    """The nemesis' handle on "the primary": whichever node serves the chaos queue's slot now
+    (after a failover, the promoted replica). A heal restarts every stopped node and waits until
+    the cluster is whole again."""
+
+    def __init__(self, cluster: LocalCluster, key: str = CHAOS_QUEUE_KEY) -> None:
+        self.cluster = cluster
+        self.key = key
+
+    def _primary(self) -> RedisServer:
+        return self.cluster.primary_of(self.key)
+
+    def kill(self) -> None:
+        self._primary().kill()
+
+    def stop(self) -> None:
+        self._primary().stop()
+
+    def start(self) -> object:
+        self.ensure_running()
+        return self
+
+    def restart(self, *, kill: bool = False) -> None:
+        (self.kill if kill else self.stop)()
+        self.ensure_running()
+
+    def pause(self) -> None:
+        self._primary().pause()
+
+    def resume(self) -> None:
+        for node in self.cluster.nodes:
+            node.resume()
+
+    def ensure_running(self) -> None:
+        for node in self.cluster.nodes:
+            if not node.running:
+                node.start()
+        self.cluster.wait_ok()
+
+
+def start_cluster_stack(env: str = "local") -> Stack:
+    """A :class:`LocalCluster` in the :class:`Stack` shape: both URLs are the
+    ``redis+cluster://`` URL, ``redis`` is the chaos queue's primary
+    (:class:`ClusterNodeControl`). Toxiproxy runs with one proxy to that primary only because
+    the stack's heal and teardown checks expect one; the cluster scenarios apply no toxics.
+    Local processes only: the docker environment has no cluster (docs/CONTRACTS.md)."""
+    if env != "local":
+        raise ComponentMissing("the Redis Cluster scenarios run in the local environment only")
+    closer = ExitStack()
+    try:
+        cluster = closer.enter_context(LocalCluster())
+        toxi = closer.enter_context(ToxiproxyServer())
+        primary = cluster.primary_of(CHAOS_QUEUE_KEY)
+        proxy_port = free_port()
+        proxy = toxi.api.create_proxy(
+            PROXY_NAME, f"127.0.0.1:{proxy_port}", f"127.0.0.1:{primary.port}"
+        )
+    except BaseException:
+        closer.close()
+        raise
+    return ClusterStack(
+        env="local",
+        redis=ClusterNodeControl(cluster),
+        redis_host="127.0.0.1",
+        redis_port=primary.port,
+        toxiproxy=toxi.api,
+        proxy=proxy,
+        proxy_host="127.0.0.1",
+        proxy_port=proxy_port,
+        cluster=cluster,
+        _closer=closer,
+    )
+
+
+@dataclass
+class ClusterStack(Stack):
+    cluster: LocalCluster | None = None
+
+    @property
+    def direct_url(self) -> str:
+        assert self.cluster is not None
+        return self.cluster.url
+
+    @property
+    def proxied_url(self) -> str:
+        return self.direct_url
