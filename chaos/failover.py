@@ -26,6 +26,7 @@ from typing import Any
 
 import redis as redis_py
 
+from chaos.env.cluster import ClusterNodeControl, cli
 from chaos.env.sentinel import SERVICE, SentinelStack
 from chaos.history import Op, select
 from chaos.nemesis import Fault, Target, blocking, wait_for
@@ -312,3 +313,69 @@ def split_lost(history: Sequence[Op], lost: Iterable[str]) -> LostSplit:
         "examples": examples,
     }
     return LostSplit(by_failover, by_worker, evidence)
+
+
+@dataclass(frozen=True)
+class KillClusterPrimary(Fault):
+    """Redis Cluster (issue 11 §4): SIGKILL the primary serving the chaos queue's slot; its
+    replica takes over (``cluster-node-timeout`` 1 s). Held until the cluster names the replica
+    primary of the slot and the worker logged its switch line, then the promoted replica's view
+    of the old stream is recorded as for Sentinel (its ``master_replid2`` and
+    ``second_repl_offset``), so :func:`split_lost` tells the failover's losses from the
+    worker's. The heal restarts the killed node, which rejoins as a replica."""
+
+    ambiguous: bool = True
+    outage: bool = True
+    noisy: bool | None = True
+    recovery_line: bool = False
+    duration: float = 0.0
+    rolls_back: bool = True
+
+    async def apply(self, t: Target) -> str:
+        control = _cluster_control(t)
+        victim = control.cluster.primary_of(control.key)
+        await blocking(lambda: control.cluster.wait_ok())
+        await blocking(victim.kill)
+        t.history.record("nemesis", "cluster-kill", "info", port=victim.port)
+        return f"SIGKILLed the primary of the chaos queue's slot (127.0.0.1:{victim.port})"
+
+    async def hold(self, t: Target) -> None:
+        control = _cluster_control(t)
+        since = max(op.time for op in t.history.ops() if op.f == "fault-start")
+
+        def promoted() -> bool:
+            try:
+                return bool(control.cluster.primary_of(control.key).running)
+            except (LookupError, RuntimeError):
+                return False
+
+        await wait_for(promoted, SWITCH_WITHIN, "the cluster promoting the replica")
+        await wait_for(lambda: t.logged(MOVED, since), SWITCH_WITHIN, "the worker's switch line")
+        await blocking(lambda: _cluster_evidence(t, control))
+
+    async def heal(self, t: Target) -> str:
+        await blocking(t.stack.heal)
+        return "restarted the killed node; it rejoined as a replica; the cluster is ok"
+
+
+def _cluster_control(t: Target) -> ClusterNodeControl:
+    if not isinstance(t.stack.redis, ClusterNodeControl):
+        raise TypeError("a cluster fault needs a cluster stack (Scenario.cluster=True)")
+    return t.stack.redis
+
+
+def _cluster_evidence(t: Target, control: ClusterNodeControl) -> None:
+    """The promoted replica's view of the old replication stream (``failover`` op)."""
+    node = control.cluster.primary_of(control.key)
+    info = dict(
+        line.split(":", 1) for line in cli(node.port, "info", "replication").split() if ":" in line
+    )
+    t.history.record(
+        "nemesis",
+        "failover",
+        "ok",
+        new_primary=f"127.0.0.1:{node.port}",
+        replid2=info.get("master_replid2", ""),
+        second_repl_offset=int(info.get("second_repl_offset", -1)),
+        new_replid=info.get("master_replid", ""),
+    )

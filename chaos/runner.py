@@ -19,7 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,8 @@ from chaos.workload.producer import SteadyProducer
 from chaos.workload.records import RecordReader
 from fetcher import Keys, RedisConnection, RetryPolicy
 from fetcher.durability import parse_durability
+from fetcher.keys import keys_for
+from fetcher.registry import split_processing_key
 
 APP = "chaos.workload.app:app"
 RECORD_POLL = 0.1
@@ -159,7 +161,7 @@ class Harness:
             rng=rng,
             queues=scenario.queues,
             pad=scenario.pad,
-            track_replication=scenario.sentinel,
+            track_replication=scenario.sentinel or scenario.cluster,
             durability=parse_durability(scenario.durability) if scenario.durability else None,
             jitter=scenario.work_jitter,
         )
@@ -371,16 +373,22 @@ class Harness:
 
 async def locate(url: str) -> dict[str, str]:
     """Every job in Redis and where it sits: ``queue:NAME``, ``processing:WORKER:QUEUE-KEY``,
-    ``scheduled``, ``dead`` (read directly, not through the proxy)."""
-    keys = Keys()
+    ``scheduled``, ``dead`` (read directly, not through the proxy). On a Redis Cluster the
+    scheduled zsets and dead-letter lists are per queue: every one found is read."""
     conn = RedisConnection.from_url(url, retry=RetryPolicy(deadline=5.0), name="chaos-inspect")
+    keys = keys_for(conn)
     try:
 
         async def scan(r: Any) -> dict[str, list[bytes]]:
-            places: dict[str, list[bytes]] = {
-                "scheduled": await r.zrange(keys.scheduled, 0, -1),
-                "dead": await r.lrange(keys.dead, 0, -1),
-            }
+            places: dict[str, list[bytes]] = {"scheduled": [], "dead": []}
+            if keys.cluster:
+                for kind in ("scheduled", "dead"):
+                    async for key in r.scan_iter(match=f"{keys.prefix}:{kind}:{{*}}"):
+                        read = r.zrange(key, 0, -1) if kind == "scheduled" else r.lrange(key, 0, -1)
+                        places[kind] += await read
+            else:
+                places["scheduled"] = await r.zrange(keys.scheduled, 0, -1)
+                places["dead"] = await r.lrange(keys.dead, 0, -1)
             async for key in r.scan_iter(match=keys.queue_key("*")):
                 name = keys.queue_name(key.decode() if isinstance(key, bytes) else key)
                 places[f"queue:{name}"] = await r.lrange(key, 0, -1)
@@ -418,7 +426,8 @@ async def processing_lengths(r: Any) -> dict[str, int]:
     held: Counter[str] = Counter()
     for key, length in zip(names, lengths, strict=True):
         text = key.decode() if isinstance(key, bytes) else key
-        worker_id = text.removeprefix(keys.processing_prefix).partition(f":{keys.prefix}:")[0]
+        split = split_processing_key(replace(keys, cluster=text.endswith("}")), text)
+        worker_id = split[0] if split else text.removeprefix(keys.processing_prefix)
         held[worker_id] += int(length)
     return dict(held)
 
@@ -469,7 +478,11 @@ async def run_scenario(
     started = time.monotonic()
     error: str | None = None
     history.record("runner", "phase", "ok", phase="start stack", env=env, seed=run_seed)
-    stack = await blocking(lambda: start_stack(env, appendonly=True, sentinel=scenario.sentinel))
+    stack = await blocking(
+        lambda: start_stack(
+            env, appendonly=True, sentinel=scenario.sentinel, cluster=scenario.cluster
+        )
+    )
     leftovers: list[str] = []
     try:
         with capture_logs(run_dir / "runner.log"):

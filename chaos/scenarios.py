@@ -21,7 +21,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from chaos.checkers import Limits
-from chaos.failover import KillPrimary, LaggingKill, PartitionPrimary, SentinelFailover
+from chaos.failover import (
+    KillClusterPrimary,
+    KillPrimary,
+    LaggingKill,
+    PartitionPrimary,
+    SentinelFailover,
+)
 from chaos.nemesis import (
     BusyScript,
     ClientKillStorm,
@@ -179,6 +185,9 @@ class Scenario:
     sentinels; the worker, the producer and the checker use the redis+sentinel:// URL."""
     durability: str | None = None
     """``--durability`` for the worker and the producer (e.g. ``replicas=1,timeout=500ms``)."""
+    cluster: bool = False
+    """Run on a Redis Cluster (chaos.env.cluster: three primaries, three replicas, local
+    processes only); the worker, the producer and the checker use the redis+cluster:// URL."""
 
     @property
     def description(self) -> str:
@@ -691,6 +700,17 @@ SCENARIOS: tuple[Scenario, ...] = (
         ),
         durability="replicas=1,timeout=500ms",
         **FAILOVER,
+    ),
+    Scenario(
+        "cluster-kill-primary",
+        KillClusterPrimary(
+            "cluster-kill-primary",
+            "the Redis Cluster primary of the queue's slot SIGKILLed; its replica takes over",
+        ),
+        cluster=True,
+        rate=20.0,
+        work=0.05,
+        drain=15.0,
     ),
     Scenario(
         "failover-kill",

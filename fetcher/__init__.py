@@ -19,7 +19,8 @@ Queue protocol (jobs, queues and workers as Redis keys and Lua scripts, on top o
     the reply byte budget, adoption of orphans), settle (fenced moves out of the processing
     lists, raw dead-lettering, give-back at shutdown), registry (live workers, recovery of the
     dead), scheduling (job backoff, promotion of due jobs), deadletter (entry shape), producer
-    (enqueue), admin (operator's view and repairs).
+    (enqueue), admin (operator's view and repairs), cluster (the calls a Redis Cluster splits
+    by hash slot).
 
 Imports go one way: no connection-layer module imports a queue-protocol module
 (``tests/fetcher/test_layers.py`` checks it). The public API is the short list below.

@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 from fetcher import codec, deadletter
 from fetcher.connection import RedisConnection
 from fetcher.errors import ConfigurationError, DecodeError
-from fetcher.keys import Keys
+from fetcher.keys import Keys, keys_for
 from fetcher.registry import split_processing_key
 from fetcher.scheduling import promote_due
 from fetcher.scripts import WAKE_BOUND, LuaScript
@@ -79,7 +79,7 @@ class Admin:
         self, conn: RedisConnection, *, keys: Keys | None = None, deadline: float | None = None
     ) -> None:
         self.conn = conn
-        self.keys = keys or Keys()
+        self.keys = keys_for(conn, keys)
         self.deadline = deadline
 
     async def _run(self, operation: str, fn: Any) -> Any:
@@ -91,18 +91,31 @@ class Admin:
         pipe = r.pipeline(transaction=False)
         for key in queue_keys:
             pipe.llen(key)
-        pipe.zcard(self.keys.scheduled)
-        pipe.llen(self.keys.dead)
-        return [int(n) for n in await pipe.execute()]
+        if not self.keys.cluster:
+            pipe.zcard(self.keys.scheduled)
+            pipe.llen(self.keys.dead)
+            return [int(n) for n in await pipe.execute()]
+        for key in queue_keys:  # a Redis Cluster: per-queue scheduled zsets and dead lists
+            pipe.zcard(self.keys.scheduled_of(key))
+            pipe.llen(self.keys.dead_of(key))
+        counts = [int(n) for n in await pipe.execute()]
+        n = len(queue_keys)
+        return [*counts[:n], sum(counts[n::2]), sum(counts[n + 1 :: 2])]
 
     async def queue_keys(self) -> list[str]:
-        """Every steadfetch queue key present, plus the Resque queues named in ``resque:queues``."""
+        """Every steadfetch queue key present, plus the Resque queues named in ``resque:queues``
+        (on a cluster also those that only have a scheduled zset or a dead-letter list)."""
 
         async def run(r: Redis) -> list[str]:
             found = [k async for k in r.scan_iter(match=f"{self.keys.prefix}:queue:*", count=500)]
             resque = await r.smembers(self.keys.resque_queues)
             names = {_text(k) for k in found}
             names |= {self.keys.queue_key("resque:" + _text(n)) for n in resque}
+            if self.keys.cluster:  # queues known only by their scheduled or dead-letter keys
+                for kind in ("scheduled", "dead"):
+                    pattern = f"{self.keys.prefix}:{kind}:{{*}}"
+                    async for key in r.scan_iter(match=pattern, count=500):
+                        names.add(_text(key).partition("{")[2].removesuffix("}"))
             return sorted(names)
 
         result: list[str] = await self._run("listing queues", run)
@@ -226,8 +239,21 @@ class Admin:
         result: list[dict[str, Any]] = await self._run("reading worker heartbeats", run)
         return result
 
+    def _single_redis_only(self, operation: str) -> None:
+        """Refuse an operation that reads the one dead-letter list of a single Redis: on a
+        cluster each queue has its own (docs/CONTRACTS.md, "Redis Cluster")."""
+        if self.keys.cluster:
+            raise ConfigurationError(
+                f"Redis {self.conn.endpoint}: {operation} is not supported on a Redis Cluster "
+                f"yet (each queue has its own dead-letter list there, "
+                f"{self.keys.dead_of('QUEUE_KEY')}; read it with LRANGE)",
+                endpoint=self.conn.endpoint,
+                operation=operation,
+            )
+
     async def dead_letter_list(self, limit: int = 100) -> list[dict[str, Any]]:
         """The oldest ``limit`` dead-letter entries, parsed."""
+        self._single_redis_only("listing the dead-letter list")
         raw: list[bytes] = await self._run(
             "reading the dead-letter list", lambda r: r.lrange(self.keys.dead, 0, limit - 1)
         )
@@ -251,6 +277,7 @@ class Admin:
         queue key that is not a queue or holds another type than a list) stays in the list as it
         is, and the returned :class:`DeadLetterRetry` says why.
         """
+        self._single_redis_only("retrying dead-lettered jobs")
         report = DeadLetterRetry()
         start = examined = 0  # where the next unread entry is; how many were read
         while True:
@@ -342,6 +369,7 @@ class Admin:
 
     async def dead_letter_purge(self) -> int:
         """Delete every dead-letter entry; returns how many there were."""
+        self._single_redis_only("purging the dead-letter list")
 
         async def run(r: Redis) -> int:
             pipe = r.pipeline(transaction=True)
@@ -354,4 +382,5 @@ class Admin:
         return result
 
     async def promote_due(self, limit: int = 1000) -> int:
-        return await promote_due(self.conn, self.keys, limit)
+        queue_keys = await self.queue_keys() if self.keys.cluster else []
+        return await promote_due(self.conn, self.keys, limit, queue_keys)

@@ -261,7 +261,7 @@ class Adoption:
                 if self.in_flight and self.lost_in_a_row % GIVE_BACK_AFTER == 0:
                     raise _CannotReceive
             oversize, why = self._oversize()
-            keys = [queue.processing, self.keys.dead]
+            keys = [queue.processing, self.keys.dead_of(queue.key)]
             args = [start, ADOPT_CHUNK, self.fetch_bytes, oversize, queue.key, time.time()]
             return ADOPT_READ(r, keys, [*args, self.worker_id, why])
 

@@ -17,18 +17,19 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 from tenacity import RetryCallState
 
 from fetcher.cancellation import CancelGuard, interruptible
 from fetcher.durability import Durability
-from fetcher.errors import RedisUnavailable
+from fetcher.errors import ConfigurationError, RedisUnavailable
 from fetcher.failures import (
     describe,
     fatal_error,
@@ -128,8 +129,18 @@ class RedisConnection:
         self._quiet_at: dict[int, float] = {}
         self._sentinel: Sentinel | None = None
         self._primary: tuple[str, int] | None = None  # Sentinel: the primary last resolved
-        #: Sentinel failovers this owner followed (a reader compares it with what it saw last).
+        self._cluster_primaries: frozenset[str] | None = None  # Cluster: the primaries last seen
+        #: Failovers this owner followed (Sentinel: the primary moved; Cluster: the set of
+        #: primaries changed). A reader compares it with what it saw last.
         self.failovers = 0
+        if durability is not None and address.kind == "cluster":
+            raise ConfigurationError(
+                f"Redis {address.endpoint}: --durability is not supported on a Redis Cluster "
+                "(WAIT counts one connection's writes, and a cluster call may use several): "
+                "run without it",
+                endpoint=address.endpoint,
+                operation="configuring durability",
+            )
         if self.read_timeout is None:
             log.warning(
                 "Redis %s: read timeout disabled (read_timeout=0); a half-open connection can "
@@ -168,6 +179,20 @@ class RedisConnection:
     def endpoint(self) -> str:
         """``host:port/db``, ``unix:/path/db`` or ``sentinel service@hosts/db``; no password."""
         return self.address.endpoint
+
+    @property
+    def primary(self) -> str | None:
+        """``host:port`` (or ``unix:/path``) of the primary calls go to now: for Sentinel, the one
+        last resolved through the sentinels (None before the first call), so a failover shows in
+        heartbeats, ``/metrics``, ``status`` and ``top`` beside :attr:`failovers`."""
+        if self.address.kind == "sentinel":
+            return None if self._primary is None else f"{self._primary[0]}:{self._primary[1]}"
+        if self.address.kind == "cluster":
+            seen = self._cluster_primaries
+            return None if seen is None else ",".join(sorted(seen))
+        if self.address.kind == "unix":
+            return f"unix:{self.address.path}"
+        return f"{self.address.host}:{self.address.port}"
 
     @property
     def state(self) -> ConnectionState:
@@ -290,7 +315,7 @@ class RedisConnection:
                 )
                 self._tracker.gave_up(line)
                 raise RedisUnavailable(line, endpoint=self.endpoint, operation=operation) from exc
-            if isinstance(exc, RedisError):
+            if isinstance(exc, RedisError | RedisClusterException):
                 raise fatal_error(
                     exc, self.endpoint, operation, has_password=self.address.password is not None
                 ) from exc
@@ -358,7 +383,7 @@ class RedisConnection:
                 await self._discard_idle(client)
                 raise guard.lost_cancel() from exc
             if needs_new_master(exc):  # Sentinel: re-resolve on reconnect
-                await client.connection_pool.disconnect(inuse_connections=False)
+                await self._discard_idle(client)
             if not quiet:
                 self._record_failure(operation, exc, call)
             raise
@@ -367,7 +392,24 @@ class RedisConnection:
             raise guard.lost_cancel()
         if self._sentinel is not None:
             await self._note_primary(client)
+        elif isinstance(client, RedisCluster) and (
+            call.attempts or self._cluster_primaries is None
+        ):
+            self._note_cluster_primaries(client)  # after a failure: did a replica take over?
         return result
+
+    def _note_cluster_primaries(self, client: RedisCluster) -> None:
+        """Cluster: say once, in one line, that the set of primaries changed (a replica took
+        over a failed primary, seen by the client when it re-read the slots)."""
+        primaries = frozenset(node.name for node in client.get_primaries())
+        old, self._cluster_primaries = self._cluster_primaries, primaries
+        if old is None or old == primaries:
+            return
+        self._failover_seen(
+            ",".join(sorted(old - primaries)),
+            ",".join(sorted(primaries - old)),
+            "failover seen in the cluster's slot map; the client follows MOVED to the new one",
+        )
 
     async def _note_primary(self, client: Redis) -> None:
         """Sentinel: say once, in one line, that the primary moved (a failover), and point every
@@ -379,17 +421,23 @@ class RedisConnection:
         old, self._primary = self._primary, address
         if old is None:
             return
-        self.failovers += 1
         for other in self._clients.values():
             others = other.connection_pool
             if others is not pool and isinstance(others, SentinelConnectionPool):
                 others.master_address = address
                 await self._discard_idle(other)
-        was, now = f"{old[0]}:{old[1]}", f"{address[0]}:{address[1]}"
+        self._failover_seen(
+            f"{old[0]}:{old[1]}",
+            f"{address[0]}:{address[1]}",
+            "failover seen through the sentinels; connections to the old primary dropped",
+        )
+
+    def _failover_seen(self, was: str, now: str, how: str) -> None:
+        """Count a failover and say it in the one line of docs/CONTRACTS.md."""
+        self.failovers += 1
         log.warning(
-            "Redis %s: primary moved from %s to %s (failover seen through the sentinels; "
-            "connections to the old primary dropped)",
-            self.endpoint, was, now,
+            "Redis %s: primary moved from %s to %s (%s)",
+            self.endpoint, was, now, how,
             extra={"connection_event": "failover", "endpoint": self.endpoint,
                    "old_primary": was, "new_primary": now},
         )  # fmt: skip
@@ -405,7 +453,12 @@ class RedisConnection:
     async def _discard_idle(client: Redis) -> None:
         """Close ``client``'s idle pooled connections (they reconnect on next use)."""
         try:
-            await client.connection_pool.disconnect(inuse_connections=False)
+            if isinstance(client, RedisCluster):
+                nodes: list[ClusterNode] = client.get_nodes()
+                for node in nodes:
+                    await node.disconnect_free_connections()
+            else:
+                await client.connection_pool.disconnect(inuse_connections=False)
         except (RedisError, OSError) as exc:  # closing a dead socket may fail; it is gone
             log.debug("closing idle Redis connections after a cancel failed: %s", describe(exc))
 
@@ -450,6 +503,13 @@ class RedisConnection:
         if self.name:
             options["client_name"] = self.name
         address = self.address.client_kwargs()
+        if self.address.kind == "cluster":
+            # MOVED/ASK are followed inside the client; every other failure comes out at once
+            # (retry=0) to the one retry policy here. The client re-reads the slot map on the next
+            # call after a connection failure, so a retry finds the replica that took over.
+            nodes = [ClusterNode(host, port) for host, port in self.address.nodes]
+            cluster = RedisCluster(startup_nodes=nodes, **address, **options)
+            return cast(Redis, cluster)  # the same command methods, for single-slot calls
         if self.address.kind != "sentinel":
             return Redis(**address, **options)
         if self._sentinel is None:

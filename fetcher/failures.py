@@ -87,9 +87,9 @@ REPLIES: dict[str, Reply] = {
     "NOAUTH": Reply(_CONF, "exit 2: this Redis requires a password; put it in the URL"),
     "WRONGPASS": Reply(_CONF, "exit 2: wrong user name or password in the URL"),
     "NOPERM": Reply(_CONF, "exit 2: the ACL user lacks a command or key"),
-    "MOVED": Reply(_CONF, "exit 2: a Redis Cluster node; steadfetch needs one primary"),
-    "ASK": Reply(_CONF, "exit 2: a Redis Cluster node; steadfetch needs one primary"),
-    "CROSSSLOT": Reply(_CONF, "exit 2: a Redis Cluster node; steadfetch needs one primary"),
+    "MOVED": Reply(_CONF, "exit 2: a Redis Cluster node: use a redis+cluster:// URL"),
+    "ASK": Reply(_CONF, "exit 2: a Redis Cluster node: use a redis+cluster:// URL"),
+    "CROSSSLOT": Reply(_CONF, "exit 2: keys of one call in several slots (a bug: report it)"),
 }
 #: Any other reply (``ERR unknown command``, a syntax or a script error).
 OTHER_REPLY = Reply(_CONF, "exit 2: unknown command (Redis < 6.2), syntax or script error")
@@ -109,6 +109,13 @@ _CLASS_CODES: tuple[tuple[type[rx.RedisError], str], ...] = (
     (rx.MovedError, "MOVED"),
     (rx.AskError, "ASK"),
     (rx.ClusterCrossSlotError, "CROSSSLOT"),
+)
+
+# redis-py's cluster client raises these (RedisClusterException) while the cluster changes.
+_CLUSTER_OUTAGES = (
+    "Redis Cluster cannot be connected",
+    "All slots are not covered",
+    "startup_nodes could not agree",
 )
 
 # redis-py rewrites a pipeline's error as "Command # 2 (SET k v) of pipeline caused error: ...".
@@ -178,6 +185,12 @@ def classify(exc: BaseException) -> Failure | None:
     if reply is not None:
         return reply.failure
     if isinstance(exc, rx.AuthenticationError | rx.AuthorizationError | rx.NoPermissionError):
+        return Failure.CONFIGURATION
+    if isinstance(exc, rx.SlotNotCoveredError | rx.RedisClusterException):
+        # redis-py's cluster client, not a reply: a slot nobody serves, or no node reachable, is
+        # a cluster in transition (a failover); a cross-slot call or a non-cluster node is not.
+        if isinstance(exc, rx.SlotNotCoveredError) or str(exc).startswith(_CLUSTER_OUTAGES):
+            return Failure.OUTAGE
         return Failure.CONFIGURATION
     if isinstance(exc, rx.ConnectionError | rx.TimeoutError | OSError | EOFError):
         return Failure.OUTAGE  # includes Sentinel's MasterNotFoundError
@@ -279,8 +292,10 @@ def fatal_error(
         )
     elif code == "WRONGTYPE":
         hint = "a steadfetch key holds a value of the wrong type; check the key prefix"
-    elif code in ("MOVED", "ASK", "CROSSSLOT"):
-        hint = "this is a Redis Cluster node; steadfetch needs a standalone or Sentinel primary"
+    elif code in ("MOVED", "ASK"):
+        hint = "this is a Redis Cluster node: connect with redis+cluster://host:port,host:port/"
+    elif code == "CROSSSLOT" or "must map to the same key slot" in text:
+        hint = "one call touched keys in several cluster slots; this is a bug, please report it"
     elif any(mark in upper for mark in ("@USER_SCRIPT", "COMPILING SCRIPT", "RUNNING SCRIPT")):
         hint = "a steadfetch Lua script failed; this is a bug, please report it"
     else:

@@ -29,13 +29,13 @@ from typing import Any, Literal
 
 from redis.asyncio import Redis
 
-from fetcher import codec, deadletter
+from fetcher import cluster, codec, deadletter
 from fetcher.adoption import Adoption, Lost, as_bytes
 from fetcher.codec import decode
 from fetcher.connection import RedisConnection
 from fetcher.errors import DecodeError, WrongTypeError
 from fetcher.job import Job
-from fetcher.keys import Keys, QueueRef
+from fetcher.keys import Keys, QueueRef, keys_for
 from fetcher.registry import Ownership, WorkerRegistration
 from fetcher.scheduling import job_backoff, promote_due
 from fetcher.scripts import ACK, FETCH, REQUEUE, WAKE_BOUND
@@ -90,13 +90,15 @@ class Fetcher:
         self.queues = list(queues)
         self.mode: Mode = mode
         self.block_timeout = block_timeout
-        self.keys = keys or Keys()
+        self.keys = keys_for(conn, keys)
+        self.keys.check_worker_id(worker_id)
         self.max_payload_bytes = max_payload_bytes
         self.heartbeat_ttl = heartbeat_ttl
         self.retry_base = retry_base
         self.retry_cap = retry_cap
         # One record per queue (name, key, processing list, wake list), in priority order.
         self._queues = [self.keys.queue_ref(worker_id, name) for name in self.queues]
+        self._groups = cluster.slot_groups(self.keys, self._queues)  # one fetch call each
         self._by_name = {q.name: q for q in self._queues}
         self._by_key = {q.key: q for q in self._queues}
         self._registration = WorkerRegistration(
@@ -196,17 +198,34 @@ class Fetcher:
             self._fetching_now = False
 
     async def _take(self, max_jobs: int) -> list[Job] | None:
-        """Non-blocking batched take, bounded in jobs and bytes; loops while a batch held only
-        undecodable payloads. ``None`` when the reply may have been lost."""
-        queues = self._queues
+        """Non-blocking batched take, bounded in jobs and bytes: one call per slot group, in
+        priority order (one group but on a Redis Cluster: :func:`fetcher.cluster.slot_groups`).
+        ``None`` when the reply may have been lost and nothing was taken before it."""
+        taken: list[Job] = []
+        budget = self.fetch_bytes
+        for queues in self._groups:
+            jobs = await self._take_from(queues, max_jobs - len(taken), budget)
+            if jobs is None:
+                return taken or None  # taken already: hand it out; adoption comes next
+            taken += jobs
+            budget -= sum(len(job.raw) for job in jobs)
+            if len(taken) >= max_jobs or budget <= 0:
+                break
+        return taken
+
+    async def _take_from(
+        self, queues: list[QueueRef], max_jobs: int, budget: int
+    ) -> list[Job] | None:
+        """:meth:`_take` over ``queues`` (one slot); loops while a batch held only undecodable
+        payloads."""
         keys = [q.key for q in queues]
         if self.mode == "reliable":
             keys += [q.processing for q in queues]
-        keys.append(self.keys.dead)
+        keys.append(self.keys.dead_of(queues[0].key))
         adoption = self._adoption
 
         def take(r: Redis) -> Awaitable[Any]:
-            args = [max_jobs, adoption.fetch_bytes, self.max_payload_bytes, time.time()]
+            args = [max_jobs, budget, self.max_payload_bytes, time.time()]
             return FETCH(r, keys, [*args, self.worker_id, self.mode])
 
         while True:
@@ -224,6 +243,8 @@ class Fetcher:
         """Block server-side until work may be there (or the block timeout), then take.
         ``None`` when a reply may have been lost."""
         timeout = self.block_timeout
+        if len(self._groups) > 1:
+            return await self._block_by_slot(max_jobs)
         if self.mode == "fast":
             queue_keys = [q.key for q in self._queues]
             popped = await self.conn.execute(
@@ -253,6 +274,30 @@ class Fetcher:
         # worker's latency, and a busy worker's next fetch takes the batch anyway.
         jobs = await self._accept(first)
         return jobs or await self._take(max_jobs)
+
+    async def _block_by_slot(self, max_jobs: int) -> list[Job] | None:
+        """Redis Cluster, queues in several slots: one BLPOP cannot span slots, so block on one
+        slot's wake lists (fast mode: its queues) at a time, for :data:`cluster.BLOCK_SLICE`
+        each, until the block timeout; after a wake token, take over every queue in priority
+        order (fast mode: the popped job is handed over at once, as in the one-slot path)."""
+        deadline = time.monotonic() + self.block_timeout
+        while True:
+            for queues in self._groups:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return []
+                wait = min(cluster.BLOCK_SLICE, left)
+                watched = [q.key if self.mode == "fast" else q.wake for q in queues]
+                popped = await self.conn.execute(
+                    self._fetching, cluster.blpop(watched, wait), block_timeout=wait
+                )
+                if popped is None:
+                    continue
+                if self.mode == "fast":
+                    queue = self._by_key[as_bytes(popped[0]).decode()]
+                    jobs = await self._accept([(queue, as_bytes(popped[1]))])
+                    return jobs or await self._take(max_jobs)
+                return await self._take(max_jobs)
 
     async def _accept(self, fetched: Iterable[tuple[QueueRef, bytes]]) -> list[Job]:
         """Decode fetched payloads; dead-letter the undecodable, track the rest as in flight."""
@@ -326,11 +371,16 @@ class Fetcher:
         for raws in by_key.values():
             args.append(b"%d" % len(raws))
             args += raws
+        if len(groups := cluster.by_slot(self.keys, jobs, lambda j: queue_of(j.queue).key)) > 1:
+            for group in groups:  # a Redis Cluster: one ACK call per slot
+                await self.ack_many(group)
+            return
         token = registration.fence
+        lease = self.keys.queue_lease(self.worker_id, queue_of(jobs[0].queue).key)
         with self._adoption.settling():
             removed = await self.conn.execute(
                 f"acknowledging {len(jobs)} job(s)",
-                ACK.bind([registration.lease_key, *by_key], [token, *args]),
+                ACK.bind([lease, *by_key], [token, *args]),
                 write=True,
             )
         if removed < 0:  # fenced: this worker was presumed dead; rejoin, then ack what is ours
@@ -365,12 +415,14 @@ class Fetcher:
                 attempts=job.attempt,
                 worker_id=self.worker_id,
             )
-            await self._settle(job, "dead-lettering", self.keys.dead, "rpush", 0, entry)
+            dead = self.keys.dead_of(queue_key)
+            await self._settle(job, "dead-lettering", dead, "rpush", 0, entry)
             return "dead"
         wait = job_backoff(job.attempt, self.retry_base, self.retry_cap) if delay is None else delay
         retry = codec.reencode_for_retry(job, self.keys)
+        scheduled = self.keys.scheduled_of(queue_key)
         await self._settle(
-            job, "scheduling a retry of", self.keys.scheduled, "zadd", time.time() + wait, retry
+            job, "scheduling a retry of", scheduled, "zadd", time.time() + wait, retry
         )
         return "retried"
 
@@ -383,8 +435,9 @@ class Fetcher:
         traceback_text: str | None = None,
     ) -> None:
         """Move a fetched job to the dead-letter list with ``reason`` (no retry)."""
+        queue_key = self._queue(job.queue).key
         entry = deadletter.entry(
-            queue_key=self._queue(job.queue).key,
+            queue_key=queue_key,
             raw=job.raw,
             reason=reason,
             error=error,
@@ -392,7 +445,7 @@ class Fetcher:
             attempts=job.attempt,
             worker_id=self.worker_id,
         )
-        await self._settle(job, "dead-lettering", self.keys.dead, "rpush", 0, entry)
+        await self._settle(job, "dead-lettering", self.keys.dead_of(queue_key), "rpush", 0, entry)
 
     async def _settle(
         self, job: Job, verb: str, destination: str, kind: str, score: float, value: bytes
@@ -410,7 +463,7 @@ class Fetcher:
                 queue_key=self._queue(job.queue).key,
             )
         self._release(job)
-        if moved and destination == self.keys.dead:
+        if moved and destination == self.keys.dead_of(self._queue(job.queue).key):
             await release_ids(self.conn, self.keys, [job])
         if not moved:
             log.warning(
@@ -482,4 +535,4 @@ class Fetcher:
 
     async def promote_due(self, limit: int = 1000) -> int:
         """Move due scheduled jobs (retries, delayed jobs) to their queues; returns the count."""
-        return await promote_due(self.conn, self.keys, limit)
+        return await promote_due(self.conn, self.keys, limit, [q.key for q in self._queues])

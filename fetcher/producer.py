@@ -19,10 +19,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from fetcher import codec
+from fetcher import cluster, codec
 from fetcher.connection import RedisConnection
 from fetcher.job import JobFormat
-from fetcher.keys import RESQUE_NAME_PREFIX, Keys
+from fetcher.keys import RESQUE_NAME_PREFIX, Keys, keys_for
 from fetcher.retry import RetryPolicy
 from fetcher.scripts import WAKE_BOUND, LuaScript
 from fetcher.unique import HOLD, EnqueuedId, call_token, milliseconds
@@ -122,7 +122,7 @@ class Producer:
         unique_for: float | None = None,
     ) -> None:
         self.conn = conn
-        self.keys = keys or Keys()
+        self.keys = keys_for(conn, keys)
         self.deadline = deadline
         self.unique_for = unique_for
 
@@ -161,19 +161,38 @@ class Producer:
         ]
         if not encoded:
             return []
+        groups = cluster.by_slot(self.keys, encoded, lambda e: e.queue_key)
+        if len(groups) > 1:  # a Redis Cluster: one transaction per queue (its slot)
+            done: dict[int, EnqueuedId] = {}
+            for group in groups:
+                for e, result in zip(group, await self._enqueue(group, now), strict=True):
+                    done[id(e)] = result
+            return [done[id(e)] for e in encoded]
+        return await self._enqueue(encoded, now)
+
+    async def _enqueue(self, encoded: list[_Encoded], now: float) -> list[EnqueuedId]:
+        """One ENQUEUE call for ``encoded`` (all in one slot)."""
         queues = sorted({e.queue_key for e in encoded})
         index = {queue_key: i for i, queue_key in enumerate(queues, 1)}
         resque = sorted({e.resque_name for e in encoded if e.resque_name is not None})
         reserved = sorted({e.job_id for e in encoded if e.unique_for is not None})
         slot = {job_id: i for i, job_id in enumerate(reserved, 1)}
+        on_cluster = self.keys.cluster
+        if on_cluster and resque:  # Resque's name set is in another slot than the queue
+            await self.conn.execute(
+                "adding Resque queue names to " + self.keys.resque_queues,
+                lambda r: r.sadd(self.keys.resque_queues, *resque),
+                deadline=self.deadline,
+            )
         keys = [
-            self.keys.scheduled,
-            self.keys.resque_queues,
+            self.keys.scheduled_of(queues[0]),
+            queues[0] if on_cluster else self.keys.resque_queues,  # unused there (no names)
             *queues,
             *(self.keys.wake(q) for q in queues),
-            *(self.keys.unique(job_id) for job_id in reserved),
+            *(self.keys.unique(job_id, queues[0]) for job_id in reserved),
         ]
-        args: list[Any] = [WAKE_BOUND, len(queues), len(resque), *resque, call_token()]
+        names_added = [] if on_cluster else resque
+        args: list[Any] = [WAKE_BOUND, len(queues), len(names_added), *names_added, call_token()]
         for e in encoded:
             due = "" if e.due is None else repr(e.due)
             args += [index[e.queue_key], due, e.payload]

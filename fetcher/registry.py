@@ -37,6 +37,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from fetcher import cluster
 from fetcher.connection import RedisConnection
 from fetcher.errors import ConfigurationError
 from fetcher.keys import Keys
@@ -176,7 +177,12 @@ class WorkerRegistration:
         reply: list[Any] = await self.conn.execute(
             f"{what} worker {self.worker_id}", LEASE.bind(keys, args)
         )
-        return [_text(reply[0]), *reply[1:]]
+        status = _text(reply[0])
+        if status in ("ok", "lapsed"):  # a cluster: the fence in each queue's slot, too
+            await cluster.mirror_leases(
+                self.conn, self.keys, self.worker_id, token, _ms(self._ttl), self.queue_keys
+            )
+        return [status, *reply[1:]]
 
     async def register(self, ttl: float, queues: Sequence[str]) -> None:
         """Claim this worker id with a fresh token and a first heartbeat that lives ``ttl`` s.
@@ -389,6 +395,11 @@ def split_processing_key(keys: Keys, key: str) -> tuple[str, str] | None:
     not end in a queue key. Only for lists no registered worker owns: the registry's
     worker-queues sets are the source of truth for the others."""
     rest = key.removeprefix(keys.processing_prefix)
+    if keys.cluster:  # W:{queue key}
+        worker_id, found, tagged = rest.rpartition(":{")
+        if found and worker_id and tagged.endswith("}"):
+            return worker_id, tagged[:-1]
+        return None
     for marker in (f":{keys.prefix}:queue:", f":{keys.resque_prefix}:queue:"):
         worker_id, found, name = rest.rpartition(marker)
         if found and worker_id:
@@ -411,24 +422,17 @@ async def recover(
     log ONE line naming the dead workers and the jobs moved. ``caller``, the recovering worker
     itself, is never taken for dead. With ``sweep``, also give back processing lists that no
     registered, live worker owns (:func:`sweep_orphans`), named in the same line.
-    Returns (jobs moved, dead workers removed)."""
-    args: list[Any] = [
-        keys.heartbeat_prefix,
-        keys.worker_queues_prefix,
-        keys.processing_prefix,
-        keys.wake(""),
-        WAKE_BOUND,
-        caller or "",
-        keys.lease_prefix,
-        time.time(),
-    ]
-    reply = await conn.execute(
-        "recovering the jobs of dead workers", RECOVER.bind([keys.workers, keys.dead], args)
-    )
-    moved, removed, dead = int(reply[0]), int(reply[1]), reply[2]
+    Returns (jobs moved, dead workers removed).
+
+    On a Redis Cluster the same, split so that each script call touches one slot
+    (:func:`fetcher.cluster.recover`; not one atomic script, see docs/CONTRACTS.md)."""
+    if keys.cluster:
+        moved, pairs = await cluster.recover(conn, keys, caller=caller)
+        removed = len(pairs)
+    else:
+        moved, removed, pairs = await _recover_in_one_script(conn, keys, caller)
     parts = []
     if removed:
-        pairs = [(_text(wid), int(n)) for wid, n in zip(dead[::2], dead[1::2], strict=True)]
         parts.append(
             f"recovered {moved} job(s) of {removed} dead worker(s) (heartbeat expired): "
             + _named(pairs)
@@ -445,6 +449,28 @@ async def recover(
     if parts:
         log.warning("%s%s", "; ".join(parts), f"; by worker {caller}" if caller else "")
     return moved, removed
+
+
+async def _recover_in_one_script(
+    conn: RedisConnection, keys: Keys, caller: str | None
+) -> tuple[int, int, list[tuple[str, int]]]:
+    """recover.lua: (jobs moved, workers removed, [(dead worker id, jobs moved), ...])."""
+    args: list[Any] = [
+        keys.heartbeat_prefix,
+        keys.worker_queues_prefix,
+        keys.processing_prefix,
+        keys.wake(""),
+        WAKE_BOUND,
+        caller or "",
+        keys.lease_prefix,
+        time.time(),
+    ]
+    reply = await conn.execute(
+        "recovering the jobs of dead workers", RECOVER.bind([keys.workers, keys.dead], args)
+    )
+    dead = reply[2]
+    pairs = [(_text(wid), int(n)) for wid, n in zip(dead[::2], dead[1::2], strict=True)]
+    return int(reply[0]), int(reply[1]), pairs
 
 
 async def sweep_orphans(
@@ -469,6 +495,11 @@ async def sweep_orphans(
     candidates = await conn.execute("looking for orphaned processing lists", scan)
     moved: dict[str, int] = {}
     for key, worker_id, queue_key in candidates:
+        if keys.cluster:  # the registry checks in its slot, then the list's move in the queue's
+            n = await cluster.give_back_orphan(conn, keys, worker_id, queue_key)
+            if n:
+                moved[worker_id] = moved.get(worker_id, 0) + n
+            continue
         script_keys = [
             key,
             queue_key,

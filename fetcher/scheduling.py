@@ -6,7 +6,9 @@ scheduled jobs (retries and delayed enqueues), shared by Fetcher and Admin."""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
+from fetcher import cluster
 from fetcher.connection import RedisConnection
 from fetcher.keys import Keys
 from fetcher.scripts import PROMOTE, WAKE_BOUND
@@ -32,13 +34,20 @@ def job_backoff(attempt: int, base: float, cap: float) -> float:
     return wait if wait >= 0 else 0.0  # False for NaN too
 
 
-async def promote_due(conn: RedisConnection, keys: Keys, limit: int = 1000) -> int:
+async def promote_due(
+    conn: RedisConnection, keys: Keys, limit: int = 1000, queue_keys: Sequence[str] = ()
+) -> int:
     """Atomically move up to ``limit`` due members of the scheduled set to their queues.
 
     A member that cannot go to its queue (it names none, names a key that is not a queue, or its
     queue key holds another type than a list) is dead-lettered by the script with the reason;
     the others are promoted: one bad entry never stops promotion, nor the worker.
+
+    On a Redis Cluster each queue has its own scheduled zset: those of ``queue_keys`` are
+    promoted, one call per queue (:func:`fetcher.cluster.promote`).
     """
+    if keys.cluster:
+        return await cluster.promote(conn, keys, queue_keys, limit)
     args = [
         time.time(),
         limit,

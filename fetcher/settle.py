@@ -61,7 +61,8 @@ class Settler:
         in reliable mode); returns 1 if it moved. Fenced by this worker's lease: a payload that
         was recovered elsewhere while this worker was presumed dead is not moved (returns 0)."""
         registration = self.registration
-        keys = [processing, destination, destination, registration.lease_key]
+        lease = self.keys.queue_lease(self.worker_id, queue_key)  # the lease itself off a cluster
+        keys = [processing, destination, destination, lease]
         reliable = self.reliable
         while True:
             if registration.stale and registration.take_stale((queue_key, raw)):
@@ -83,7 +84,7 @@ class Settler:
             f"dead-lettering a payload from {queue.key}",
             queue.processing,
             raw,
-            self.keys.dead,
+            self.keys.dead_of(queue.key),
             "rpush",
             0,
             entry,

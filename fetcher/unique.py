@@ -17,6 +17,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 
+from fetcher import cluster
 from fetcher.codec import unique_window
 from fetcher.connection import RedisConnection
 from fetcher.job import Job
@@ -72,8 +73,15 @@ def milliseconds(seconds: float) -> int:
 
 async def release(conn: RedisConnection, keys: Keys, jobs: Sequence[Job]) -> None:
     """End the reservations of ``jobs`` settled for good (no round trip when none has one)."""
-    reserved = [keys.unique(job.id) for job in jobs if unique_window(job.raw) is not None]
-    if reserved:
+    reserved = [
+        (queue_key, keys.unique(job.id, queue_key))
+        for job in jobs
+        if unique_window(job.raw) is not None
+        for queue_key in (keys.queue_key(job.queue),)
+    ]
+    # On a Redis Cluster reservations live in their queue's slot: one call per slot.
+    for group in cluster.by_slot(keys, reserved, lambda pair: pair[0]):
         await conn.execute(
-            f"releasing the id reservation of {len(reserved)} job(s)", RELEASE.bind(reserved, [])
+            f"releasing the id reservation of {len(group)} job(s)",
+            RELEASE.bind([key for _, key in group], []),
         )

@@ -5,8 +5,11 @@ Parsing a Redis URL into what the connection owner needs, with errors that say w
 Accepted: ``redis://[user:password@]host[:port][/db]``, ``rediss://`` (TLS),
 ``unix:///path/redis.sock[?db=0&password=...]`` and Sentinel,
 ``redis+sentinel://[user:password@]h1:26379,h2:26379/service[/db]`` (``rediss+sentinel://`` for
-TLS to the master). Query parameters: ``db``, ``ssl_cert_reqs`` (none|optional|required),
-``ssl_ca_certs``, ``sentinel_password``. The password is kept out of every text this module makes.
+TLS to the master) and Redis Cluster, ``redis+cluster://[user:password@]h1:7000,h2:7001[/]``
+(``rediss+cluster://`` for TLS; any reachable node is enough, the client discovers the others;
+database 0 only, the one a cluster has). Query parameters: ``db``, ``ssl_cert_reqs``
+(none|optional|required), ``ssl_ca_certs``, ``sentinel_password``. The password is kept out of
+every text this module makes.
 """
 
 from __future__ import annotations
@@ -18,8 +21,16 @@ from urllib.parse import unquote
 
 from fetcher.errors import ConfigurationError
 
-Kind = Literal["tcp", "unix", "sentinel"]
-_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel")
+Kind = Literal["tcp", "unix", "sentinel", "cluster"]
+_SCHEMES = (
+    "redis",
+    "rediss",
+    "unix",
+    "redis+sentinel",
+    "rediss+sentinel",
+    "redis+cluster",
+    "rediss+cluster",
+)
 _QUERY_KEYS = {"db", "ssl_cert_reqs", "ssl_ca_certs", "sentinel_password", "password"}
 _CERT_REQS = ("none", "optional", "required")
 
@@ -35,6 +46,7 @@ class RedisAddress:
     port: int = 6379
     path: str | None = None
     sentinels: tuple[tuple[str, int], ...] = ()
+    nodes: tuple[tuple[str, int], ...] = ()  # Redis Cluster: the startup nodes
     service: str | None = None
     tls: bool = False
     ssl_cert_reqs: str = "required"
@@ -45,7 +57,7 @@ class RedisAddress:
 
     def client_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for redis-py's client (the address part only)."""
-        kwargs: dict[str, Any] = {"db": self.db}
+        kwargs: dict[str, Any] = {} if self.kind == "cluster" else {"db": self.db}
         if self.username:
             kwargs["username"] = self.username
         if self.password:
@@ -238,6 +250,8 @@ def parse_redis_url(url: str) -> RedisAddress:
             sentinel_password=query.get("sentinel_password"),
             **common,
         )
+    if scheme.endswith("+cluster"):
+        return _cluster(shown, netloc, segments, query, common)
     if len(segments) > 1:
         raise _fail(
             shown, f"has path {path!r}", "only a database number may follow the host, as /0"
@@ -249,3 +263,25 @@ def parse_redis_url(url: str) -> RedisAddress:
     return RedisAddress(
         kind="tcp", endpoint=f"{host}:{port}/{db}", db=db, host=host, port=port, **common
     )
+
+
+def _cluster(
+    shown: str, netloc: str, segments: list[str], query: dict[str, str], common: dict[str, Any]
+) -> RedisAddress:
+    """``redis+cluster://h1:7000,h2:7001/``: the startup nodes; database 0 only."""
+    db = _parse_db(segments[0] if segments else query.get("db", "0"), shown)
+    if db != 0 or len(segments) > 1:
+        raise _fail(
+            shown,
+            f"names database {'/'.join(segments)}",
+            "a Redis Cluster has database 0 only: write redis+cluster://h1:7000,h2:7001/",
+        )
+    if "sentinel_password" in query:
+        raise _fail(shown, "sets sentinel_password", "a cluster URL has no sentinels: remove it")
+    nodes = tuple(_host_port(item, shown, 6379) for item in netloc.split(","))
+    if any(not host for host, _ in nodes):
+        raise _fail(
+            shown, "has an empty node", "list host:port pairs, as redis+cluster://h1:7000,h2:7001/"
+        )
+    hosts = ",".join(f"{h}:{p}" for h, p in nodes)
+    return RedisAddress(kind="cluster", endpoint=f"cluster {hosts}", nodes=nodes, **common)

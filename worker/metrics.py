@@ -28,6 +28,7 @@ _COUNTERS = {
     "presumed_dead": "Times this worker found it had been presumed dead (lease taken away)",
     "late_settles": "Jobs this worker finished after they had been recovered elsewhere "
     "(its ack or retry was fenced off)",
+    "failovers": "Redis primary changes (Sentinel failovers) this worker followed",
 }
 _GAUGES = {
     "in_flight": "Jobs running now",
@@ -57,6 +58,14 @@ class SnapshotCollector(Collector):
         connected = GaugeMetricFamily("steadfetch_redis_connected", "1 when Redis is connected")
         connected.add_metric([], 1.0 if snap.get("connection_state") == "connected" else 0.0)
         yield connected
+        primary = GaugeMetricFamily(
+            "steadfetch_redis_primary",
+            "1 for the Redis primary this worker talks to now (its address in the label)",
+            labels=["address"],
+        )
+        if snap.get("primary"):
+            primary.add_metric([str(snap["primary"])], 1.0)
+        yield primary
         policy = snap.get("eviction_policy")
         safe = GaugeMetricFamily(
             "steadfetch_redis_eviction_safe",

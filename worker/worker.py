@@ -439,6 +439,8 @@ class Worker:
         return {
             **ownership.counters(),
             "presumed_dead_at": ownership.presumed_dead_at,
+            "failovers": self.conn.failovers,
+            "primary": self.conn.primary,
             "stuck_threads": self._threads.stuck,
             "eviction_policy": self.heartbeat.eviction.get("policy"),
         }

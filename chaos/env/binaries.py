@@ -76,6 +76,11 @@ def redis_server_binary() -> str:
     return find_binary("redis-server", "STEADFETCH_REDIS_SERVER", remedy("redis-server"))
 
 
+def redis_cli_binary() -> str:
+    """``redis-cli`` (it ships with redis-server: the same packages install both)."""
+    return find_binary("redis-cli", "STEADFETCH_REDIS_CLI", remedy("redis-server"))
+
+
 def toxiproxy_server_binary() -> str:
     return find_binary(
         "toxiproxy-server",

@@ -104,11 +104,21 @@ class Stack:
 
 
 def start_stack(
-    env: EnvName, *, appendonly: bool = False, password: str | None = None, sentinel: bool = False
+    env: EnvName,
+    *,
+    appendonly: bool = False,
+    password: str | None = None,
+    sentinel: bool = False,
+    cluster: bool = False,
 ) -> Stack:
     """Start Redis + Toxiproxy + a proxy in ``env``. Raises ComponentMissing when it can't.
 
-    ``sentinel``: a Sentinel service instead (chaos.env.sentinel; no password)."""
+    ``sentinel``: a Sentinel service instead (chaos.env.sentinel; no password). ``cluster``: a
+    Redis Cluster of three primaries and three replicas (chaos.env.cluster; local only)."""
+    if cluster:
+        from chaos.env.cluster import start_cluster_stack
+
+        return start_cluster_stack(env)
     if sentinel:
         from chaos.env.sentinel import start_sentinel_stack
 

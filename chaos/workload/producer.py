@@ -13,6 +13,8 @@ import random
 import time
 from typing import Any
 
+from redis.asyncio.cluster import RedisCluster
+
 from chaos.failover import replication_of
 from chaos.history import History
 from fetcher import JobSpec, Producer, RedisConnection, RetryPolicy
@@ -104,18 +106,24 @@ class SteadyProducer:
                 "producer", "enqueue", "info", job_id=job_id, error=f"{type(exc).__name__}: {exc}"
             )
         else:
-            self.history.record("producer", "enqueue", "ok", job_id=job_id, **await self._where())
+            where = await self._where(self.producer.keys.queue_key(queue))
+            self.history.record("producer", "enqueue", "ok", job_id=job_id, **where)
         return job_id
 
-    async def _where(self) -> dict[str, Any]:
-        """The replication position after an acknowledged enqueue (failover scenarios only)."""
+    async def _where(self, queue_key: str) -> dict[str, Any]:
+        """The replication position after an acknowledged enqueue (failover scenarios only): of
+        the primary, or on a Redis Cluster of the primary serving ``queue_key``'s slot."""
         if not self.track_replication:
             return {}
         found: dict[str, Any] = {"durability": str(self.conn.durability or "")}
+
+        def read(r: Any) -> Any:
+            if isinstance(r, RedisCluster):
+                return r.info("replication", target_nodes=r.get_node_from_key(queue_key))
+            return r.info("replication")
+
         try:
-            info = await self.conn.execute(
-                "reading the replication offset", lambda r: r.info("replication")
-            )
+            info = await self.conn.execute("reading the replication offset", read)
         except Exception as exc:  # noqa: BLE001 -- no evidence then: judged as the worker's loss
             found["replication_error"] = f"{type(exc).__name__}: {exc}"
         else:

@@ -50,6 +50,11 @@ def heartbeat(**overrides: Any) -> dict[str, Any]:
         "queue_depths": {"high": 3, "default": 1_204},
         "scheduled": 17,
         "dead_letter": 8,
+        "recovered_jobs": 3,
+        "presumed_dead": 0,
+        "late_settles": 0,
+        "failovers": 1,
+        "primary": "10.0.0.7:6379",
     }
     snap.update(overrides)
     return snap

@@ -55,6 +55,17 @@ def test_connected_worker(width: int) -> None:
 
 
 @pytest.mark.parametrize("width", [80, 120])
+def test_ownership_counters_failovers_and_the_primary_are_shown(width: int) -> None:
+    snap = samples.heartbeat(
+        recovered_jobs=3, presumed_dead=1, late_settles=2, failovers=1, primary="10.0.0.7:6379"
+    )
+    out = text(worker_dashboard(snap, history=samples.THROUGHPUT, now=NOW), width)
+    assert_fits(out, width)
+    assert "recovered 3   presumed dead 1   late settles 2" in out
+    assert "10.0.0.7:6379   failovers 1" in out
+
+
+@pytest.mark.parametrize("width", [80, 120])
 def test_outage_shows_timer_attempt_next_wait_and_error(width: int) -> None:
     snap = samples.outage_heartbeat()
     out = text(worker_dashboard(snap, history=samples.THROUGHPUT, now=NOW), width)

@@ -108,6 +108,12 @@ OUT, CONF = Failure.OUTAGE, Failure.CONFIGURATION
             CONF,
         ),
         (rx.DataError("Invalid input of type: 'dict'"), CONF),
+        # redis-py's cluster client (not replies): a cluster in transition, or a bug of ours.
+        (rx.SlotNotCoveredError('Slot "12" is not covered by the cluster.'), OUT),
+        (rx.RedisClusterException("Redis Cluster cannot be connected. Please provide"), OUT),
+        (rx.RedisClusterException("All slots are not covered after query all startup_"), OUT),
+        (rx.RedisClusterException("EVAL - all keys must map to the same key slot"), CONF),
+        (rx.RedisClusterException("Cluster mode is not enabled on this node"), CONF),
         (ValueError("a bug, not Redis"), None),
     ],
 )

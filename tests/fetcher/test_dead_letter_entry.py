@@ -17,6 +17,7 @@ import redis
 
 from fetcher import RedisConnection, deadletter
 from fetcher.adoption import ADOPT_READ
+from fetcher.cluster import PROMOTE_QUEUE, RECOVER_QUEUE
 from fetcher.registry import ORPHANS
 from fetcher.scripts import FETCH, PROMOTE, RECOVER, SNIPPETS, LuaScript
 
@@ -24,7 +25,8 @@ LUA = resources.files("fetcher").joinpath("lua")
 DEAD = "t:dead"
 BIG = "x" * 64  # over the oversize limit of 8 bytes the calls below pass
 SCRIPTS = {"fetch": FETCH, "adopt_read": ADOPT_READ, "promote": PROMOTE, "recover": RECOVER,
-           "orphans": ORPHANS}  # fmt: skip
+           "orphans": ORPHANS, "promote_queue": PROMOTE_QUEUE,
+           "recover_queue": RECOVER_QUEUE}  # fmt: skip
 
 
 def snippet() -> str:
@@ -78,6 +80,12 @@ async def provoke_each(conn: RedisConnection, oracle: redis.Redis) -> dict[str, 
     oracle.rpush("t:p3", BIG)
     keys = ["t:p3", "t:q2", "t:hb:w3", "t:lease:w3", "t:workers", "t:wake:t:q2", DEAD]
     await run("orphans", keys, ["w3", 16, now])
+    # The Redis Cluster variants, one queue's slot each (here on a plain Redis: same scripts).
+    oracle.zadd("t:sched2", {json.dumps({"id": "k"}): 0})  # names no queue
+    await run("promote_queue", ["t:sched2", "t:q4", "t:wake:t:q4", DEAD], [now, 10, 16])
+    oracle.rpush("t:p5", BIG)
+    keys = ["t:p5", "t:q2", "t:wake:t:q2", DEAD, "t:lease:w5"]
+    await run("recover_queue", keys, ["w5", 16, now, "w1"])
     return entries
 
 
@@ -90,7 +98,10 @@ async def test_every_path_writes_the_entry_python_writes(
     assert sorted(entries) == sorted(SCRIPTS)
     for name, entry in entries.items():
         assert entry.keys() == python.keys(), name
-        assert entry["raw"] == BIG if name != "promote" else entry["raw"] == '{"id": "j"}'
+        if name.startswith("promote"):
+            assert json.loads(entry["raw"])["id"] in ("j", "k"), name
+        else:
+            assert entry["raw"] == BIG, name
         assert entry["error"] is None and entry["traceback"] is None and entry["attempts"] == 0
         assert isinstance(entry["failed_at"], int | float) and entry["failed_at"] > 0, name
         assert isinstance(entry["reason"], str) and isinstance(entry["queue"], str), name
@@ -99,6 +110,8 @@ async def test_every_path_writes_the_entry_python_writes(
             k: v for k, v in kinds.items() if k not in ("failed_at", "worker_id")
         }, name
     assert entries["fetch"]["worker_id"] == entries["adopt_read"]["worker_id"] == "w1"
-    assert entries["recover"]["worker_id"] == "w1"  # the recoverer
+    assert entries["recover"]["worker_id"] == entries["recover_queue"]["worker_id"] == "w1"
     assert entries["promote"]["worker_id"] is None and entries["orphans"]["worker_id"] is None
+    assert entries["promote_queue"]["worker_id"] is None
     assert entries["recover"]["queue"] == entries["orphans"]["queue"] == "t:q2"
+    assert entries["recover_queue"]["queue"] == "t:q2"

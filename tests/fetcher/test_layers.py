@@ -13,7 +13,7 @@ CONNECTION_LAYER = {
 }  # fmt: skip
 QUEUE_PROTOCOL = {
     "fetch", "adoption", "settle", "registry", "scheduling", "scripts", "deadletter", "codec",
-    "producer", "admin", "keys", "job", "unique",
+    "producer", "admin", "keys", "job", "unique", "cluster",
 }  # fmt: skip
 
 

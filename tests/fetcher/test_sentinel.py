@@ -36,7 +36,9 @@ async def test_a_failover_is_retried_until_the_new_master_answers(
     conn = RedisConnection.from_url(
         f"redis+sentinel://127.0.0.1:{sentinel.port}/mymaster/0", retry=FAST_RETRY
     )
+    assert conn.primary is None  # not resolved before the first call
     await conn.execute("writing", lambda r: r.set("before", "1"))
+    assert (conn.primary, conn.failovers) == (f"127.0.0.1:{master.port}", 0)
     primary = oracle_for(master.url)
     # The replica may still be in its first sync: WAIT in short steps (each well inside the
     # oracle's 5 s read timeout) until it confirms the write, so the failover cannot lose it.
@@ -47,6 +49,7 @@ async def test_a_failover_is_retried_until_the_new_master_answers(
     assert oracle_for(replica.url).get("after") == b"2"  # the replica is the master now
     assert oracle_for(replica.url).get("before") == b"1"
     assert conn.state is ConnectionState.CONNECTED
+    assert (conn.primary, conn.failovers) == (f"127.0.0.1:{replica.port}", 1)
     assert _moved_lines(caplog) == [
         f"Redis sentinel mymaster@127.0.0.1:{sentinel.port}/0: primary moved from "
         f"127.0.0.1:{master.port} to 127.0.0.1:{replica.port} (failover seen through the "

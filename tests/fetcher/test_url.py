@@ -67,12 +67,30 @@ def test_sentinel() -> None:
         ("rediss://h/0?ssl_cert_reqs=maybe", "use one of none, optional, required"),
         ("unix://", "write it as unix:///path"),
         ("redis+sentinel://h1:26379", "write it as redis+sentinel://"),
+        ("redis+cluster://h1:7000,h2:7001/1", "a Redis Cluster has database 0 only"),
+        ("redis+cluster://h1:7000/0/extra", "a Redis Cluster has database 0 only"),
+        ("redis+cluster://h1:7000?db=2", "a Redis Cluster has database 0 only"),
+        ("redis+cluster://h1:7000,,h2:7001/", "list host:port pairs"),
+        ("redis+cluster://h1:7000,:7001/", "list host:port pairs"),
+        ("redis+cluster://h1:x/", "use a number such as :6379"),
+        ("redis+cluster://h1:7000/?sentinel_password=x", "a cluster URL has no sentinels"),
+        ("redis+cluster:///", "write it as redis://host:6379/0"),
     ],
 )
 def test_malformed_urls_say_what_to_fix(url: str, fix: str) -> None:
     with pytest.raises(ConfigurationError, match="Redis URL") as info:
         RedisConnection.from_url(url)
     assert fix in str(info.value)
+
+
+def test_cluster_lists_its_startup_nodes_and_uses_database_0() -> None:
+    address = parse_redis_url("rediss+cluster://:pw@h1:7000,[::1]:7001,h3/?ssl_cert_reqs=none")
+    assert address.kind == "cluster"
+    assert address.nodes == (("h1", 7000), ("::1", 7001), ("h3", 6379))
+    assert address.endpoint == "cluster h1:7000,::1:7001,h3:6379"
+    assert address.tls and address.ssl_cert_reqs == "none" and address.password == "pw"
+    assert "db" not in address.client_kwargs()
+    assert parse_redis_url("redis+cluster://h1:7000").nodes == (("h1", 7000),)
 
 
 def test_malformed_url_error_redacts_the_password() -> None:
@@ -107,6 +125,8 @@ def _leaks(text: str) -> list[str]:
         f"unix:///tmp/redis.sock?password={SPECIAL}&db=2",
         f"redis+sentinel://:{SPECIAL}@h1:26379,h2:26379/mymaster/0?sentinel_password={SPECIAL}",
         f"redis://:{SPECIAL}@[::1]:6379/0",
+        f"redis+cluster://:{SPECIAL}@h1:7000,[::1]:7001/",
+        f"rediss+cluster://bob:{SPECIAL}@h1:7000/?ssl_cert_reqs=none",
     ],
 )
 def test_redaction_and_parsing_agree_on_unencoded_special_characters(url: str) -> None:
@@ -132,6 +152,8 @@ def test_redaction_and_parsing_agree_on_unencoded_special_characters(url: str) -
         f"alice:{SPECIAL}@h:6379",
         f"redis//:{SPECIAL}@h:6379/0",
         f"redis://al@ice:{SPECIAL}@h:6379/0",  # an unencoded "@" in the user name as well
+        f"redis+cluster://:{SPECIAL}@h1:7000,h2:7001/3",
+        f"redis+cluster://:{SPECIAL}@h1:7000,h2:x/",
     ],
 )
 def test_every_url_error_message_redacts_a_special_password(url: str) -> None:

@@ -88,7 +88,8 @@ def format_status(status: dict[str, Any]) -> str:
             f"failed={beat.get('failed', '?')} jobs/s={beat.get('jobs_per_second', '?')} "
             f"recovered_jobs={beat.get('recovered_jobs', '?')} "
             f"presumed_dead={beat.get('presumed_dead', '?')} "
-            f"late_settles={beat.get('late_settles', '?')}"
+            f"late_settles={beat.get('late_settles', '?')} "
+            f"failovers={beat.get('failovers', '?')} primary={beat.get('primary') or '?'}"
         )
     eviction: dict[str, Any] = status.get("eviction_policy") or {}
     if eviction:

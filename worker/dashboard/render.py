@@ -207,6 +207,16 @@ def work_panel(snap: Snapshot, history: Sequence[float], spark_width: int = 40) 
         f"   retried {fmt.count(_int(snap, 'retried'))}"
         f"   dead {fmt.count(_int(snap, 'dead_lettered'))}",
     )
+    grid.add_row(
+        "ownership",
+        f"recovered {fmt.count(_int(snap, 'recovered_jobs'))}"
+        f"   presumed dead {fmt.count(_int(snap, 'presumed_dead'))}"
+        f"   late settles {fmt.count(_int(snap, 'late_settles'))}",
+    )
+    grid.add_row(
+        "primary",
+        f"{_str(snap, 'primary') or '?'}   failovers {fmt.count(_int(snap, 'failovers'))}",
+    )
     grid.add_row("memory", f"RSS {fmt.size(_float(snap, 'rss_bytes'))}")
     return Panel(grid, title="Work", title_align="left", box=box.ROUNDED)
 
