@@ -17,8 +17,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from chaos.failover import split_lost
-from chaos.history import Op, select
+from steadfetch.chaos.failover import split_lost
+from steadfetch.chaos.history import Op, select
 
 Valid = bool | None  # None: unknown
 EXAMPLES = 10  # how many offending items a verdict lists

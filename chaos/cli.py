@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from chaos import IN_CI
+from steadfetch.chaos import IN_CI
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -63,7 +63,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from chaos.scenarios import SCENARIOS
+    from steadfetch.chaos.scenarios import SCENARIOS
 
     table = Table("scenario", "fault", "worker", "expects")
     for s in SCENARIOS:
@@ -75,7 +75,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_mutate(args: argparse.Namespace) -> int:
-    from chaos.mutate import cmd_mutate as run_mutants
+    from steadfetch.chaos.mutate import cmd_mutate as run_mutants
 
     return run_mutants(args)
 
@@ -85,12 +85,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from rich.console import Console
 
-    from chaos.env.binaries import ComponentMissing
-    from chaos.env.stack import ENV_NAMES, EnvName
-    from chaos.report import summary_table, write_json, write_junit
-    from chaos.runner import RunResult, cleanup, run_scenario
-    from chaos.scenarios import select
-    from chaos.timeline import Timeline
+    from steadfetch.chaos.env.binaries import ComponentMissing
+    from steadfetch.chaos.env.stack import ENV_NAMES, EnvName
+    from steadfetch.chaos.report import summary_table, write_json, write_junit
+    from steadfetch.chaos.runner import RunResult, cleanup, run_scenario
+    from steadfetch.chaos.scenarios import select
+    from steadfetch.chaos.timeline import Timeline
 
     console = Console() if sys.stdout.isatty() else Console(width=160)
     scenarios = select(args.pattern)
@@ -165,7 +165,7 @@ def _print_one(console: Any, result: Any, seed: int) -> None:
 
 def _non_default_flags(settings: Any) -> list[str]:
     """The flags in which ``settings`` differ from the scenarios' default worker."""
-    from chaos.scenarios import WorkerSettings
+    from steadfetch.chaos.scenarios import WorkerSettings
 
     def pairs(argv: list[str]) -> dict[str, str]:
         return dict(zip(argv[::2], argv[1::2], strict=False))

@@ -26,10 +26,10 @@ from typing import Any
 
 import redis as redis_py
 
-from chaos.env.cluster import ClusterNodeControl, cli
-from chaos.env.sentinel import SERVICE, SentinelStack
-from chaos.history import Op, select
-from chaos.nemesis import Fault, Target, blocking, wait_for
+from steadfetch.chaos.env.cluster import ClusterNodeControl, cli
+from steadfetch.chaos.env.sentinel import SERVICE, SentinelStack
+from steadfetch.chaos.history import Op, select
+from steadfetch.chaos.nemesis import Fault, Target, blocking, wait_for
 
 MOVED = r"primary moved from \S+ to \S+"
 SWITCH_WITHIN = 25.0

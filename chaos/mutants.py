@@ -14,9 +14,9 @@ from __future__ import annotations
 import signal
 from dataclasses import dataclass, replace
 
-from chaos.mutate import Mutant, MutantError
-from chaos.nemesis import Target, WorkerFault, blocking
-from chaos.scenarios import BY_NAME, Scenario
+from steadfetch.chaos.mutate import Mutant, MutantError
+from steadfetch.chaos.nemesis import Target, WorkerFault, blocking
+from steadfetch.chaos.scenarios import BY_NAME, Scenario
 
 MUTANTS: tuple[Mutant, ...] = (
     # --- the deliberately broken configurations ----------------------------------------------

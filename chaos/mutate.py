@@ -37,8 +37,8 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 if TYPE_CHECKING:
     import argparse
 
-    from chaos.runner import RunResult
-    from chaos.scenarios import Scenario
+    from steadfetch.chaos.runner import RunResult
+    from steadfetch.chaos.scenarios import Scenario
 
 PACKAGES = ("fetcher", "worker")
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
@@ -355,9 +355,9 @@ async def run_against(
     carries ``mutant`` (None: an unchanged copy); configuration mutants run the original code.
     Raises ScratchNotImported when a worker ran anything but the scratch copy. Returns the
     result and the scratch directory (the caller removes it)."""
-    from chaos.history import read_jsonl
-    from chaos.runner import run_scenario
-    from chaos.workload.process import Launcher
+    from steadfetch.chaos.history import read_jsonl
+    from steadfetch.chaos.runner import run_scenario
+    from steadfetch.chaos.workload.process import Launcher
 
     if mutant is not None and mutant.file is None:
         return await run_scenario(strict(scenario), "local", seed=seed, workdir=workdir), None
@@ -378,7 +378,7 @@ async def run_mutant(
 ) -> MutantResult:
     """Run ``mutant``'s scenarios in order until one kills it. Killed runs' directories and
     scratch copies are removed unless ``keep``; a survivor's or an error's are kept."""
-    from chaos.mutants import scenario as find_scenario
+    from steadfetch.chaos.mutants import scenario as find_scenario
 
     started = time.monotonic()
     outcome = MutantResult(mutant, "survived")
@@ -465,8 +465,8 @@ def cmd_mutate(args: argparse.Namespace) -> int:
 
     from rich.console import Console
 
-    from chaos.env.binaries import ComponentMissing
-    from chaos.mutants import MUTANTS
+    from steadfetch.chaos.env.binaries import ComponentMissing
+    from steadfetch.chaos.mutants import MUTANTS
 
     console = Console() if sys.stdout.isatty() else Console(width=160)
     mutants = select(MUTANTS, args.pattern)
@@ -522,7 +522,7 @@ def _baseline(console: Any, mutants: Sequence[Mutant], seed: int, workdir: Path)
     kill in it would say nothing about the mutant."""
     import asyncio
 
-    from chaos.mutants import scenario
+    from steadfetch.chaos.mutants import scenario
 
     names = sorted({name for m in mutants if m.file is not None for name in m.catches})
     failed = 0

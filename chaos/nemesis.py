@@ -25,10 +25,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from chaos.env.stack import Stack
-from chaos.env.toxiproxy import Stream
-from chaos.history import History, Op
-from chaos.workload.process import WorkerProcess
+from steadfetch.chaos.env.stack import Stack
+from steadfetch.chaos.env.toxiproxy import Stream
+from steadfetch.chaos.history import History, Op
+from steadfetch.chaos.workload.process import WorkerProcess
 
 POLL = 0.05
 T = TypeVar("T")

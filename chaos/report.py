@@ -11,7 +11,7 @@ from typing import Any
 
 from rich.table import Table
 
-from chaos.runner import RunResult
+from steadfetch.chaos.runner import RunResult
 
 
 def verdict_text(result: RunResult) -> str:

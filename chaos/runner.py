@@ -23,21 +23,21 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from chaos.checkers import Valid, Verdict, check_all, combine
-from chaos.env.stack import EnvName, Stack, start_stack
-from chaos.history import History, Op
-from chaos.nemesis import blocking, run_fault, wait_for
-from chaos.scenarios import Scenario
-from chaos.workload.app import RECORD_ENV
-from chaos.workload.process import Launcher, WorkerProcess
-from chaos.workload.producer import SteadyProducer
-from chaos.workload.records import RecordReader
-from fetcher import Keys, RedisConnection, RetryPolicy
-from fetcher.durability import parse_durability
-from fetcher.keys import keys_for
-from fetcher.registry import split_processing_key
+from steadfetch.chaos.checkers import Valid, Verdict, check_all, combine
+from steadfetch.chaos.env.stack import EnvName, Stack, start_stack
+from steadfetch.chaos.history import History, Op
+from steadfetch.chaos.nemesis import blocking, run_fault, wait_for
+from steadfetch.chaos.scenarios import Scenario
+from steadfetch.chaos.workload.app import RECORD_ENV
+from steadfetch.chaos.workload.process import Launcher, WorkerProcess
+from steadfetch.chaos.workload.producer import SteadyProducer
+from steadfetch.chaos.workload.records import RecordReader
+from steadfetch.fetcher import Keys, RedisConnection, RetryPolicy
+from steadfetch.fetcher.durability import parse_durability
+from steadfetch.fetcher.keys import keys_for
+from steadfetch.fetcher.registry import split_processing_key
 
-APP = "chaos.workload.app:app"
+APP = "steadfetch.chaos.workload.app:app"
 RECORD_POLL = 0.1
 FIRST_JOB_TIMEOUT = 30.0
 SETTLE_POLL = 0.3

@@ -20,15 +20,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from chaos.checkers import Limits
-from chaos.failover import (
+from steadfetch.chaos.checkers import Limits
+from steadfetch.chaos.failover import (
     KillClusterPrimary,
     KillPrimary,
     LaggingKill,
     PartitionPrimary,
     SentinelFailover,
 )
-from chaos.nemesis import (
+from steadfetch.chaos.nemesis import (
     BusyScript,
     ClientKillStorm,
     ClientPause,
@@ -51,7 +51,7 @@ from chaos.nemesis import (
     Toxic,
     TwinWorker,
 )
-from worker.config import WorkerConfig
+from steadfetch.worker.config import WorkerConfig
 
 RECOVERY_MARGIN = 2.0
 """One fetch and one short job, on a 2-core machine shared with other test runs."""

@@ -16,7 +16,7 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.text import Text
 
-from chaos.history import Op
+from steadfetch.chaos.history import Op
 
 SHOWN_EVENTS = 12
 

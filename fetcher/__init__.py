@@ -26,28 +26,28 @@ Imports go one way: no connection-layer module imports a queue-protocol module
 (``tests/fetcher/test_layers.py`` checks it). The public API is the short list below.
 """
 
-from fetcher.admin import Admin
-from fetcher.connection import RedisConnection, blocking_read_timeout
-from fetcher.errors import (
+from steadfetch.fetcher.admin import Admin
+from steadfetch.fetcher.connection import RedisConnection, blocking_read_timeout
+from steadfetch.fetcher.errors import (
     ConfigurationError,
     DecodeError,
     FetcherError,
     RedisUnavailable,
     WrongTypeError,
 )
-from fetcher.fetch import Fetcher
-from fetcher.job import Job
-from fetcher.keys import Keys
-from fetcher.producer import JobSpec, Producer, SyncProducer
-from fetcher.retry import RetryPolicy
-from fetcher.state import (
+from steadfetch.fetcher.fetch import Fetcher
+from steadfetch.fetcher.job import Job
+from steadfetch.fetcher.keys import Keys
+from steadfetch.fetcher.producer import JobSpec, Producer, SyncProducer
+from steadfetch.fetcher.retry import RetryPolicy
+from steadfetch.fetcher.state import (
     ConnectionEvent,
     ConnectionLost,
     ConnectionRestored,
     ConnectionState,
     ConnectionStats,
 )
-from fetcher.unique import EnqueuedId
+from steadfetch.fetcher.unique import EnqueuedId
 
 __all__ = [
     "Admin",

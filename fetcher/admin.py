@@ -11,13 +11,13 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from fetcher import codec, deadletter
-from fetcher.connection import RedisConnection
-from fetcher.errors import ConfigurationError, DecodeError
-from fetcher.keys import Keys, keys_for
-from fetcher.registry import split_processing_key
-from fetcher.scheduling import promote_due
-from fetcher.scripts import WAKE_BOUND, LuaScript
+from steadfetch.fetcher import codec, deadletter
+from steadfetch.fetcher.connection import RedisConnection
+from steadfetch.fetcher.errors import ConfigurationError, DecodeError
+from steadfetch.fetcher.keys import Keys, keys_for
+from steadfetch.fetcher.registry import split_processing_key
+from steadfetch.fetcher.scheduling import promote_due
+from steadfetch.fetcher.scripts import WAKE_BOUND, LuaScript
 
 DEAD_LETTER_RETRY = LuaScript.load("dead_letter_retry")
 #: Entries read (and retried) per round trip: a bounded reply, a bounded script.

@@ -23,9 +23,9 @@ from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 
-from fetcher.connection import RedisConnection
-from fetcher.keys import Keys, QueueRef
-from fetcher.scripts import WAKE_BOUND, LuaScript
+from steadfetch.fetcher.connection import RedisConnection
+from steadfetch.fetcher.keys import Keys, QueueRef
+from steadfetch.fetcher.scripts import WAKE_BOUND, LuaScript
 
 T = TypeVar("T")
 

@@ -24,9 +24,9 @@ from typing import Any
 
 import orjson
 
-from fetcher.errors import DecodeError
-from fetcher.job import Job, JobFormat, make_job
-from fetcher.keys import Keys
+from steadfetch.fetcher.errors import DecodeError
+from steadfetch.fetcher.job import Job, JobFormat, make_job
+from steadfetch.fetcher.keys import Keys
 
 DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
 #: Deepest nesting of arrays and objects a payload may have. Python's json encoder fails near

@@ -27,24 +27,24 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisClusterException, RedisError
 from tenacity import RetryCallState
 
-from fetcher.cancellation import CancelGuard, interruptible
-from fetcher.durability import Durability
-from fetcher.errors import ConfigurationError, RedisUnavailable
-from fetcher.failures import (
+from steadfetch.fetcher.cancellation import CancelGuard, interruptible
+from steadfetch.fetcher.durability import Durability
+from steadfetch.fetcher.errors import ConfigurationError, RedisUnavailable
+from steadfetch.fetcher.failures import (
     describe,
     fatal_error,
     is_closed_by_peer,
     is_retryable,
     needs_new_master,
 )
-from fetcher.retry import RetryPolicy
-from fetcher.state import (
+from steadfetch.fetcher.retry import RetryPolicy
+from steadfetch.fetcher.state import (
     ConnectionState,
     ConnectionStats,
     Listener,
     OutageTracker,
 )
-from fetcher.url import RedisAddress, parse_redis_url
+from steadfetch.fetcher.url import RedisAddress, parse_redis_url
 
 T = TypeVar("T")
 log = logging.getLogger("fetcher.connection")

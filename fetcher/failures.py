@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 from redis import exceptions as rx
 
-from fetcher.errors import ConfigurationError, WrongTypeError
+from steadfetch.fetcher.errors import ConfigurationError, WrongTypeError
 
 
 class Failure(enum.Enum):

@@ -29,18 +29,18 @@ from typing import Any, Literal
 
 from redis.asyncio import Redis
 
-from fetcher import cluster, codec, deadletter
-from fetcher.adoption import Adoption, Lost, as_bytes
-from fetcher.codec import decode
-from fetcher.connection import RedisConnection
-from fetcher.errors import DecodeError, WrongTypeError
-from fetcher.job import Job
-from fetcher.keys import Keys, QueueRef, keys_for
-from fetcher.registry import Ownership, WorkerRegistration
-from fetcher.scheduling import job_backoff, promote_due
-from fetcher.scripts import ACK, FETCH, REQUEUE, WAKE_BOUND
-from fetcher.settle import Settler
-from fetcher.unique import release as release_ids
+from steadfetch.fetcher import cluster, codec, deadletter
+from steadfetch.fetcher.adoption import Adoption, Lost, as_bytes
+from steadfetch.fetcher.codec import decode
+from steadfetch.fetcher.connection import RedisConnection
+from steadfetch.fetcher.errors import DecodeError, WrongTypeError
+from steadfetch.fetcher.job import Job
+from steadfetch.fetcher.keys import Keys, QueueRef, keys_for
+from steadfetch.fetcher.registry import Ownership, WorkerRegistration
+from steadfetch.fetcher.scheduling import job_backoff, promote_due
+from steadfetch.fetcher.scripts import ACK, FETCH, REQUEUE, WAKE_BOUND
+from steadfetch.fetcher.settle import Settler
+from steadfetch.fetcher.unique import release as release_ids
 
 #: The fetch mode, the one definition (``worker.config`` and the CLI read it from here).
 Mode = Literal["reliable", "fast"]

@@ -21,10 +21,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from fetcher.errors import ConfigurationError
+from steadfetch.fetcher.errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from fetcher.connection import RedisConnection
+    from steadfetch.fetcher.connection import RedisConnection
 
 RESQUE_NAME_PREFIX = "resque:"
 

@@ -19,13 +19,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from fetcher import cluster, codec
-from fetcher.connection import RedisConnection
-from fetcher.job import JobFormat
-from fetcher.keys import RESQUE_NAME_PREFIX, Keys, keys_for
-from fetcher.retry import RetryPolicy
-from fetcher.scripts import WAKE_BOUND, LuaScript
-from fetcher.unique import HOLD, EnqueuedId, call_token, milliseconds
+from steadfetch.fetcher import cluster, codec
+from steadfetch.fetcher.connection import RedisConnection
+from steadfetch.fetcher.job import JobFormat
+from steadfetch.fetcher.keys import RESQUE_NAME_PREFIX, Keys, keys_for
+from steadfetch.fetcher.retry import RetryPolicy
+from steadfetch.fetcher.scripts import WAKE_BOUND, LuaScript
+from steadfetch.fetcher.unique import HOLD, EnqueuedId, call_token, milliseconds
 
 ENQUEUE = LuaScript.load("enqueue")
 

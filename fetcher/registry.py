@@ -37,11 +37,11 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from fetcher import cluster
-from fetcher.connection import RedisConnection
-from fetcher.errors import ConfigurationError
-from fetcher.keys import Keys
-from fetcher.scripts import RECOVER, WAKE_BOUND, LuaScript
+from steadfetch.fetcher import cluster
+from steadfetch.fetcher.connection import RedisConnection
+from steadfetch.fetcher.errors import ConfigurationError
+from steadfetch.fetcher.keys import Keys
+from steadfetch.fetcher.scripts import RECOVER, WAKE_BOUND, LuaScript
 
 log = logging.getLogger("fetcher.registry")
 

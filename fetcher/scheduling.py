@@ -8,10 +8,10 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from fetcher import cluster
-from fetcher.connection import RedisConnection
-from fetcher.keys import Keys
-from fetcher.scripts import PROMOTE, WAKE_BOUND
+from steadfetch.fetcher import cluster
+from steadfetch.fetcher.connection import RedisConnection
+from steadfetch.fetcher.keys import Keys
+from steadfetch.fetcher.scripts import PROMOTE, WAKE_BOUND
 
 #: 2.0 ** 1023 is the largest power of two a float holds; past it ``2.0 ** n`` raises.
 _MAX_EXPONENT = 1023

@@ -36,7 +36,7 @@ SNIPPETS = {"dead_letter_entry": "_dead_letter_entry"}
 
 
 def _lua(name: str) -> str:
-    return resources.files("fetcher").joinpath(f"lua/{name}.lua").read_text()
+    return resources.files("steadfetch.fetcher").joinpath(f"lua/{name}.lua").read_text()
 
 
 _SENT: weakref.WeakKeyDictionary[Redis, set[str]] = weakref.WeakKeyDictionary()

@@ -13,13 +13,13 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from fetcher import deadletter
-from fetcher.adoption import ADOPT_CHUNK, as_bytes
-from fetcher.connection import RedisConnection
-from fetcher.errors import WrongTypeError
-from fetcher.keys import Keys, QueueRef
-from fetcher.registry import WorkerRegistration
-from fetcher.scripts import REQUEUE_PROCESSING, SETTLE, WAKE_BOUND
+from steadfetch.fetcher import deadletter
+from steadfetch.fetcher.adoption import ADOPT_CHUNK, as_bytes
+from steadfetch.fetcher.connection import RedisConnection
+from steadfetch.fetcher.errors import WrongTypeError
+from steadfetch.fetcher.keys import Keys, QueueRef
+from steadfetch.fetcher.registry import WorkerRegistration
+from steadfetch.fetcher.scripts import REQUEUE_PROCESSING, SETTLE, WAKE_BOUND
 
 log = logging.getLogger("fetcher.settle")
 

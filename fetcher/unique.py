@@ -17,12 +17,12 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 
-from fetcher import cluster
-from fetcher.codec import unique_window
-from fetcher.connection import RedisConnection
-from fetcher.job import Job
-from fetcher.keys import Keys
-from fetcher.scripts import LuaScript
+from steadfetch.fetcher import cluster
+from steadfetch.fetcher.codec import unique_window
+from steadfetch.fetcher.connection import RedisConnection
+from steadfetch.fetcher.job import Job
+from steadfetch.fetcher.keys import Keys
+from steadfetch.fetcher.scripts import LuaScript
 
 #: How long a reservation lives without a settle (seconds): a job still queued after this long
 #: (a backlog of a week) is no longer protected against a second enqueue of its id.

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import unquote
 
-from fetcher.errors import ConfigurationError
+from steadfetch.fetcher.errors import ConfigurationError
 
 Kind = Literal["tcp", "unix", "sentinel", "cluster"]
 _SCHEMES = (

@@ -11,11 +11,11 @@ from typing import TypeVar
 
 import pytest
 
-from chaos import IN_CI
-from chaos.env.binaries import ComponentMissing
-from chaos.env.redis_server import RedisServer
-from chaos.env.stack import Stack, selected_envs, start_stack
-from chaos.env.toxiproxy import ToxiproxyServer
+from steadfetch.chaos import IN_CI
+from steadfetch.chaos.env.binaries import ComponentMissing
+from steadfetch.chaos.env.redis_server import RedisServer
+from steadfetch.chaos.env.stack import Stack, selected_envs, start_stack
+from steadfetch.chaos.env.toxiproxy import ToxiproxyServer
 
 T = TypeVar("T")
 

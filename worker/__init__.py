@@ -5,7 +5,7 @@ Write handlers against :class:`App`; run them with ``steadfetch run module:app``
 
 from importlib.metadata import PackageNotFoundError, version
 
-from worker.app import App, Task
+from steadfetch.worker.app import App, Task
 
 try:  # one version for --version, heartbeats and /metrics: what pip installed
     __version__ = version("steadfetch")

@@ -1,7 +1,7 @@
-"""``python -m worker`` is ``steadfetch``."""
+"""``python -m steadfetch.worker`` is ``steadfetch``."""
 
 import sys
 
-from worker.cli import main
+from steadfetch.worker.cli import main
 
 sys.exit(main())

@@ -33,8 +33,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
-from fetcher import Job
-from fetcher.scheduling import job_backoff
+from steadfetch.fetcher import Job
+from steadfetch.fetcher.scheduling import job_backoff
 
 Handler = Callable[..., Any]
 H = TypeVar("H", bound=Handler)

@@ -14,15 +14,15 @@ import sys
 from collections.abc import Sequence
 from typing import TypeVar
 
-from fetcher.errors import ConfigurationError, RedisUnavailable
-from worker import __version__
-from worker.app import AppLoadError
-from worker.commands import admin, demo, enqueue, run, top
-from worker.config import ConfigError
-from worker.logs import configure_logging
-from worker.options import Parser
-from worker.plugins import load_plugins
-from worker.threads import SyncRunner
+from steadfetch.fetcher.errors import ConfigurationError, RedisUnavailable
+from steadfetch.worker import __version__
+from steadfetch.worker.app import AppLoadError
+from steadfetch.worker.commands import admin, demo, enqueue, run, top
+from steadfetch.worker.config import ConfigError
+from steadfetch.worker.logs import configure_logging
+from steadfetch.worker.options import Parser
+from steadfetch.worker.plugins import load_plugins
+from steadfetch.worker.threads import SyncRunner
 
 log = logging.getLogger("worker.cli")
 E = TypeVar("E", bound=BaseException)

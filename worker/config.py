@@ -6,9 +6,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import get_args
 
-from fetcher.durability import Durability
-from fetcher.fetch import Mode
-from fetcher.url import redact_url
+from steadfetch.fetcher.durability import Durability
+from steadfetch.fetcher.fetch import Mode
+from steadfetch.fetcher.url import redact_url
 
 MODES: tuple[Mode, ...] = get_args(Mode)
 

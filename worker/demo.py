@@ -1,4 +1,4 @@
-"""The demo handlers (``steadfetch run worker.demo:app`` works too).
+"""The demo handlers (``steadfetch run steadfetch.worker.demo:app`` works too).
 
 A mix that shows what the worker does: quick async jobs, sync jobs in the thread pool, jobs
 that fail now and then (retried with backoff, dead-lettered after the last attempt).
@@ -10,7 +10,7 @@ import asyncio
 import random
 import time
 
-from worker.app import App
+from steadfetch.worker.app import App
 
 app = App("demo")
 

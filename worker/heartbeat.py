@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from fetcher import Admin, ConnectionEvent, ConnectionRestored, ConnectionState, Fetcher
-from worker.config import WorkerConfig
+from steadfetch.fetcher import Admin, ConnectionEvent, ConnectionRestored, ConnectionState, Fetcher
+from steadfetch.worker.config import WorkerConfig
 
 log = logging.getLogger("worker")
 

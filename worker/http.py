@@ -18,7 +18,7 @@ from typing import Protocol
 
 from prometheus_client import CollectorRegistry
 
-from worker.metrics import CONTENT_TYPE, render
+from steadfetch.worker.metrics import CONTENT_TYPE, render
 
 log = logging.getLogger("worker.http")
 

@@ -21,8 +21,8 @@ from typing import Any, NoReturn
 
 import configargparse
 
-from fetcher.durability import Durability, parse_durability
-from fetcher.url import redact_url
+from steadfetch.fetcher.durability import Durability, parse_durability
+from steadfetch.fetcher.url import redact_url
 
 ENV_PREFIX = "STEADFETCH_"
 #: Where ConfigArgParse records the environment values it used (its own key).

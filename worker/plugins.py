@@ -17,8 +17,8 @@ import logging
 from collections.abc import Callable
 from importlib.metadata import EntryPoint, entry_points
 
-from worker.config import ConfigError
-from worker.options import parsers
+from steadfetch.worker.config import ConfigError
+from steadfetch.worker.options import parsers
 
 log = logging.getLogger("worker.plugins")
 GROUP = "steadfetch.commands"

@@ -20,9 +20,9 @@ from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from fetcher import ConnectionState, Fetcher, Job, RedisConnection
-from worker.acks import AckBatcher
-from worker.cancellation import finish_by
+from steadfetch.fetcher import ConnectionState, Fetcher, Job, RedisConnection
+from steadfetch.worker.acks import AckBatcher
+from steadfetch.worker.cancellation import finish_by
 
 log = logging.getLogger("worker.shutdown")
 

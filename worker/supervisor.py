@@ -42,10 +42,10 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Sequence
 
-from fetcher.scheduling import job_backoff
-from worker.config import ConfigError, WorkerConfig
-from worker.shutdown import Shutdown
-from worker.worker import default_worker_id
+from steadfetch.fetcher.scheduling import job_backoff
+from steadfetch.worker.config import ConfigError, WorkerConfig
+from steadfetch.worker.shutdown import Shutdown
+from steadfetch.worker.worker import default_worker_id
 
 log = logging.getLogger("worker.supervisor")
 
@@ -173,7 +173,7 @@ class Supervisor:
         self.worker_id = config.worker_id or default_worker_id()
         self.children = [Child(i, f"{self.worker_id}-{i}") for i in range(processes)]
         self.shutdown = SupervisorShutdown(self.children)
-        self._argv = [executable, "-m", "worker", *child_argv]
+        self._argv = [executable, "-m", "steadfetch.worker", *child_argv]
         self._env = {k: v for k, v in os.environ.items() if k != "STEADFETCH_PROCESSES"}
         # Our stderr, for a child to write to directly once we are gone (see watch_parent).
         self._stderr_fd = os.dup(sys.stderr.fileno())

@@ -7,7 +7,7 @@ exit (no data to keep, but a clean shutdown leaves no warning in the user's term
 
 from __future__ import annotations
 
-from worker.redis_server import RedisNotFound, RedisServer, free_port
+from steadfetch.worker.redis_server import RedisNotFound, RedisServer, free_port
 
 __all__ = ["RedisNotFound", "ThrowawayRedis", "free_port"]
 

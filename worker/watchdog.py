@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from fetcher import ConnectionState, RedisConnection
+from steadfetch.fetcher import ConnectionState, RedisConnection
 
 log = logging.getLogger("worker")
 

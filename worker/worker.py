@@ -62,7 +62,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from fetcher import (
+from steadfetch.fetcher import (
     ConnectionState,
     Fetcher,
     FetcherError,
@@ -70,20 +70,20 @@ from fetcher import (
     RedisConnection,
     WrongTypeError,
 )
-from fetcher.state import stats_fields
-from worker import __version__
-from worker.acks import AckBatcher
-from worker.app import App
-from worker.cancellation import cancel_and_wait, checkpoint
-from worker.config import WorkerConfig
-from worker.heartbeat import Heartbeat
-from worker.http import HealthServer
-from worker.metrics import metrics_registry
-from worker.shutdown import Shutdown, cleanup_reserve, drain, give_back
-from worker.stats import WorkerStats
-from worker.threads import SyncRunner
-from worker.watchdog import FetchWatchdog
-from worker.window import JobWindow, PrefetchSizer
+from steadfetch.fetcher.state import stats_fields
+from steadfetch.worker import __version__
+from steadfetch.worker.acks import AckBatcher
+from steadfetch.worker.app import App
+from steadfetch.worker.cancellation import cancel_and_wait, checkpoint
+from steadfetch.worker.config import WorkerConfig
+from steadfetch.worker.heartbeat import Heartbeat
+from steadfetch.worker.http import HealthServer
+from steadfetch.worker.metrics import metrics_registry
+from steadfetch.worker.shutdown import Shutdown, cleanup_reserve, drain, give_back
+from steadfetch.worker.stats import WorkerStats
+from steadfetch.worker.threads import SyncRunner
+from steadfetch.worker.watchdog import FetchWatchdog
+from steadfetch.worker.window import JobWindow, PrefetchSizer
 
 log = logging.getLogger("worker")
 

@@ -5,10 +5,10 @@ Two environments expose one shape, :class:`chaos.env.stack.Stack`: a Redis reach
 faults need (restart, SIGKILL, SIGSTOP/SIGCONT, toxics, cutting the link).
 """
 
-from chaos.env.binaries import ComponentMissing
-from chaos.env.redis_server import RedisServer
-from chaos.env.stack import Stack, start_stack
-from chaos.env.toxiproxy import Proxy, ToxiproxyAPI, ToxiproxyServer
+from steadfetch.chaos.env.binaries import ComponentMissing
+from steadfetch.chaos.env.redis_server import RedisServer
+from steadfetch.chaos.env.stack import Stack, start_stack
+from steadfetch.chaos.env.toxiproxy import Proxy, ToxiproxyAPI, ToxiproxyServer
 
 __all__ = [
     "ComponentMissing",

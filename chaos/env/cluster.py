@@ -19,11 +19,11 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Self
 
-from chaos.env.binaries import ComponentMissing, redis_cli_binary
-from chaos.env.redis_server import RedisServer
-from chaos.env.stack import PROXY_NAME, Stack
-from chaos.env.toxiproxy import ToxiproxyServer
-from worker.redis_server import free_port
+from steadfetch.chaos.env.binaries import ComponentMissing, redis_cli_binary
+from steadfetch.chaos.env.redis_server import RedisServer
+from steadfetch.chaos.env.stack import PROXY_NAME, Stack
+from steadfetch.chaos.env.toxiproxy import ToxiproxyServer
+from steadfetch.worker.redis_server import free_port
 
 #: ``cluster-node-timeout`` of every node, in milliseconds.
 NODE_TIMEOUT_MS = 1000

@@ -21,10 +21,10 @@ from typing import Any
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 os.environ.setdefault("TESTCONTAINERS_CONNECTION_MODE", "docker_host")
 
-from chaos.env.binaries import ComponentMissing, remedy
-from chaos.env.stack import PROXY_NAME, REDIS_FLAGS, Stack
-from chaos.env.toxiproxy import ToxiproxyAPI
-from worker.redis_server import free_port, resp_ping, wait_listening
+from steadfetch.chaos.env.binaries import ComponentMissing, remedy
+from steadfetch.chaos.env.stack import PROXY_NAME, REDIS_FLAGS, Stack
+from steadfetch.chaos.env.toxiproxy import ToxiproxyAPI
+from steadfetch.worker.redis_server import free_port, resp_ping, wait_listening
 
 REDIS_IMAGE = os.environ.get("STEADFETCH_REDIS_IMAGE", "steadfetch/redis:local")
 TOXIPROXY_IMAGE = os.environ.get("STEADFETCH_TOXIPROXY_IMAGE", "steadfetch/toxiproxy:local")

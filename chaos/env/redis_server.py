@@ -7,9 +7,9 @@ process management itself has one home, ``worker/redis_server.py``.
 
 from __future__ import annotations
 
-from chaos.env.binaries import redis_server_binary
-from worker.redis_server import RedisServer as _ChildRedisServer
-from worker.redis_server import resp_ping
+from steadfetch.chaos.env.binaries import redis_server_binary
+from steadfetch.worker.redis_server import RedisServer as _ChildRedisServer
+from steadfetch.worker.redis_server import resp_ping
 
 __all__ = ["RedisServer", "resp_ping"]
 

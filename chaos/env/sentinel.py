@@ -27,10 +27,10 @@ from typing import Any
 
 import redis as redis_py
 
-from chaos.env.redis_server import RedisServer
-from chaos.env.stack import PROXY_NAME, REDIS_FLAGS, EnvName, Stack
-from chaos.env.toxiproxy import Proxy, ToxiproxyServer
-from worker.redis_server import free_port, wait_listening
+from steadfetch.chaos.env.redis_server import RedisServer
+from steadfetch.chaos.env.stack import PROXY_NAME, REDIS_FLAGS, EnvName, Stack
+from steadfetch.chaos.env.toxiproxy import Proxy, ToxiproxyServer
+from steadfetch.worker.redis_server import free_port, wait_listening
 
 SERVICE = "mymaster"
 SENTINELS = 3
@@ -220,7 +220,7 @@ def _start_docker(*, appendonly: bool) -> SentinelStack:
     import tarfile
     import uuid
 
-    from chaos.env.containers import (
+    from steadfetch.chaos.env.containers import (
         LABEL,
         REDIS_IMAGE,
         TOXIPROXY_IMAGE,
@@ -229,7 +229,7 @@ def _start_docker(*, appendonly: bool) -> SentinelStack:
         docker_client,
         require_images,
     )
-    from chaos.env.toxiproxy import ToxiproxyAPI
+    from steadfetch.chaos.env.toxiproxy import ToxiproxyAPI
 
     client = docker_client()
     require_images(client)

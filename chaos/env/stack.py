@@ -12,10 +12,10 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from chaos.env.binaries import ComponentMissing
-from chaos.env.redis_server import RedisServer
-from chaos.env.toxiproxy import Proxy, ToxiproxyAPI, ToxiproxyServer
-from worker.redis_server import free_port
+from steadfetch.chaos.env.binaries import ComponentMissing
+from steadfetch.chaos.env.redis_server import RedisServer
+from steadfetch.chaos.env.toxiproxy import Proxy, ToxiproxyAPI, ToxiproxyServer
+from steadfetch.worker.redis_server import free_port
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -116,17 +116,17 @@ def start_stack(
     ``sentinel``: a Sentinel service instead (chaos.env.sentinel; no password). ``cluster``: a
     Redis Cluster of three primaries and three replicas (chaos.env.cluster; local only)."""
     if cluster:
-        from chaos.env.cluster import start_cluster_stack
+        from steadfetch.chaos.env.cluster import start_cluster_stack
 
         return start_cluster_stack(env)
     if sentinel:
-        from chaos.env.sentinel import start_sentinel_stack
+        from steadfetch.chaos.env.sentinel import start_sentinel_stack
 
         return start_sentinel_stack(env, appendonly=appendonly)
     if env == "local":
         return _start_local(appendonly=appendonly, password=password)
     if env == "docker":
-        from chaos.env.containers import start_docker_stack
+        from steadfetch.chaos.env.containers import start_docker_stack
 
         return start_docker_stack(appendonly=appendonly, password=password)
     raise ValueError(f"unknown environment {env!r}: choose one of {', '.join(ENV_NAMES)}")

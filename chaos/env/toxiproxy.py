@@ -20,8 +20,8 @@ from typing import Any, Literal
 from toxiproxy.api import APIConsumer
 from toxiproxy.exceptions import InvalidToxic, NotFound, ProxyExists
 
-from chaos.env.binaries import toxiproxy_server_binary
-from worker.redis_server import free_port, wait_listening
+from steadfetch.chaos.env.binaries import toxiproxy_server_binary
+from steadfetch.worker.redis_server import free_port, wait_listening
 
 Stream = Literal["upstream", "downstream"]
 HTTP_TIMEOUT = 5.0

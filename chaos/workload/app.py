@@ -1,4 +1,4 @@
-"""The handler app the worker under test runs: ``steadfetch run chaos.workload.app:app``.
+"""The handler app the worker under test runs: ``steadfetch run steadfetch.chaos.workload.app:app``.
 
 ``record(job_id, work=0.02, slow=0.0, pad="")`` writes a ``start`` line, works for ``work`` seconds
 (async, so a job timeout can cancel it), and writes an ``ok`` line. With ``slow`` > 0 the *first*
@@ -18,7 +18,7 @@ import os
 import time
 from pathlib import Path
 
-from worker.app import App
+from steadfetch.worker.app import App
 
 RECORD_ENV = "STEADFETCH_CHAOS_RECORD"
 app = App("chaos")

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from chaos.history import History
+from steadfetch.chaos.history import History
 
 RSS_INTERVAL = 0.5
 #: How often :meth:`WorkerProcess.run` looks for new log lines and for the exit.
@@ -41,8 +41,8 @@ STEADFETCH = Path(sys.executable).with_name("steadfetch")
 
 
 def steadfetch_binary() -> list[str]:
-    """The console script next to this interpreter, else ``python -m worker``."""
-    return [str(STEADFETCH)] if STEADFETCH.exists() else [sys.executable, "-m", "worker"]
+    """The console script next to this interpreter, else ``python -m steadfetch.worker``."""
+    return [str(STEADFETCH)] if STEADFETCH.exists() else [sys.executable, "-m", "steadfetch.worker"]
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,10 @@ from typing import Any
 
 from redis.asyncio.cluster import RedisCluster
 
-from chaos.failover import replication_of
-from chaos.history import History
-from fetcher import JobSpec, Producer, RedisConnection, RetryPolicy
-from fetcher.durability import Durability
+from steadfetch.chaos.failover import replication_of
+from steadfetch.chaos.history import History
+from steadfetch.fetcher import JobSpec, Producer, RedisConnection, RetryPolicy
+from steadfetch.fetcher.durability import Durability
 
 TASK = "record"
 QUEUE = "default"

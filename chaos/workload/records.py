@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from chaos.history import Op, OpType
+from steadfetch.chaos.history import Op, OpType
 
 
 class RecordReader:

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import socket
 
-from worker import App
+from steadfetch import App
 
 app = App("example")
 log = logging.getLogger("example")

@@ -16,8 +16,8 @@ import signal
 import threading
 from types import FrameType
 
-from fetcher import ConfigurationError, RedisUnavailable, SyncProducer
-from worker.logs import configure_logging
+from steadfetch import ConfigurationError, RedisUnavailable, SyncProducer
+from steadfetch.worker.logs import configure_logging
 
 log = logging.getLogger("example.producer")
 

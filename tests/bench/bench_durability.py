@@ -17,9 +17,9 @@ import time
 
 import redis
 
-from chaos.env.redis_server import RedisServer
-from fetcher import Fetcher, Keys, Producer, RedisConnection
-from fetcher.durability import Durability, parse_durability
+from steadfetch.chaos.env.redis_server import RedisServer
+from steadfetch.fetcher import Fetcher, Keys, Producer, RedisConnection
+from steadfetch.fetcher.durability import Durability, parse_durability
 
 SETTINGS = ("none", "replicas=1,timeout=1s", "aof,timeout=1s", "aof,replicas=1,timeout=1s")
 FLAGS = ["--appendfsync", "everysec", "--repl-diskless-sync-delay", "0"]

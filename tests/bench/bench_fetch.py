@@ -15,8 +15,8 @@ import os
 import statistics
 import time
 
-from chaos.env.redis_server import RedisServer
-from fetcher import Fetcher, JobSpec, Producer, RedisConnection
+from steadfetch.chaos.env.redis_server import RedisServer
+from steadfetch.fetcher import Fetcher, JobSpec, Producer, RedisConnection
 
 BATCH_SIZES = (1, 10, 100, 500)
 

@@ -71,13 +71,13 @@ from typing import Any
 
 import redis
 
-from chaos.env.binaries import PROJECT_ROOT, ComponentMissing
-from chaos.env.redis_server import RedisServer
-from chaos.env.toxiproxy import ToxiproxyError, ToxiproxyServer
+from steadfetch.chaos.env.binaries import PROJECT_ROOT, ComponentMissing
+from steadfetch.chaos.env.redis_server import RedisServer
+from steadfetch.chaos.env.toxiproxy import ToxiproxyError, ToxiproxyServer
+from steadfetch.worker.redis_server import free_port
 from tests.bench.peers import procs, results, venvs
 from tests.bench.peers.peers import APPS, Peer, select
 from tests.bench.peers.procs import Children
-from worker.redis_server import free_port
 
 PLOT = Path(__file__).resolve().parent / "peers" / "plot.py"
 POLL = 0.02  # s between samples of the worker's tree and the queue depth

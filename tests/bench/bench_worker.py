@@ -30,19 +30,19 @@ from pathlib import Path
 
 import redis
 
-from chaos.env.redis_server import RedisServer
-from fetcher import codec
-from worker import App
-from worker.commands.run import build_worker
-from worker.config import Mode, WorkerConfig
-from worker.stats import rss_bytes
-from worker.supervisor import process_count
-from worker.worker import Worker
+from steadfetch.chaos.env.redis_server import RedisServer
+from steadfetch.fetcher import codec
+from steadfetch.worker import App
+from steadfetch.worker.commands.run import build_worker
+from steadfetch.worker.config import Mode, WorkerConfig
+from steadfetch.worker.stats import rss_bytes
+from steadfetch.worker.supervisor import process_count
+from steadfetch.worker.worker import Worker
 
 QUEUE_KEY = "steadfetch:queue:default"
 PRODUCER = """
 import sys, time, redis
-from fetcher import codec
+from steadfetch.fetcher import codec
 client = redis.Redis(port=int(sys.argv[1]))
 for _ in range(int(sys.argv[2])):
     time.sleep(0.01)
@@ -192,7 +192,7 @@ def processes(
     root = Path(__file__).resolve().parents[2]
     env = {k: v for k, v in os.environ.items() if not k.startswith("STEADFETCH_")}
     supervisor = subprocess.Popen(
-        [sys.executable, "-m", "worker", "run", "tests.bench.bench_worker:app",
+        [sys.executable, "-m", "steadfetch.worker", "run", "tests.bench.bench_worker:app",
          "--redis-url", server.url, "--concurrency", "50", "--processes", str(count),
          "--heartbeat-interval", "1"],
         cwd=root, env=env, stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chaos.checkers import (
+from steadfetch.chaos.checkers import (
     Limits,
     Verdict,
     check_all,
@@ -33,7 +33,7 @@ from chaos.checkers import (
     is_bare,
     missing_parts,
 )
-from chaos.history import History, Op, OpType, read_jsonl
+from steadfetch.chaos.history import History, Op, OpType, read_jsonl
 
 GOOD_LINE = (
     "Redis 127.0.0.1:6379/0 unreachable while fetching from queues [default]: "

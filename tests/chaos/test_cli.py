@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from chaos.env.binaries import remedy
-from chaos.env.stack import selected_envs
-from chaos.scenarios import SCENARIOS
-from chaos.workload.process import STEADFETCH as STEADFETCH_SCRIPT
+from steadfetch.chaos.env.binaries import remedy
+from steadfetch.chaos.env.stack import selected_envs
+from steadfetch.chaos.scenarios import SCENARIOS
+from steadfetch.chaos.workload.process import STEADFETCH as STEADFETCH_SCRIPT
 
 STEADFETCH = str(STEADFETCH_SCRIPT)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from chaos.checkers import check_failover_loss, check_lost
-from chaos.history import Op
+from steadfetch.chaos.checkers import check_failover_loss, check_lost
+from steadfetch.chaos.history import Op
 
 OLD, NEW = "old-replid", "new-replid"
 

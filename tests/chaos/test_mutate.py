@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from chaos.checkers import Verdict
-from chaos.mutants import EXTRA_SCENARIOS, MUTANTS, scenario
-from chaos.mutate import (
+from steadfetch.chaos.checkers import Verdict
+from steadfetch.chaos.mutants import EXTRA_SCENARIOS, MUTANTS, scenario
+from steadfetch.chaos.mutate import (
     PROBE_ENV,
     SOURCE_ROOT,
     Mutant,
@@ -42,8 +42,8 @@ from chaos.mutate import (
     score,
     scratch_env,
 )
-from chaos.runner import RunResult
-from chaos.workload.process import STEADFETCH as STEADFETCH_SCRIPT
+from steadfetch.chaos.runner import RunResult
+from steadfetch.chaos.workload.process import STEADFETCH as STEADFETCH_SCRIPT
 from tests.fixtures import require
 
 SEED = int(os.environ.get("STEADFETCH_CHAOS_SEED") or random.randrange(2**31))
@@ -168,8 +168,8 @@ def test_a_worker_started_with_the_scratch_environment_imports_the_scratch_copy(
     probe = tmp_path / "probe"
     pid = _run([STEADFETCH, "run", "--help"], tmp_path, scratch_env(scratch.path, probe))
     check_imports(probe, scratch, [("worker-1", pid)])
-    assert scratch.modules == ["fetcher", "worker", "worker.config"]
-    assert set(read_probe(probe)[pid]) >= {"fetcher", "worker", "worker.config"}
+    assert scratch.modules == ["fetcher", "worker", "steadfetch.worker.config"]
+    assert set(read_probe(probe)[pid]) >= {"fetcher", "worker", "steadfetch.worker.config"}
 
 
 def test_a_worker_that_ran_the_original_code_is_an_error(tmp_path: Path) -> None:
@@ -178,7 +178,7 @@ def test_a_worker_that_ran_the_original_code_is_an_error(tmp_path: Path) -> None
     # The trap: `python -m worker` from the checkout puts the checkout first on sys.path, ahead
     # of PYTHONPATH, so the original packages are imported and the mutant never runs.
     env = scratch_env(scratch.path, probe)
-    pid = _run([sys.executable, "-m", "worker", "--help"], SOURCE_ROOT, env)
+    pid = _run([sys.executable, "-m", "steadfetch.worker", "--help"], SOURCE_ROOT, env)
     with pytest.raises(ScratchNotImported, match=r"worker-1 \(pid \d+\) did not import fetcher"):
         check_imports(probe, scratch, [("worker-1", pid)])
     with pytest.raises(ScratchNotImported, match="no worker process"):

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from chaos.env import Stack
-from chaos.history import History
-from chaos.nemesis import Cut, Target, Toxic, run_fault
+from steadfetch.chaos.env import Stack
+from steadfetch.chaos.history import History
+from steadfetch.chaos.nemesis import Cut, Target, Toxic, run_fault
 
 
 class Boom(Exception):

@@ -8,13 +8,13 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from types import SimpleNamespace
 
-from chaos.checkers import Verdict
-from chaos.history import History
-from chaos.report import summary_table, verdict_text, write_json, write_junit
-from chaos.runner import Harness, RunResult, judge, numbers, scenario_seed
-from chaos.scenarios import BY_NAME, RECOVERY_MARGIN, SCENARIOS, WorkerSettings, select
-from chaos.workload.process import Launcher, parse_log_line, steadfetch_binary
-from chaos.workload.records import RecordReader
+from steadfetch.chaos.checkers import Verdict
+from steadfetch.chaos.history import History
+from steadfetch.chaos.report import summary_table, verdict_text, write_json, write_junit
+from steadfetch.chaos.runner import Harness, RunResult, judge, numbers, scenario_seed
+from steadfetch.chaos.scenarios import BY_NAME, RECOVERY_MARGIN, SCENARIOS, WorkerSettings, select
+from steadfetch.chaos.workload.process import Launcher, parse_log_line, steadfetch_binary
+from steadfetch.chaos.workload.records import RecordReader
 
 
 def test_record_reader_returns_only_complete_new_lines(tmp_path: Path) -> None:
@@ -116,11 +116,17 @@ def test_one_place_builds_the_worker_process_and_a_launcher_can_replace_the_prog
 ) -> None:
     """The mutation tool runs the scenarios against a mutated copy: it passes a Launcher."""
     stack = SimpleNamespace(direct_url="redis://127.0.0.1:1/0", proxied_url="redis://h:2/0")
-    launcher = Launcher(command=("/py", "-m", "worker"), env={"PYTHONPATH": "/mutant"})
+    launcher = Launcher(command=("/py", "-m", "steadfetch.worker"), env={"PYTHONPATH": "/mutant"})
     scenario = BY_NAME["latency-up-3w"]
     harness = Harness(scenario, stack, History(), random.Random(1), tmp_path, launcher)  # type: ignore[arg-type]
     proc = harness.worker_process(2, "w-2")
-    assert proc.argv[:5] == ["/py", "-m", "worker", "run", "chaos.workload.app:app"]
+    assert proc.argv[:5] == [
+        "/py",
+        "-m",
+        "steadfetch.worker",
+        "run",
+        "steadfetch.chaos.workload.app:app",
+    ]
     assert "redis://h:2/0" in proc.argv and proc.argv[proc.argv.index("--worker-id") + 1] == "w-2"
     assert proc.env["PYTHONPATH"] == "/mutant" and proc.env["STEADFETCH_WORKER_ID"] == "w-2"
     assert proc.facts == {

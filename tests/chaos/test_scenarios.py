@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from chaos.env.stack import EnvName, selected_envs
-from chaos.runner import RunResult, run_scenario
-from chaos.scenarios import SCENARIOS, Scenario
+from steadfetch.chaos.env.stack import EnvName, selected_envs
+from steadfetch.chaos.runner import RunResult, run_scenario
+from steadfetch.chaos.scenarios import SCENARIOS, Scenario
 from tests.fixtures import require
 
 SEED = int(os.environ.get("STEADFETCH_CHAOS_SEED") or random.randrange(2**31))

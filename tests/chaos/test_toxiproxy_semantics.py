@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import socket
 
-from chaos.env import Stack
+from steadfetch.chaos.env import Stack
 
 QUIET = 0.5  # long enough for a loopback PONG, many times over
 

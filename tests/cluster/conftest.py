@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from redis.cluster import ClusterNode, RedisCluster
 
-from chaos.env.cluster import LocalCluster
-from fetcher import RedisConnection
+from steadfetch.chaos.env.cluster import LocalCluster
+from steadfetch.fetcher import RedisConnection
 from tests.fetcher.conftest import FAST_RETRY
 from tests.fixtures import require
 

@@ -9,12 +9,12 @@ import logging
 import pytest
 from redis.cluster import RedisCluster
 
-from chaos.env.cluster import LocalCluster
-from fetcher import ConnectionState, RedisConnection
-from fetcher.durability import parse_durability
-from fetcher.errors import ConfigurationError, RedisUnavailable
+from steadfetch.chaos.env.cluster import LocalCluster
+from steadfetch.fetcher import ConnectionState, RedisConnection
+from steadfetch.fetcher.durability import parse_durability
+from steadfetch.fetcher.errors import ConfigurationError, RedisUnavailable
+from steadfetch.worker.redis_server import free_port
 from tests.fetcher.conftest import FAST_RETRY
-from worker.redis_server import free_port
 
 
 async def test_commands_reach_the_primary_of_each_key_through_one_startup_node(

@@ -11,8 +11,8 @@ import logging
 import pytest
 from redis.cluster import RedisCluster
 
-from chaos.env.cluster import LocalCluster
-from fetcher import (
+from steadfetch.chaos.env.cluster import LocalCluster
+from steadfetch.fetcher import (
     Admin,
     ConfigurationError,
     Fetcher,

@@ -7,8 +7,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import fetcher
-from fetcher.unique import RELEASE
+from steadfetch import fetcher
+from steadfetch.fetcher.unique import RELEASE
 
 LUA = Path(fetcher.__file__).parent / "lua"
 #: Scripts that build key names from prefixes; they never run on a cluster (docs/CONTRACTS.md).

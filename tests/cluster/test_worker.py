@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from redis.cluster import RedisCluster
 
-from chaos.env.cluster import LocalCluster
-from fetcher import Keys, SyncProducer
+from steadfetch.chaos.env.cluster import LocalCluster
+from steadfetch.fetcher import Keys, SyncProducer
 from tests.worker.conftest import StartWorker, record_path, start_worker
 from tests.worker.harness import read_records, wait_for
 from tests.worker.test_admin_cli import cli

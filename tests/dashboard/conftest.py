@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from chaos.env.redis_server import RedisServer
+from steadfetch.chaos.env.redis_server import RedisServer
 from tests.dashboard.terminal import (
     APP,
     FAST_WORKER,

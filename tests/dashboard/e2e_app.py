@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from worker.app import App
+from steadfetch.worker.app import App
 
 app = App("dashboard-e2e")
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from worker.dashboard.render import Cluster, Link
+from steadfetch.worker.dashboard.render import Cluster, Link
 
 NOW = 1_795_773_600.0  # 2026-11-27 10:00:00 UTC
 ENDPOINT = "127.0.0.1:6379/0"

@@ -15,8 +15,8 @@ from pathlib import Path
 from rich.console import Console, RenderableType
 from rich.terminal_theme import MONOKAI
 
+from steadfetch.worker.dashboard.render import top_view, worker_dashboard
 from tests.dashboard import samples
-from worker.dashboard.render import top_view, worker_dashboard
 
 NOW = samples.NOW
 

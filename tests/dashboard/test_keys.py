@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from worker.dashboard.keys import cbreak_keys
+from steadfetch.worker.dashboard.keys import cbreak_keys
 
 
 @pytest.fixture

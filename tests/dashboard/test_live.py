@@ -14,9 +14,9 @@ from typing import IO, Any
 import pytest
 from rich.console import Console
 
+from steadfetch.worker.dashboard.live import LiveDashboard
+from steadfetch.worker.dashboard.logtap import LogTap
 from tests.dashboard.samples import NOW, OUTAGE_LINE, heartbeat, outage_heartbeat
-from worker.dashboard.live import LiveDashboard
-from worker.dashboard.logtap import LogTap
 
 OUTAGE_LOG = (
     "Redis 127.0.0.1:6379/0 unreachable while fetching from queues [default]: "

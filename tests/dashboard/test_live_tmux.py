@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from chaos.env.redis_server import RedisServer
-from fetcher import SyncProducer
+from steadfetch.chaos.env.redis_server import RedisServer
+from steadfetch.fetcher import SyncProducer
 from tests.dashboard.terminal import (
     APP,
     FAST_WORKER,

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from rich.console import Console, RenderableType
 
+from steadfetch.worker.dashboard import fmt
+from steadfetch.worker.dashboard.render import Cluster, Link, Phase, top_view, worker_dashboard
 from tests.dashboard import samples
 from tests.dashboard.samples import NOW
-from worker.dashboard import fmt
-from worker.dashboard.render import Cluster, Link, Phase, top_view, worker_dashboard
 
 
 def render(renderable: RenderableType, width: int = 80, *, color: bool = False) -> Console:

@@ -9,15 +9,15 @@ import time
 import pytest
 from rich.console import Console
 
-from chaos.env.redis_server import RedisServer
-from fetcher import Fetcher, Producer, RedisConnection
+from steadfetch.chaos.env.redis_server import RedisServer
+from steadfetch.fetcher import Fetcher, Producer, RedisConnection
+from steadfetch.worker.dashboard import run_top_async
+from steadfetch.worker.dashboard.source import FetcherSource
+from steadfetch.worker.dashboard.top import Top
+from steadfetch.worker.redis_server import free_port
 from tests.dashboard import samples
 from tests.dashboard.terminal import retry_attempt
 from tests.polling import wait_until
-from worker.dashboard import run_top_async
-from worker.dashboard.source import FetcherSource
-from worker.dashboard.top import Top
-from worker.redis_server import free_port
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -11,8 +11,8 @@ from collections.abc import Callable
 
 import pytest
 
-from chaos.env.redis_server import RedisServer
-from fetcher import SyncProducer
+from steadfetch.chaos.env.redis_server import RedisServer
+from steadfetch.fetcher import SyncProducer
 from tests.dashboard.terminal import STEADFETCH, Tmux, require_steadfetch, retry_attempt
 
 pytestmark = pytest.mark.timeout(120)

@@ -17,8 +17,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from chaos.env.binaries import PROJECT_ROOT, ComponentMissing
-from chaos.env.containers import docker_client
+from steadfetch.chaos.env.binaries import PROJECT_ROOT, ComponentMissing
+from steadfetch.chaos.env.containers import docker_client
 from tests.fixtures import require
 from tests.worker.harness import wait_for
 

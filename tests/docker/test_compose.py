@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from chaos.env.binaries import PROJECT_ROOT, ComponentMissing
+from steadfetch.chaos.env.binaries import PROJECT_ROOT, ComponentMissing
+from steadfetch.worker.redis_server import free_port
 from tests.fixtures import require
 from tests.worker.harness import wait_for
-from worker.redis_server import free_port
 
 pytestmark = pytest.mark.docker
 COMPOSE_FILE = PROJECT_ROOT / "docker" / "compose.yaml"

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 import redis
 
-from chaos.env.containers import REDIS_IMAGE
-from fetcher import Keys, SyncProducer
-from fetcher.codec import decode
+from steadfetch.chaos.env.containers import REDIS_IMAGE
+from steadfetch.fetcher import Keys, SyncProducer
+from steadfetch.fetcher.codec import decode
 from tests.docker.conftest import LABEL, wait_logged
 
 pytestmark = pytest.mark.docker

@@ -16,11 +16,11 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from chaos.env.redis_server import RedisServer
-from chaos.env.sentinel import SentinelProcess as ChaosSentinel
-from fetcher import RedisConnection, RetryPolicy
+from steadfetch.chaos.env.redis_server import RedisServer
+from steadfetch.chaos.env.sentinel import SentinelProcess as ChaosSentinel
+from steadfetch.fetcher import RedisConnection, RetryPolicy
+from steadfetch.worker.redis_server import free_port
 from tests.fixtures import require
-from worker.redis_server import free_port
 
 #: Short real waits, so outage tests take a second, not a minute.
 FAST_RETRY = RetryPolicy(base=0.02, cap=0.2)

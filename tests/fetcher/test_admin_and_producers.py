@@ -8,8 +8,8 @@ import time
 import pytest
 import redis
 
-from chaos.env.redis_server import RedisServer
-from fetcher import (
+from steadfetch.chaos.env.redis_server import RedisServer
+from steadfetch.fetcher import (
     Admin,
     Fetcher,
     JobSpec,
@@ -19,8 +19,8 @@ from fetcher import (
     RedisUnavailable,
     SyncProducer,
 )
+from steadfetch.worker.redis_server import free_port
 from tests.fetcher.conftest import FAST_RETRY
-from worker.redis_server import free_port
 
 KEYS = Keys()
 

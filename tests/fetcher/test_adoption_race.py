@@ -14,8 +14,8 @@ import json
 
 import redis
 
-from fetcher import Fetcher, Keys, RedisConnection
-from fetcher.adoption import MIN_FETCH_BYTES
+from steadfetch.fetcher import Fetcher, Keys, RedisConnection
+from steadfetch.fetcher.adoption import MIN_FETCH_BYTES
 
 KEYS = Keys()
 PROCESSING = KEYS.processing("w1", KEYS.queue_key("default"))

@@ -14,9 +14,9 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import redis
 
-from chaos.env.redis_server import RedisServer
-from fetcher import Fetcher, Keys, RedisConnection
-from fetcher.adoption import LOST_LIMIT, MIN_FETCH_BYTES
+from steadfetch.chaos.env.redis_server import RedisServer
+from steadfetch.fetcher import Fetcher, Keys, RedisConnection
+from steadfetch.fetcher.adoption import LOST_LIMIT, MIN_FETCH_BYTES
 from tests.fetcher.conftest import FAST_RETRY, oracle_for
 from tests.fixtures import require
 from tests.polling import wait_until

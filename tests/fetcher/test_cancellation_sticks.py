@@ -16,9 +16,9 @@ import random
 import pytest
 import redis
 
-from chaos.env.redis_server import RedisServer
-from fetcher import Fetcher, Keys, Producer, RedisConnection
-from fetcher.cancellation import CancelGuard, cancel_requests
+from steadfetch.chaos.env.redis_server import RedisServer
+from steadfetch.fetcher import Fetcher, Keys, Producer, RedisConnection
+from steadfetch.fetcher.cancellation import CancelGuard, cancel_requests
 from tests.fetcher.conftest import FAST_RETRY
 
 TRIALS = 100

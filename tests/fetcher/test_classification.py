@@ -24,9 +24,9 @@ import pytest
 import redis
 from redis import exceptions as rx
 
-from chaos.env.redis_server import RedisServer
-from fetcher import ConfigurationError, ConnectionState, RedisConnection, WrongTypeError
-from fetcher.failures import (
+from steadfetch.chaos.env.redis_server import RedisServer
+from steadfetch.fetcher import ConfigurationError, ConnectionState, RedisConnection, WrongTypeError
+from steadfetch.fetcher.failures import (
     OTHER_REPLY,
     REPLIES,
     Failure,
@@ -35,7 +35,7 @@ from fetcher.failures import (
     fatal_error,
     reply_code,
 )
-from fetcher.scripts import LuaScript
+from steadfetch.fetcher.scripts import LuaScript
 from tests.fetcher.conftest import FAST_RETRY, oracle_for
 from tests.fetcher.test_connection import outage_lines, restored_lines
 from tests.fixtures import require

@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from fetcher import DecodeError, Job, Keys
-from fetcher.codec import decode, encode, reencode_for_retry
-from fetcher.job import make_job
+from steadfetch.fetcher import DecodeError, Job, Keys
+from steadfetch.fetcher.codec import decode, encode, reencode_for_retry
+from steadfetch.fetcher.job import make_job
 
 KEYS = Keys()
 Q = KEYS.queue_key("default")

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from chaos.env.redis_server import RedisServer
-from fetcher import (
+from steadfetch.chaos.env.redis_server import RedisServer
+from steadfetch.fetcher import (
     ConfigurationError,
     ConnectionEvent,
     ConnectionLost,
@@ -28,9 +28,9 @@ from fetcher import (
     RedisUnavailable,
     RetryPolicy,
 )
+from steadfetch.worker.redis_server import free_port
 from tests.fetcher.conftest import FAST_RETRY, oracle_for
 from tests.polling import wait_until
-from worker.redis_server import free_port
 
 OUTAGE = re.compile(
     r"^Redis (?P<endpoint>\S+) unreachable while (?P<op>.+?): (?P<cls>\w+) (?P<msg>.+) "

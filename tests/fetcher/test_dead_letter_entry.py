@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 import redis
 
-from fetcher import RedisConnection, deadletter
-from fetcher.adoption import ADOPT_READ
-from fetcher.cluster import PROMOTE_QUEUE, RECOVER_QUEUE
-from fetcher.registry import ORPHANS
-from fetcher.scripts import FETCH, PROMOTE, RECOVER, SNIPPETS, LuaScript
+from steadfetch.fetcher import RedisConnection, deadletter
+from steadfetch.fetcher.adoption import ADOPT_READ
+from steadfetch.fetcher.cluster import PROMOTE_QUEUE, RECOVER_QUEUE
+from steadfetch.fetcher.registry import ORPHANS
+from steadfetch.fetcher.scripts import FETCH, PROMOTE, RECOVER, SNIPPETS, LuaScript
 
-LUA = resources.files("fetcher").joinpath("lua")
+LUA = resources.files("steadfetch.fetcher").joinpath("lua")
 DEAD = "t:dead"
 BIG = "x" * 64  # over the oversize limit of 8 bytes the calls below pass
 SCRIPTS = {"fetch": FETCH, "adopt_read": ADOPT_READ, "promote": PROMOTE, "recover": RECOVER,

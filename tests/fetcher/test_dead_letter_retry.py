@@ -7,8 +7,8 @@ import json
 
 import redis
 
-from fetcher import Admin, Fetcher, JobSpec, Keys, Producer, RedisConnection
-from fetcher.admin import DEAD_LETTER_CHUNK
+from steadfetch.fetcher import Admin, Fetcher, JobSpec, Keys, Producer, RedisConnection
+from steadfetch.fetcher.admin import DEAD_LETTER_CHUNK
 
 KEYS = Keys()
 

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from chaos.env.redis_server import RedisServer
-from fetcher import (
+from steadfetch.chaos.env.redis_server import RedisServer
+from steadfetch.fetcher import (
     ConfigurationError,
     Fetcher,
     Keys,
@@ -19,8 +19,8 @@ from fetcher import (
     RedisUnavailable,
     RetryPolicy,
 )
-from fetcher.durability import Durability, parse_durability
-from fetcher.failures import Failure, classify
+from steadfetch.fetcher.durability import Durability, parse_durability
+from steadfetch.fetcher.failures import Failure, classify
 from tests.fetcher.conftest import FAST_RETRY, oracle_for
 from tests.fixtures import require
 from tests.polling import wait_until
@@ -144,6 +144,6 @@ async def test_waitaof_on_a_server_without_it_is_a_configuration_error(
 
 
 def test_notconfirmed_is_an_outage_in_the_one_table() -> None:
-    from fetcher.durability import DurabilityNotConfirmedError
+    from steadfetch.fetcher.durability import DurabilityNotConfirmedError
 
     assert classify(DurabilityNotConfirmedError("NOTCONFIRMED the write ...")) is Failure.OUTAGE

@@ -14,8 +14,15 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import redis
 
-from chaos.env import Stack
-from fetcher import Fetcher, JobSpec, Keys, Producer, RedisConnection, blocking_read_timeout
+from steadfetch.chaos.env import Stack
+from steadfetch.fetcher import (
+    Fetcher,
+    JobSpec,
+    Keys,
+    Producer,
+    RedisConnection,
+    blocking_read_timeout,
+)
 from tests.fetcher.conftest import FAST_RETRY, oracle_for
 from tests.polling import wait_until
 

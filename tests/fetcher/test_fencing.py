@@ -17,7 +17,7 @@ import time
 import pytest
 import redis
 
-from fetcher import ConfigurationError, Fetcher, Job, Keys, Producer, RedisConnection
+from steadfetch.fetcher import ConfigurationError, Fetcher, Job, Keys, Producer, RedisConnection
 from tests.polling import wait_until
 
 KEYS = Keys()

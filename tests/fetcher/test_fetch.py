@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import redis
 
-from chaos.env.redis_server import RedisServer
-from fetcher import ConfigurationError, Fetcher, JobSpec, Keys, Producer, RedisConnection
-from fetcher.scripts import ACK
+from steadfetch.chaos.env.redis_server import RedisServer
+from steadfetch.fetcher import ConfigurationError, Fetcher, JobSpec, Keys, Producer, RedisConnection
+from steadfetch.fetcher.scripts import ACK
 from tests.polling import wait_until
 
 KEYS = Keys()

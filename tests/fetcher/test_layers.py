@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import fetcher
+from steadfetch import fetcher
 
 PACKAGE = Path(fetcher.__file__).parent
 CONNECTION_LAYER = {

@@ -10,8 +10,8 @@ import logging
 
 import pytest
 
-from chaos.env.redis_server import RedisServer
-from fetcher import ConnectionState, RedisConnection
+from steadfetch.chaos.env.redis_server import RedisServer
+from steadfetch.fetcher import ConnectionState, RedisConnection
 from tests.fetcher.conftest import FAST_RETRY, oracle_for
 from tests.fetcher.test_connection import outage_lines, restored_lines
 from tests.polling import wait_until

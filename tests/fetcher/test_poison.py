@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 import redis
 
-from fetcher import Fetcher, JobSpec, Keys, Producer, RedisConnection, WrongTypeError
-from fetcher.codec import MAX_NESTING, decode, encode
-from fetcher.errors import DecodeError
-from fetcher.scheduling import MAX_WAIT, job_backoff
+from steadfetch.fetcher import Fetcher, JobSpec, Keys, Producer, RedisConnection, WrongTypeError
+from steadfetch.fetcher.codec import MAX_NESTING, decode, encode
+from steadfetch.fetcher.errors import DecodeError
+from steadfetch.fetcher.scheduling import MAX_WAIT, job_backoff
 
 KEYS = Keys()
 QUEUE = KEYS.queue_key("default")
@@ -205,7 +205,7 @@ async def test_an_unexpected_decoder_failure_dead_letters_that_payload(
 ) -> None:
     """A bug in decoding one payload is that payload's failure: it is dead-lettered, with the
     reason, and the fetch goes on with the others."""
-    import fetcher.fetch as fetch_module
+    import steadfetch.fetcher.fetch as fetch_module
 
     real = fetch_module.decode
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import redis
 
-from chaos.env.redis_server import RedisServer
-from fetcher import Fetcher, JobSpec, Keys, Producer, RedisConnection
+from steadfetch.chaos.env.redis_server import RedisServer
+from steadfetch.fetcher import Fetcher, JobSpec, Keys, Producer, RedisConnection
 from tests.fetcher.conftest import FAST_RETRY
 from tests.polling import wait_until
 
@@ -106,7 +106,7 @@ async def test_two_concurrent_recoverers_never_duplicate_a_job(
 CHILD = textwrap.dedent(
     """
     import asyncio, sys
-    from fetcher import Fetcher, RedisConnection
+    from steadfetch.fetcher import Fetcher, RedisConnection
 
     async def main() -> None:
         conn = RedisConnection.from_url(sys.argv[1])

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from redis import exceptions as rx
 
-from fetcher import RetryPolicy
-from fetcher.failures import describe, is_retryable
+from steadfetch.fetcher import RetryPolicy
+from steadfetch.fetcher.failures import describe, is_retryable
 
 
 def test_delays_double_up_to_the_cap_without_jitter() -> None:
@@ -61,7 +61,7 @@ def test_describe_prefers_the_os_level_cause_and_never_a_bare_name() -> None:
 
 
 def test_blocking_read_timeout_is_block_plus_a_margin() -> None:
-    from fetcher import blocking_read_timeout
+    from steadfetch.fetcher import blocking_read_timeout
 
     assert blocking_read_timeout(1.0) == 2.0  # at least one second of margin
     assert blocking_read_timeout(60.0) == 75.0  # a quarter for long blocks

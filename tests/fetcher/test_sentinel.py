@@ -9,8 +9,8 @@ import time
 import pytest
 import redis
 
-from chaos.env.redis_server import RedisServer
-from fetcher import ConnectionState, RedisConnection
+from steadfetch.chaos.env.redis_server import RedisServer
+from steadfetch.fetcher import ConnectionState, RedisConnection
 from tests.fetcher.conftest import FAST_RETRY, SentinelProcess, oracle_for
 from tests.polling import wait_for, wait_until
 

@@ -8,7 +8,7 @@ import json
 import pytest
 import redis
 
-from fetcher import Fetcher, JobSpec, Keys, Producer, RedisConnection, WrongTypeError
+from steadfetch.fetcher import Fetcher, JobSpec, Keys, Producer, RedisConnection, WrongTypeError
 
 KEYS = Keys()
 QUEUE = KEYS.queue_key("default")

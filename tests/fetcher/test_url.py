@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from fetcher import ConfigurationError, RedisConnection
-from fetcher.url import parse_redis_url, redact_url
+from steadfetch.fetcher import ConfigurationError, RedisConnection
+from steadfetch.fetcher.url import parse_redis_url, redact_url
 
 
 def test_plain_tcp_with_password_keeps_it_out_of_the_endpoint() -> None:

@@ -13,9 +13,9 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from chaos.env import Stack
-from chaos.env.redis_server import RedisServer
-from chaos.env.toxiproxy import ToxiproxyServer
+from steadfetch.chaos.env import Stack
+from steadfetch.chaos.env.redis_server import RedisServer
+from steadfetch.chaos.env.toxiproxy import ToxiproxyServer
 
 TIMEOUT = 1.0
 

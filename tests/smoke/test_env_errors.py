@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 import tests.fixtures as fixtures
-from chaos.env.binaries import ComponentMissing, find_binary
-from chaos.env.toxiproxy import ToxiproxyAPI, ToxiproxyError, ToxiproxyServer
-from worker.redis_server import free_port
+from steadfetch.chaos.env.binaries import ComponentMissing, find_binary
+from steadfetch.chaos.env.toxiproxy import ToxiproxyAPI, ToxiproxyError, ToxiproxyServer
+from steadfetch.worker.redis_server import free_port
 
 
 def _missing() -> None:

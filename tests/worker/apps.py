@@ -13,7 +13,7 @@ import os
 import time
 from typing import Any
 
-from worker import App
+from steadfetch.worker import App
 
 app = App("tests")
 _running = 0

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+from steadfetch.worker import App
 from tests.worker.apps import record
-from worker import App
 
 app = App("base-exceptions")
 

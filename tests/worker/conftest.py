@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from chaos.env.redis_server import RedisServer
-from chaos.workload.process import STEADFETCH
-from fetcher import SyncProducer
+from steadfetch.chaos.env.redis_server import RedisServer
+from steadfetch.chaos.workload.process import STEADFETCH
+from steadfetch.fetcher import SyncProducer
 from tests.worker.harness import APP, ROOT, WorkerUnderTest, clean_env
 
 StartWorker = Callable[..., WorkerUnderTest]

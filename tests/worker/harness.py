@@ -18,9 +18,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from chaos.workload.process import STEADFETCH, WorkerProcess
+from steadfetch.chaos.workload.process import STEADFETCH, WorkerProcess
+from steadfetch.worker.options import ENV_PREFIX
 from tests.polling import DEADLINE, wait_for
-from worker.options import ENV_PREFIX
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = "tests.worker.apps:app"

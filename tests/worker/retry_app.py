@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from steadfetch.worker import App
 from tests.worker.apps import record
-from worker import App
 
 app = App("retries")
 

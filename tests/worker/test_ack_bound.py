@@ -9,11 +9,11 @@ import time
 
 import redis
 
-from chaos.env.redis_server import RedisServer
-from fetcher import JobSpec, Keys, Producer, RedisConnection, RetryPolicy
-from worker import App
-from worker.config import WorkerConfig
-from worker.worker import Worker
+from steadfetch.chaos.env.redis_server import RedisServer
+from steadfetch.fetcher import JobSpec, Keys, Producer, RedisConnection, RetryPolicy
+from steadfetch.worker import App
+from steadfetch.worker.config import WorkerConfig
+from steadfetch.worker.worker import Worker
 
 KEYS = Keys()
 JOBS = 200

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from chaos.env.redis_server import RedisServer
-from fetcher import SyncProducer
+from steadfetch.chaos.env.redis_server import RedisServer
+from steadfetch.fetcher import SyncProducer
 from tests.worker.conftest import StartWorker
 from tests.worker.harness import read_records, run_cli, wait_for
 

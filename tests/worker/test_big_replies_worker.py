@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from chaos.env.redis_server import RedisServer
-from fetcher import JobSpec, Keys, SyncProducer
+from steadfetch.chaos.env.redis_server import RedisServer
+from steadfetch.fetcher import JobSpec, Keys, SyncProducer
 from tests.fixtures import require
 from tests.worker.conftest import StartWorker
 from tests.worker.harness import wait_for

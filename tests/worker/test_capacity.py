@@ -10,12 +10,12 @@ from pathlib import Path
 
 import redis
 
-from chaos.env.redis_server import RedisServer
-from fetcher import SyncProducer
+from steadfetch.chaos.env.redis_server import RedisServer
+from steadfetch.fetcher import SyncProducer
+from steadfetch.worker.stats import RATE_WINDOW, WorkerStats
 from tests.worker.conftest import StartWorker
 from tests.worker.harness import http_get, read_records, run_cli, wait_for
 from tests.worker.test_observability import metric
-from worker.stats import RATE_WINDOW, WorkerStats
 
 
 def ended(record_path: Path, token: str) -> bool:

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from chaos.env.redis_server import RedisServer
+from steadfetch.chaos.env.redis_server import RedisServer
+from steadfetch.worker.redis_server import free_port
 from tests.worker.conftest import StartWorker
 from tests.worker.harness import ROOT, run_cli
-from worker.redis_server import free_port
 
 
 @pytest.mark.parametrize(
@@ -29,7 +29,10 @@ from worker.redis_server import free_port
         (["run", "x:app", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
         (["run", "no_colon"], "APP must look like module:attr"),
         (["run", "no_such_module_xyz:app"], "cannot import module 'no_such_module_xyz'"),
-        (["run", "worker.demo:greet"], "worker.demo:greet is a function, not a worker.App"),
+        (
+            ["run", "steadfetch.worker.demo:greet"],
+            "steadfetch.worker.demo:greet is a function, not a worker.App",
+        ),
         (["enqueue", "t", "--kwargs", "[1]"], "argument --kwargs: must be a JSON object"),
         (["enqueue", "t", "NaN"], "argument ARGS: NaN is not JSON"),
         (["enqueue", "t", "[1, Infinity]"], "argument ARGS: Infinity is not JSON"),
@@ -100,7 +103,10 @@ def test_bad_environment_value_is_a_usage_error_naming_the_variable() -> None:
 
 def test_python_dash_m_worker_is_the_same_cli() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "worker", "--help"], cwd=ROOT, capture_output=True, text=True
+        [sys.executable, "-m", "steadfetch.worker", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0
     for command in ("run", "enqueue", "status", "dead-letter", "top", "demo"):

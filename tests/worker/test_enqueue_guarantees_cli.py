@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import redis
 
-from chaos.env.redis_server import RedisServer
+from steadfetch.chaos.env.redis_server import RedisServer
 from tests.worker.test_admin_cli import cli, run
 
 

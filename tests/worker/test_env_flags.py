@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 import redis
 
-from chaos.env.redis_server import RedisServer
+from steadfetch.chaos.env.redis_server import RedisServer
+from steadfetch.worker.cli import build_parser
+from steadfetch.worker.options import ENV_PREFIX, Switch, environment_of, parsers
 from tests.worker.harness import clean_env, run_cli
-from worker.cli import build_parser
-from worker.options import ENV_PREFIX, Switch, environment_of, parsers
 
 #: A value for each flag type, different from every default (the env must visibly take effect).
 SAMPLES: dict[str, str] = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from chaos.env.redis_server import RedisServer
+from steadfetch.chaos.env.redis_server import RedisServer
 from tests.fetcher.conftest import SentinelProcess, oracle_for, sentinel_setup
 from tests.fetcher.test_sentinel import sentinel_failover
 from tests.worker.conftest import StartWorker

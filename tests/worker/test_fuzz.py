@@ -21,12 +21,12 @@ from typing import Any
 import pytest
 import redis
 
-from chaos.env.redis_server import RedisServer
-from fetcher import Keys, RedisConnection, RetryPolicy
-from fetcher.deadletter import raw_of
-from worker import App
-from worker.config import WorkerConfig
-from worker.worker import Worker
+from steadfetch.chaos.env.redis_server import RedisServer
+from steadfetch.fetcher import Keys, RedisConnection, RetryPolicy
+from steadfetch.fetcher.deadletter import raw_of
+from steadfetch.worker import App
+from steadfetch.worker.config import WorkerConfig
+from steadfetch.worker.worker import Worker
 
 KEYS = Keys()
 QUEUES = ("fuzz", "other")

@@ -6,7 +6,8 @@ import importlib
 import re
 from pathlib import Path
 
-import worker.worker
+import steadfetch.worker.worker  # noqa: F401 (binds worker.worker)
+from steadfetch import worker
 
 ROOT = Path(worker.worker.__file__).resolve().parents[1]
 NAME = re.compile(r"\b(?:fetcher|worker)(?:\.[A-Za-z_]\w*)+")

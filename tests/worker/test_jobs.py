@@ -7,8 +7,8 @@ from pathlib import Path
 
 import redis
 
-from chaos.env.redis_server import RedisServer
-from fetcher import SyncProducer
+from steadfetch.chaos.env.redis_server import RedisServer
+from steadfetch.fetcher import SyncProducer
 from tests.worker.conftest import StartWorker
 from tests.worker.harness import read_records, wait_for
 

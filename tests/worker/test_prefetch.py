@@ -11,14 +11,14 @@ import time
 import pytest
 import redis
 
-from chaos.env.redis_server import RedisServer
-from chaos.env.toxiproxy import ToxiproxyServer
-from fetcher import JobSpec, Keys, Producer, RedisConnection, RetryPolicy
-from worker import App
-from worker.config import Mode, WorkerConfig
-from worker.redis_server import free_port
-from worker.window import PrefetchSizer
-from worker.worker import Worker
+from steadfetch.chaos.env.redis_server import RedisServer
+from steadfetch.chaos.env.toxiproxy import ToxiproxyServer
+from steadfetch.fetcher import JobSpec, Keys, Producer, RedisConnection, RetryPolicy
+from steadfetch.worker import App
+from steadfetch.worker.config import Mode, WorkerConfig
+from steadfetch.worker.redis_server import free_port
+from steadfetch.worker.window import PrefetchSizer
+from steadfetch.worker.worker import Worker
 
 KEYS = Keys()
 JOBS = 3000

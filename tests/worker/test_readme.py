@@ -20,8 +20,8 @@ from pathlib import Path
 
 import redis
 
-from chaos.env.redis_server import RedisServer
-from chaos.workload.process import STEADFETCH
+from steadfetch.chaos.env.redis_server import RedisServer
+from steadfetch.chaos.workload.process import STEADFETCH
 from tests.worker.harness import ROOT, wait_for
 
 README_URL = "redis://127.0.0.1:6379/0"

@@ -11,7 +11,7 @@ import subprocess
 import pytest
 import redis
 
-from chaos.env.redis_server import RedisServer
+from steadfetch.chaos.env.redis_server import RedisServer
 from tests.fetcher.test_url import FRAGMENTS, SPECIAL
 from tests.worker.conftest import StartWorker
 from tests.worker.harness import clean_env, read_records, run_cli, wait_for

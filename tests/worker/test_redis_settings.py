@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from chaos.env.redis_server import RedisServer
+from steadfetch.chaos.env.redis_server import RedisServer
 from tests.fixtures import require
 from tests.worker.conftest import StartWorker
 from tests.worker.harness import http_get, run_cli

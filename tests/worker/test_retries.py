@@ -12,8 +12,8 @@ import time
 import pytest
 import redis
 
-from chaos.env.redis_server import RedisServer
-from fetcher import SyncProducer
+from steadfetch.chaos.env.redis_server import RedisServer
+from steadfetch.fetcher import SyncProducer
 from tests.worker.conftest import StartWorker
 from tests.worker.harness import run_cli, wait_for
 

@@ -17,12 +17,12 @@ import signal
 
 import redis
 
-from chaos.env.redis_server import RedisServer
-from fetcher import RedisConnection, RetryPolicy
-from worker import App
-from worker.cancellation import cancel_and_wait
-from worker.config import WorkerConfig
-from worker.worker import Worker
+from steadfetch.chaos.env.redis_server import RedisServer
+from steadfetch.fetcher import RedisConnection, RetryPolicy
+from steadfetch.worker import App
+from steadfetch.worker.cancellation import cancel_and_wait
+from steadfetch.worker.config import WorkerConfig
+from steadfetch.worker.worker import Worker
 
 TRIALS = 30
 STOP_WITHIN = 10.0

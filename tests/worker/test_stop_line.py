@@ -11,11 +11,11 @@ from importlib.metadata import version
 import redis
 from rich.console import Console
 
-from chaos.env.redis_server import RedisServer
-from fetcher import SyncProducer
+from steadfetch.chaos.env.redis_server import RedisServer
+from steadfetch.fetcher import SyncProducer
+from steadfetch.worker.dashboard.render import workers_table
 from tests.worker.conftest import StartWorker
 from tests.worker.harness import wait_for
-from worker.dashboard.render import workers_table
 
 
 def test_stop_line_uptime_shutdown_time_and_every_dead_letter(

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from chaos.env.redis_server import RedisServer
-from chaos.workload.process import STEADFETCH
-from fetcher import SyncProducer
+from steadfetch.chaos.env.redis_server import RedisServer
+from steadfetch.chaos.workload.process import STEADFETCH
+from steadfetch.fetcher import SyncProducer
+from steadfetch.worker.supervisor import process_count, without_processes
 from tests.worker.conftest import StartWorker
 from tests.worker.harness import (
     APP,
@@ -26,7 +27,6 @@ from tests.worker.harness import (
     read_records,
     wait_for,
 )
-from worker.supervisor import process_count, without_processes
 
 QUEUE = "steadfetch:queue:default"
 CHILD_STARTED = r"worker process (\d+) \((\S+)\) started: pid (\d+)"

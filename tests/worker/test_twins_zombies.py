@@ -12,8 +12,8 @@ from typing import Any
 
 import redis
 
-from chaos.env.redis_server import RedisServer
-from fetcher import Keys, SyncProducer
+from steadfetch.chaos.env.redis_server import RedisServer
+from steadfetch.fetcher import Keys, SyncProducer
 from tests.worker.conftest import StartWorker
 from tests.worker.harness import http_get, read_records, wait_for
 from tests.worker.test_observability import metric

@@ -8,12 +8,12 @@ import logging
 
 import pytest
 
-from worker.app import App, AppLoadError, load_app
-from worker.config import ConfigError, WorkerConfig, redact_url
-from worker.logs import JsonFormatter, TextFormatter
-from worker.options import Parser
-from worker.stats import WorkerStats, percentile
-from worker.window import JobWindow
+from steadfetch.worker.app import App, AppLoadError, load_app
+from steadfetch.worker.config import ConfigError, WorkerConfig, redact_url
+from steadfetch.worker.logs import JsonFormatter, TextFormatter
+from steadfetch.worker.options import Parser
+from steadfetch.worker.stats import WorkerStats, percentile
+from steadfetch.worker.window import JobWindow
 
 
 async def test_window_hands_jobs_to_idle_runners_and_counts_free_capacity() -> None:
@@ -67,9 +67,9 @@ def test_app_registers_async_and_sync_handlers_and_checks_arguments() -> None:
 
 
 def test_load_app_errors_say_what_is_wrong() -> None:
-    assert isinstance(load_app("worker.demo:app"), App)
+    assert isinstance(load_app("steadfetch.worker.demo:app"), App)
     with pytest.raises(AppLoadError, match="has no attribute 'nope'"):
-        load_app("worker.demo:nope")
+        load_app("steadfetch.worker.demo:nope")
 
 
 def test_passwords_never_show_in_config_repr() -> None:

@@ -9,11 +9,11 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fetcher import Admin
-from fetcher.admin import DeadLetterRetry
-from worker.commands.common import add_deadline_option, add_redis_options, connect
-from worker.config import ConfigError
-from worker.options import positive_int
+from steadfetch.fetcher import Admin
+from steadfetch.fetcher.admin import DeadLetterRetry
+from steadfetch.worker.commands.common import add_deadline_option, add_redis_options, connect
+from steadfetch.worker.config import ConfigError
+from steadfetch.worker.options import positive_int
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from fetcher import RedisConnection, RetryPolicy
-from worker.config import DEFAULT_REDIS_URL, ConfigError
-from worker.logs import LOG_FORMATS
-from worker.options import add_alias, durability, non_negative_float, positive_float
+from steadfetch.fetcher import RedisConnection, RetryPolicy
+from steadfetch.worker.config import DEFAULT_REDIS_URL, ConfigError
+from steadfetch.worker.logs import LOG_FORMATS
+from steadfetch.worker.options import add_alias, durability, non_negative_float, positive_float
 
 
 def add_redis_options(parser: argparse.ArgumentParser) -> None:

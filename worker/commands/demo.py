@@ -13,15 +13,15 @@ import logging
 import random
 from collections.abc import Iterator
 
-from fetcher import Admin, JobSpec, Producer
-from worker.commands.common import connect
-from worker.commands.run import build_worker, run_worker
-from worker.config import WorkerConfig
-from worker.demo import app
-from worker.logs import LOG_FORMATS
-from worker.options import non_negative_float, positive_float
-from worker.throwaway_redis import ThrowawayRedis
-from worker.worker import Worker
+from steadfetch.fetcher import Admin, JobSpec, Producer
+from steadfetch.worker.commands.common import connect
+from steadfetch.worker.commands.run import build_worker, run_worker
+from steadfetch.worker.config import WorkerConfig
+from steadfetch.worker.demo import app
+from steadfetch.worker.logs import LOG_FORMATS
+from steadfetch.worker.options import non_negative_float, positive_float
+from steadfetch.worker.throwaway_redis import ThrowawayRedis
+from steadfetch.worker.worker import Worker
 
 log = logging.getLogger("worker.demo")
 DRAIN_TIMEOUT = 15.0  # after producing: time for queued jobs and retries to finish
@@ -159,7 +159,7 @@ async def report(worker: Worker) -> None:
 
 async def demo(args: argparse.Namespace, url: str, redis: ThrowawayRedis | None) -> int:
     config = WorkerConfig(
-        app="worker.demo:app",
+        app="steadfetch.worker.demo:app",
         queues=("high", "default"),
         concurrency=20,
         redis_url=url,

@@ -8,11 +8,11 @@ import json
 import sys
 from typing import Any
 
-from fetcher import EnqueuedId, JobSpec, Producer
-from fetcher.keys import RESQUE_NAME_PREFIX
-from worker.commands.common import add_deadline_option, add_redis_options, connect
-from worker.config import ConfigError
-from worker.options import non_negative_float, positive_float, positive_int
+from steadfetch.fetcher import EnqueuedId, JobSpec, Producer
+from steadfetch.fetcher.keys import RESQUE_NAME_PREFIX
+from steadfetch.worker.commands.common import add_deadline_option, add_redis_options, connect
+from steadfetch.worker.config import ConfigError
+from steadfetch.worker.options import non_negative_float, positive_float, positive_int
 
 
 def _no_constant(name: str) -> Any:

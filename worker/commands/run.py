@@ -8,18 +8,18 @@ import contextlib
 import logging
 import sys
 
-from fetcher import RedisConnection, RetryPolicy
-from worker.app import App, load_app
-from worker.commands.common import add_redis_options
-from worker.config import MODES, WorkerConfig
-from worker.options import (
+from steadfetch.fetcher import RedisConnection, RetryPolicy
+from steadfetch.worker.app import App, load_app
+from steadfetch.worker.commands.common import add_redis_options
+from steadfetch.worker.config import MODES, WorkerConfig
+from steadfetch.worker.options import (
     non_negative_float,
     positive_float,
     positive_int,
     queue_list,
 )
-from worker.supervisor import process_count, run_supervised, supervise
-from worker.worker import Worker
+from steadfetch.worker.supervisor import process_count, run_supervised, supervise
+from steadfetch.worker.worker import Worker
 
 log = logging.getLogger("worker")
 
@@ -182,7 +182,7 @@ async def run_worker(
     """Run ``worker``, inside the live dashboard when asked (lazy import: rich only then)."""
     dashboard: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
     if live:
-        from worker.dashboard import LiveDashboard
+        from steadfetch.worker.dashboard import LiveDashboard
 
         dashboard = LiveDashboard(worker.stats.snapshot, no_color=no_color)
     with dashboard:

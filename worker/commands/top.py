@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from worker.config import DEFAULT_REDIS_URL
-from worker.options import positive_float
+from steadfetch.worker.config import DEFAULT_REDIS_URL
+from steadfetch.worker.options import positive_float
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -17,6 +17,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def top_command(args: argparse.Namespace) -> int:
-    from worker.dashboard import run_top
+    from steadfetch.worker.dashboard import run_top
 
     return run_top(args.redis_url, refresh=args.refresh, no_color=args.no_color)

@@ -4,7 +4,7 @@
 cluster view. Nothing here imports ``redis``: ``top`` reads Redis through ``fetcher``.
 """
 
-from worker.dashboard.live import LiveDashboard
-from worker.dashboard.top import run_top, run_top_async
+from steadfetch.worker.dashboard.live import LiveDashboard
+from steadfetch.worker.dashboard.top import run_top, run_top_async
 
 __all__ = ["LiveDashboard", "run_top", "run_top_async"]

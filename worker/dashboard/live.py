@@ -25,8 +25,8 @@ from rich.console import Console, RenderableType
 from rich.live import Live
 from rich.text import Text
 
-from worker.dashboard.logtap import LogTap
-from worker.dashboard.render import worker_dashboard
+from steadfetch.worker.dashboard.logtap import LogTap
+from steadfetch.worker.dashboard.render import worker_dashboard
 
 #: Throughput samples kept for the sparkline: one per refresh, a minute at the default rate.
 HISTORY = 60

@@ -23,7 +23,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from worker.dashboard import fmt
+from steadfetch.worker.dashboard import fmt
 
 Snapshot = Mapping[str, Any]
 

@@ -10,9 +10,15 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from fetcher import Admin, ConnectionEvent, ConnectionRestored, RedisConnection, RetryPolicy
-from fetcher.state import stats_fields
-from worker.dashboard.render import Cluster, Link
+from steadfetch.fetcher import (
+    Admin,
+    ConnectionEvent,
+    ConnectionRestored,
+    RedisConnection,
+    RetryPolicy,
+)
+from steadfetch.fetcher.state import stats_fields
+from steadfetch.worker.dashboard.render import Cluster, Link
 
 #: top's own retry policy: frequent attempts (it is one read-only client), capped low.
 TOP_RETRY = RetryPolicy(base=0.2, cap=1.0)

@@ -26,9 +26,9 @@ from typing import Protocol
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 
-from worker.dashboard.keys import cbreak_keys
-from worker.dashboard.logtap import LogTap
-from worker.dashboard.render import (
+from steadfetch.worker.dashboard.keys import cbreak_keys
+from steadfetch.worker.dashboard.logtap import LogTap
+from steadfetch.worker.dashboard.render import (
     DEFAULT_STALE_AFTER,
     Cluster,
     Link,
@@ -159,8 +159,8 @@ async def run_top_async(
 ) -> int:
     """The async core of :func:`run_top`; ``quit_event`` lets a caller stop it;
     ``once_timeout`` bounds the single read made without a terminal."""
-    from fetcher.errors import ConfigurationError
-    from worker.dashboard.source import FetcherSource
+    from steadfetch.fetcher.errors import ConfigurationError
+    from steadfetch.worker.dashboard.source import FetcherSource
 
     console = console or Console(no_color=no_color or None)  # None: rich reads NO_COLOR
     if no_color:

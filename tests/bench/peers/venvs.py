@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from chaos.env.binaries import PROJECT_ROOT, ComponentMissing
+from steadfetch.chaos.env.binaries import PROJECT_ROOT, ComponentMissing
 
 CACHE = PROJECT_ROOT / ".artifacts" / "peers"
 INSTALL_TIMEOUT = 600.0

@@ -7,8 +7,8 @@ import asyncio
 
 import bench_common as common
 
-from fetcher import Admin, JobSpec, Producer, RedisConnection
-from worker import App
+from steadfetch.fetcher import Admin, JobSpec, Producer, RedisConnection
+from steadfetch.worker import App
 
 app = App("bench")
 
