@@ -1,0 +1,1 @@
+../../steadfetch/__init__.py
