@@ -2,9 +2,10 @@
 
 A *mutant* is one realistic bug, written as a one-spot source change (``find`` → ``replace``)
 in one file of the product packages (``fetcher/``, ``worker/``). For each mutant the tool copies
-both packages into a scratch directory, applies the change there (never to the checkout: no
-switch in production code can turn a mutant on), and runs the mutant's scenarios in the local
-environment with the worker under test importing the scratch copy first (``PYTHONPATH``). The
+both packages into a scratch ``steadfetch`` package (with the public ``steadfetch/__init__.py``;
+``chaos`` is linked, unchanged), applies the change there (never to the checkout: no switch in
+production code can turn a mutant on), and runs the mutant's scenarios in the local environment
+with the worker under test importing the scratch copy first (``PYTHONPATH``). The
 mutant is *killed* when the suite would have gone red: a checker judged the run INVALID, the
 harness failed, or the teardown found something left behind. Otherwise it *survived*.
 
@@ -14,7 +15,8 @@ Three ways a mutant run can be dishonest, and each is an error here, never a kil
 - the mutated Python file no longer compiles (a broken mutant, :class:`MutantError`);
 - the worker did not run the scratch copy (:class:`ScratchNotImported`): every scratch copy
   carries an import probe, and every worker process of the run must have reported importing
-  ``fetcher``, ``worker`` and the mutated module from the scratch directory.
+  ``steadfetch``, ``steadfetch.fetcher``, ``steadfetch.worker`` and the mutated module from the
+  scratch directory.
 
 The catalogue is :mod:`chaos.mutants`; ``steadfetch chaos mutate`` and
 ``tests/chaos/test_mutate.py`` run it. This module imports only the standard library at the top:
@@ -24,6 +26,7 @@ The catalogue is :mod:`chaos.mutants`; ``steadfetch chaos mutate`` and
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import os
 import shutil
@@ -40,9 +43,12 @@ if TYPE_CHECKING:
     from steadfetch.chaos.runner import RunResult
     from steadfetch.chaos.scenarios import Scenario
 
+PACKAGE = "steadfetch"
 PACKAGES = ("fetcher", "worker")
+"""The parts a mutant may change: copied into the scratch package (``chaos`` is linked)."""
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
-"""Where the product packages live (this checkout): the originals the scratch copies come from."""
+"""Where the product packages live (this checkout, or ``site-packages/steadfetch`` for a wheel):
+the originals the scratch copies come from. Mutant files are relative to it (``worker/app.py``)."""
 PROBE_ENV = "STEADFETCH_MUTANT_PROBE"
 SCRATCH_PREFIX = "steadfetch-mutant-"
 
@@ -73,7 +79,8 @@ class Spot(NamedTuple):
         """The dotted module ``file`` is (None for Lua files)."""
         if not self.file.endswith(".py"):
             return None
-        return self.file.removesuffix(".py").replace("/", ".").removesuffix(".__init__")
+        dotted = self.file.removesuffix(".py").replace("/", ".").removesuffix(".__init__")
+        return f"{PACKAGE}.{dotted}"
 
 
 @dataclass(frozen=True)
@@ -183,47 +190,69 @@ def apply(mutant: Mutant, root: Path) -> Spot:
 
 @dataclass(frozen=True)
 class Scratch:
-    """A scratch copy of the product packages, with the spot a mutant changed in it (if any)."""
+    """A scratch copy of the product packages, with the spot a mutant changed in it (if any).
+
+    ``path`` goes first on the worker's ``PYTHONPATH``; the package is ``path/steadfetch``, with
+    ``fetcher/`` and ``worker/`` beneath it as in the wheel."""
 
     path: Path
     spot: Spot | None = None
 
     @property
+    def package(self) -> Path:
+        """The scratch ``steadfetch`` package: mutant files are relative to it."""
+        return self.path / PACKAGE
+
+    @property
     def modules(self) -> list[str]:
         """The modules a worker must have imported from this copy."""
+        required = [PACKAGE, *(f"{PACKAGE}.{part}" for part in PACKAGES)]
         extra = self.spot.module if self.spot is not None else None
-        return [*PACKAGES, *([extra] if extra and extra not in PACKAGES else [])]
+        return [*required, *([extra] if extra and extra not in required else [])]
+
+
+def public_api_init() -> Path:
+    """The original ``steadfetch/__init__.py`` (already imported: this module is beneath it)."""
+    spec = importlib.util.find_spec(PACKAGE)
+    if spec is None or spec.origin is None:
+        raise MutantError(f"cannot find the {PACKAGE} package this module belongs to")
+    return Path(spec.origin)
 
 
 def make_scratch(mutant: Mutant | None, *, parent: Path | None = None) -> Scratch:
-    """Copy ``fetcher/`` and ``worker/`` to a new scratch directory, apply ``mutant`` there (None:
-    an unchanged copy) and add the import probe. The caller removes the directory."""
-    scratch = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=parent))
+    """Copy ``steadfetch/__init__.py``, ``fetcher/`` and ``worker/`` to a new scratch
+    ``steadfetch`` package (``chaos/`` linked, unchanged: the workload app and the plugin the
+    CLI loads), apply ``mutant`` there (None: an unchanged copy) and add the import probe. The
+    caller removes the directory."""
+    scratch = Scratch(Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=parent)))
     try:
+        scratch.package.mkdir()
+        shutil.copyfile(public_api_init(), scratch.package / "__init__.py")
         for package in PACKAGES:
             shutil.copytree(
                 SOURCE_ROOT / package,
-                scratch / package,
+                scratch.package / package,
                 ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
             )
-        probed = {f"{package}/__init__.py" for package in PACKAGES}
-        spot = apply(mutant, scratch) if mutant is not None else None
+        (scratch.package / "chaos").symlink_to(SOURCE_ROOT / "chaos", target_is_directory=True)
+        probed = {"__init__.py", *(f"{package}/__init__.py" for package in PACKAGES)}
+        spot = apply(mutant, scratch.package) if mutant is not None else None
         if spot is not None and spot.module is not None:
             probed.add(spot.file)
         for relative in sorted(probed):
-            with (scratch / relative).open("a", encoding="utf-8") as f:
+            with (scratch.package / relative).open("a", encoding="utf-8") as f:
                 f.write(PROBE)
     except BaseException:
-        shutil.rmtree(scratch, ignore_errors=True)
+        shutil.rmtree(scratch.path, ignore_errors=True)
         raise
-    return Scratch(scratch, spot)
+    return Scratch(scratch.path, spot)
 
 
 def scratch_env(scratch: Path, probe: Path) -> dict[str, str]:
     """The environment additions that make a worker import ``scratch`` first (ahead of the
     editable install) and report its imports to ``probe``. The worker must be started as the
-    ``steadfetch`` console script: ``python -m worker`` run from the checkout would put the
-    checkout itself first on ``sys.path`` (the probe check catches that)."""
+    ``steadfetch`` console script: ``python -m steadfetch.worker`` run from the checkout would
+    put the checkout (its ``steadfetch/``) first on ``sys.path`` (the probe check catches that)."""
     rest = os.environ.get("PYTHONPATH")
     path = os.pathsep.join([str(scratch), *([rest] if rest else [])])
     return {"PYTHONPATH": path, PROBE_ENV: str(probe)}
@@ -243,7 +272,7 @@ def read_probe(probe: Path) -> dict[int, dict[str, str]]:
 
 
 def check_imports(probe: Path, scratch: Scratch, workers: Iterable[tuple[str, int]]) -> None:
-    """Every worker (name, pid) imported ``fetcher``, ``worker`` and the mutated module from
+    """Every worker (name, pid) imported ``steadfetch``, its parts and the mutated module from
     ``scratch``, else raise ScratchNotImported: a run of the original code proves nothing."""
     seen = read_probe(probe)
     root = scratch.path.resolve()

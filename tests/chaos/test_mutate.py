@@ -88,7 +88,7 @@ def test_each_mutant_applies_to_this_checkout(m: Mutant, tmp_path: Path) -> None
     spot = scratch.spot
     assert spot is not None
     original = (SOURCE_ROOT / spot.file).read_text()
-    mutated = (scratch.path / spot.file).read_text()
+    mutated = (scratch.package / spot.file).read_text()
     assert spot.find in original and spot.find not in mutated and spot.replace in mutated
 
 
@@ -100,16 +100,31 @@ def test_a_mutant_changes_one_spot_of_the_scratch_copy_and_never_the_checkout(
 ) -> None:
     m = mutant()
     before = (SOURCE_ROOT / "fetcher/retry.py").read_text()
-    scratch = make_scratch(m, parent=tmp_path).path
+    made = make_scratch(m, parent=tmp_path)
+    scratch = made.package
     assert (SOURCE_ROOT / "fetcher/retry.py").read_text() == before
     mutated = (scratch / "fetcher/retry.py").read_text()
     assert mutated.startswith(before.replace(m.find, m.replace))
     assert PROBE_ENV in mutated.removeprefix(before.replace(m.find, m.replace))
-    assert sorted(p.name for p in scratch.iterdir()) == ["fetcher", "worker"]
+    # One package, steadfetch, laid out as installed: the public API module, the two parts a
+    # mutant may change, and chaos linked to the original (unchanged).
+    assert [p.name for p in made.path.iterdir()] == ["steadfetch"]
+    assert sorted(p.name for p in scratch.iterdir()) == [
+        "__init__.py",
+        "chaos",
+        "fetcher",
+        "worker",
+    ]
+    assert (scratch / "chaos").resolve() == SOURCE_ROOT / "chaos"
+    assert (
+        (scratch / "__init__.py")
+        .read_text()
+        .startswith((SOURCE_ROOT / "steadfetch/__init__.py").read_text())
+    )
     assert (scratch / "fetcher/lua/ack.lua").read_text() == (
         SOURCE_ROOT / "fetcher/lua/ack.lua"
     ).read_text()
-    assert not list(scratch.rglob("__pycache__"))
+    assert not list(made.path.rglob("__pycache__"))
 
 
 def test_a_drifted_source_fails_loudly(tmp_path: Path) -> None:
@@ -168,18 +183,21 @@ def test_a_worker_started_with_the_scratch_environment_imports_the_scratch_copy(
     probe = tmp_path / "probe"
     pid = _run([STEADFETCH, "run", "--help"], tmp_path, scratch_env(scratch.path, probe))
     check_imports(probe, scratch, [("worker-1", pid)])
-    assert scratch.modules == ["fetcher", "worker", "steadfetch.worker.config"]
-    assert set(read_probe(probe)[pid]) >= {"fetcher", "worker", "steadfetch.worker.config"}
+    required = ["steadfetch", "steadfetch.fetcher", "steadfetch.worker"]
+    assert scratch.modules == [*required, "steadfetch.worker.config"]
+    assert set(read_probe(probe)[pid]) >= {*required, "steadfetch.worker.config"}
 
 
 def test_a_worker_that_ran_the_original_code_is_an_error(tmp_path: Path) -> None:
     scratch = make_scratch(mutant(), parent=tmp_path)
     probe = tmp_path / "probe"
-    # The trap: `python -m worker` from the checkout puts the checkout first on sys.path, ahead
-    # of PYTHONPATH, so the original packages are imported and the mutant never runs.
+    # The trap: `python -m steadfetch.worker` from the checkout puts the checkout (and its
+    # steadfetch/) first on sys.path, ahead of PYTHONPATH: the original code runs, not the mutant.
     env = scratch_env(scratch.path, probe)
     pid = _run([sys.executable, "-m", "steadfetch.worker", "--help"], SOURCE_ROOT, env)
-    with pytest.raises(ScratchNotImported, match=r"worker-1 \(pid \d+\) did not import fetcher"):
+    with pytest.raises(
+        ScratchNotImported, match=r"worker-1 \(pid \d+\) did not import steadfetch "
+    ):
         check_imports(probe, scratch, [("worker-1", pid)])
     with pytest.raises(ScratchNotImported, match="no worker process"):
         check_imports(probe, scratch, [])
@@ -188,8 +206,8 @@ def test_a_worker_that_ran_the_original_code_is_an_error(tmp_path: Path) -> None
 def test_a_probe_pointing_outside_the_scratch_copy_is_an_error(tmp_path: Path) -> None:
     scratch = Scratch(tmp_path / "scratch")
     probe = tmp_path / "probe"
-    probe.write_text(f"7 fetcher {SOURCE_ROOT / 'fetcher/__init__.py'}\n")
-    with pytest.raises(ScratchNotImported, match="imported fetcher from /"):
+    probe.write_text(f"7 steadfetch.fetcher {SOURCE_ROOT / 'fetcher/__init__.py'}\n")
+    with pytest.raises(ScratchNotImported, match=r"imported steadfetch\.fetcher from /"):
         check_imports(probe, scratch, [("worker-1", 7)])
 
 
