@@ -14,7 +14,11 @@ from email.parser import Parser
 from pathlib import Path
 
 #: Test-only modules that used to ship inside the packages.
-TEST_ONLY = ("chaos/fixtures.py", "worker/dashboard/samples.py", "worker/dashboard/screenshots.py")
+TEST_ONLY = (
+    "steadfetch/chaos/fixtures.py",
+    "steadfetch/worker/dashboard/samples.py",
+    "steadfetch/worker/dashboard/screenshots.py",
+)
 #: What only `steadfetch[chaos]` may pull in.
 CHAOS_ONLY = ("testcontainers", "toxiproxy-python", "docker", "requests")
 
@@ -42,7 +46,12 @@ def test_wheel_holds_no_test_code(wheelhouse: Path) -> None:
         metadata = Parser().parsestr(
             wheel.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
         )
-    assert {name.split("/")[0] for name in modules} == {"fetcher", "worker", "chaos"}
+    # One import name (issue 10 §2): everything beneath steadfetch/, the parts and the Lua.
+    assert {name.split("/")[0] for name in modules} == {"steadfetch"}
+    assert {name.split("/")[1] for name in modules} == {
+        "__init__.py", "fetcher", "worker", "chaos",
+    }  # fmt: skip
+    assert any(name.startswith("steadfetch/fetcher/lua/") for name in names)
     assert not [name for name in TEST_ONLY if name in names]
     importing_pytest = [name for name, src in modules.items() if "pytest" in imports_of(src)]
     assert importing_pytest == []

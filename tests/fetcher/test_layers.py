@@ -8,6 +8,7 @@ from pathlib import Path
 from steadfetch import fetcher
 
 PACKAGE = Path(fetcher.__file__).parent
+PREFIX = "steadfetch.fetcher."
 CONNECTION_LAYER = {
     "connection", "retry", "failures", "state", "cancellation", "url", "errors", "durability",
 }  # fmt: skip
@@ -21,10 +22,10 @@ def fetcher_imports(module: str) -> set[str]:
     tree = ast.parse((PACKAGE / f"{module}.py").read_text())
     found = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("fetcher."):
-            found.add(node.module.split(".")[1])  # type: ignore[union-attr]
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(PREFIX):
+            found.add(node.module.split(".")[2])  # type: ignore[union-attr]
         elif isinstance(node, ast.Import):
-            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("fetcher.")}
+            found |= {a.name.split(".")[2] for a in node.names if a.name.startswith(PREFIX)}
     return found
 
 
