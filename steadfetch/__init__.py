@@ -10,7 +10,7 @@ chaos suite). In the repository they are the top-level folders ``fetcher/``, ``w
 ``chaos/``, mapped beneath this name by ``pyproject.toml``: nothing steadfetch ships is importable
 under a name that a user's own ``worker.py``, ``fetcher.py`` or ``chaos.py`` could shadow.
 This folder holds only this module. The public API is the fetcher's and the worker's
-(``__all__`` of each, checked by ``tests/test_import_names.py``).
+(``__all__`` of each, checked by ``tests/worker/test_import_names.py``).
 """
 
 from steadfetch.fetcher import (
