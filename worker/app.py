@@ -247,7 +247,7 @@ def load_app(path: str) -> App:
         except AttributeError:
             raise AppLoadError(f"module {module_name!r} has no attribute {attr!r}") from None
     if not isinstance(obj, App):
-        raise AppLoadError(f"{path} is a {type(obj).__name__}, not a worker.App")
+        raise AppLoadError(f"{path} is a {type(obj).__name__}, not a steadfetch.App")
     return obj
 
 

@@ -1,6 +1,7 @@
 """Subcommands contributed by other packages through the ``steadfetch.commands`` entry points.
 
-Each entry point is ``register(subparsers) -> None`` (``chaos = "chaos.cli:register"``). worker
+Each entry point is ``register(subparsers) -> None``
+(``chaos = "steadfetch.chaos.cli:register"``). worker
 never imports those packages by name, so dependencies keep pointing chaos → worker.
 
 A plugin whose dependencies are not installed (the chaos suite without ``steadfetch[chaos]``)

@@ -1,7 +1,8 @@
 """``steadfetch run APP --processes N``: N ordinary worker processes, kept running.
 
 A Python process uses one core; the supervisor runs N of them. Each child is the same binary,
-``python -m worker run ...`` with the supervisor's own arguments minus ``--processes``, plus
+``python -m steadfetch.worker run ...`` with the supervisor's own arguments minus ``--processes``,
+plus
 ``--worker-id SUPERVISOR_ID-INDEX`` and ``--supervisor-pid``. The id depends on the index only,
 so a child restarted after a crash takes its predecessor's id (the predecessor's pid is gone:
 the lease is taken over at once, see fetcher.registry) and adopts the jobs left in its

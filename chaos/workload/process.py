@@ -49,7 +49,8 @@ def steadfetch_binary() -> list[str]:
 class Launcher:
     """How the worker under test is started: the one place that builds its command and its
     environment. The default runs this checkout's ``steadfetch``; the mutation tool passes one
-    that runs a mutated copy (``command=(python, "-m", "worker")``, ``env={"PYTHONPATH": ...}``).
+    that runs a mutated copy (``command=(python, "-m", "steadfetch.worker")``,
+    ``env={"PYTHONPATH": ...}``).
     """
 
     command: tuple[str, ...] = ()

@@ -31,7 +31,7 @@ from tests.worker.harness import ROOT, run_cli
         (["run", "no_such_module_xyz:app"], "cannot import module 'no_such_module_xyz'"),
         (
             ["run", "steadfetch.worker.demo:greet"],
-            "steadfetch.worker.demo:greet is a function, not a worker.App",
+            "steadfetch.worker.demo:greet is a function, not a steadfetch.App",
         ),
         (["enqueue", "t", "--kwargs", "[1]"], "argument --kwargs: must be a JSON object"),
         (["enqueue", "t", "NaN"], "argument ARGS: NaN is not JSON"),
@@ -67,7 +67,7 @@ def test_bad_usage_exits_2_with_a_message(args: list[str], message: str) -> None
         ("raise RuntimeError('no config file')\n", "raised RuntimeError: no config file (at "),
         ("import no_such_dependency_xyz\n", "No module named 'no_such_dependency_xyz'"),
         ("x = 1 +\n", "raised SyntaxError: invalid syntax"),
-        ("app = 42\n", "broken_app:app is a int, not a worker.App"),
+        ("app = 42\n", "broken_app:app is a int, not a steadfetch.App"),
         # BaseExceptions of a module are load errors too, never a silent exit (0 for
         # sys.exit(0), argparse run at import) or a traceback (found by the attack1 session)
         ("import sys\nsys.exit(0)\n", "raised SystemExit: 0 (at "),

@@ -25,7 +25,7 @@ log = logging.getLogger("worker")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = subparsers.add_parser("run", help="run a worker for APP (module:attr of a worker.App)")
+    p = subparsers.add_parser("run", help="run a worker for APP (module:attr of a steadfetch.App)")
     p.add_argument("app", metavar="APP", help="import path of the App, e.g. myproject.jobs:app")
     p.add_argument(
         "--queues",
