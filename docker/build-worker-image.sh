@@ -56,7 +56,7 @@ build_wheels() {
     mkdir -p "$WHEELHOUSE"
     local src; src="$(mktemp -d)"
     # Exactly what the distribution is made of (pyproject.toml's packages and metadata files).
-    cp -r "$ROOT/pyproject.toml" "$ROOT/README.md" "$ROOT/LICENSE" "$ROOT/fetcher" "$ROOT/worker" "$ROOT/chaos" "$src/"
+    cp -r "$ROOT/pyproject.toml" "$ROOT/README.md" "$ROOT/LICENSE" "$ROOT/steadfetch" "$ROOT/fetcher" "$ROOT/worker" "$ROOT/chaos" "$src/"
     find "$src" -name __pycache__ -prune -exec rm -rf {} +
     # Rebuilt when the requirements, this script or the Python change (not on other edits).
     local want; want="$(cat <("$PYTHON" -c 'import sys, tomllib; p = tomllib.load(open(sys.argv[1], "rb"))["project"]; print(p["dependencies"], p["optional-dependencies"]["chaos"])' "$ROOT/pyproject.toml") \
