@@ -193,6 +193,10 @@ def queue_list(text: str) -> tuple[str, ...]:
     queues = tuple(q.strip() for q in text.split(",") if q.strip())
     if not queues:
         raise argparse.ArgumentTypeError("needs at least one queue name")
+    repeated = sorted({q for q in queues if queues.count(q) > 1})
+    if repeated:
+        # the fetcher refuses them too (a ValueError there was a traceback and exit 1)
+        raise argparse.ArgumentTypeError(f"queue {', '.join(repeated)} named more than once")
     return queues
 
 
