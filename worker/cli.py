@@ -96,7 +96,7 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
 
 def report(exc: BaseException) -> int:
     """Log why the command ended and choose the exit code."""
-    config = find_errors(exc, ConfigurationError)
+    config = find_errors(exc, ConfigurationError) or find_errors(exc, ConfigError)
     if config is not None:
         log.error("cannot continue: %s", config)
         return EXIT_USAGE

@@ -5,9 +5,12 @@ xfail with the reason, for code being restructured)."""
 from __future__ import annotations
 
 import os
+import socket
 
 import pytest
 
+from chaos.env.redis_server import RedisServer
+from tests.worker.conftest import StartWorker
 from tests.worker.test_cli import steadfetch
 
 
@@ -31,3 +34,22 @@ def test_a_queue_named_twice_is_a_usage_error_not_a_traceback(
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert "--queues: queue " in result.stderr and "named more than once" in result.stderr
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "192.0.2.1", "no-such-host.invalid"])
+def test_a_metrics_port_that_cannot_be_bound_is_one_line_and_exit_2(
+    redis_server: RedisServer, start_worker: StartWorker, host: str
+) -> None:
+    # was: the OSError/gaierror of asyncio.start_server inside the TaskGroup, a 40-line
+    # ExceptionGroup traceback and exit 1 (a supervisor restarts such a child forever)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        worker = start_worker(
+            redis_server.url, "--metrics-host", host, "--metrics-port", str(port)
+        )
+        assert worker.wait() == 2, worker.log
+    assert "Traceback" not in worker.log, worker.log
+    line = worker.wait_log(r"ERROR worker\.cli: cannot continue: cannot serve metrics .*").group()
+    assert f"{host}:{port}" in line and "--metrics-port" in line
