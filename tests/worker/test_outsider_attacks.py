@@ -46,9 +46,7 @@ def test_a_metrics_port_that_cannot_be_bound_is_one_line_and_exit_2(
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        worker = start_worker(
-            redis_server.url, "--metrics-host", host, "--metrics-port", str(port)
-        )
+        worker = start_worker(redis_server.url, "--metrics-host", host, "--metrics-port", str(port))
         assert worker.wait() == 2, worker.log
     assert "Traceback" not in worker.log, worker.log
     line = worker.wait_log(r"ERROR worker\.cli: cannot continue: cannot serve metrics .*").group()
