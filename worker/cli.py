@@ -85,6 +85,8 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
     except (ConfigError, AppLoadError) as exc:
         # The one line that matters: a usage dump would bury it (the flags were fine).
+        for handler in logging.getLogger().handlers:
+            handler.flush()  # lines logged before it come before it
         print(f"{command_parser.prog}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -4,14 +4,29 @@ xfail with the reason, for code being restructured)."""
 
 from __future__ import annotations
 
+import fcntl
+import json
+import logging
 import os
+import signal
 import socket
+import struct
+import subprocess
+import termios
+from pathlib import Path
 
 import pytest
+import redis
 
 from chaos.env.redis_server import RedisServer
+from fetcher import SyncProducer
+from tests.polling import wait_for
 from tests.worker.conftest import StartWorker
+from tests.worker.harness import APP, ROOT, STEADFETCH, read_records
 from tests.worker.test_cli import steadfetch
+from worker.logs import BackgroundStreamHandler, TextFormatter
+
+F_SETPIPE_SZ, F_GETPIPE_SZ = 1031, 1032  # in fcntl from Python 3.12 on (Linux)
 
 
 @pytest.mark.parametrize(
@@ -51,3 +66,75 @@ def test_a_metrics_port_that_cannot_be_bound_is_one_line_and_exit_2(
     assert "Traceback" not in worker.log, worker.log
     line = worker.wait_log(r"ERROR worker\.cli: cannot continue: cannot serve metrics .*").group()
     assert f"{host}:{port}" in line and "--metrics-port" in line
+
+
+def test_a_stderr_nobody_reads_does_not_stop_the_worker(
+    redis_server: RedisServer, oracle: redis.Redis, producer: SyncProducer, record_path: Path
+) -> None:
+    # was: the 64 KiB pipe filled with tracebacks, the next log write blocked the event loop:
+    # no heartbeat (the worker looked dead), no settles, /healthz timing out, for as long as
+    # nobody read (a stalled log shipper, a parent that only reads at the end)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STEADFETCH_")}
+    env["STEADFETCH_TEST_RECORD"] = str(record_path)
+    proc = subprocess.Popen(
+        [str(STEADFETCH), "run", APP, "--redis-url", redis_server.url, "--heartbeat-interval",
+         "0.5", "--max-attempts", "1", "--grace-period", "5"],
+        cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    try:
+        for i in range(300):  # ~2 KB of traceback each: far more than the pipe holds
+            producer.enqueue("fail_chained", "x" * 400 + str(i))
+        for i in range(20):
+            producer.enqueue("work", f"after-{i}")
+        wait_for("the 300 failures dead-lettered", lambda: oracle.llen("steadfetch:dead") == 300)
+        ends = lambda: {r["token"] for r in read_records(record_path) if r["event"] == "end"}  # noqa: E731
+        wait_for("the jobs behind them done", lambda: len(ends()) == 20)
+        capacity = fcntl.fcntl(proc.stdout.fileno(), F_GETPIPE_SZ)
+        waiting = struct.unpack("i", fcntl.ioctl(proc.stdout.fileno(), termios.FIONREAD, b"\0" * 4))
+        assert waiting[0] > capacity - 8192, "the pipe was never full: the test proves nothing"
+        beats = {json.loads(oracle.get(key) or b"{}")["heartbeat_at"] for key in
+                 oracle.keys("steadfetch:worker:*")}  # fmt: skip
+        wait_for(
+            "a heartbeat written while the pipe is full",
+            lambda: {json.loads(oracle.get(k) or b"{}").get("heartbeat_at") for k in
+                     oracle.keys("steadfetch:worker:*")} - beats,
+        )  # fmt: skip
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=60)  # reading now: everything queued comes out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, output[-3000:]
+    assert b" stopped after running " in output
+
+
+def test_records_beyond_the_bound_are_dropped_counted_and_said_once_the_stream_takes_again() -> (
+    None
+):
+    read_fd, write_fd = os.pipe()
+    fcntl.fcntl(write_fd, F_SETPIPE_SZ, 4096)  # the smallest pipe
+    os.write(write_fd, b"#" * 4096)  # full: the writer blocks on its first line
+    with os.fdopen(write_fd, "w") as stream, os.fdopen(read_fd, "r") as reader:
+        handler = BackgroundStreamHandler(stream, max_pending=5)
+        handler.setFormatter(TextFormatter())
+        log = logging.getLogger("attack.blocked")
+        log.propagate = False
+        log.addHandler(handler)
+        try:
+            for i in range(200):  # returns at once although nobody reads
+                log.warning("line %d %s", i, "y" * 200)
+            assert not handler.drained(timeout=0.2)
+            lines: list[str] = []
+            while not any("dropped" in line for line in lines):
+                lines.append(reader.readline())
+        finally:
+            log.removeHandler(handler)
+        handler.close()
+    note = next(line for line in lines if "dropped" in line)
+    dropped = int(note.split("WARNING worker.logs: ")[1].split()[0])
+    written = [line for line in lines if " line " in line]
+    assert dropped > 0 and len(written) + dropped <= 200
+    assert " line 0 " in written[0]  # the oldest are kept, the newest dropped
