@@ -200,6 +200,16 @@ def queue_list(text: str) -> tuple[str, ...]:
     return queues
 
 
+def queue_name(text: str) -> str:
+    """One queue name that ``--queues`` can name too: a job enqueued under a name no worker
+    can be told to consume (``a,b``, `` a``) would wait forever."""
+    if not text.strip() or queue_list(text) != (text,):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is no name a worker's --queues can take (no commas, no spaces around it)"
+        )
+    return text
+
+
 class Deprecated(argparse.Action):
     """An old flag that still works as another's alias and says so (the CLI logs
     ``namespace.deprecations`` once logging is configured)."""

@@ -138,3 +138,15 @@ def test_records_beyond_the_bound_are_dropped_counted_and_said_once_the_stream_t
     written = [line for line in lines if " line " in line]
     assert dropped > 0 and len(written) + dropped <= 200
     assert " line 0 " in written[0]  # the oldest are kept, the newest dropped
+
+
+@pytest.mark.parametrize("queue", ["a,b", " a", "a ", " ", ""])
+def test_enqueue_refuses_a_queue_name_no_worker_can_be_told_to_consume(
+    redis_server: RedisServer, oracle: redis.Redis, queue: str
+) -> None:
+    # was: 'enqueue --queue "a,b"' wrote steadfetch:queue:a,b (and ' a' steadfetch:queue: a),
+    # while 'run --queues' splits at commas and strips spaces: the job waited forever, unseen
+    result = steadfetch("enqueue", "work", "t", "--queue", queue, "--redis-url", redis_server.url)
+    assert result.returncode == 2, result.stderr
+    assert "no name a worker's --queues can take" in result.stderr
+    assert oracle.keys("*") == []

@@ -12,7 +12,7 @@ from fetcher import EnqueuedId, JobSpec, Producer
 from fetcher.keys import RESQUE_NAME_PREFIX
 from worker.commands.common import add_deadline_option, add_redis_options, connect
 from worker.config import ConfigError
-from worker.options import non_negative_float, positive_float, positive_int
+from worker.options import non_negative_float, positive_float, positive_int, queue_name
 
 
 def _no_constant(name: str) -> Any:
@@ -62,7 +62,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="positional arguments, each parsed as JSON (else a string)",
     )
     p.add_argument("--kwargs", type=json_object, default={}, help="keyword arguments (JSON object)")
-    p.add_argument("--queue", default="default", help="queue name (resque:NAME: a Resque queue)")
+    p.add_argument(
+        "--queue",
+        default="default",
+        type=queue_name,
+        help="queue name (resque:NAME: a Resque queue)",
+    )
     p.add_argument("--job-id", default=None, help="job id (default: a fresh unique id)")
     p.add_argument(
         "--delay",
