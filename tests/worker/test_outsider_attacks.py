@@ -150,3 +150,44 @@ def test_enqueue_refuses_a_queue_name_no_worker_can_be_told_to_consume(
     assert result.returncode == 2, result.stderr
     assert "no name a worker's --queues can take" in result.stderr
     assert oracle.keys("*") == []
+
+
+def test_sighup_is_a_graceful_stop_however_often_it_comes(
+    redis_server: RedisServer, start_worker: StartWorker, producer: SyncProducer,
+    oracle: redis.Redis, record_path: Path,
+) -> None:  # fmt: skip
+    # was: the default action, death without a line (exit -1, 129 in a shell), its job cut
+    # and left for recovery: a closed terminal or ssh session ended a worker silently
+    worker = start_worker(redis_server.url).started()
+    producer.enqueue("work", "long", 1.5)
+    wait_for("the job started", lambda: read_records(record_path))
+    worker.signal(signal.SIGHUP)
+    worker.wait_log(r"shutdown requested \(SIGHUP: the terminal or session is gone\)")
+    worker.signal(signal.SIGHUP)  # a hangup is never "stop at once"
+    assert worker.wait() == 0, worker.log
+    assert [r["event"] for r in read_records(record_path)] == ["start", "end"]
+    assert "processed=1 " in worker.log and oracle.smembers("steadfetch:workers") == set()
+
+
+def test_a_worker_started_ignoring_sighup_keeps_ignoring_it(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    log_path = tmp_path / "nohup.log"
+    with log_path.open("wb") as log_file:
+        proc = subprocess.Popen(
+            [str(STEADFETCH), "run", APP, "--redis-url", redis_server.url, "--grace-period", "5"],
+            cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
+            start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN),  # as nohup does
+        )  # fmt: skip
+    try:
+        wait_for("the worker started", lambda: " started: " in log_path.read_text())
+        proc.send_signal(signal.SIGHUP)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = log_path.read_text()
+    assert "SIGHUP" not in text and "shutdown requested (SIGTERM" in text, text
