@@ -22,8 +22,9 @@ from chaos.env.redis_server import RedisServer
 from fetcher import SyncProducer
 from tests.polling import wait_for
 from tests.worker.conftest import StartWorker
-from tests.worker.harness import APP, ROOT, STEADFETCH, read_records
+from tests.worker.harness import APP, ROOT, STEADFETCH, http_get, read_records
 from tests.worker.test_cli import steadfetch
+from tests.worker.test_observability import metric
 from worker.logs import BackgroundStreamHandler, TextFormatter
 
 F_SETPIPE_SZ, F_GETPIPE_SZ = 1031, 1032  # in fcntl from Python 3.12 on (Linux)
@@ -191,3 +192,22 @@ def test_a_worker_started_ignoring_sighup_keeps_ignoring_it(
             proc.wait()
     text = log_path.read_text()
     assert "SIGHUP" not in text and "shutdown requested (SIGTERM" in text, text
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="worker/worker.py (being restructured) reads maxmemory-policy only at start and "
+    "after a reconnect; fix: read it again every recovery pass and WARN when it changed",
+)
+def test_an_eviction_policy_set_under_a_running_worker_is_noticed(
+    redis_server: RedisServer, start_worker: StartWorker, oracle: redis.Redis
+) -> None:
+    # A managed Redis (a parameter group change) or an operator's CONFIG SET changes the
+    # policy with no restart and no reconnect: the heartbeat and /metrics kept saying
+    # noeviction (eviction_safe 1) while Redis could now evict the queues.
+    worker = start_worker(redis_server.url, "--metrics-port", "0").started()
+    port = worker.health_port()
+    oracle.config_set("maxmemory-policy", "allkeys-lru")
+    worker.wait_log(r"WARNING worker: Redis \S+ has maxmemory-policy allkeys-lru", timeout=15)
+    assert metric(http_get(port, "/metrics")[1], "steadfetch_redis_eviction_safe") == 0
+    assert worker.stop() == 0
