@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import select
+import signal
 import sys
 from collections.abc import Sequence
 from typing import TypeVar
@@ -91,9 +93,28 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 128 + 2
+    except BrokenPipeError as exc:
+        if not stdout_reader_gone():
+            return report(exc)
+        # `steadfetch status | head`: the reader took what it wanted, as a C tool would end
+        # (killed by SIGPIPE), quietly; stdout goes to /dev/null so the exit flush is quiet too
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 128 + signal.SIGPIPE
     except BaseException as exc:  # noqa: BLE001  (mapped to an exit code, nothing swallowed)
         return report(exc)
     return code
+
+
+def stdout_reader_gone() -> bool:
+    """True when stdout is a pipe whose reading end is closed (poll says POLLERR)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError):  # no stdout at all, or not a file descriptor
+        return False
 
 
 def report(exc: BaseException) -> int:

@@ -211,3 +211,23 @@ def test_an_eviction_policy_set_under_a_running_worker_is_noticed(
     worker.wait_log(r"WARNING worker: Redis \S+ has maxmemory-policy allkeys-lru", timeout=15)
     assert metric(http_get(port, "/metrics")[1], "steadfetch_redis_eviction_safe") == 0
     assert worker.stop() == 0
+
+
+def test_status_into_a_reader_that_stops_early_ends_quietly(
+    redis_server: RedisServer, oracle: redis.Redis
+) -> None:
+    # was: 'steadfetch status | head -5' on a busy Redis: BrokenPipeError, a CRITICAL
+    # "unexpected error" traceback and exit 1
+    oracle.rpush("steadfetch:queue:q", "{}")  # a queue: status has something to print
+    read_fd, write_fd = os.pipe()
+    os.close(read_fd)  # the reader is gone before status writes
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STEADFETCH_")}
+    try:
+        result = subprocess.run(
+            [str(STEADFETCH), "status", "--redis-url", redis_server.url],
+            cwd=ROOT, env=env, stdout=write_fd, stderr=subprocess.PIPE, text=True, timeout=60,
+        )  # fmt: skip
+    finally:
+        os.close(write_fd)
+    assert result.returncode == 128 + signal.SIGPIPE, result.stderr
+    assert result.stderr == ""
