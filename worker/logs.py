@@ -14,6 +14,7 @@ block. Fields passed with ``extra=`` (``task``, ``job_id``, ``attempt``...) appe
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import queue
@@ -88,7 +89,9 @@ class BackgroundStreamHandler(logging.StreamHandler[TextIO]):
         max_pending_chars: int = MAX_PENDING_CHARS,
     ) -> None:
         super().__init__(stream)
-        self._pending: queue.Queue[tuple[logging.LogRecord, str] | None] = queue.Queue(max_pending)
+        self._pending: queue.Queue[tuple[logging.LogRecord | None, str | bytes] | None] = (
+            queue.Queue(max_pending)
+        )
         self._max_chars = max_pending_chars
         self._chars = 0  # text waiting in _pending
         self._dropped = 0
@@ -104,6 +107,14 @@ class BackgroundStreamHandler(logging.StreamHandler[TextIO]):
         except Exception:  # noqa: BLE001  (logging's own contract: a bad record is reported)
             self.handleError(record)
             return
+        self._enqueue(record, text)
+
+    def write_line(self, line: bytes) -> None:
+        """Queue ``line`` to be written as it is (the supervisor's relay of its children's
+        output: bytes unchanged, in order with its own records, never blocking its loop)."""
+        self._enqueue(None, line)
+
+    def _enqueue(self, record: logging.LogRecord | None, text: str | bytes) -> None:
         with self._count_lock:
             if self._chars and self._chars + len(text) > self._max_chars:
                 self._dropped += 1
@@ -115,20 +126,30 @@ class BackgroundStreamHandler(logging.StreamHandler[TextIO]):
                 return
             self._chars += len(text)
 
-    def _written(self, text: str) -> int:
+    def _written(self, text: str | bytes) -> int:
         """Count ``text`` as written; the records dropped since the last call."""
         with self._count_lock:
             self._chars -= len(text)
             dropped, self._dropped = self._dropped, 0
         return dropped
 
-    def _write(self, record: logging.LogRecord, text: str) -> None:
+    def _write(self, record: logging.LogRecord | None, text: str | bytes) -> None:
         try:
             stream = self.stream
-            stream.write(text + self.terminator)
-            stream.flush()
+            if isinstance(text, str):
+                stream.write(text + self.terminator)
+                stream.flush()
+            elif (buffer := getattr(stream, "buffer", None)) is not None:
+                stream.flush()
+                buffer.write(text)
+                buffer.flush()
+            else:  # a text-only stream (the live dashboard's proxy)
+                stream.write(text.decode(errors="replace"))
+                stream.flush()
         except Exception:  # noqa: BLE001  (as StreamHandler.emit: reported, never raised)
-            self.handleError(record)
+            if record is not None:
+                self.handleError(record)
+            # a relayed line whose stream failed is dropped, as the relay always did
 
     def _write_loop(self) -> None:
         while (item := self._pending.get()) is not None:
@@ -166,6 +187,18 @@ class BackgroundStreamHandler(logging.StreamHandler[TextIO]):
             self._writer.join(FLUSH_TIMEOUT)
         # else the stream is blocked: the daemon writer goes with the process
         super().close()
+
+
+def relay_line(line: bytes) -> None:
+    """Write ``line`` (bytes, unchanged) to stderr through the root's background handler, so a
+    stderr nobody reads never blocks the caller; directly when there is none."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, BackgroundStreamHandler):
+            handler.write_line(line)
+            return
+    with contextlib.suppress(OSError):
+        sys.stderr.buffer.write(line)
+        sys.stderr.buffer.flush()
 
 
 def configure_logging(

@@ -14,6 +14,7 @@ import struct
 import subprocess
 import termios
 from pathlib import Path
+from typing import IO
 
 import pytest
 import redis
@@ -69,32 +70,41 @@ def test_a_metrics_port_that_cannot_be_bound_is_one_line_and_exit_2(
     assert f"{host}:{port}" in line and "--metrics-port" in line
 
 
+def start_unread(record_path: Path, *args: str) -> subprocess.Popen[bytes]:
+    """``steadfetch run APP ARGS`` with stdout and stderr on one pipe nobody reads (yet)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STEADFETCH_")}
+    env["STEADFETCH_TEST_RECORD"] = str(record_path)
+    return subprocess.Popen(
+        [str(STEADFETCH), "run", APP, "--heartbeat-interval", "0.5", "--max-attempts", "1", *args],
+        cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+
+
+def fill_with_tracebacks(producer: SyncProducer, oracle: redis.Redis, out: IO[bytes]) -> None:
+    """300 failing jobs, ~2 KB of traceback each (far more than a pipe holds), all settled."""
+    for i in range(300):
+        producer.enqueue("fail_chained", "x" * 400 + str(i))
+    wait_for("the 300 failures dead-lettered", lambda: oracle.llen("steadfetch:dead") == 300)
+    capacity = fcntl.fcntl(out.fileno(), F_GETPIPE_SZ)
+    waiting = struct.unpack("i", fcntl.ioctl(out.fileno(), termios.FIONREAD, b"\0" * 4))[0]
+    assert waiting > capacity - 8192, "the pipe was never full: the test proves nothing"
+
+
 def test_a_stderr_nobody_reads_does_not_stop_the_worker(
     redis_server: RedisServer, oracle: redis.Redis, producer: SyncProducer, record_path: Path
 ) -> None:
     # was: the 64 KiB pipe filled with tracebacks, the next log write blocked the event loop:
     # no heartbeat (the worker looked dead), no settles, /healthz timing out, for as long as
     # nobody read (a stalled log shipper, a parent that only reads at the end)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STEADFETCH_")}
-    env["STEADFETCH_TEST_RECORD"] = str(record_path)
-    proc = subprocess.Popen(
-        [str(STEADFETCH), "run", APP, "--redis-url", redis_server.url, "--heartbeat-interval",
-         "0.5", "--max-attempts", "1", "--grace-period", "5"],
-        cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+    proc = start_unread(record_path, "--redis-url", redis_server.url, "--grace-period", "5")
     assert proc.stdout is not None
     try:
-        for i in range(300):  # ~2 KB of traceback each: far more than the pipe holds
-            producer.enqueue("fail_chained", "x" * 400 + str(i))
+        fill_with_tracebacks(producer, oracle, proc.stdout)
         for i in range(20):
             producer.enqueue("work", f"after-{i}")
-        wait_for("the 300 failures dead-lettered", lambda: oracle.llen("steadfetch:dead") == 300)
         ends = lambda: {r["token"] for r in read_records(record_path) if r["event"] == "end"}  # noqa: E731
         wait_for("the jobs behind them done", lambda: len(ends()) == 20)
-        capacity = fcntl.fcntl(proc.stdout.fileno(), F_GETPIPE_SZ)
-        waiting = struct.unpack("i", fcntl.ioctl(proc.stdout.fileno(), termios.FIONREAD, b"\0" * 4))
-        assert waiting[0] > capacity - 8192, "the pipe was never full: the test proves nothing"
         beats = {json.loads(oracle.get(key) or b"{}")["heartbeat_at"] for key in
                  oracle.keys("steadfetch:worker:*")}  # fmt: skip
         wait_for(
@@ -231,3 +241,25 @@ def test_status_into_a_reader_that_stops_early_ends_quietly(
         os.close(write_fd)
     assert result.returncode == 128 + signal.SIGPIPE, result.stderr
     assert result.stderr == ""
+
+
+def test_a_supervisor_whose_stderr_nobody_reads_still_forwards_sigterm(
+    redis_server: RedisServer, oracle: redis.Redis, producer: SyncProducer, record_path: Path
+) -> None:
+    # was: the relay wrote each child line to a full stderr from the supervisor's event loop:
+    # the loop blocked, SIGTERM was never forwarded, the supervisor and its child ran on
+    proc = start_unread(
+        record_path, "--processes", "1", "--redis-url", redis_server.url, "--grace-period", "3"
+    )
+    assert proc.stdout is not None
+    try:
+        wait_for("the child registered", lambda: oracle.scard("steadfetch:workers") == 1)
+        fill_with_tracebacks(producer, oracle, proc.stdout)  # relayed by the supervisor
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(45) == 0  # still not reading
+        assert oracle.smembers("steadfetch:workers") == set()  # the child drained and left
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        proc.stdout.close()
