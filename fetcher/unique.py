@@ -21,6 +21,7 @@ from fetcher.codec import unique_window
 from fetcher.connection import RedisConnection
 from fetcher.job import Job
 from fetcher.keys import Keys
+from fetcher.scheduling import MAX_WAIT
 from fetcher.scripts import LuaScript
 
 #: How long a reservation lives without a settle (seconds): a job still queued after this long
@@ -29,6 +30,7 @@ HOLD = 7 * 24 * 3600.0
 
 RELEASE = LuaScript.from_source(
     "unique_release",
+    f"local MAX_WAIT_MS = {round(MAX_WAIT * 1000)}\n"
     """
 -- KEYS: reservations of settled jobs. Each value ends in ':window ms': the key lives that much
 -- longer (0: deleted). A key that is gone or holds no such value is left alone.
@@ -36,6 +38,9 @@ for _, key in ipairs(KEYS) do
   local held = redis.call('GET', key)
   if held then
     local window = tonumber(string.match(held, ':(%d+)$'))
+    if window and window > MAX_WAIT_MS then
+      window = MAX_WAIT_MS  -- written by an older producer: PEXPIRE would refuse it
+    end
     if window == 0 then
       redis.call('DEL', key)
     elseif window then
@@ -67,7 +72,9 @@ def call_token() -> str:
 
 
 def milliseconds(seconds: float) -> int:
-    return max(0, round(seconds * 1000))
+    """A window or hold for Redis: at most MAX_WAIT (``--unique-for 1e300`` or a job delayed by
+    1e300 s made PEXPIRE refuse the script, and the release stopped the worker settling it)."""
+    return max(0, round(min(seconds, MAX_WAIT) * 1000))
 
 
 async def release(conn: RedisConnection, keys: Keys, jobs: Sequence[Job]) -> None:

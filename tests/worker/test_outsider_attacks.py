@@ -263,3 +263,23 @@ def test_a_supervisor_whose_stderr_nobody_reads_still_forwards_sigterm(
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         proc.stdout.close()
+
+
+@pytest.mark.parametrize("flags", [["--unique-for", "1e300"], ["--unique-for", "1e13"]])
+def test_a_huge_unique_window_neither_fails_the_enqueue_nor_stops_the_worker(
+    redis_server: RedisServer, start_worker: StartWorker, oracle: redis.Redis, flags: list[str]
+) -> None:
+    # was: the window went to Redis as 1e303 ms: the enqueue worked, but the release at the
+    # job's ack made PEXPIRE refuse the script ("a steadfetch Lua script failed; this is a
+    # bug"): the worker stopped with exit 2 (a supervisor stops every child); with --delay
+    # 1e300 the enqueue itself failed the same way
+    url = redis_server.url
+    assert steadfetch("enqueue", "work", "u", "--job-id", "u1", *flags, "--redis-url", url).stdout
+    delayed = steadfetch("enqueue", "work", "d", "--delay", "1e300", *flags, "--redis-url", url)
+    assert delayed.returncode == 0, delayed.stderr
+    worker = start_worker(url).started()
+    # held for 7 days while queued; the window (at most 10 years) from the ack on
+    wait_for("the job acked", lambda: oracle.pttl("steadfetch:unique:u1") > 8 * 86400 * 1000)
+    assert 0 < oracle.pttl("steadfetch:unique:u1") <= 10 * 365 * 86400 * 1000
+    assert worker.stop() == 0, worker.log
+    assert "processed=1 " in worker.log
