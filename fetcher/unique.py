@@ -33,9 +33,10 @@ RELEASE = LuaScript.from_source(
     f"local MAX_WAIT_MS = {round(MAX_WAIT * 1000)}\n"
     """
 -- KEYS: reservations of settled jobs. Each value ends in ':window ms': the key lives that much
--- longer (0: deleted). A key that is gone or holds no such value is left alone.
+-- longer (0: deleted). A key that is gone or holds no such value is left alone, as is one of
+-- another type (a per-job key: a WRONGTYPE here stopped the worker, exit 2).
 for _, key in ipairs(KEYS) do
-  local held = redis.call('GET', key)
+  local held = redis.call('TYPE', key).ok == 'string' and redis.call('GET', key)
   if held then
     local window = tonumber(string.match(held, ':(%d+)$'))
     if window and window > MAX_WAIT_MS then

@@ -283,3 +283,23 @@ def test_a_huge_unique_window_neither_fails_the_enqueue_nor_stops_the_worker(
     assert 0 < oracle.pttl("steadfetch:unique:u1") <= 10 * 365 * 86400 * 1000
     assert worker.stop() == 0, worker.log
     assert "processed=1 " in worker.log
+
+
+def test_a_reservation_key_of_another_type_does_not_stop_the_worker(
+    redis_server: RedisServer, start_worker: StartWorker, oracle: redis.Redis
+) -> None:
+    # was: the release after the ack hit WRONGTYPE on steadfetch:unique:ID (a per-job key,
+    # set to a hash by anyone): "cannot continue", exit 2, for one job's key
+    url = redis_server.url
+    for job_id in ("hash", "garbage"):
+        steadfetch("enqueue", "work", job_id, "--job-id", job_id, "--unique-for", "5",
+                   "--redis-url", url)  # fmt: skip
+    oracle.delete("steadfetch:unique:hash")
+    oracle.hset("steadfetch:unique:hash", "a", "b")
+    oracle.set("steadfetch:unique:garbage", "no window here")
+    worker = start_worker(url).started()
+    wait_for("both jobs acked", lambda: oracle.llen("steadfetch:queue:default") == 0 and not
+             oracle.keys("steadfetch:processing:*"))  # fmt: skip
+    assert worker.stop() == 0, worker.log
+    assert "processed=2 " in worker.log
+    assert oracle.type("steadfetch:unique:hash") == b"hash"  # left alone
