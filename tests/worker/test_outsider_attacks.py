@@ -341,3 +341,22 @@ def test_a_dead_workers_key_of_another_type_does_not_stop_every_worker(
     wait_for("the job done", lambda: oracle.llen("steadfetch:queue:default") == 0)
     worker.wait_log(r"WARNING .*" + re.escape(next(iter(broken))))
     assert worker.stop() == 0, worker.log
+
+
+def test_a_queue_name_holding_the_key_marker_does_not_make_a_live_workers_job_an_orphan(
+    redis_server: RedisServer, start_worker: StartWorker, producer: SyncProducer,
+    record_path: Path,
+) -> None:  # fmt: skip
+    # was: steadfetch:processing:W:steadfetch:queue:x:steadfetch:queue:y split at the LAST
+    # marker named worker 'W:steadfetch:queue:x' (unregistered, no heartbeat): another
+    # worker's start-up sweep moved W's running job to queue y, where it ran a second time
+    # while W still ran it
+    queue = "x:steadfetch:queue:y"
+    owner = start_worker(redis_server.url, "--queues", queue, "--worker-id", "W").started()
+    producer.enqueue("work", "long", 2.0, queue=queue)
+    wait_for("the job started", lambda: read_records(record_path))
+    sweeper = start_worker(redis_server.url, "--queues", "y", "--worker-id", "V").started()
+    wait_for("the job ended", lambda: len(read_records(record_path)) == 2)
+    assert sweeper.stop() == 0 and owner.stop() == 0
+    assert [r["event"] for r in read_records(record_path)] == ["start", "end"]
+    assert "unregistered worker" not in sweeper.log
