@@ -90,9 +90,3 @@ async def stubborn(token: str) -> None:
     except asyncio.CancelledError:
         record("swallowed", token=token)
         await asyncio.sleep(3600)
-
-
-@app.task
-async def stop_the_loop() -> None:
-    """Stops the worker's event loop under it: an error no part of the worker can contain."""
-    asyncio.get_running_loop().stop()

@@ -182,7 +182,7 @@ def test_an_unexpected_error_ends_the_process_with_a_traceback_and_exit_1(
 ) -> None:
     # (a --metrics-port in use provoked this until it became a configuration error, exit 2)
     producer.enqueue("stop_the_loop")
-    worker = start_worker(redis_server.url)
+    worker = start_worker(redis_server.url, app="tests.worker.loop_stopping_app:app")
     assert worker.wait() == 1
     assert "CRITICAL worker.cli: unexpected error, exiting" in worker.log
     assert "Traceback" in worker.log
