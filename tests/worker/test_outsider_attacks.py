@@ -360,3 +360,22 @@ def test_a_queue_name_holding_the_key_marker_does_not_make_a_live_workers_job_an
     assert sweeper.stop() == 0 and owner.stop() == 0
     assert [r["event"] for r in read_records(record_path)] == ["start", "end"]
     assert "unregistered worker" not in sweeper.log
+
+
+def test_enqueue_whose_id_cannot_be_written_says_the_job_is_enqueued(
+    redis_server: RedisServer, oracle: redis.Redis
+) -> None:
+    # was: stdout on a full disk (/dev/full): the job was enqueued, then print raised OSError:
+    # CRITICAL "unexpected error" traceback and exit 1, read by a script as a failed enqueue
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [str(STEADFETCH), "enqueue", "work", "t", "--redis-url", redis_server.url],
+            cwd=ROOT, stdout=full, stderr=subprocess.PIPE, text=True, timeout=60,
+        )  # fmt: skip
+    assert result.returncode == 1
+    (job,) = oracle.lrange("steadfetch:queue:default", 0, -1)
+    job_id = json.loads(job)["id"]
+    assert result.stderr == (
+        f"job {job_id} was enqueued, but its id could not be written to stdout: "
+        "No space left on device (do not enqueue it again)\n"
+    )

@@ -151,7 +151,16 @@ async def enqueue(args: argparse.Namespace) -> EnqueuedId:
 
 def enqueue_command(args: argparse.Namespace) -> int:
     job_id = asyncio.run(enqueue(args))
-    print(job_id)  # stdout: the id alone, as before, for scripts
+    try:
+        print(job_id, flush=True)  # stdout: the id alone, as before, for scripts
+    except OSError as exc:
+        # The job IS enqueued: a traceback and "unexpected error" made a script enqueue again.
+        print(
+            f"job {job_id} was enqueued, but its id could not be written to stdout: "
+            f"{exc.strerror or exc} (do not enqueue it again)",
+            file=sys.stderr,
+        )
+        return 1
     if job_id.duplicate:
         print(
             f"duplicate: job {job_id} is already queued, scheduled, running or finished within "
