@@ -400,8 +400,14 @@ def split_processing_key(keys: Keys, key: str) -> tuple[str, str] | None:
         if found and worker_id and tagged.endswith("}"):
             return worker_id, tagged[:-1]
         return None
-    for marker in (f":{keys.prefix}:queue:", f":{keys.resque_prefix}:queue:"):
-        worker_id, found, name = rest.rpartition(marker)
+    markers = (f":{keys.prefix}:queue:", f":{keys.resque_prefix}:queue:")
+    if sum(rest.count(marker) for marker in markers) != 1:
+        # None, or several: a queue name or worker id holding ':steadfetch:queue:' itself
+        # (queue 'x:steadfetch:queue:y') splits several ways; guessing gave a live worker's
+        # running job to another queue (it ran twice at once). Such a list is left alone.
+        return None
+    for marker in markers:
+        worker_id, found, name = rest.partition(marker)
         if found and worker_id:
             return worker_id, marker[1:] + name
     return None

@@ -22,6 +22,7 @@ from steadfetch.fetcher.codec import unique_window
 from steadfetch.fetcher.connection import RedisConnection
 from steadfetch.fetcher.job import Job
 from steadfetch.fetcher.keys import Keys
+from steadfetch.fetcher.scheduling import MAX_WAIT
 from steadfetch.fetcher.scripts import LuaScript
 
 #: How long a reservation lives without a settle (seconds): a job still queued after this long
@@ -30,13 +31,18 @@ HOLD = 7 * 24 * 3600.0
 
 RELEASE = LuaScript.from_source(
     "unique_release",
+    f"local MAX_WAIT_MS = {round(MAX_WAIT * 1000)}\n"
     """
 -- KEYS: reservations of settled jobs. Each value ends in ':window ms': the key lives that much
--- longer (0: deleted). A key that is gone or holds no such value is left alone.
+-- longer (0: deleted). A key that is gone or holds no such value is left alone, as is one of
+-- another type (a per-job key: a WRONGTYPE here stopped the worker, exit 2).
 for _, key in ipairs(KEYS) do
-  local held = redis.call('GET', key)
+  local held = redis.call('TYPE', key).ok == 'string' and redis.call('GET', key)
   if held then
     local window = tonumber(string.match(held, ':(%d+)$'))
+    if window and window > MAX_WAIT_MS then
+      window = MAX_WAIT_MS  -- written by an older producer: PEXPIRE would refuse it
+    end
     if window == 0 then
       redis.call('DEL', key)
     elseif window then
@@ -68,7 +74,9 @@ def call_token() -> str:
 
 
 def milliseconds(seconds: float) -> int:
-    return max(0, round(seconds * 1000))
+    """A window or hold for Redis: at most MAX_WAIT (``--unique-for 1e300`` or a job delayed by
+    1e300 s made PEXPIRE refuse the script, and the release stopped the worker settling it)."""
+    return max(0, round(min(seconds, MAX_WAIT) * 1000))
 
 
 async def release(conn: RedisConnection, keys: Keys, jobs: Sequence[Job]) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import select
+import signal
 import sys
 from collections.abc import Sequence
 from typing import TypeVar
@@ -85,18 +87,39 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
     except (ConfigError, AppLoadError) as exc:
         # The one line that matters: a usage dump would bury it (the flags were fine).
+        for handler in logging.getLogger().handlers:
+            handler.flush()  # lines logged before it come before it
         print(f"{command_parser.prog}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 128 + 2
+    except BrokenPipeError as exc:
+        if not stdout_reader_gone():
+            return report(exc)
+        # `steadfetch status | head`: the reader took what it wanted, as a C tool would end
+        # (killed by SIGPIPE), quietly; stdout goes to /dev/null so the exit flush is quiet too
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 128 + signal.SIGPIPE
     except BaseException as exc:  # noqa: BLE001  (mapped to an exit code, nothing swallowed)
         return report(exc)
     return code
 
 
+def stdout_reader_gone() -> bool:
+    """True when stdout is a pipe whose reading end is closed (poll says POLLERR)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError):  # no stdout at all, or not a file descriptor
+        return False
+
+
 def report(exc: BaseException) -> int:
     """Log why the command ended and choose the exit code."""
-    config = find_errors(exc, ConfigurationError)
+    config = find_errors(exc, ConfigurationError) or find_errors(exc, ConfigError)
     if config is not None:
         log.error("cannot continue: %s", config)
         return EXIT_USAGE

@@ -18,6 +18,7 @@ from typing import Protocol
 
 from prometheus_client import CollectorRegistry
 
+from steadfetch.worker.config import ConfigError
 from steadfetch.worker.metrics import CONTENT_TYPE, render
 
 log = logging.getLogger("worker.http")
@@ -77,7 +78,14 @@ class HealthServer:
 
     async def serve(self, started: Callable[[int], None] | None = None) -> None:
         """Serve until cancelled. ``started`` gets the bound port (useful with port 0)."""
-        server = await asyncio.start_server(self._handle, self.host, self.port)
+        try:
+            server = await asyncio.start_server(self._handle, self.host, self.port)
+        except OSError as exc:  # port taken, address not local, host unknown: the flags' fault
+            cause = exc.strerror or str(exc)
+            raise ConfigError(
+                f"cannot serve metrics and health on {self.host}:{self.port}: {cause} "
+                "(choose a free --metrics-port, 0 for any, and a local --metrics-host)"
+            ) from exc
         async with server:
             bound = server.sockets[0].getsockname()[1]
             log.info(

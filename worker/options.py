@@ -193,7 +193,21 @@ def queue_list(text: str) -> tuple[str, ...]:
     queues = tuple(q.strip() for q in text.split(",") if q.strip())
     if not queues:
         raise argparse.ArgumentTypeError("needs at least one queue name")
+    repeated = sorted({q for q in queues if queues.count(q) > 1})
+    if repeated:
+        # the fetcher refuses them too (a ValueError there was a traceback and exit 1)
+        raise argparse.ArgumentTypeError(f"queue {', '.join(repeated)} named more than once")
     return queues
+
+
+def queue_name(text: str) -> str:
+    """One queue name that ``--queues`` can name too: a job enqueued under a name no worker
+    can be told to consume (``a,b``, `` a``) would wait forever."""
+    if not text.strip() or queue_list(text) != (text,):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is no name a worker's --queues can take (no commas, no spaces around it)"
+        )
+    return text
 
 
 class Deprecated(argparse.Action):

@@ -31,6 +31,11 @@ HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 CLEANUP_RESERVE = 2.0
 #: A forced (second-signal) exit still tries this long to give jobs back.
 FORCED_CLEANUP = 1.0
+# A closed terminal or ssh session: by default it killed the worker without a line (its jobs
+# waited for recovery). Now a graceful stop, however often it comes (a hangup is no "stop at
+# once"), unless the process was started ignoring it (nohup). A supervised child's parent-death
+# handler (worker.supervisor.watch_parent) is installed after this one and replaces it.
+HANGUP = signal.SIGHUP
 
 
 class Shutdown:
@@ -72,17 +77,26 @@ class Shutdown:
             log.warning("second signal (%s): cancelling running jobs and exiting now", name)
             self.forced.set()
 
+    def on_hangup(self) -> None:
+        self.request("SIGHUP: the terminal or session is gone")
+
     @contextmanager
     def signal_handlers(self) -> Iterator[None]:
-        """Route SIGTERM and SIGINT to :meth:`on_signal` for the duration of the block."""
+        """Route SIGTERM and SIGINT to :meth:`on_signal`, SIGHUP to :meth:`on_hangup` (unless
+        ignored, as under nohup), for the duration of the block."""
         loop = asyncio.get_running_loop()
         for sig in HANDLED_SIGNALS:
             loop.add_signal_handler(sig, self.on_signal, sig)
+        hangup = signal.getsignal(HANGUP) is not signal.SIG_IGN
+        if hangup:
+            loop.add_signal_handler(HANGUP, self.on_hangup)
         try:
             yield
         finally:
             for sig in HANDLED_SIGNALS:
                 loop.remove_signal_handler(sig)
+            if hangup:
+                loop.remove_signal_handler(HANGUP)
 
 
 def cleanup_reserve(grace_period: float) -> float:

@@ -45,6 +45,7 @@ from collections.abc import Awaitable, Sequence
 
 from steadfetch.fetcher.scheduling import job_backoff
 from steadfetch.worker.config import ConfigError, WorkerConfig
+from steadfetch.worker.logs import relay_line
 from steadfetch.worker.shutdown import Shutdown
 from steadfetch.worker.worker import default_worker_id
 
@@ -282,7 +283,6 @@ class Supervisor:
         reap the child and return its exit code."""
         proc = child.proc
         assert proc is not None and proc.stdout is not None
-        out = sys.stderr.buffer
         while True:
             try:
                 line = await proc.stdout.readuntil(b"\n")
@@ -292,11 +292,10 @@ class Supervisor:
                     break
             except asyncio.LimitOverrunError as exc:  # one huge line: pass it on in pieces
                 line = await proc.stdout.readexactly(exc.consumed)
-            # Our stderr gone (a closed pipe) must not stop the relay: the child would block on
-            # a full pipe. Like a worker's own logging, the line is dropped and work goes on.
-            with contextlib.suppress(OSError):
-                out.write(line)
-                out.flush()
+            # Our stderr gone (a closed pipe) or full (nobody reads it) must not stop the relay
+            # (the child would block on a full pipe) nor this loop (signals would not be
+            # forwarded): like our own records, the line is written by the log writer thread.
+            relay_line(line)
             child.lines.append(line[:KEPT_CHARS].decode(errors="replace").rstrip())
         return await proc.wait()
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ import pytest
 import redis
 
 from steadfetch.chaos.env.redis_server import RedisServer
+from steadfetch.fetcher import SyncProducer
 from steadfetch.worker.redis_server import free_port
 from tests.worker.conftest import StartWorker
 from tests.worker.harness import ROOT, run_cli
@@ -178,17 +178,15 @@ def test_password_changed_under_a_running_worker_exits_2_saying_so(
 
 
 def test_an_unexpected_error_ends_the_process_with_a_traceback_and_exit_1(
-    redis_server: RedisServer, start_worker: StartWorker
+    redis_server: RedisServer, start_worker: StartWorker, producer: SyncProducer
 ) -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        worker = start_worker(redis_server.url, "--metrics-port", str(port))
-        assert worker.wait() == 1
+    # (a --metrics-port in use provoked this until it became a configuration error, exit 2)
+    producer.enqueue("stop_the_loop")
+    worker = start_worker(redis_server.url, app="tests.worker.loop_stopping_app:app")
+    assert worker.wait() == 1
     assert "CRITICAL worker.cli: unexpected error, exiting" in worker.log
     assert "Traceback" in worker.log
-    assert "address already in use" in worker.log
+    assert "Event loop stopped before Future completed" in worker.log
 
 
 def fake_plugin(tmp_path: Path, entry: str, module: str | None = None) -> dict[str, str]:

@@ -31,6 +31,7 @@ SAMPLES: dict[str, str] = {
     "positive_float": "2.5",
     "non_negative_float": "2.5",
     "queue_list": "alpha,beta",
+    "queue_name": "alpha",
     "json_object": '{"k": 1}',
     "Path": "sample-path",
     "process_count": "3",

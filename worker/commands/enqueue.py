@@ -12,7 +12,7 @@ from steadfetch.fetcher import EnqueuedId, JobSpec, Producer
 from steadfetch.fetcher.keys import RESQUE_NAME_PREFIX
 from steadfetch.worker.commands.common import add_deadline_option, add_redis_options, connect
 from steadfetch.worker.config import ConfigError
-from steadfetch.worker.options import non_negative_float, positive_float, positive_int
+from steadfetch.worker.options import non_negative_float, positive_float, positive_int, queue_name
 
 
 def _no_constant(name: str) -> Any:
@@ -62,7 +62,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="positional arguments, each parsed as JSON (else a string)",
     )
     p.add_argument("--kwargs", type=json_object, default={}, help="keyword arguments (JSON object)")
-    p.add_argument("--queue", default="default", help="queue name (resque:NAME: a Resque queue)")
+    p.add_argument(
+        "--queue",
+        default="default",
+        type=queue_name,
+        help="queue name (resque:NAME: a Resque queue)",
+    )
     p.add_argument("--job-id", default=None, help="job id (default: a fresh unique id)")
     p.add_argument(
         "--delay",
@@ -146,7 +151,16 @@ async def enqueue(args: argparse.Namespace) -> EnqueuedId:
 
 def enqueue_command(args: argparse.Namespace) -> int:
     job_id = asyncio.run(enqueue(args))
-    print(job_id)  # stdout: the id alone, as before, for scripts
+    try:
+        print(job_id, flush=True)  # stdout: the id alone, as before, for scripts
+    except OSError as exc:
+        # The job IS enqueued: a traceback and "unexpected error" made a script enqueue again.
+        print(
+            f"job {job_id} was enqueued, but its id could not be written to stdout: "
+            f"{exc.strerror or exc} (do not enqueue it again)",
+            file=sys.stderr,
+        )
+        return 1
     if job_id.duplicate:
         print(
             f"duplicate: job {job_id} is already queued, scheduled, running or finished within "
