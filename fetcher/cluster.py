@@ -87,19 +87,32 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+NOT_A_LIST = "value of another type than a list"
+NOT_A_SET = "value of another type than a set"
+
+
 async def recover(
     conn: RedisConnection, keys: Keys, *, caller: str | None = None
-) -> tuple[int, list[tuple[str, int]]]:
+) -> tuple[int, list[tuple[str, int]], list[tuple[str, str]]]:
     """Recovery of dead workers on a cluster (module docstring). Returns (jobs moved,
-    [(dead worker id, jobs moved from it), ...] for the workers removed from the registry)."""
+    [(dead worker id, jobs moved from it), ...] for the workers removed from the registry,
+    [(key left alone, why), ...]: a key of another type than steadfetch keeps there)."""
+
+    broken: list[tuple[str, str]] = []
 
     async def dead_workers(r: Redis) -> list[tuple[str, list[str]]]:
+        broken.clear()  # this attempt's findings only (the call may be retried)
         ids = sorted(_text(m) for m in await r.smembers(keys.workers))
-        found = []
+        found: list[tuple[str, list[str]]] = []
         for worker_id in ids:
             if worker_id == caller or await r.exists(keys.heartbeat(worker_id)):
                 continue
-            queues = await r.smembers(keys.worker_queues(worker_id))
+            qset = keys.worker_queues(worker_id)
+            if await r.type(qset) not in (b"set", b"none", "set", "none"):
+                broken.append((qset, NOT_A_SET))
+                found.append((worker_id, []))
+                continue
+            queues = await r.smembers(qset)
             found.append((worker_id, sorted(_text(q) for q in queues)))
         return found
 
@@ -109,7 +122,10 @@ async def recover(
     for worker_id, queue_keys in dead:
         from_this = 0
         for queue_key in queue_keys:
-            from_this += await _recover_list(conn, keys, worker_id, queue_key, caller or "")
+            n = await _recover_list(conn, keys, worker_id, queue_key, caller or "")
+            if n < 0:
+                broken.append((keys.processing(worker_id, queue_key), NOT_A_LIST))
+            from_this += max(n, 0)
         registry_keys = [
             keys.workers,
             keys.heartbeat(worker_id),
@@ -123,7 +139,7 @@ async def recover(
         moved += from_this
         if int(forgotten):
             removed.append((worker_id, from_this))
-    return moved, removed
+    return moved, removed, broken
 
 
 async def give_back_orphan(

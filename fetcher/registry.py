@@ -433,10 +433,12 @@ async def recover(
     On a Redis Cluster the same, split so that each script call touches one slot
     (:func:`fetcher.cluster.recover`; not one atomic script, see docs/CONTRACTS.md)."""
     if keys.cluster:
-        moved, pairs = await cluster.recover(conn, keys, caller=caller)
+        moved, pairs, broken = await cluster.recover(conn, keys, caller=caller)
         removed = len(pairs)
     else:
-        moved, removed, pairs = await _recover_in_one_script(conn, keys, caller)
+        moved, removed, pairs, broken = await _recover_in_one_script(conn, keys, caller)
+    if broken:
+        warn_left_alone(broken, "recovering the jobs of dead workers")
     parts = []
     if removed:
         parts.append(
@@ -457,10 +459,24 @@ async def recover(
     return moved, removed
 
 
+def warn_left_alone(broken: list[tuple[str, str]], while_: str) -> None:
+    """One WARNING naming the keys (with their type) that recovery or the orphan sweep left
+    alone because they hold another type than steadfetch writes there: their jobs, if any,
+    cannot be given back until someone looks (one foreign key must not stop every worker)."""
+    named = ", ".join(f"{key} ({kind})" for key, kind in broken)
+    log.warning(
+        "left alone while %s: %s: not the type steadfetch keeps there (a set of queue keys, "
+        "a processing list), so any jobs in them are not recovered; inspect or delete them",
+        while_,
+        named,
+    )
+
+
 async def _recover_in_one_script(
     conn: RedisConnection, keys: Keys, caller: str | None
-) -> tuple[int, int, list[tuple[str, int]]]:
-    """recover.lua: (jobs moved, workers removed, [(dead worker id, jobs moved), ...])."""
+) -> tuple[int, int, list[tuple[str, int]], list[tuple[str, str]]]:
+    """recover.lua: (jobs moved, workers removed, [(dead worker id, jobs moved), ...],
+    [(key left alone, its type), ...])."""
     args: list[Any] = [
         keys.heartbeat_prefix,
         keys.worker_queues_prefix,
@@ -474,9 +490,10 @@ async def _recover_in_one_script(
     reply = await conn.execute(
         "recovering the jobs of dead workers", RECOVER.bind([keys.workers, keys.dead], args)
     )
-    dead = reply[2]
+    dead, left = reply[2], reply[3]
     pairs = [(_text(wid), int(n)) for wid, n in zip(dead[::2], dead[1::2], strict=True)]
-    return int(reply[0]), int(reply[1]), pairs
+    broken = [(_text(k), f"a {_text(t)}") for k, t in zip(left[::2], left[1::2], strict=True)]
+    return int(reply[0]), int(reply[1]), pairs, broken
 
 
 async def sweep_orphans(
@@ -503,7 +520,9 @@ async def sweep_orphans(
     for key, worker_id, queue_key in candidates:
         if keys.cluster:  # the registry checks in its slot, then the list's move in the queue's
             n = await cluster.give_back_orphan(conn, keys, worker_id, queue_key)
-            if n:
+            if n < 0:
+                warn_left_alone([(key, cluster.NOT_A_LIST)], "sweeping orphans")
+            elif n:
                 moved[worker_id] = moved.get(worker_id, 0) + n
             continue
         script_keys = [
@@ -521,7 +540,9 @@ async def sweep_orphans(
                 ORPHANS.bind(script_keys, [worker_id, WAKE_BOUND, time.time()]),
             )
         )
-        if n:
+        if n < 0:
+            warn_left_alone([(key, cluster.NOT_A_LIST)], "sweeping orphans")
+        elif n:
             moved[worker_id] = moved.get(worker_id, 0) + n
     return list(moved.items())
 

@@ -4,7 +4,9 @@ A slow link must not stretch the gaps between beats (a gap longer than the TTL m
 workers take this one for dead and requeue its jobs), so :meth:`Heartbeat.run` beats on a fixed
 schedule. After each beat it reads what the next one carries: the queue depths (for the
 heartbeat itself, ``top`` and the live dashboard; never per job) and, after every reconnect
-(a restarted Redis may come back with another config), Redis's ``maxmemory-policy``.
+(a restarted Redis may come back with another config) and every :data:`EVICTION_EVERY` s (a
+``CONFIG SET`` or a managed Redis's parameter change needs neither), Redis's
+``maxmemory-policy``: a WARNING each time it becomes unsafe, not on every read.
 :meth:`Heartbeat.unhealthy` says what ``/healthz`` should report about the beats.
 """
 
@@ -20,6 +22,9 @@ from steadfetch.fetcher import Admin, ConnectionEvent, ConnectionRestored, Conne
 from steadfetch.worker.config import WorkerConfig
 
 log = logging.getLogger("worker")
+
+#: Seconds between two reads of maxmemory-policy while connected (one CONFIG GET each).
+EVICTION_EVERY = 10.0
 
 
 class Heartbeat:
@@ -44,6 +49,8 @@ class Heartbeat:
         #: Redis's maxmemory-policy as last read (fetcher.Admin.eviction_policy).
         self.eviction: dict[str, Any] = {}
         self._eviction_due = True
+        self._eviction_read_at = 0.0  # monotonic
+        self._warned: str | None = None  # the note last warned about (None: not since a reconnect)
         self._last_beat = time.monotonic()
         # When the loop last woke up later than the TTL (frozen process, blocked event loop):
         # other workers may have taken this one for dead (unix s).
@@ -59,13 +66,18 @@ class Heartbeat:
     def _on_connection_event(self, event: ConnectionEvent) -> None:
         if isinstance(event, ConnectionRestored):
             self._eviction_due = True
+            self._warned = None  # a restarted Redis: say it again if it is still unsafe
 
     async def check_eviction_policy(self) -> None:
-        """Read maxmemory-policy; WARN when Redis may evict jobs or when it cannot be checked."""
+        """Read maxmemory-policy; WARN when Redis may evict jobs or when it cannot be checked,
+        once per change (and again after a reconnect), not at every read."""
         self._eviction_due = False
+        self._eviction_read_at = time.monotonic()
         self.eviction = await self.admin.eviction_policy()
-        if not self.eviction.get("safe"):
-            log.warning("%s", self.eviction["note"])
+        note = None if self.eviction.get("safe") else str(self.eviction["note"])
+        if note is not None and note != self._warned:
+            log.warning("%s", note)
+        self._warned = note
 
     async def run(self) -> None:
         """Beat at a fixed rate (see the module docstring).
@@ -93,7 +105,7 @@ class Heartbeat:
             began = loop.time()
             await self.fetcher.heartbeat(self.snapshot(), self.ttl)
             self._last_beat = time.monotonic()
-            if self._eviction_due:
+            if self._eviction_due or time.monotonic() - self._eviction_read_at > EVICTION_EVERY:
                 await self.check_eviction_policy()
             # For the next beat (and the dashboard): after the write, so it never delays one;
             # skipped when the write itself was slow (a slow link), where one more round trip

@@ -5,10 +5,15 @@
 -- A queue key of another type cannot take them back: they go to the dead-letter list with the
 -- reason (as in recover.lua).
 -- KEYS: processing list, its queue, heartbeat, lease, registry set, wake list, dead-letter list.
--- ARGV: worker id, wake bound, now (unix s).  Returns the number of jobs moved.
+-- ARGV: worker id, wake bound, now (unix s).  Returns the number of jobs moved, or -1 when the
+-- "processing list" holds another type than a list (left alone: the caller reports it).
 if redis.call('EXISTS', KEYS[3]) == 1 or redis.call('EXISTS', KEYS[4]) == 1
     or redis.call('SISMEMBER', KEYS[5], ARGV[1]) == 1 then
   return 0
+end
+local own = redis.call('TYPE', KEYS[1])['ok']
+if own ~= 'list' and own ~= 'none' then
+  return -1
 end
 local n = 0
 local kind = redis.call('TYPE', KEYS[2])['ok']

@@ -9,20 +9,36 @@
 -- KEYS[1] registry set, KEYS[2] dead-letter list.  ARGV: heartbeat prefix, worker-queues
 -- prefix, processing prefix, wake prefix, wake bound, the caller's worker id ('' for none),
 -- lease prefix, now (unix s).
--- Returns {jobs moved, workers removed, {dead worker id, jobs moved from it, ...}}.  The caller
+-- A dead worker's key of another type than this script expects (its worker-queues key not a
+-- set, a processing key not a list) is left alone and reported: WRONGTYPE would stop the
+-- script, and with it every worker's recovery, for one foreign key.
+-- Returns {jobs moved, workers removed, {dead worker id, jobs moved from it, ...},
+-- {key left alone, its type, ...}}.  The caller
 -- is alive by definition, even when its own heartbeat expired: a call it sent just before Redis
 -- froze can run after the thaw, when its TTL has run out, and must not requeue the jobs it is
 -- running (or finished and is acking on another connection).
-local moved, removed, dead = 0, 0, {}
+local moved, removed, dead, broken = 0, 0, {}, {}
+local function is(key, wanted)
+  local kind = redis.call('TYPE', key)['ok']
+  if kind == wanted or kind == 'none' then
+    return true
+  end
+  broken[#broken + 1] = key
+  broken[#broken + 1] = kind
+  return false
+end
 for _, wid in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   if wid ~= ARGV[6] and redis.call('EXISTS', ARGV[1] .. wid) == 0 then
     local qset = ARGV[2] .. wid
     local from_this = 0
-    for _, q in ipairs(redis.call('SMEMBERS', qset)) do
+    local queues = is(qset, 'set') and redis.call('SMEMBERS', qset) or {}
+    for _, q in ipairs(queues) do
       local p = ARGV[3] .. wid .. ':' .. q
       local n = 0
       local kind = redis.call('TYPE', q)['ok']
-      if kind == 'list' or kind == 'none' then
+      if not is(p, 'list') then
+        n = 0
+      elseif kind == 'list' or kind == 'none' then
         while redis.call('LMOVE', p, q, 'RIGHT', 'LEFT') do
           n = n + 1
         end
@@ -52,4 +68,4 @@ for _, wid in ipairs(redis.call('SMEMBERS', KEYS[1])) do
     dead[#dead + 1] = from_this
   end
 end
-return {moved, removed, dead}
+return {moved, removed, dead, broken}

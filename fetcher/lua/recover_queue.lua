@@ -6,9 +6,14 @@
 -- order preserved, with a wake token; a queue key of another type sends them to this queue's
 -- dead-letter list with the reason. Every key it touches is in KEYS.
 -- KEYS: processing list, queue, wake list, dead-letter list, lease copy.
--- ARGV: dead worker id, wake bound, now (unix s), caller worker id.  Returns the jobs moved.
+-- ARGV: dead worker id, wake bound, now (unix s), caller worker id.  Returns the jobs moved,
+-- or -1 when the processing key holds another type than a list (left alone).
 if redis.call('EXISTS', KEYS[5]) == 1 then
   return 0
+end
+local own = redis.call('TYPE', KEYS[1])['ok']
+if own ~= 'list' and own ~= 'none' then
+  return -1  -- not a list: left alone, the caller reports it (as orphans.lua)
 end
 local n = 0
 local kind = redis.call('TYPE', KEYS[2])['ok']

@@ -253,3 +253,32 @@ async def test_the_sweep_gives_back_an_unregistered_workers_list_but_not_a_live_
         for r in caplog.records
     )
     assert [j.id for j in await survivor.fetch(1)] == [job_id]
+
+
+@pytest.mark.parametrize("what", ["worker-queues", "processing", "orphan"])
+async def test_a_dead_workers_key_of_another_type_is_left_alone_and_named(
+    conn: RedisConnection, oracle: RedisCluster, caplog: pytest.LogCaptureFixture, what: str
+) -> None:
+    """As on one Redis (tests/worker/test_outsider_attacks.py): a foreign value where a dead
+    worker's queue set or processing list should be is named in a WARNING and left alone,
+    never a WRONGTYPE that stops every worker's recovery."""
+    caplog.set_level(logging.WARNING, "fetcher")
+    dead = f"ghost-{what}"
+    broken = KEYS.worker_queues(dead) if what == "worker-queues" else KEYS.processing(dead, LOW)
+    if what != "orphan":  # registered, no heartbeat: recovery's
+        oracle.sadd(KEYS.workers, dead)
+        if what == "processing":
+            oracle.sadd(KEYS.worker_queues(dead), LOW)
+    if what == "worker-queues":
+        oracle.set(broken, "not a set")
+    else:
+        oracle.hset(broken, "a", "b")
+    survivor = Fetcher(conn, f"survivor-{what}", ["low"], heartbeat_ttl=60)
+    await survivor.register()
+    assert await survivor.recover_dead_workers(sweep=True) == 0
+    assert any(
+        "left alone while" in r.getMessage() and broken in r.getMessage() for r in caplog.records
+    ), caplog.text
+    assert oracle.type(broken) in (b"hash", b"string", b"none")  # never overwritten
+    oracle.delete(broken)
+    await survivor.unregister()

@@ -204,11 +204,6 @@ def test_a_worker_started_ignoring_sighup_keeps_ignoring_it(
     assert "SIGHUP" not in text and "shutdown requested (SIGTERM" in text, text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="worker/worker.py (being restructured) reads maxmemory-policy only at start and "
-    "after a reconnect; fix: read it again every recovery pass and WARN when it changed",
-)
 def test_an_eviction_policy_set_under_a_running_worker_is_noticed(
     redis_server: RedisServer, start_worker: StartWorker, oracle: redis.Redis
 ) -> None:
@@ -220,7 +215,14 @@ def test_an_eviction_policy_set_under_a_running_worker_is_noticed(
     oracle.config_set("maxmemory-policy", "allkeys-lru")
     worker.wait_log(r"WARNING worker: Redis \S+ has maxmemory-policy allkeys-lru", timeout=15)
     assert metric(http_get(port, "/metrics")[1], "steadfetch_redis_eviction_safe") == 0
+    oracle.config_set("maxmemory-policy", "noeviction")
+    wait_for(
+        "eviction safe again",
+        lambda: metric(http_get(port, "/metrics")[1], "steadfetch_redis_eviction_safe") == 1,
+    )
     assert worker.stop() == 0
+    # One warning for the one change, not one per read (a read every 10 s).
+    assert worker.log.count("has maxmemory-policy allkeys-lru") == 1
 
 
 def test_status_into_a_reader_that_stops_early_ends_quietly(
@@ -305,13 +307,6 @@ def test_a_reservation_key_of_another_type_does_not_stop_the_worker(
     assert oracle.type("steadfetch:unique:hash") == b"hash"  # left alone
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="fetcher/lua/recover.lua and orphans.lua are being changed on the restructure and "
-    "cluster branches; fix: skip (and report by name) a dead worker's worker-queues key that "
-    "is not a set and a processing key that is not a list, as recover.lua already does for a "
-    "queue key of another type",
-)
 @pytest.mark.parametrize(
     "broken",
     [
