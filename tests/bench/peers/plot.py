@@ -47,8 +47,11 @@ def main(results: Path, out: Path) -> None:
     bottom.set_yscale("symlog", linthresh=10)
     bottom.set_xlabel("seconds since the worker started")
     options, cores = doc["options"], doc["machine"]["cores"]
-    top.set_title(f"{doc['date']}: drain of {options['jobs']:,} no-op jobs, {cores} cores, "
-                  f"latency {options['latency_ms']} ms")  # fmt: skip
+    jobs = f"{options['jobs']:,} no-op jobs"
+    if options.get("jobs_for"):  # slow peers drain fewer (--jobs-for): say so, not one N
+        jobs += f" ({', '.join(f'{k} {v:,}' for k, v in options['jobs_for'].items())})"
+    top.set_title(f"{doc['date']}: drain of {jobs}, {cores} cores, "
+                  f"latency {options['latency_ms']} ms", fontsize="small", wrap=True)  # fmt: skip
     top.legend(fontsize="small", ncol=2)
     fig.tight_layout()
     fig.savefig(out / "drain.png", dpi=100)
