@@ -5,7 +5,8 @@ so that each script call touches one hash slot (docs/CONTRACTS.md, "Redis
 Cluster"). The key layout is :class:`fetcher.keys.Keys` with ``cluster=True``: every key of one
 queue is in that queue's slot, and the registry keys share the ``{prefix}`` slot.
 
-- Fetch: one call per slot, in priority order (:func:`slot_groups`).
+- Fetch: one call per slot, in priority order (:func:`slot_groups`); idle, a block on one slot
+  at a time (:func:`block_by_slot`).
 - Fencing: the worker's lease token is copied into each of its queues' slots after every claim
   and beat (:func:`mirror_leases`), so ack/settle check it in the same script as the list.
 - Recovery (:func:`recover`): the registry is read in its slot, then each dead worker's lists are
@@ -43,6 +44,32 @@ BLOCK_SLICE = 0.5
 def blpop(keys: list[str], timeout: float) -> Callable[[Redis], Awaitable[Any]]:
     """``fn(client)`` for ``execute``: BLPOP on ``keys`` (all in one slot) for ``timeout`` s."""
     return lambda r: r.blpop(keys, timeout)
+
+
+async def block_by_slot(
+    conn: RedisConnection,
+    groups: Sequence[Sequence[QueueRef]],
+    *,
+    fast: bool,
+    block_timeout: float,
+    operation: str,
+) -> Any:
+    """Queues in several slots: one BLPOP cannot span slots, so block on one slot's wake lists
+    (fast mode: its queues) at a time, for :data:`BLOCK_SLICE` each, until ``block_timeout``. The
+    first BLPOP reply (``[key, value]``), ``None`` at the timeout. After a wake token the
+    fetcher takes over every queue in priority order; in fast mode it hands the popped job over
+    at once, as in the one-slot path."""
+    deadline = time.monotonic() + block_timeout
+    while True:
+        for queues in groups:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            wait = min(BLOCK_SLICE, left)
+            watched = [q.key if fast else q.wake for q in queues]
+            popped = await conn.execute(operation, blpop(watched, wait), block_timeout=wait)
+            if popped is not None:
+                return popped
 
 
 def slot_groups(keys: Keys, queues: Sequence[QueueRef]) -> list[list[QueueRef]]:

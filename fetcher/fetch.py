@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Literal
 
 from redis.asyncio import Redis
@@ -60,6 +60,26 @@ def _check_arguments(
         raise ValueError(f"mode must be 'reliable' or 'fast', got {mode!r}")
     if block_timeout <= 0:
         raise ValueError(f"block_timeout must be > 0 (0 would block forever), got {block_timeout}")
+
+
+def _ack_arguments(
+    jobs: Iterable[Job], queue_of: Callable[[str], QueueRef]
+) -> tuple[list[str], list[bytes]]:
+    """The ACK script's keys and arguments: each processing list once, in first-seen order, and
+    per list the count of its payloads followed by them (fetch order kept, so the script can
+    LTRIM a head instead of one LREM per job)."""
+    by_key: dict[str, list[bytes]] = {}
+    for job in jobs:
+        raws = by_key.get(key := queue_of(job.queue).processing)
+        if raws is None:
+            by_key[key] = [job.raw]
+        else:
+            raws.append(job.raw)
+    args: list[bytes] = []
+    for raws in by_key.values():
+        args.append(b"%d" % len(raws))
+        args += raws
+    return list(by_key), args
 
 
 class Fetcher:
@@ -243,15 +263,12 @@ class Fetcher:
         """Block server-side until work may be there (or the block timeout), then take.
         ``None`` when a reply may have been lost."""
         timeout = self.block_timeout
-        if len(self._groups) > 1:
-            return await self._block_by_slot(max_jobs)
-        if self.mode == "fast":
-            queue_keys = [q.key for q in self._queues]
-            popped = await self.conn.execute(
-                self._fetching, lambda r: r.blpop(queue_keys, timeout), block_timeout=timeout
-            )
+        if self.mode == "fast" or len(self._groups) > 1:
+            popped = await self._blpop()
             if popped is None:
                 return []
+            if self.mode != "fast":  # a wake token (cluster, several slots): take by priority
+                return await self._take(max_jobs)
             first = [(self._by_key[as_bytes(popped[0]).decode()], as_bytes(popped[1]))]
         elif len(self._queues) == 1:
             queue = self._queues[0]
@@ -275,29 +292,20 @@ class Fetcher:
         jobs = await self._accept(first)
         return jobs or await self._take(max_jobs)
 
-    async def _block_by_slot(self, max_jobs: int) -> list[Job] | None:
-        """Redis Cluster, queues in several slots: one BLPOP cannot span slots, so block on one
-        slot's wake lists (fast mode: its queues) at a time, for :data:`cluster.BLOCK_SLICE`
-        each, until the block timeout; after a wake token, take over every queue in priority
-        order (fast mode: the popped job is handed over at once, as in the one-slot path)."""
-        deadline = time.monotonic() + self.block_timeout
-        while True:
-            for queues in self._groups:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return []
-                wait = min(cluster.BLOCK_SLICE, left)
-                watched = [q.key if self.mode == "fast" else q.wake for q in queues]
-                popped = await self.conn.execute(
-                    self._fetching, cluster.blpop(watched, wait), block_timeout=wait
-                )
-                if popped is None:
-                    continue
-                if self.mode == "fast":
-                    queue = self._by_key[as_bytes(popped[0]).decode()]
-                    jobs = await self._accept([(queue, as_bytes(popped[1]))])
-                    return jobs or await self._take(max_jobs)
-                return await self._take(max_jobs)
+    async def _blpop(self) -> Any:
+        """BLPOP for at most the block timeout on the queues (fast mode) or their wake lists
+        (several slots of a Redis Cluster: :func:`fetcher.cluster.block_by_slot`); ``None`` when
+        nothing came."""
+        timeout = self.block_timeout
+        if len(self._groups) > 1:
+            fast = self.mode == "fast"
+            return await cluster.block_by_slot(
+                self.conn, self._groups, fast=fast, block_timeout=timeout, operation=self._fetching
+            )
+        queue_keys = [q.key for q in self._queues]
+        return await self.conn.execute(
+            self._fetching, lambda r: r.blpop(queue_keys, timeout), block_timeout=timeout
+        )
 
     async def _accept(self, fetched: Iterable[tuple[QueueRef, bytes]]) -> list[Job]:
         """Decode fetched payloads; dead-letter the undecodable, track the rest as in flight."""
@@ -359,28 +367,18 @@ class Fetcher:
             jobs = fresh
             if not jobs:
                 return
-        by_key: dict[str, list[bytes]] = {}
         queue_of = self._queue
-        for job in jobs:
-            raws = by_key.get(key := queue_of(job.queue).processing)
-            if raws is None:
-                by_key[key] = [job.raw]
-            else:
-                raws.append(job.raw)
-        args: list[bytes] = []
-        for raws in by_key.values():
-            args.append(b"%d" % len(raws))
-            args += raws
         if len(groups := cluster.by_slot(self.keys, jobs, lambda j: queue_of(j.queue).key)) > 1:
             for group in groups:  # a Redis Cluster: one ACK call per slot
                 await self.ack_many(group)
             return
+        lists, args = _ack_arguments(jobs, queue_of)
         token = registration.fence
         lease = self.keys.queue_lease(self.worker_id, queue_of(jobs[0].queue).key)
         with self._adoption.settling():
             removed = await self.conn.execute(
                 f"acknowledging {len(jobs)} job(s)",
-                ACK.bind([lease, *by_key], [token, *args]),
+                ACK.bind([lease, *lists], [token, *args]),
                 write=True,
             )
         if removed < 0:  # fenced: this worker was presumed dead; rejoin, then ack what is ours

@@ -220,36 +220,12 @@ def parse_redis_url(url: str) -> RedisAddress:
         "password": password,
     }
     if scheme == "unix":
-        sock_path = "/" + tail.partition("?")[0] if netloc == "" else ""
-        if not sock_path or sock_path == "/":
-            raise _fail(shown, "has no socket path", "write it as unix:///path/to/redis.sock?db=0")
-        db = _parse_db(query.get("db", "0"), shown)
-        return RedisAddress(
-            kind="unix", endpoint=f"unix:{sock_path}/{db}", db=db, path=sock_path, **common
-        )
+        return _unix(shown, netloc, tail, query, common)
     if not netloc:
         raise _fail(shown, "has no host", "write it as redis://host:6379/0")
     segments = [s for s in path.split("/") if s]
     if scheme.endswith("+sentinel"):
-        if not segments:
-            raise _fail(
-                shown,
-                "names no Sentinel service",
-                "write it as redis+sentinel://h1:26379,h2:26379/mymaster/0",
-            )
-        service = unquote(segments[0])
-        db = _parse_db(segments[1] if len(segments) > 1 else query.get("db", "0"), shown)
-        sentinels = tuple(_host_port(item, shown, 26379) for item in netloc.split(",") if item)
-        hosts = ",".join(f"{h}:{p}" for h, p in sentinels)
-        return RedisAddress(
-            kind="sentinel",
-            endpoint=f"sentinel {service}@{hosts}/{db}",
-            db=db,
-            sentinels=sentinels,
-            service=service,
-            sentinel_password=query.get("sentinel_password"),
-            **common,
-        )
+        return _sentinel(shown, netloc, segments, query, common)
     if scheme.endswith("+cluster"):
         return _cluster(shown, netloc, segments, query, common)
     if len(segments) > 1:
@@ -262,6 +238,45 @@ def parse_redis_url(url: str) -> RedisAddress:
         raise _fail(shown, "has no host", "write it as redis://host:6379/0")
     return RedisAddress(
         kind="tcp", endpoint=f"{host}:{port}/{db}", db=db, host=host, port=port, **common
+    )
+
+
+def _unix(
+    shown: str, netloc: str, tail: str, query: dict[str, str], common: dict[str, Any]
+) -> RedisAddress:
+    """``unix:///path/redis.sock?db=0``: the socket path; the database only as a parameter."""
+    sock_path = "/" + tail.partition("?")[0] if netloc == "" else ""
+    if not sock_path or sock_path == "/":
+        raise _fail(shown, "has no socket path", "write it as unix:///path/to/redis.sock?db=0")
+    db = _parse_db(query.get("db", "0"), shown)
+    return RedisAddress(
+        kind="unix", endpoint=f"unix:{sock_path}/{db}", db=db, path=sock_path, **common
+    )
+
+
+def _sentinel(
+    shown: str, netloc: str, segments: list[str], query: dict[str, str], common: dict[str, Any]
+) -> RedisAddress:
+    """``redis+sentinel://h1:26379,h2:26379/service[/db]``: the sentinels (26379 by default),
+    the service name, then the database."""
+    if not segments:
+        raise _fail(
+            shown,
+            "names no Sentinel service",
+            "write it as redis+sentinel://h1:26379,h2:26379/mymaster/0",
+        )
+    service = unquote(segments[0])
+    db = _parse_db(segments[1] if len(segments) > 1 else query.get("db", "0"), shown)
+    sentinels = tuple(_host_port(item, shown, 26379) for item in netloc.split(",") if item)
+    hosts = ",".join(f"{h}:{p}" for h, p in sentinels)
+    return RedisAddress(
+        kind="sentinel",
+        endpoint=f"sentinel {service}@{hosts}/{db}",
+        db=db,
+        sentinels=sentinels,
+        service=service,
+        sentinel_password=query.get("sentinel_password"),
+        **common,
     )
 
 

@@ -23,14 +23,17 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis as redis_py
 
 from steadfetch.chaos.env.redis_server import RedisServer
 from steadfetch.chaos.env.stack import PROXY_NAME, REDIS_FLAGS, EnvName, Stack
-from steadfetch.chaos.env.toxiproxy import Proxy, ToxiproxyServer
+from steadfetch.chaos.env.toxiproxy import Proxy, ToxiproxyAPI, ToxiproxyServer
 from steadfetch.worker.redis_server import free_port, wait_listening
+
+if TYPE_CHECKING:
+    from steadfetch.chaos.env.containers import RedisContainer
 
 SERVICE = "mymaster"
 SENTINELS = 3
@@ -216,28 +219,13 @@ def _start_docker(*, appendonly: bool) -> SentinelStack:
     as the same number on the host's 127.0.0.1. So the addresses the sentinels announce (and the
     replica's announced address) are reachable from the containers and from the host-side
     worker alike, and nothing is published beyond loopback."""
-    import io
-    import tarfile
     import uuid
 
-    from steadfetch.chaos.env.containers import (
-        LABEL,
-        REDIS_IMAGE,
-        TOXIPROXY_IMAGE,
-        RedisContainer,
-        _wait_api,
-        docker_client,
-        require_images,
-    )
-    from steadfetch.chaos.env.toxiproxy import ToxiproxyAPI
+    from steadfetch.chaos.env.containers import docker_client, require_images
 
     client = docker_client()
     require_images(client)
     closer = ExitStack()
-
-    def removed(container: Any) -> None:
-        closer.callback(lambda: container.remove(force=True))
-
     try:
         network = client.networks.create(f"steadfetch-sentinel-{uuid.uuid4().hex[:8]}")
         closer.callback(network.remove)
@@ -246,57 +234,16 @@ def _start_docker(*, appendonly: bool) -> SentinelStack:
         )
         sentinel_ports = [free_port() for _ in range(SENTINELS)]
         published = [proxy_port, primary_port, replica_port, *sentinel_ports]
-        toxi = client.containers.run(
-            TOXIPROXY_IMAGE,
-            ["-host=0.0.0.0"],
-            detach=True,
-            network=network.name,
-            labels=LABEL,
-            ports={"8474/tcp": ("127.0.0.1", api_port)}
-            | {f"{port}/tcp": ("127.0.0.1", port) for port in published},
-        )
-        removed(toxi)
-        wait_listening("127.0.0.1", api_port, 15, "Toxiproxy container API")
-        api = ToxiproxyAPI("127.0.0.1", api_port)
-        _wait_api(api)
-        shared = f"container:{toxi.id}"
-
-        def redis_node(port: int, *extra: str) -> RedisContainer:
-            command = ["redis-server", "--port", str(port), "--bind", "0.0.0.0"]
-            command += ["--protected-mode", "no", "--save", "", "--appendfsync", "always"]
-            command += ["--appendonly", "yes" if appendonly else "no"]
-            command += [*REDIS_FLAGS, *REPLICATION_FLAGS, *extra]
-            container = client.containers.run(
-                REDIS_IMAGE, command, detach=True, network_mode=shared, labels=LABEL
-            )
-            removed(container)
-            node = RedisContainer(_Wrapped(container), port, None)
-            node.wait_ready()
-            return node
-
-        primary = redis_node(primary_port, "--replica-announce-port", str(proxy_port))
+        containers = _Containers(client, closer, appendonly=appendonly)
+        api = containers.toxiproxy(network.name, api_port, published)
+        primary = containers.redis_node(primary_port, "--replica-announce-port", str(proxy_port))
         proxy = api.create_proxy(PROXY_NAME, f"0.0.0.0:{proxy_port}", f"127.0.0.1:{primary_port}")
         replication = api.create_proxy(
             REPLICATION_PROXY, f"127.0.0.1:{link_port}", f"127.0.0.1:{primary_port}"
         )
-        replica = redis_node(replica_port, "--replicaof", "127.0.0.1", str(link_port))
+        replica = containers.redis_node(replica_port, "--replicaof", "127.0.0.1", str(link_port))
         for port in sentinel_ports:
-            container = client.containers.create(
-                REDIS_IMAGE,
-                ["redis-server", "/data/sentinel.conf", "--sentinel"],
-                network_mode=shared,
-                labels=LABEL,
-            )
-            removed(container)
-            conf = _sentinel_conf(port, proxy_port, "/data").encode()
-            archive = io.BytesIO()
-            with tarfile.open(fileobj=archive, mode="w") as tar:
-                info = tarfile.TarInfo("sentinel.conf")
-                info.size = len(conf)
-                tar.addfile(info, io.BytesIO(conf))
-            container.put_archive("/data", archive.getvalue())
-            container.start()
-            wait_listening("127.0.0.1", port, 15, "Sentinel container")
+            containers.sentinel(port, proxy_port)
         stack = SentinelStack(
             env="docker",
             redis=primary,
@@ -317,6 +264,82 @@ def _start_docker(*, appendonly: bool) -> SentinelStack:
         closer.close()
         raise
     return stack
+
+
+class _Containers:
+    """The steps of :func:`_start_docker`: each starts one container, removed when ``closer``
+    closes; the Toxiproxy container first, then the nodes in its network namespace."""
+
+    def __init__(self, client: Any, closer: ExitStack, *, appendonly: bool) -> None:
+        self.client = client
+        self.closer = closer
+        self.appendonly = appendonly
+        self.shared = ""  # the nodes' network mode: "container:<Toxiproxy container id>"
+
+    def _removed(self, container: Any) -> None:
+        self.closer.callback(lambda: container.remove(force=True))
+
+    def toxiproxy(self, network: str, api_port: int, published: list[int]) -> ToxiproxyAPI:
+        """The Toxiproxy container, its API and the ``published`` ports on the host's
+        127.0.0.1 (same numbers inside); its API once it answers."""
+        from steadfetch.chaos.env.containers import LABEL, TOXIPROXY_IMAGE, _wait_api
+
+        toxi = self.client.containers.run(
+            TOXIPROXY_IMAGE,
+            ["-host=0.0.0.0"],
+            detach=True,
+            network=network,
+            labels=LABEL,
+            ports={"8474/tcp": ("127.0.0.1", api_port)}
+            | {f"{port}/tcp": ("127.0.0.1", port) for port in published},
+        )
+        self._removed(toxi)
+        wait_listening("127.0.0.1", api_port, 15, "Toxiproxy container API")
+        api = ToxiproxyAPI("127.0.0.1", api_port)
+        _wait_api(api)
+        self.shared = f"container:{toxi.id}"
+        return api
+
+    def redis_node(self, port: int, *extra: str) -> RedisContainer:
+        """A redis-server on ``port`` with ``extra`` flags, once it answers PING."""
+        from steadfetch.chaos.env.containers import LABEL, REDIS_IMAGE, RedisContainer
+
+        command = ["redis-server", "--port", str(port), "--bind", "0.0.0.0"]
+        command += ["--protected-mode", "no", "--save", "", "--appendfsync", "always"]
+        command += ["--appendonly", "yes" if self.appendonly else "no"]
+        command += [*REDIS_FLAGS, *REPLICATION_FLAGS, *extra]
+        container = self.client.containers.run(
+            REDIS_IMAGE, command, detach=True, network_mode=self.shared, labels=LABEL
+        )
+        self._removed(container)
+        node = RedisContainer(_Wrapped(container), port, None)
+        node.wait_ready()
+        return node
+
+    def sentinel(self, port: int, proxy_port: int) -> None:
+        """A sentinel on ``port`` monitoring the primary at ``proxy_port``: its configuration
+        is copied into the created container (as a tar archive) before it starts."""
+        import io
+        import tarfile
+
+        from steadfetch.chaos.env.containers import LABEL, REDIS_IMAGE
+
+        container = self.client.containers.create(
+            REDIS_IMAGE,
+            ["redis-server", "/data/sentinel.conf", "--sentinel"],
+            network_mode=self.shared,
+            labels=LABEL,
+        )
+        self._removed(container)
+        conf = _sentinel_conf(port, proxy_port, "/data").encode()
+        archive = io.BytesIO()
+        with tarfile.open(fileobj=archive, mode="w") as tar:
+            info = tarfile.TarInfo("sentinel.conf")
+            info.size = len(conf)
+            tar.addfile(info, io.BytesIO(conf))
+        container.put_archive("/data", archive.getvalue())
+        container.start()
+        wait_listening("127.0.0.1", port, 15, "Sentinel container")
 
 
 def _wait_settled(stack: SentinelStack) -> None:

@@ -27,6 +27,19 @@ log = logging.getLogger("worker")
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("run", help="run a worker for APP (module:attr of a steadfetch.App)")
     p.add_argument("app", metavar="APP", help="import path of the App, e.g. myproject.jobs:app")
+    _add_queue_options(p)
+    _add_timeout_options(p)
+    _add_retry_options(p)
+    _add_liveness_options(p)
+    _add_observability_options(p)
+    _add_process_options(p)
+    add_redis_options(p)
+    p.set_defaults(func=run_command, parser=p)
+
+
+def _add_queue_options(p: argparse.ArgumentParser) -> None:
+    """What to run: the queues in priority order, how many jobs at once, how many held ahead, and
+    the delivery guarantee."""
     p.add_argument(
         "--queues",
         type=queue_list,
@@ -47,6 +60,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         choices=MODES,
         help="reliable (at-least-once) or fast (at-most-once, like Resque)",
     )
+
+
+def _add_timeout_options(p: argparse.ArgumentParser) -> None:
+    """How long a job, a shutdown and an idle fetch may take."""
     p.add_argument(
         "--job-timeout",
         type=positive_float,
@@ -65,6 +82,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=1.0,
         help="server-side block of an idle fetch (s)",
     )
+
+
+def _add_retry_options(p: argparse.ArgumentParser) -> None:
+    """What happens to a failing job: how often it runs again, and how long it waits between
+    runs (a task may set its own)."""
     p.add_argument(
         "--max-attempts",
         type=positive_int,
@@ -85,6 +107,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=300.0,
         help="longest wait before a failed job runs again (s; unless its task sets retry_cap)",
     )
+
+
+def _add_liveness_options(p: argparse.ArgumentParser) -> None:
+    """How this worker shows it is alive, finds dead workers' jobs and notices a stuck fetch."""
     p.add_argument(
         "--heartbeat-interval",
         type=positive_float,
@@ -104,6 +130,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="seconds a fetch may take before the watchdog resets the connection "
         "(default: block + read timeout + 5; 0 disables: unsafe)",
     )
+
+
+def _add_observability_options(p: argparse.ArgumentParser) -> None:
+    """How this worker is seen: metrics endpoint, worker id, live dashboard."""
     p.add_argument(
         "--metrics-port",
         type=int,
@@ -116,6 +146,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument(
         "--no-color", action="store_true", help="no colours in the dashboard (NO_COLOR works too)"
     )
+
+
+def _add_process_options(p: argparse.ArgumentParser) -> None:
+    """Several worker processes under a supervisor (and the hidden flags the supervisor passes to
+    its children)."""
     p.add_argument(
         "--processes",
         type=process_count,
@@ -127,8 +162,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument("--supervisor-pid", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--supervisor-stderr-fd", type=int, default=None, help=argparse.SUPPRESS)
-    add_redis_options(p)
-    p.set_defaults(func=run_command, parser=p)
 
 
 def config_from_args(args: argparse.Namespace) -> WorkerConfig:
