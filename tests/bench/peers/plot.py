@@ -45,6 +45,7 @@ def main(results: Path, out: Path) -> None:
     top.set_ylabel("RSS of the worker's process tree (MiB)")
     bottom.set_ylabel("jobs taken from the queue per s")
     bottom.set_yscale("symlog", linthresh=10)
+    bottom.set_ylim(bottom=0)  # from 0, so that decade ticks show even for one fast peer
     bottom.set_xlabel("seconds since the worker started")
     options, cores = doc["options"], doc["machine"]["cores"]
     jobs = f"{options['jobs']:,} no-op jobs"
