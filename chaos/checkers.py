@@ -777,8 +777,11 @@ def check_recovered_workers(history: Sequence[Op]) -> Verdict:
     """A worker's jobs are recovered only when it really exited, or was frozen past its
     heartbeat TTL: a live worker taken for dead has its jobs run twice.
 
-    A recovery line (``recovered N jobs``, N > 0) that names worker ids must name only such
-    workers; one that names none needs at least one such worker before it.
+    A recovery line (``recovered N jobs``) that names worker ids must name only such workers,
+    even with N = 0 (a live worker removed from the registry lost its lease: it was taken for
+    dead all the same, and the next time it may hold jobs; the heartbeat-TTL mutant once
+    survived because its one wrong recovery found the worker idle); a line with N > 0 that
+    names none needs at least one such worker before it.
     """
     starts = worker_starts(history)
     ids = {str(op.value.get("worker_id") or p): p for p, op in starts.items()}
@@ -801,12 +804,12 @@ def check_recovered_workers(history: Sequence[Op]) -> Verdict:
         return False
 
     lines = [
-        op
+        (op, int(m.group(1)))
         for op in _worker_logs(history)
-        if (m := RECOVERED_JOBS.search(_msg(op))) and int(m.group(1)) > 0
+        if (m := RECOVERED_JOBS.search(_msg(op)))
     ]
     wrong: list[str] = []
-    for op in lines:
+    for op, moved in lines:
         own = str(starts[op.process].value.get("worker_id")) if op.process in starts else None
         named = [
             wid
@@ -817,7 +820,7 @@ def check_recovered_workers(history: Sequence[Op]) -> Verdict:
             alive = [wid for wid in named if not dead_by(wid, op.time, op.process)]
             if alive:
                 wrong.append(f"{op.process} recovered live worker(s) {alive}: {_msg(op)[:160]}")
-        elif not any(dead_by(wid, op.time, op.process) for wid in ids):
+        elif moved > 0 and not any(dead_by(wid, op.time, op.process) for wid in ids):
             wrong.append(f"{op.process} recovered jobs with no worker dead: {_msg(op)[:160]}")
     details = {"recovery_lines": len(lines), "wrong": wrong[:EXAMPLES]}
     if wrong:

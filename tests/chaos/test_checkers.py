@@ -535,6 +535,14 @@ def test_recovering_an_exited_or_long_frozen_worker_is_fine() -> None:
     assert check_recovered_workers(_two_workers().log(9, "recovered 0 jobs").sorted()).valid
 
 
+def test_a_live_worker_taken_for_dead_is_wrong_even_when_it_held_nothing() -> None:
+    line = "recovered 0 job(s) of 1 dead worker(s) (heartbeat expired): w-1 (0 jobs); by worker w-2"
+    live = _two_workers().log(9, line, process="worker-2")
+    assert check_recovered_workers(live.sorted()).valid is False
+    dead = _two_workers().exit(5, "worker-1", -9).log(10, line, process="worker-2")
+    assert check_recovered_workers(dead.sorted()).valid is True
+
+
 # --- logs: the recovery line must be the outage's, from a worker that lived ---------------
 
 
