@@ -13,54 +13,9 @@ This folder holds only this module. The public API is the fetcher's and the work
 (``__all__`` of each, checked by ``tests/worker/test_import_names.py``).
 """
 
-from steadfetch.fetcher import (
-    Admin,
-    ConfigurationError,
-    ConnectionEvent,
-    ConnectionLost,
-    ConnectionRestored,
-    ConnectionState,
-    ConnectionStats,
-    DecodeError,
-    EnqueuedId,
-    Fetcher,
-    FetcherError,
-    Job,
-    JobSpec,
-    Keys,
-    Producer,
-    RedisConnection,
-    RedisUnavailable,
-    RetryPolicy,
-    SyncProducer,
-    WrongTypeError,
-    blocking_read_timeout,
-)
+from steadfetch import fetcher as _fetcher
+from steadfetch.fetcher import *  # noqa: F403 (the fetcher's public API, listed there once)
 from steadfetch.worker import App, Task, __version__
 
-__all__ = [
-    "Admin",
-    "App",
-    "ConfigurationError",
-    "ConnectionEvent",
-    "ConnectionLost",
-    "ConnectionRestored",
-    "ConnectionState",
-    "ConnectionStats",
-    "DecodeError",
-    "EnqueuedId",
-    "Fetcher",
-    "FetcherError",
-    "Job",
-    "JobSpec",
-    "Keys",
-    "Producer",
-    "RedisConnection",
-    "RedisUnavailable",
-    "RetryPolicy",
-    "SyncProducer",
-    "Task",
-    "WrongTypeError",
-    "__version__",
-    "blocking_read_timeout",
-]
+__all__ = ["App", "Task", "__version__"]
+__all__ += _fetcher.__all__
