@@ -135,7 +135,7 @@ async def recover(
             if worker_id == caller or await r.exists(keys.heartbeat(worker_id)):
                 continue
             qset = keys.worker_queues(worker_id)
-            if await r.type(qset) not in (b"set", b"none", "set", "none"):
+            if await r.type(qset) not in (b"set", b"none"):  # clients never decode replies
                 broken.append((qset, NOT_A_SET))
                 found.append((worker_id, []))
                 continue

@@ -62,9 +62,7 @@ class LuaScript:
         return cls(name, source, hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest())
 
     async def __call__(self, client: Redis, keys: list[str], args: list[Any]) -> Any:
-        sent = _SENT.get(client)
-        if sent is None:
-            sent = _SENT[client] = set()
+        sent = _SENT.setdefault(client, set())
         if self.sha in sent:
             try:
                 return await client.evalsha(self.sha, len(keys), *keys, *args)
