@@ -28,6 +28,9 @@ from tests.polling import wait_until
 KEYS = Keys()
 QUEUE = KEYS.queue_key("default")
 ONE_REPLICA = Durability(replicas=1, timeout=0.2)
+# A loaded machine can take longer than 200 ms to replicate one write: where the test counts
+# WAITs (and a timed-out WAIT would be retried and counted again), the replica gets 10 s.
+PATIENT = Durability(replicas=1, timeout=10.0)
 
 
 @pytest.fixture
@@ -68,7 +71,7 @@ async def test_enqueue_and_every_settle_wait_for_the_replica(
     primary_and_replica: tuple[RedisServer, RedisServer],
 ) -> None:
     primary, _ = primary_and_replica
-    conn = RedisConnection.from_url(primary.url, retry=FAST_RETRY, durability=ONE_REPLICA)
+    conn = RedisConnection.from_url(primary.url, retry=FAST_RETRY, durability=PATIENT)
     try:
         producer = Producer(conn)
         await producer.enqueue("t", job_id="a")
