@@ -328,6 +328,7 @@ class MutantResult:
     error: str | None = None
     duration: float = 0.0
     scratch: Path | None = None
+    rounds: int = 1  # the round the verdict came from (see ROUNDS)
 
     @property
     def caught_by(self) -> list[str]:
@@ -358,6 +359,7 @@ class MutantResult:
             "error": self.error,
             "duration": round(self.duration, 2),
             "runs": [r.to_dict() for r in self.runs],
+            "rounds": self.rounds,
         }
 
 
@@ -402,20 +404,39 @@ async def run_against(
     return result, scratch.path
 
 
+ROUNDS = 2
+"""How many times a mutant's scenarios are tried before it counts as a survivor.
+
+A fault scenario's timing is not the same twice (where in a batch the cut lands, which ack is
+in flight at the kill), so a checker that catches a bug nearly every run can still miss it once
+on a loaded machine. A second round, with the next seed, tells a bug the suite cannot catch (it
+survives both) from one it caught late; the console line and the JSON report name the round."""
+
+
+def attempts(catches: Sequence[str], rounds: int, seed: int) -> list[tuple[int, str, int]]:
+    """(round, scenario, seed) in the order they run: every scenario of round 1 (cheapest
+    first) with ``seed``, then round 2's with ``seed + 1``, and so on."""
+    return [(r + 1, name, seed + r) for r in range(rounds) for name in catches]
+
+
 async def run_mutant(
-    mutant: Mutant, *, seed: int, workdir: Path, keep: bool = False
+    mutant: Mutant, *, seed: int, workdir: Path, keep: bool = False, rounds: int = ROUNDS
 ) -> MutantResult:
-    """Run ``mutant``'s scenarios in order until one kills it. Killed runs' directories and
-    scratch copies are removed unless ``keep``; a survivor's or an error's are kept."""
+    """Run ``mutant``'s scenarios in order until one kills it, for up to ``rounds`` rounds (each
+    with the next seed). Killed runs' directories and scratch copies are removed unless
+    ``keep``; a survivor's or an error's are kept."""
     from steadfetch.chaos.mutants import scenario as find_scenario
 
     started = time.monotonic()
     outcome = MutantResult(mutant, "survived")
     leftovers: list[Path] = []
     try:
-        for name in mutant.catches:
+        for round_, name, round_seed in attempts(mutant.catches, rounds, seed):
+            if outcome.status == "killed":
+                break
+            outcome.rounds = round_
             result, scratch = await run_against(
-                mutant, find_scenario(name), seed=seed, workdir=workdir
+                mutant, find_scenario(name), seed=round_seed, workdir=workdir
             )
             leftovers += [result.run_dir, *([scratch] if scratch else [])]
             outcome.scratch = scratch
@@ -427,7 +448,6 @@ async def run_mutant(
             )
             if found:
                 outcome.status = "killed"
-                break
     except MutantError as exc:
         outcome.status, outcome.error = "error", str(exc)
     finally:
@@ -457,10 +477,11 @@ def describe(result: MutantResult) -> str:
     """One line per mutant for the console (rich markup)."""
     m = result.mutant
     took = f"{result.duration:.0f} s"
+    late = f", round {result.rounds}: missed in round 1" if result.rounds > 1 else ""
     if result.status == "killed":
         return (
             f"[green]KILLED[/]   {m.name} by {', '.join(result.caught_by)} "
-            f"in {result.killer} ({took})"
+            f"in {result.killer}{late} ({took})"
         )
     if result.status == "error":
         return f"[red bold]ERROR[/]    {m.name}: {result.error}"

@@ -24,6 +24,7 @@ from steadfetch.chaos.checkers import Verdict
 from steadfetch.chaos.mutants import EXTRA_SCENARIOS, MUTANTS, scenario
 from steadfetch.chaos.mutate import (
     PROBE_ENV,
+    ROUNDS,
     SOURCE_ROOT,
     Mutant,
     MutantDrift,
@@ -33,6 +34,7 @@ from steadfetch.chaos.mutate import (
     ScratchNotImported,
     Spot,
     apply,
+    attempts,
     caught_by,
     check_imports,
     make_scratch,
@@ -229,6 +231,13 @@ def test_a_mutant_naming_an_unknown_scenario_is_an_error(tmp_path: Path) -> None
     assert "no scenario named 'no-such-scenario'" in (result.error or "")
 
 
+def test_a_survivor_of_round_one_gets_a_second_round_with_the_next_seed() -> None:
+    assert attempts(("cut", "latency"), 2, 7) == [
+        (1, "cut", 7), (1, "latency", 7), (2, "cut", 8), (2, "latency", 8),
+    ]  # fmt: skip
+    assert attempts(("cut",), 1, 7) == [(1, "cut", 7)]
+
+
 def test_only_an_unexpected_survivor_or_an_error_fails_the_run() -> None:
     known = mutant(survivor="no checker looks at it yet")
     results = [
@@ -249,7 +258,7 @@ NO_RERUN = {"restart-under-load"}
 
 
 def _param(m: Mutant) -> object:
-    marks = [*MUTATION, pytest.mark.timeout(200 * len(m.catches))]
+    marks = [*MUTATION, pytest.mark.timeout(200 * len(m.catches) * ROUNDS)]
     if m.survivor is not None:
         marks.append(pytest.mark.xfail(strict=False, reason=f"known survivor: {m.survivor}"))
     return pytest.param(m, id=m.name, marks=marks)
