@@ -17,6 +17,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -96,10 +97,14 @@ class Cluster:
     create``, readiness, who serves what) is the same everywhere. Every node is addressed as it
     announces itself (``node.host:node.port``): the test process reaches it as the worker does."""
 
-    def __init__(self, primaries: int = 3, replicas: int = 1) -> None:
+    def __init__(
+        self, primaries: int = 3, replicas: int = 1, *, extra_args: Sequence[str] = ()
+    ) -> None:
         self.primaries = primaries
         self.replicas = replicas
         self.nodes: list[ClusterNode] = []
+        self.flags = [*CLUSTER_FLAGS, *extra_args]
+        """Every node's redis-server flags: :data:`CLUSTER_FLAGS`, then ``extra_args``."""
 
     @property
     def size(self) -> int:
@@ -219,7 +224,7 @@ class LocalCluster(Cluster):
 
     def start_nodes(self) -> None:
         for _ in range(self.size):
-            self.nodes.append(RedisServer(_cluster_port(), extra_args=list(CLUSTER_FLAGS)).start())
+            self.nodes.append(RedisServer(_cluster_port(), extra_args=self.flags).start())
 
 
 class DockerCluster(Cluster):
@@ -229,8 +234,15 @@ class DockerCluster(Cluster):
     on the host reaches it there (on Linux a bridge network's addresses are routable from the
     host) as any container on the network would; nothing is published."""
 
-    def __init__(self, network: Any, primaries: int = 3, replicas: int = 1) -> None:
-        super().__init__(primaries, replicas)
+    def __init__(
+        self,
+        network: Any,
+        primaries: int = 3,
+        replicas: int = 1,
+        *,
+        extra_args: Sequence[str] = (),
+    ) -> None:
+        super().__init__(primaries, replicas, extra_args=extra_args)
         self.network = network
 
     def start_nodes(self) -> None:
@@ -240,7 +252,7 @@ class DockerCluster(Cluster):
             start_redis_container,
         )
 
-        command = redis_command(*CLUSTER_FLAGS)
+        command = redis_command(*self.flags)
 
         def node() -> ClusterNode:
             container = RedisContainer(

@@ -103,14 +103,22 @@ class RedisContainer:
         return bool(self._docker.status == "running")
 
     def wait_ready(self, timeout: float = 15.0) -> None:
+        """Poll PING until Redis answers; a container that exited (a bad flag, say) fails at
+        once with the end of its log rather than at the deadline."""
         deadline = time.monotonic() + timeout
         last = ""
         while time.monotonic() < deadline:
+            host = self.host  # "" while the container has no address (it is not "localhost")
             try:
-                if resp_ping(self.host, self.host_port, self.password) == b"+PONG":
+                if host and resp_ping(host, self.host_port, self.password) == b"+PONG":
                     return
             except OSError as exc:
                 last = repr(exc)
+            if not self.running:
+                tail = self._docker.logs(tail=5).decode(errors="replace").strip()
+                code = self._docker.attrs["State"].get("ExitCode")
+                name = self._docker.short_id
+                raise RuntimeError(f"Redis container {name} exited ({code}): {tail}")
             time.sleep(0.05)
         raise TimeoutError(f"Redis container not ready on {self.host}:{self.host_port}: {last}")
 
