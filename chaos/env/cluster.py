@@ -228,11 +228,12 @@ class LocalCluster(Cluster):
 
 
 class DockerCluster(Cluster):
-    """The nodes are containers of the Redis image on one Docker network (``network``, a
-    testcontainers Network the caller owns), started in parallel. Each listens on 6379 at its
-    own address on the network, which it announces to its peers and clients: the test process
-    on the host reaches it there (on Linux a bridge network's addresses are routable from the
-    host) as any container on the network would; nothing is published."""
+    """The nodes are containers of the Redis image on one Docker network (``network``: the
+    caller's, testcontainers' or docker-py's; only its ``name`` is used), started in parallel.
+    Each listens on 6379 at its own address on the network, which it announces to its peers and
+    clients: the test process on the host reaches it there (on Linux a bridge network's
+    addresses are routable from the host) as any container on the network would; nothing is
+    published."""
 
     def __init__(
         self,
