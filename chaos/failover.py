@@ -74,7 +74,7 @@ class Failover(Fault):
             # A live old primary keeps taking writes from clients that have no reason to ask
             # the sentinels again, until a sentinel's INFO round sees it and demotes it (up to
             # 10-20 s: split brain). The fault lasts until then; those writes are the failover's.
-            await wait_for(lambda: demoted(stack), DEMOTION_WITHIN, "the old primary's demotion")
+            await wait_demoted(stack)
 
     demoted_in_hold: bool = False
 
@@ -83,7 +83,7 @@ class Failover(Fault):
         sentinels made the old primary an in-sync replica: a ``--durability replicas=1`` write
         needs one, and until then the old primary may still take writes as a stale master."""
         await blocking(t.stack.heal)
-        await wait_for(lambda: demoted(_stack(t)), DEMOTION_WITHIN, "the old primary's demotion")
+        await wait_demoted(_stack(t))
         return "healed the stack; the sentinels made the old primary an in-sync replica"
 
 
@@ -179,6 +179,53 @@ def demoted(stack: SentinelStack) -> bool:
         return False
     finally:
         client.close()
+
+
+async def wait_demoted(stack: SentinelStack) -> None:
+    """Wait for :func:`demoted`; a timeout says what the old primary and the sentinels saw (a
+    run directory under pytest's rotating temp may be gone before anyone reads its logs)."""
+    try:
+        await wait_for(lambda: demoted(stack), DEMOTION_WITHIN, "the old primary's demotion")
+    except TimeoutError as exc:
+        seen = await blocking(lambda: demotion_state(stack))
+        raise TimeoutError(f"{exc} ({seen})") from None
+
+
+def demotion_state(stack: SentinelStack) -> str:
+    """One line: the old primary's replication state and each sentinel's view of the service."""
+
+    def text(value: object) -> str:
+        return value.decode() if isinstance(value, bytes) else str(value)
+
+    parts: list[str] = []
+    client = stack.admin(timeout=2.0)
+    try:
+        info = client.info("replication")
+        parts.append(
+            "old primary: role={} master={}:{} link={}".format(
+                *(info.get(k, "?") for k in ("role", "master_host", "master_port")),
+                info.get("master_link_status", "-"),
+            )
+        )
+    except (redis_py.RedisError, OSError) as exc:
+        parts.append(f"old primary: unreadable ({type(exc).__name__}: {exc})")
+    finally:
+        client.close()
+    for index in range(len(stack.sentinel_ports)):
+        sentinel = stack.sentinel(index)
+        try:
+            master: Any = sentinel.sentinel_master(SERVICE)
+            parts.append(
+                f"sentinel {index}: {text(master.get('ip'))}:{text(master.get('port'))} "
+                f"flags={text(master.get('flags'))} "
+                f"replicas={text(master.get('num-slaves'))} "
+                f"failover={text(master.get('failover-state', '-'))}"
+            )
+        except (redis_py.RedisError, OSError) as exc:
+            parts.append(f"sentinel {index}: unreadable ({type(exc).__name__})")
+        finally:
+            sentinel.close()
+    return "; ".join(parts)
 
 
 def sentinel_failover(stack: SentinelStack, within: float = 20.0) -> None:
