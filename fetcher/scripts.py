@@ -36,6 +36,7 @@ WAKE_BOUND = 16
 #: snippet those call, each once and in this order, so each function is written once and the
 #: script's SHA covers it. A snippet may call only the snippets listed before it.
 SNIPPETS: tuple[tuple[str, str], ...] = (
+    ("redis.call", "_wrongtype_names_the_key"),
     ("holds", "_holds"),
     ("wake_up", "_wake_up"),
     ("queue_refusal", "_queue_refusal"),

@@ -25,6 +25,8 @@ REVIEWED = {
     # Reached only once refuse(q) accepted q: promote_queue's accepts its declared KEYS[2] alone.
     ("_promote_due", "holds q"),
     ("_promote_due", "RPUSH q"),
+    # The key of the command that just failed, declared wherever that command's was.
+    ("_wrongtype_names_the_key", "TYPE key"),
 }
 #: Commands whose first argument is not a key.
 KEYLESS = {"TIME", "INFO"}
@@ -107,8 +109,8 @@ def snippet_key_params() -> dict[str, tuple[int, ...]]:
     key_params: dict[str, tuple[int, ...]] = {}
     for function, file in SNIPPETS:
         source = (LUA / f"{file}.lua").read_text()
-        [params] = [p for name, p in _FUNCTION.findall(source) if name == function]
-        names = [p.strip() for p in params.split(",")]
+        params = [p for name, p in _FUNCTION.findall(source) if name == function]
+        names = [p.strip() for p in "".join(params).split(",")]  # none: the redis.call prelude
         used = {passed.split(" ", 1)[1] for passed in keys_passed(source, key_params)}
         key_params[function] = tuple(i for i, p in enumerate(names) if p in used)
         bad = undeclared(source, key_params, declared=frozenset(names))

@@ -76,7 +76,9 @@ def test_snippets_come_in_order_each_once_and_only_where_called() -> None:
             if calls(reached, function):
                 reached += snippet(function)
         assert included == [f for f in functions if calls(reached, f)], path.name
-    assert LuaScript.load("requeue_processing").source.startswith(snippet("holds"))
+    prelude = snippet("redis.call")  # every script that calls Redis gets it, first
+    assert all(LuaScript.load(p.stem).source.startswith(prelude) for p in LUA.glob("[!_]*.lua"))
+    assert snippet("holds") in LuaScript.load("requeue_processing").source
 
 
 async def provoke_each(conn: RedisConnection, oracle: redis.Redis) -> dict[str, dict[str, Any]]:
