@@ -5,6 +5,8 @@
 -- raises any error reply again, unchanged (OOM, BUSY, READONLY... keep the prefix that
 -- fetcher/failures.py classifies), except that a WRONGTYPE becomes
 -- 'WRONGTYPE ZADD refused: key steadfetch:scheduled holds a string'.
+-- Cost: about 0.2 us a call (measured 2026-11-30, Redis commandstats, ack.lua removing 100
+-- payloads by LREM: 233-282 us a call without this, 252-302 us with it; by LTRIM: within noise).
 local redis = setmetatable({}, {__index = redis})
 -- Commands whose first two arguments are keys, by the type both must hold.
 local TWO_KEYS = {LMOVE = 'list', RPOPLPUSH = 'list', SMOVE = 'set'}
