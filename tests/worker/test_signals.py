@@ -84,3 +84,20 @@ def test_sigusr1_to_the_supervisor_reaches_every_started_child_and_kills_none(
     assert "killed by SIGUSR1" not in supervisor.log
     assert "restarting it in" not in supervisor.log
     assert supervisor.stop() == 0, supervisor.log
+
+
+def test_sigusr1_answers_during_a_redis_outage(
+    redis_server: RedisServer, start_worker: StartWorker
+) -> None:
+    """The state line reads memory only: Redis paused (no reply at all), it still comes, at
+    once, and says the connection is reconnecting."""
+    worker = start_worker(redis_server.url, "--read-timeout", "1", "--retry-cap", "0.5")
+    worker.started()
+    redis_server.pause()
+    try:
+        worker.wait_log(r"unreachable while")
+        worker.signal(signal.SIGUSR1)
+        worker.wait_log(STATE + r"worker \S+ running, .*; Redis \S+ reconnecting; processed=0 ")
+    finally:
+        redis_server.resume()
+    assert worker.stop() == 0, worker.log
