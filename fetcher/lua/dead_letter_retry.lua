@@ -9,19 +9,14 @@
 local out = {}
 for i = 3, #ARGV, 3 do
   local entry, q, fresh = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  local kind = redis.call('TYPE', q)['ok']
+  local fits, kind = holds(q, 'list')
   if not redis.call('LPOS', KEYS[1], entry) then
     out[#out + 1] = 0
-  elseif kind ~= 'list' and kind ~= 'none' then
+  elseif not fits then
     out[#out + 1] = 'queue key ' .. q .. ' holds a ' .. kind .. ', not a list'
   else
     redis.call('RPUSH', q, fresh)
-    local wake = ARGV[1] .. q
-    local wake_kind = redis.call('TYPE', wake)['ok']
-    if wake_kind == 'list' or wake_kind == 'none' then
-      redis.call('RPUSH', wake, '1')
-      redis.call('LTRIM', wake, -tonumber(ARGV[2]), -1)
-    end
+    wake_up(ARGV[1] .. q, ARGV[2])
     redis.call('LREM', KEYS[1], 1, entry)
     out[#out + 1] = 1
   end
