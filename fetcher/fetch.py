@@ -338,6 +338,23 @@ class Fetcher:
         queue = self._by_name.get(name)
         return queue if queue is not None else self.keys.queue_ref(self.worker_id, name)
 
+    def in_doubt(self) -> bool:
+        """Whether a job in hand must pass :meth:`still_held` before it starts (reliable mode,
+        after a presumed death or with a lease old enough to have expired): one cheap check."""
+        registration = self._registration
+        return self.mode == "reliable" and bool(registration.stale or registration.lease_in_doubt())
+
+    async def still_held(self, job: Job) -> bool:
+        """Confirm the lease first (:meth:`WorkerRegistration.confirm`); False, and ``job``
+        forgotten, when it was recovered elsewhere while this worker was presumed dead: another
+        worker has it, so starting it here would run it twice, and no settle is owed."""
+        registration = self._registration
+        await registration.confirm()
+        if registration.take_stale((self._queue(job.queue).key, job.raw)):
+            self._release(job)
+            return False
+        return True
+
     def _release(self, job: Job) -> None:
         self._release_all((job,))
 

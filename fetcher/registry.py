@@ -50,6 +50,11 @@ UNREGISTER = LuaScript.load("unregister")
 ORPHANS = LuaScript.load("orphans")
 #: At most this many dead worker ids are named in the one recovery line.
 NAMED_DEAD = 10
+#: A lease last renewed longer ago than this share of its TTL may have expired (the renewal's
+#: send time is the clock: the server's expiry is later still). Jobs in hand then wait for
+#: :meth:`WorkerRegistration.confirm` before they start; a live worker's beats keep its lease far
+#: younger, so only a frozen process or a long outage ever waits.
+LEASE_DOUBT = 0.9
 
 
 @dataclass
@@ -144,6 +149,8 @@ class WorkerRegistration:
         self._last_body = json.dumps({"worker_id": worker_id})
         self._ttl = 30.0
         self._rejoining = asyncio.Lock()
+        #: When the last renewal that Redis accepted was sent (monotonic; 0: never).
+        self._renewed_at = 0.0
 
     @property
     def lease_key(self) -> str:
@@ -174,11 +181,13 @@ class WorkerRegistration:
             *self.queue_keys,
         ]
         what = "writing the heartbeat of" if mode == "beat" else "registering"
+        sent = time.monotonic()
         reply: list[Any] = await self.conn.execute(
             f"{what} worker {self.worker_id}", LEASE.bind(keys, args)
         )
         status = _text(reply[0])
-        if status in ("ok", "lapsed"):  # a cluster: the fence in each queue's slot, too
+        if status in ("ok", "lapsed"):
+            self._renewed_at = sent  # a cluster: the fence in each queue's slot, too
             await cluster.mirror_leases(
                 self.conn, self.keys, self.worker_id, token, _ms(self._ttl), self.queue_keys
             )
@@ -271,13 +280,28 @@ class WorkerRegistration:
             return
         await self._renew(self.token)
 
+    def lease_in_doubt(self) -> bool:
+        """Whether the lease may have expired since its last renewal (:data:`LEASE_DOUBT`): a
+        process frozen past its TTL wakes up with jobs in hand that another worker may have
+        recovered and run meanwhile."""
+        age = time.monotonic() - self._renewed_at
+        return self.token is not None and age > self._ttl * LEASE_DOUBT
+
+    async def confirm(self) -> None:
+        """Renew the lease now, unless a renewal went out since this was asked: finds out a
+        presumed death (rejoin; the jobs recovered elsewhere become :attr:`stale`) before a job
+        in hand starts. Several runners asking at once cost one renewal."""
+        asked = time.monotonic()
+        if self.token is not None:
+            await self._renew(self.token, unless_renewed_since=asked)
+
     async def lease_lost(self, token: str) -> None:
         """A settle under ``token`` was refused by the fence: find out why, as the heartbeat
         does (:meth:`_renew`). Afterwards the caller settles again under :attr:`fence`: the
         jobs recovered elsewhere are then :attr:`stale` and touch nothing."""
         await self._renew(token)
 
-    async def _renew(self, token: str) -> None:
+    async def _renew(self, token: str, unless_renewed_since: float | None = None) -> None:
         """Renew the lease held by ``token`` (a beat). Its lease may have lapsed while nobody
         recovered this worker: taken back, same token, a WARNING. Or the worker was presumed
         dead (recovered): say so, mark in-flight jobs recovered elsewhere as stale, rejoin with
@@ -287,6 +311,8 @@ class WorkerRegistration:
         async with self._rejoining:
             if self.token != token:
                 return  # someone (the heartbeat or another settle) already rejoined
+            if unless_renewed_since is not None and self._renewed_at >= unless_renewed_since:
+                return  # renewed (or rejoined) while this caller waited for the lock
             status, *rest = await self._lease(token, "beat")
             if status == "ok":
                 return

@@ -339,3 +339,41 @@ async def test_the_sweep_dead_letters_orphans_whose_queue_key_holds_another_type
     assert json.loads(entry["raw"])["id"] == "stranded"
     assert "orphaned by worker w1" in entry["reason"] and "holds a string" in entry["reason"]
     assert oracle.llen(processing("w1")) == 0
+
+
+async def test_a_job_in_hand_that_was_recovered_elsewhere_is_not_started_by_the_zombie(
+    conn: RedisConnection, oracle: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found by freeze-2w in docker: a worker frozen past its TTL with a job fetched but not yet
+    started woke up and started it, although another worker had recovered and run it. The
+    lease is now confirmed before such a job starts, and the job is forgotten, not run."""
+    zombie, job, other = await zombie_with_one_job(conn, oracle)
+    assert zombie.in_doubt()  # its lease is older than its TTL
+    with caplog.at_level(logging.WARNING, "fetcher.registry"):
+        assert not await zombie.still_held(job)
+    assert zombie.ownership.presumed_dead == 1 and zombie.in_flight == 0
+    assert any("was presumed dead" in r.getMessage() for r in caplog.records)
+    assert oracle.llen(DEFAULT) == 1  # the recovered copy waits for the other worker, once
+    assert not zombie.in_doubt()  # rejoined with a fresh lease, nothing stale left
+    [again] = await other.fetch(1)
+    assert again.raw == job.raw
+
+
+async def test_a_job_in_hand_starts_under_a_fresh_lease_or_one_that_lapsed_unrecovered(
+    conn: RedisConnection, oracle: redis.Redis
+) -> None:
+    await Producer(conn).enqueue_many([{"task": "t", "args": (i,)} for i in range(2)])
+    fresh = Fetcher(conn, "w1", ["default"], heartbeat_ttl=60)
+    await fresh.register()
+    [first] = await fresh.fetch(1)
+    assert not fresh.in_doubt()  # the hot path: no round trip before a job starts
+    lapsed = Fetcher(conn, "w2", ["default"], heartbeat_ttl=0.2)
+    await lapsed.register()
+    [second] = await lapsed.fetch(1)
+    await wait_until(lambda: oracle.exists(KEYS.lease("w2")) == 0, what="lease expiry")
+    assert lapsed.in_doubt()
+    assert await lapsed.still_held(second)  # nobody recovered it: the lease is taken back
+    assert lapsed.ownership.presumed_dead == 0 and token_of(oracle, "w2") is not None
+    assert oracle.llen(processing("w2")) == 1 and lapsed.in_flight == 1
+    await asyncio.gather(fresh.ack(first), lapsed.ack(second))
+    assert oracle.llen(processing("w1")) == oracle.llen(processing("w2")) == 0

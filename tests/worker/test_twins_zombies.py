@@ -115,3 +115,45 @@ def test_a_frozen_worker_finds_out_it_was_presumed_dead_and_its_late_ack_touches
     assert oracle.smembers(KEYS.workers) == {b"zombie", b"survivor"}  # rejoined, fresh lease
     assert survivor.stop() == 0 and zombie.stop() == 0
     assert len(re.findall(r"recovered \d+ job", survivor.log + zombie.log)) == 1  # logged once
+
+
+def test_a_frozen_worker_does_not_start_a_fetched_job_that_was_recovered_and_run_elsewhere(
+    redis_server: RedisServer,
+    start_worker: StartWorker,
+    producer: SyncProducer,
+    record_path: Path,
+    oracle: redis.Redis,
+) -> None:
+    """Found by freeze-2w in docker: woken up, the zombie started a job it had fetched before
+    the freeze (waiting behind a running one), which the survivor had recovered and run."""
+    flags = ["--worker-id", "zombie", "--concurrency", "1", "--prefetch", "1", *SHORT_TTL]
+    zombie = start_worker(redis_server.url, *flags).started()
+    producer.enqueue("work", "running", 2.0)
+    producer.enqueue("work", "waiting")
+    wait_for("the zombie ran one job", lambda: records(record_path, "start", "running"))
+    held = KEYS.processing("zombie", KEYS.queue_key("default"))
+    wait_for("the second job fetched into its window", lambda: oracle.llen(held) == 2)
+    zombie.signal(signal.SIGSTOP)
+    try:
+        survivor = start_worker(
+            redis_server.url, "--worker-id", "survivor", "--recovery-interval", "0.5"
+        ).started()
+        survivor.wait_log(r"recovered 2 job\(s\) of 1 dead worker\(s\) .*: zombie \(2 jobs\)")
+        wait_for("the survivor ran both", lambda: records(record_path, "end", "waiting"))
+    finally:
+        zombie.signal(signal.SIGCONT)
+    zombie.wait_log(r"WARNING fetcher\.registry: worker zombie was presumed dead")
+    wait_for("the zombie's first job to end", lambda: len(records(record_path, "end", "running")))
+    # Its one runner is free again: it either starts the waiting job (the bug) or says why not.
+    not_started = r"WARNING worker: job \S+ not started: another worker recovered it while"
+    wait_for(
+        "the waiting job started again or a line saying why not",
+        lambda: (
+            re.search(not_started, zombie.log) or len(records(record_path, "start", "waiting")) > 1
+        ),
+    )
+    assert len(records(record_path, "start", "waiting")) == 1  # the survivor's run only
+    assert re.search(not_started, zombie.log), zombie.log
+    assert survivor.stop() == 0 and zombie.stop() == 0
+    assert oracle.llen(KEYS.queue_key("default")) == 0
+    assert oracle.keys(f"{KEYS.processing_prefix}*") == []
