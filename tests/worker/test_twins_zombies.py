@@ -133,6 +133,14 @@ def test_a_frozen_worker_does_not_start_a_fetched_job_that_was_recovered_and_run
     wait_for("the zombie ran one job", lambda: records(record_path, "start", "running"))
     held = KEYS.processing("zombie", KEYS.queue_key("default"))
     wait_for("the second job fetched into its window", lambda: oracle.llen(held) == 2)
+
+    def in_hand() -> bool:  # Redis moved it; has the worker read the fetch's reply? (SIGUSR1)
+        if "1 fetched and waiting" in zombie.log:
+            return True
+        zombie.signal(signal.SIGUSR1)
+        return False
+
+    wait_for("the worker saying the second job waits in its window", in_hand, interval=0.3)
     zombie.signal(signal.SIGSTOP)
     try:
         survivor = start_worker(
