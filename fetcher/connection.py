@@ -78,7 +78,7 @@ class _CallRecord:
 
 
 def _confirmed(
-    fn: Callable[[Redis], Awaitable[T]], durability: Durability
+    fn: Callable[[Redis], Awaitable[T]], durability: Durability, endpoint: str, operation: str
 ) -> Callable[[Redis], Awaitable[T]]:
     """``fn`` then ``durability.confirm`` on the same pooled connection (WAIT counts the writes
     of its own connection only)."""
@@ -86,7 +86,7 @@ def _confirmed(
     async def run(client: Redis) -> T:
         async with client.client() as one:
             result = await fn(one)
-            await durability.confirm(one)
+            await durability.confirm(one, endpoint=endpoint, operation=operation)
         return result
 
     return run
@@ -232,7 +232,7 @@ class RedisConnection:
         have left with an unread reply are closed, never reused.
         """
         if write and self.durability is not None:
-            fn = _confirmed(fn, self.durability)
+            fn = _confirmed(fn, self.durability, self.endpoint, operation)
         guard = CancelGuard()
         try:
             result = await self._execute(operation, fn, deadline, block_timeout)

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from steadfetch.fetcher.errors import ConfigurationError
+
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s)?$")
 
 
@@ -60,17 +62,30 @@ class Durability:
         )
         return ",".join([*parts, f"timeout={round(self.timeout * 1000)}ms"])
 
-    async def confirm(self, client: Redis) -> None:
+    async def confirm(self, client: Redis, *, endpoint: str = "", operation: str = "") -> None:
         """Ask Redis, on the connection that ran the write, to confirm it; raise when it did not.
 
         ``client`` must be bound to that one connection (``Redis.client()``): ``WAIT`` counts the
-        replication offset of its own connection's last write."""
+        replication offset of its own connection's last write. A server that cannot give the
+        confirmation asked for at all (no ``WAITAOF``, or its AOF off) raises ConfigurationError
+        naming ``endpoint``, ``operation`` and the fix: waiting would never help."""
         timeout_ms = max(1, round(self.timeout * 1000))
         if self.aof:
-            local, replicas = await client.waitaof(1, self.replicas, timeout_ms)
+            try:
+                local, replicas = await client.waitaof(1, self.replicas, timeout_ms)
+            except ResponseError as exc:
+                if (fix := self._aof_fix(str(exc))) is None:
+                    raise
+                raise ConfigurationError(
+                    f"Redis {endpoint} refused {operation}: {fix} (the server said: {exc})",
+                    endpoint=endpoint,
+                    operation=operation,
+                ) from exc
             if int(local) >= 1 and int(replicas) >= self.replicas:
                 return
             got = f"local AOF {int(local)}/1, replica AOFs {int(replicas)}/{self.replicas}"
+            if int(replicas) < self.replicas:
+                got += "; a replica with appendonly no never confirms"
         else:
             confirmed = int(await client.wait(self.replicas, timeout_ms))
             if confirmed >= self.replicas:
@@ -80,6 +95,23 @@ class Durability:
             f"NOTCONFIRMED the write was performed but not confirmed within {timeout_ms} ms "
             f"({got}; --durability {self})"
         )
+
+    def _aof_fix(self, reply: str) -> str | None:
+        """What to do when ``WAITAOF`` was refused with ``reply`` (None: not a refusal that
+        says the server cannot confirm an AOF write; the classification table decides)."""
+        if "appendonly" in reply.lower():  # "... numlocal is set but appendonly is disabled"
+            return (
+                f"--durability {self} needs appendonly yes on this server (WAITAOF confirms an "
+                "fsync of its AOF, which is off): CONFIG SET appendonly yes and set it in "
+                "redis.conf, or use --durability replicas=N"
+            )
+        if "unknown command" in reply.lower():
+            return (
+                f"--durability {self} needs WAITAOF, which this server lacks (Redis < 7.2, or "
+                "the command renamed or disabled): use Redis >= 7.2 or Valkey, or --durability "
+                "replicas=N"
+            )
+        return None
 
 
 def parse_durability(text: str) -> Durability:
