@@ -48,6 +48,11 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def _tagged_queue(dead_key: str) -> str:
+    """``steadfetch:dead:{Q}`` -> ``Q``: the queue a cluster's per-queue key belongs to."""
+    return dead_key.partition("{")[2].removesuffix("}")
+
+
 def _failed_at(entry: dict[str, Any]) -> float:
     """When an entry was dead-lettered; an entry that does not say sorts last."""
     when = entry.get("failed_at")
@@ -122,7 +127,7 @@ class Admin:
                 for kind in ("scheduled", "dead"):
                     pattern = f"{self.keys.prefix}:{kind}:{{*}}"
                     async for key in r.scan_iter(match=pattern, count=500):
-                        names.add(_text(key).partition("{")[2].removesuffix("}"))
+                        names.add(_tagged_queue(_text(key)))
             return sorted(names)
 
         result: list[str] = await self._run("listing queues", run)
@@ -248,13 +253,15 @@ class Admin:
 
     async def dead_lists(self) -> list[str]:
         """The dead-letter lists: the one of a single Redis, or on a cluster every per-queue
-        list present (``steadfetch:dead:{Q}``, found by SCAN on every primary), sorted."""
+        list present (``steadfetch:dead:{Q}``, found by SCAN on every primary), sorted. A key
+        whose Q holds a brace is no steadfetch list (queue keys never do), and is left out."""
         if not self.keys.cluster:
             return [self.keys.dead]
 
         async def run(r: Redis) -> list[str]:
             pattern = f"{self.keys.prefix}:dead:{{*}}"
-            return sorted({_text(k) async for k in r.scan_iter(match=pattern, count=500)})
+            found = {_text(k) async for k in r.scan_iter(match=pattern, count=500)}
+            return sorted(k for k in found if not set("{}") & set(_tagged_queue(k)))
 
         result: list[str] = await self._run("listing the dead-letter lists", run)
         return result
@@ -262,13 +269,13 @@ class Admin:
     def _queue_of(self, dead_key: str) -> str | None:
         """The queue key whose slot a cluster's dead list ``dead_key`` lives in (None on one
         Redis, where one list holds every queue's entries)."""
-        if not self.keys.cluster:
-            return None
-        return dead_key.partition("{")[2].removesuffix("}")
+        return _tagged_queue(dead_key) if self.keys.cluster else None
 
     async def dead_letter_list(self, limit: int = 100) -> list[dict[str, Any]]:
         """The oldest ``limit`` dead-letter entries, parsed (on a cluster: the oldest ``limit``
         of every queue's list, merged by ``failed_at``)."""
+        if limit < 1:  # LRANGE 0 -1 would read the whole list
+            raise ValueError(f"limit must be >= 1, got {limit}")
         entries: list[dict[str, Any]] = []
         for dead in await self.dead_lists():
             raw: list[bytes] = await self._run(

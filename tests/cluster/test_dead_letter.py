@@ -41,8 +41,11 @@ async def test_list_retry_and_purge_work_over_the_queues_of_every_primary(
     h1, l1, h2 = await dead_letter(
         conn, JobSpec("t", queue="high"), JobSpec("t", queue="low"), JobSpec("t", queue="high")
     )
+    oracle.rpush("steadfetch:dead:{a}{b}", b"no queue key holds a brace: not a dead list")
     admin = Admin(conn)
     assert await admin.dead_lists() == sorted([KEYS.dead_of(HIGH), KEYS.dead_of(LOW)])
+    with pytest.raises(ValueError, match="limit must be >= 1"):
+        await admin.dead_letter_list(limit=0)
     listed = await admin.dead_letter_list()
     assert [json.loads(e["raw"])["id"] for e in listed] == [h1, l1, h2]  # by failed_at
     assert [e["queue"] for e in await admin.dead_letter_list(limit=2)] == [HIGH, LOW]
