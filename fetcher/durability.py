@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
@@ -62,32 +63,47 @@ class Durability:
         )
         return ",".join([*parts, f"timeout={round(self.timeout * 1000)}ms"])
 
+    def command(self) -> list[str | int]:
+        """The confirming command: ``WAIT N ms`` or ``WAITAOF 1 N ms``."""
+        timeout_ms = max(1, round(self.timeout * 1000))
+        if self.aof:
+            return ["WAITAOF", 1, self.replicas, timeout_ms]
+        return ["WAIT", self.replicas, timeout_ms]
+
     async def confirm(self, client: Redis, *, endpoint: str = "", operation: str = "") -> None:
         """Ask Redis, on the connection that ran the write, to confirm it; raise when it did not.
 
         ``client`` must be bound to that one connection (``Redis.client()``): ``WAIT`` counts the
-        replication offset of its own connection's last write. A server that cannot give the
-        confirmation asked for at all (no ``WAITAOF``, or its AOF off) raises ConfigurationError
-        naming ``endpoint``, ``operation`` and the fix: waiting would never help."""
-        timeout_ms = max(1, round(self.timeout * 1000))
-        if self.aof:
-            try:
-                local, replicas = await client.waitaof(1, self.replicas, timeout_ms)
-            except ResponseError as exc:
-                if (fix := self._aof_fix(str(exc))) is None:
-                    raise
+        replication offset of its own connection's last write."""
+        try:
+            reply: Any = await client.execute_command(*self.command())  # type: ignore[no-untyped-call]
+        except ResponseError as exc:
+            reply = exc
+        self.check(reply, endpoint=endpoint, operation=operation)
+
+    def check(self, reply: Any, *, endpoint: str = "", operation: str = "") -> None:
+        """Judge the reply to :meth:`command` (an exception when Redis refused it). A server
+        that cannot give the confirmation asked for at all (no ``WAITAOF``, or its AOF off)
+        raises ConfigurationError naming ``endpoint``, ``operation`` and the fix: waiting would
+        never help. Too few confirmations raise :class:`DurabilityNotConfirmedError`."""
+        if isinstance(reply, ResponseError):
+            if self.aof and (fix := self._aof_fix(str(reply))) is not None:
                 raise ConfigurationError(
-                    f"Redis {endpoint} refused {operation}: {fix} (the server said: {exc})",
+                    f"Redis {endpoint} refused {operation}: {fix} (the server said: {reply})",
                     endpoint=endpoint,
                     operation=operation,
-                ) from exc
-            if int(local) >= 1 and int(replicas) >= self.replicas:
+                ) from reply
+            raise reply
+        timeout_ms = self.command()[-1]
+        if self.aof:
+            local, replicas = (int(n) for n in reply)
+            if local >= 1 and replicas >= self.replicas:
                 return
-            got = f"local AOF {int(local)}/1, replica AOFs {int(replicas)}/{self.replicas}"
-            if int(replicas) < self.replicas:
+            got = f"local AOF {local}/1, replica AOFs {replicas}/{self.replicas}"
+            if replicas < self.replicas:
                 got += "; a replica with appendonly no never confirms"
         else:
-            confirmed = int(await client.wait(self.replicas, timeout_ms))
+            confirmed = int(reply)
             if confirmed >= self.replicas:
                 return
             got = f"{confirmed} of {self.replicas} replica(s)"
