@@ -8,6 +8,7 @@ import asyncio
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,6 +31,11 @@ from steadfetch.fetcher import (
 from steadfetch.fetcher.durability import Durability
 from tests.fetcher.conftest import FAST_RETRY, oracle_for
 from tests.polling import wait_for, wait_until
+from tests.worker.conftest import StartWorker, record_path, start_worker
+from tests.worker.harness import read_records
+from tests.worker.test_admin_cli import cli as steadfetch
+
+__all__ = ["record_path", "start_worker"]  # the worker fixtures, used by name below
 
 KEYS = Keys(cluster=True)
 HIGH, LOW = KEYS.queue_key("high"), KEYS.queue_key("low")
@@ -198,3 +204,27 @@ async def test_a_durable_write_that_is_not_one_script_call_fails_loudly(
         assert await conn.execute("not a write", lambda r: r.set(HIGH, 1))  # unaffected
     finally:
         await conn.close()
+
+
+def test_the_cli_enqueues_and_a_worker_settles_durably_on_a_cluster(
+    cluster: LocalCluster, start_worker: StartWorker, record_path: Path
+) -> None:
+    """The real binaries with ``--durability``: each enqueue and each ack waits on its slot's
+    primary (WAIT counted there), and every job runs."""
+    high, low = cluster.primary_of(HIGH), cluster.primary_of(LOW)
+    before = waits(high), waits(low)
+    option = ["--durability", "replicas=1,timeout=10s"]
+    for queue in ("high", "low"):
+        steadfetch(cluster.url, "enqueue", "work", f"{queue}-job", "--queue", queue, *option)
+    assert (waits(high) - before[0], waits(low) - before[1]) == (1, 1)
+    worker = start_worker(cluster.url, "--queues", "high,low", "--worker-id", "dw", *option)
+    worker.started()
+    wait_for(
+        "both jobs done",
+        lambda: (
+            {r["token"] for r in read_records(record_path) if r["event"] == "end"}
+            >= {"high-job", "low-job"}
+        ),
+    )
+    assert worker.stop() == 0
+    assert waits(high) - before[0] >= 2 and waits(low) - before[1] >= 2  # + the acks
