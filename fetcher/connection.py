@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
+from redis import exceptions as rx
 from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
@@ -90,9 +91,18 @@ def _confirmed(
     """``fn`` then ``durability.confirm`` on the same pooled connection (WAIT counts the writes
     of its own connection only). On a cluster: :func:`_confirmed_on_cluster`."""
 
+    stale = [False]  # cluster: the slot map must be re-read before the next attempt
+
     async def run(client: Redis) -> T:
         if isinstance(client, RedisCluster):
-            return await _confirmed_on_cluster(client, fn, durability, endpoint, operation)
+            if stale[0]:
+                await client.nodes_manager.initialize()
+                stale[0] = False
+            try:
+                return await _confirmed_on_cluster(client, fn, durability, endpoint, operation)
+            except (TryAgainError, rx.ConnectionError, rx.TimeoutError):
+                stale[0] = True  # a moved slot, a dead node: redis-py re-reads only for itself
+                raise
         async with client.client() as one:
             result = await fn(one)
             await durability.confirm(one, endpoint=endpoint, operation=operation)
@@ -130,7 +140,9 @@ async def _confirmed_on_cluster(
 
     Every durable write is one script call in one slot (enqueue per slot, ack per slot, a
     settle); ``fn`` doing anything else is a bug, and fails loudly. A MOVED/ASK reply (the slot
-    moved: a failover) re-reads the slot map and is retried as TRYAGAIN, an outage."""
+    moved: a failover) is retried as TRYAGAIN, an outage; after it, or after a connection
+    failure (a dead primary), :func:`_confirmed` re-reads the slot map before the next attempt
+    (redis-py does that only for the commands it sends itself)."""
     recorder = _ScriptCall()
     returned: Any = await fn(cast(Redis, recorder))
     if returned is not recorder or len(recorder.calls) != 1:
@@ -147,7 +159,6 @@ async def _confirmed_on_cluster(
     pipe.execute_command(*durability.command(), target_nodes=node)
     written, confirmed = await pipe.execute(raise_on_error=False, allow_redirections=False)
     if isinstance(written, MovedError | AskError):
-        await client.nodes_manager.initialize()
         raise TryAgainError(
             f"the slot of {rest[0]} moved away from {node.name} ({written}); the write is "
             "retried on its primary now"

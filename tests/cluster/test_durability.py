@@ -183,6 +183,43 @@ async def test_a_durable_write_whose_slot_moved_is_retried_on_the_new_primary(
         await conn.close()
 
 
+async def test_a_durable_write_whose_primary_died_lands_on_the_replica_that_took_over(
+    cluster: LocalCluster, oracle: RedisCluster
+) -> None:
+    """SIGKILL of the slot's primary: attempts fail to connect until the slot map, re-read
+    before each attempt after such a failure, names the promoted replica; the write lands there
+    and waits for a replica of its own (the victim, restarted, rejoins as one); confirmed, it is
+    there once."""
+    victim = cluster.primary_of(HIGH)
+    heir = replica_of(cluster, victim)
+    conn = RedisConnection.from_url(
+        cluster.url, retry=FAST_RETRY, durability=Durability(replicas=1, timeout=0.2)
+    )
+    try:
+        producer = Producer(conn)
+        await producer.enqueue("t", queue="high", job_id="before")
+        cluster.wait_replicated(victim)
+        victim.kill()
+        try:
+            async with asyncio.timeout(90), asyncio.TaskGroup() as tg:
+                enqueue = tg.create_task(producer.enqueue("t", queue="high", job_id="after"))
+                await wait_until(
+                    lambda: "NOTCONFIRMED" in (conn.stats.last_error or ""),
+                    within=45.0,
+                    what="the write performed on the promoted replica",
+                )
+                assert f"127.0.0.1:{heir.port}" in (conn.stats.last_error or "")
+                victim.start()  # rejoins as the heir's replica: the WAIT can be answered
+        finally:
+            if not victim.running:
+                victim.start()
+            cluster.wait_ok()
+        assert not enqueue.result().duplicate
+        assert ids(oracle.lrange(HIGH, 0, -1)) == ["before", "after"]
+    finally:
+        await conn.close()
+
+
 async def test_aof_on_a_cluster_names_the_node_and_what_it_lacks(cluster: LocalCluster) -> None:
     conn = RedisConnection.from_url(
         cluster.url, retry=FAST_RETRY, durability=Durability(aof=True, timeout=0.2)
