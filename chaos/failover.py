@@ -26,7 +26,7 @@ from typing import Any
 
 import redis as redis_py
 
-from steadfetch.chaos.env.cluster import ClusterNodeControl, cli
+from steadfetch.chaos.env.cluster import ClusterNodeControl
 from steadfetch.chaos.env.sentinel import SERVICE, SentinelStack
 from steadfetch.chaos.history import Op, select
 from steadfetch.chaos.nemesis import Fault, Target, blocking, wait_for
@@ -336,8 +336,8 @@ class KillClusterPrimary(Fault):
         victim = control.cluster.primary_of(control.key)
         await blocking(lambda: control.cluster.wait_ok())
         await blocking(victim.kill)
-        t.history.record("nemesis", "cluster-kill", "info", port=victim.port)
-        return f"SIGKILLed the primary of the chaos queue's slot (127.0.0.1:{victim.port})"
+        t.history.record("nemesis", "cluster-kill", "info", host=victim.host, port=victim.port)
+        return f"SIGKILLed the primary of the chaos queue's slot ({victim.host}:{victim.port})"
 
     async def hold(self, t: Target) -> None:
         control = _cluster_control(t)
@@ -367,14 +367,12 @@ def _cluster_control(t: Target) -> ClusterNodeControl:
 def _cluster_evidence(t: Target, control: ClusterNodeControl) -> None:
     """The promoted replica's view of the old replication stream (``failover`` op)."""
     node = control.cluster.primary_of(control.key)
-    info = dict(
-        line.split(":", 1) for line in cli(node.port, "info", "replication").split() if ":" in line
-    )
+    info = control.cluster.replication(node)
     t.history.record(
         "nemesis",
         "failover",
         "ok",
-        new_primary=f"127.0.0.1:{node.port}",
+        new_primary=f"{node.host}:{node.port}",
         replid2=info.get("master_replid2", ""),
         second_repl_offset=int(info.get("second_repl_offset", -1)),
         new_replid=info.get("master_replid", ""),

@@ -186,8 +186,9 @@ class Scenario:
     durability: str | None = None
     """``--durability`` for the worker and the producer (e.g. ``replicas=1,timeout=500ms``)."""
     cluster: bool = False
-    """Run on a Redis Cluster (chaos.env.cluster: three primaries, three replicas, local
-    processes only); the worker, the producer and the checker use the redis+cluster:// URL."""
+    """Run on a Redis Cluster (chaos.env.cluster: three primaries, three replicas, as local
+    processes or containers); the worker, the producer and the checker use the redis+cluster://
+    URL."""
 
     @property
     def description(self) -> str:

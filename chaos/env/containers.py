@@ -61,34 +61,73 @@ def require_images(client: Any) -> None:
 
 
 class RedisContainer:
-    """Nemesis controls for the Redis container (signals go to redis-server, PID 1)."""
+    """Nemesis controls for a Redis container (signals go to redis-server, PID 1).
 
-    def __init__(self, container: Any, host_port: int, password: str | None) -> None:
+    Reached at 127.0.0.1:``host_port`` (published there), or, with ``network``, at the
+    container's own address on that Docker network (routable from the host on Linux) on
+    ``host_port`` inside it: what a Redis Cluster node announces to its peers and clients."""
+
+    def __init__(
+        self, container: Any, host_port: int, password: str | None, *, network: str | None = None
+    ) -> None:
         self._tc = container
         self.host_port = host_port
         self.password = password
+        self.network = network
+        self._ip = ""
 
     @property
     def _docker(self) -> Any:
         return self._tc.get_wrapped_container()
 
+    @property
+    def host(self) -> str:
+        """Where Redis answers: read again after each (re)start, since Docker may give a
+        restarted container another address on the network."""
+        if self.network is None:
+            return "127.0.0.1"
+        if not self._ip:
+            self._docker.reload()
+            self._ip = str(
+                self._docker.attrs["NetworkSettings"]["Networks"][self.network]["IPAddress"]
+            )
+        return self._ip
+
+    @property
+    def port(self) -> int:
+        return self.host_port
+
+    @property
+    def running(self) -> bool:
+        self._docker.reload()
+        return bool(self._docker.status == "running")
+
     def wait_ready(self, timeout: float = 15.0) -> None:
+        """Poll PING until Redis answers; a container that exited (a bad flag, say) fails at
+        once with the end of its log rather than at the deadline."""
         deadline = time.monotonic() + timeout
         last = ""
         while time.monotonic() < deadline:
+            host = self.host  # "" while the container has no address (it is not "localhost")
             try:
-                if resp_ping("127.0.0.1", self.host_port, self.password) == b"+PONG":
+                if host and resp_ping(host, self.host_port, self.password) == b"+PONG":
                     return
             except OSError as exc:
                 last = repr(exc)
+            if not self.running:
+                tail = self._docker.logs(tail=5).decode(errors="replace").strip()
+                code = self._docker.attrs["State"].get("ExitCode")
+                name = self._docker.short_id
+                raise RuntimeError(f"Redis container {name} exited ({code}): {tail}")
             time.sleep(0.05)
-        raise TimeoutError(f"Redis container not ready on 127.0.0.1:{self.host_port}: {last}")
+        raise TimeoutError(f"Redis container not ready on {self.host}:{self.host_port}: {last}")
 
     def stop(self) -> None:
         self._docker.stop(timeout=5)
 
     def start(self) -> RedisContainer:
         self._docker.start()
+        self._ip = ""
         self.wait_ready()
         return self
 
@@ -108,18 +147,79 @@ class RedisContainer:
 
     def ensure_running(self) -> None:
         """Start the container again if it was stopped or killed (a nemesis' heal)."""
-        self._docker.reload()
-        if self._docker.status != "running":
+        if not self.running:
             self.start()
 
     def resume(self) -> None:
-        self._docker.reload()
-        if self._docker.status == "running":
+        if self.running:
             self._docker.kill(signal="SIGCONT")
+
+    def close(self) -> None:
+        """Remove the container (and its volumes); one already gone is fine."""
+        try:
+            self._docker.remove(force=True, v=True)
+        except _docker_module().errors.NotFound:
+            pass
+
+
+def redis_command(*extra: str, appendonly: bool = False, password: str | None = None) -> list[str]:
+    """The redis-server command line of every Redis container the suite starts (listening on
+    the container's every address, no snapshots, the suite's REDIS_FLAGS), plus ``extra``."""
+    command = ["redis-server", "--bind", "0.0.0.0", "--protected-mode", "no", "--save", ""]
+    command += ["--appendonly", "yes" if appendonly else "no", "--appendfsync", "always"]
+    command += [*REDIS_FLAGS, *extra]
+    if password:
+        command += ["--requirepass", password]
+    return command
+
+
+def start_redis_container(
+    network: Any, command: list[str], *, published: int | None = None, alias: str | None = None
+) -> Any:
+    """A started Redis container (testcontainers' DockerContainer) on ``network``, labelled for
+    cleanup; its port 6379 published on the host's 127.0.0.1:``published`` when given, and known
+    on the network as ``alias`` when given. The caller removes it (``.stop()``)."""
+    from testcontainers.core.container import DockerContainer
+
+    container = (
+        DockerContainer(REDIS_IMAGE)
+        .with_command(command)
+        .with_network(network)
+        .with_kwargs(labels=LABEL)
+    )
+    if alias:
+        container = container.with_network_aliases(alias)
+    if published is not None:
+        # docker-py takes (address, port) to publish on loopback only; testcontainers' typing
+        # says int, and its with_bind_ports() cannot express an address.
+        container.ports["6379/tcp"] = ("127.0.0.1", published)  # type: ignore[assignment]
+    return container.start()
+
+
+def start_toxiproxy_container(network: Any, closer: ExitStack) -> tuple[ToxiproxyAPI, int]:
+    """The Toxiproxy container on ``network`` (removed when ``closer`` closes), once its API
+    answers: the API and the host port (on 127.0.0.1) that its listen port
+    :data:`PROXY_PORT_IN_CONTAINER` is published on."""
+    from testcontainers.core.container import DockerContainer
+
+    api_port, proxy_port = free_port(), free_port()
+    toxi_tc = (
+        DockerContainer(TOXIPROXY_IMAGE)
+        .with_command(["-host=0.0.0.0"])
+        .with_network(network)
+        .with_kwargs(labels=LABEL)
+    )
+    toxi_tc.ports["8474/tcp"] = ("127.0.0.1", api_port)  # type: ignore[assignment]
+    toxi_tc.ports[f"{PROXY_PORT_IN_CONTAINER}/tcp"] = ("127.0.0.1", proxy_port)  # type: ignore[assignment]
+    toxi_tc.start()
+    closer.callback(toxi_tc.stop)
+    wait_listening("127.0.0.1", api_port, 15, "Toxiproxy container API")
+    api = ToxiproxyAPI("127.0.0.1", api_port)
+    _wait_api(api)
+    return api, proxy_port
 
 
 def start_docker_stack(*, appendonly: bool = False, password: str | None = None) -> Stack:
-    from testcontainers.core.container import DockerContainer
     from testcontainers.core.network import Network
 
     client = docker_client()
@@ -130,40 +230,13 @@ def start_docker_stack(*, appendonly: bool = False, password: str | None = None)
         closer.callback(network.remove)
 
         redis_port = free_port()
-        command = ["redis-server", "--bind", "0.0.0.0", "--protected-mode", "no", "--save", ""]
-        command += ["--appendonly", "yes" if appendonly else "no", "--appendfsync", "always"]
-        command += list(REDIS_FLAGS)
-        if password:
-            command += ["--requirepass", password]
-        redis_tc = (
-            DockerContainer(REDIS_IMAGE)
-            .with_command(command)
-            .with_network(network)
-            .with_network_aliases("redis")
-            .with_kwargs(labels=LABEL)
-        )
-        # docker-py takes (address, port) to publish on loopback only; testcontainers' typing
-        # says int, and its with_bind_ports() cannot express an address.
-        redis_tc.ports["6379/tcp"] = ("127.0.0.1", redis_port)  # type: ignore[assignment]
-        redis_tc.start()
+        command = redis_command(appendonly=appendonly, password=password)
+        redis_tc = start_redis_container(network, command, published=redis_port, alias="redis")
         closer.callback(redis_tc.stop)
         redis = RedisContainer(redis_tc, redis_port, password)
         redis.wait_ready()
 
-        api_port, proxy_port = free_port(), free_port()
-        toxi_tc = (
-            DockerContainer(TOXIPROXY_IMAGE)
-            .with_command(["-host=0.0.0.0"])
-            .with_network(network)
-            .with_kwargs(labels=LABEL)
-        )
-        toxi_tc.ports["8474/tcp"] = ("127.0.0.1", api_port)  # type: ignore[assignment]
-        toxi_tc.ports[f"{PROXY_PORT_IN_CONTAINER}/tcp"] = ("127.0.0.1", proxy_port)  # type: ignore[assignment]
-        toxi_tc.start()
-        closer.callback(toxi_tc.stop)
-        wait_listening("127.0.0.1", api_port, 15, "Toxiproxy container API")
-        api = ToxiproxyAPI("127.0.0.1", api_port)
-        _wait_api(api)
+        api, proxy_port = start_toxiproxy_container(network, closer)
         proxy = api.create_proxy(PROXY_NAME, f"0.0.0.0:{PROXY_PORT_IN_CONTAINER}", "redis:6379")
     except BaseException:
         closer.close()

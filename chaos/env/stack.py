@@ -114,7 +114,8 @@ def start_stack(
     """Start Redis + Toxiproxy + a proxy in ``env``. Raises ComponentMissing when it can't.
 
     ``sentinel``: a Sentinel service instead (chaos.env.sentinel; no password). ``cluster``: a
-    Redis Cluster of three primaries and three replicas (chaos.env.cluster; local only)."""
+    Redis Cluster of three primaries and three replicas (chaos.env.cluster: local processes or
+    containers)."""
     if cluster:
         from steadfetch.chaos.env.cluster import start_cluster_stack
 

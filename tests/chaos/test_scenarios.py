@@ -44,8 +44,6 @@ pytestmark = [pytest.mark.chaos, pytest.mark.timeout(180)]
 
 
 def run(scenario: Scenario, env: EnvName, tmp_path: Path) -> RunResult:
-    if scenario.cluster and env != "local":  # a design limit, not a missing component
-        pytest.skip("the Redis Cluster scenarios run in the local environment only")
     print(
         f"chaos seed {SEED}: replay with STEADFETCH_CHAOS_SEED={SEED} or "
         f"`steadfetch chaos run --seed {SEED} -k {scenario.name} --env {env}`"
