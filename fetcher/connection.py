@@ -100,7 +100,7 @@ def _confirmed(
                 stale[0] = False
             try:
                 return await _confirmed_on_cluster(client, fn, durability, endpoint, operation)
-            except (TryAgainError, rx.ConnectionError, rx.TimeoutError):
+            except _STALE_SLOT_MAP:
                 stale[0] = True  # a moved slot, a dead node: redis-py re-reads only for itself
                 raise
         async with client.client() as one:
@@ -109,6 +109,16 @@ def _confirmed(
         return result
 
     return run
+
+
+#: Failures of a durable write on a cluster after which its slot map is re-read.
+_STALE_SLOT_MAP = (
+    TryAgainError,  # MOVED/ASK, turned into an outage by _confirmed_on_cluster
+    SlotNotCoveredError,
+    rx.ClusterDownError,
+    rx.ConnectionError,
+    rx.TimeoutError,
+)
 
 
 class _ScriptCall:

@@ -220,6 +220,38 @@ async def test_a_durable_write_whose_primary_died_lands_on_the_replica_that_took
         await conn.close()
 
 
+async def test_a_durable_write_to_a_slot_nobody_serves_waits_until_one_does(
+    cluster: LocalCluster, oracle: RedisCluster
+) -> None:
+    """CLUSTER DELSLOTS of the queue's slot on every node: the cluster is down for it (no node
+    in the slot map); the write is retried, re-reading the map each time, until the slot is
+    given back to its primary."""
+    owner = cluster.primary_of(HIGH)
+    slot = str(oracle.keyslot(HIGH))
+    conn = RedisConnection.from_url(cluster.url, retry=FAST_RETRY, durability=PATIENT)
+    try:
+        producer = Producer(conn)
+        await producer.enqueue("t", queue="high", job_id="before")
+        for node in cluster.nodes:
+            cli(node.port, "cluster", "delslots", slot)
+        given_back = False
+        try:
+            async with asyncio.timeout(60), asyncio.TaskGroup() as tg:
+                enqueue = tg.create_task(producer.enqueue("t", queue="high", job_id="after"))
+                await wait_until(lambda: conn.stats.attempts >= 3, what="attempts on no node")
+                assert not enqueue.done()
+                assert "not covered" in (conn.stats.last_error or "")
+                cli(owner.port, "cluster", "addslots", slot)
+                given_back = True
+        finally:
+            if not given_back:
+                cli(owner.port, "cluster", "addslots", slot)
+            cluster.wait_ok()
+        assert ids(oracle.lrange(HIGH, 0, -1)) == ["before", "after"]
+    finally:
+        await conn.close()
+
+
 async def test_aof_on_a_cluster_names_the_node_and_what_it_lacks(cluster: LocalCluster) -> None:
     conn = RedisConnection.from_url(
         cluster.url, retry=FAST_RETRY, durability=Durability(aof=True, timeout=0.2)
@@ -251,6 +283,8 @@ async def test_a_durable_write_that_is_not_one_script_call_fails_loudly(
             await conn.execute("two scripts", two_scripts, write=True)
         with pytest.raises(TypeError, match="must name its keys"):
             await conn.execute("keyless", lambda r: r.eval("return 1", 0), write=True)
+        with pytest.raises(ConfigurationError, match=r"CROSSSLOT.*several cluster slots"):
+            await conn.execute("two slots", lambda r: r.eval("return 1", 2, HIGH, LOW), write=True)
         assert await conn.execute("not a write", lambda r: r.set(HIGH, 1))  # unaffected
     finally:
         await conn.close()
