@@ -17,6 +17,7 @@ import redis
 from redis.asyncio import Redis
 from redis.cluster import RedisCluster
 
+from steadfetch.chaos.env.binaries import valkey_server_binary
 from steadfetch.chaos.env.cluster import LocalCluster, cli
 from steadfetch.chaos.env.redis_server import RedisServer
 from steadfetch.fetcher import (
@@ -31,6 +32,7 @@ from steadfetch.fetcher import (
 )
 from steadfetch.fetcher.durability import Durability
 from tests.fetcher.conftest import FAST_RETRY, oracle_for
+from tests.fixtures import require
 from tests.polling import wait_for, wait_until
 from tests.worker.conftest import StartWorker, record_path, start_worker
 from tests.worker.harness import read_records
@@ -312,3 +314,33 @@ def test_the_cli_enqueues_and_a_worker_settles_durably_on_a_cluster(
     )
     assert worker.stop() == 0
     assert waits(high) - before[0] >= 2 and waits(low) - before[1] >= 2  # + the acks
+
+
+async def test_aof_on_a_valkey_cluster_waits_on_the_slot_primary_and_its_replica(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """WAITAOF through the cluster path, for real: a 3+3 cluster of valkey-server (Redis 7.2
+    compatible), AOF on. Each enqueue and ack sends one WAITAOF 1 1 to its slot's primary."""
+    monkeypatch.setenv("STEADFETCH_REDIS_SERVER", require(valkey_server_binary))
+    cluster = require(LocalCluster().start)  # its own: a cluster of another binary
+    try:
+        for node in cluster.nodes:
+            cli(node.port, "config", "set", "appendonly", "yes")
+            cli(node.port, "config", "set", "appendfsync", "always")
+        primary = cluster.primary_of(LOW)
+        before = waits(primary, "waitaof")
+        durability = Durability(replicas=1, aof=True, timeout=10.0)
+        conn = RedisConnection.from_url(cluster.url, retry=FAST_RETRY, durability=durability)
+        try:
+            [enqueued] = await Producer(conn).enqueue_many([JobSpec("t", queue="low")])
+            assert waits(primary, "waitaof") - before == 1
+            assert ids(on_replica(replica_of(cluster, primary), LOW)) == [enqueued]
+            fetcher = Fetcher(conn, "w1", ["low"])
+            [job] = await fetcher.fetch(1)
+            await fetcher.ack(job)
+            assert waits(primary, "waitaof") - before == 2
+            assert waits(primary) == 0  # aof: WAITAOF only
+        finally:
+            await conn.close()
+    finally:
+        cluster.close()
