@@ -714,6 +714,19 @@ SCENARIOS: tuple[Scenario, ...] = (
         drain=15.0,
     ),
     Scenario(
+        "cluster-kill-primary-durable",
+        KillClusterPrimary(
+            "cluster-kill-primary-durable",
+            "the same with --durability replicas=1 (worker and producer): each write's WAIT on "
+            "its slot's primary; nothing acknowledged may be lost",
+        ),
+        cluster=True,
+        durability="replicas=1,timeout=500ms",
+        rate=20.0,
+        work=0.05,
+        drain=15.0,
+    ),
+    Scenario(
         "failover-kill",
         KillPrimary("failover-kill", "the primary SIGKILLed; the sentinels promote the replica"),
         **FAILOVER,

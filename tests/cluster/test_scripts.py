@@ -18,7 +18,7 @@ from steadfetch.fetcher.unique import RELEASE
 
 LUA = Path(fetcher.__file__).parent / "lua"
 #: Scripts that build key names from prefixes; they never run on a cluster (docs/CONTRACTS.md).
-SINGLE_REDIS_ONLY = {"recover", "promote", "dead_letter_retry"}
+SINGLE_REDIS_ONLY = {"recover", "promote"}
 #: Read by hand: (script or snippet file, "COMMAND-or-function key-expression").
 REVIEWED = {
     ("enqueue", "holds key"),  # refuse_unless(check[1], ...): checks are built from KEYS only
