@@ -115,13 +115,8 @@ class Adoption:
 
     def release(self, held: Iterable[tuple[str, bytes]]) -> None:
         """Forget settled (or never handed out) payloads, by (queue key, raw)."""
-        in_flight = self.in_flight
         for pair in held:
-            count = in_flight.get(pair, 0)
-            if count > 1:
-                in_flight[pair] = count - 1
-            else:
-                in_flight.pop(pair, None)
+            take_one(self.in_flight, pair)
 
     def forget_all(self) -> None:
         """Everything in the processing lists went back to the queues: nothing is held."""
@@ -297,3 +292,16 @@ class Adoption:
             int(given),
             queue.key,
         )
+
+
+def take_one(counts: Counter[Any], key: object) -> bool:
+    """Remove one ``key`` from the multiset ``counts`` (leaving no zero behind); whether it was
+    there. Payloads are counted, not set: identical bytes fetched twice are two entries."""
+    count = counts.get(key, 0)
+    if not count:
+        return False
+    if count > 1:
+        counts[key] = count - 1
+    else:
+        del counts[key]
+    return True

@@ -339,29 +339,26 @@ class Fetcher:
         return queue if queue is not None else self.keys.queue_ref(self.worker_id, name)
 
     def in_doubt(self) -> bool:
-        """Whether a job in hand must pass :meth:`still_held` before it starts (reliable mode,
-        after a presumed death or with a lease old enough to have expired): one cheap check."""
+        """Whether a job in hand must pass :meth:`still_held` before it starts (after a presumed
+        death, or a lease old enough to have expired): a cheap check, False on a live worker."""
         registration = self._registration
         return self.mode == "reliable" and bool(registration.stale or registration.lease_in_doubt())
 
     async def still_held(self, job: Job) -> bool:
-        """Confirm the lease first (:meth:`WorkerRegistration.confirm`); False, and ``job``
-        forgotten, when it was recovered elsewhere while this worker was presumed dead: another
-        worker has it, so starting it here would run it twice, and no settle is owed."""
-        registration = self._registration
-        await registration.confirm()
-        if registration.take_stale((self._queue(job.queue).key, job.raw)):
-            self._release(job)
-            return False
-        return True
+        """The lease confirmed first; False (``job`` forgotten) when another worker recovered it
+        while this one was presumed dead: starting it here would run it twice."""
+        await self._registration.confirm()
+        return self._registration.still_ours(self._held(job))
+
+    def _held(self, job: Job) -> tuple[str, bytes]:
+        return self._queue(job.queue).key, job.raw
 
     def _release(self, job: Job) -> None:
         self._release_all((job,))
 
     def _release_all(self, jobs: Iterable[Job]) -> None:
         """Forget settled (or never handed out) jobs: they are no longer in flight."""
-        queue_of = self._queue
-        self._adoption.release((queue_of(job.queue).key, job.raw) for job in jobs)
+        self._adoption.release(self._held(job) for job in jobs)
 
     async def ack(self, job: Job) -> None:
         """Done: remove the payload from the processing list (a no-op in fast mode)."""
@@ -375,13 +372,7 @@ class Fetcher:
             return
         registration = self._registration
         if registration.stale:  # finished after they were recovered elsewhere: touch nothing
-            late: list[Job] = []
-            fresh: list[Job] = []
-            for job in jobs:
-                held = (self._queue(job.queue).key, job.raw)
-                (late if registration.take_stale(held) else fresh).append(job)
-            self._release_all(late)
-            jobs = fresh
+            jobs = [job for job in jobs if registration.still_ours(self._held(job))]
             if not jobs:
                 return
         queue_of = self._queue

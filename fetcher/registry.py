@@ -38,6 +38,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from steadfetch.fetcher import cluster
+from steadfetch.fetcher.adoption import take_one
 from steadfetch.fetcher.connection import RedisConnection
 from steadfetch.fetcher.errors import ConfigurationError
 from steadfetch.fetcher.keys import Keys
@@ -371,15 +372,18 @@ class WorkerRegistration:
 
     def take_stale(self, held: tuple[str, bytes]) -> bool:
         """True (and counted as a late settle) when a settle of ``held`` must touch nothing."""
-        count = self.stale.get(held, 0)
-        if not count:
+        if not take_one(self.stale, held):
             return False
-        if count > 1:
-            self.stale[held] = count - 1
-        else:
-            del self.stale[held]
         self.ownership.late_settles += 1
         return True
+
+    def still_ours(self, held: tuple[str, bytes]) -> bool:
+        """False for a payload recovered elsewhere while this worker was presumed dead: it is
+        forgotten (no longer in flight, counted as a late settle) and must touch nothing."""
+        if not self.take_stale(held):
+            return True
+        take_one(self.in_flight, held)
+        return False
 
     async def holds_lease(self) -> bool:
         """True unless another process holds this worker id now."""

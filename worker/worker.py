@@ -292,7 +292,7 @@ class Worker:
                 # A job fetched before a freeze past the TTL may have been recovered and run
                 # elsewhere meanwhile: the lease is confirmed before it starts (rarely needed).
                 if fetcher.in_doubt() and not await fetcher.still_held(job):
-                    self._not_started(job)
+                    log_not_started(job)
                 else:
                     await self._run_job(job)
             finally:
@@ -302,14 +302,6 @@ class Worker:
             # stop here anyway. (Redis calls need no such check: RedisConnection.execute
             # re-raises a cancel that redis-py lost, see fetcher.cancellation.)
             checkpoint()
-
-    def _not_started(self, job: Job) -> None:
-        log.warning(
-            "job %s not started: another worker recovered it while this one was presumed dead "
-            "(frozen or cut off past its heartbeat TTL)",
-            job.id,
-            extra={"task": job.task, "job_id": job.id, "outcome": "not started"},
-        )
 
     async def _run_job(self, job: Job) -> None:
         """Run one job and settle it. A failure in this job's own path (argument check, retry
@@ -585,3 +577,13 @@ class Worker:
             loop.time() - began,
             self.stats.counter_line(),
         )
+
+
+def log_not_started(job: Job) -> None:
+    """The line for a job in hand that another worker recovered (see ``Worker._runner``)."""
+    log.warning(
+        "job %s not started: another worker recovered it while this one was presumed dead "
+        "(frozen or cut off past its heartbeat TTL)",
+        job.id,
+        extra={"task": job.task, "job_id": job.id, "outcome": "not started"},
+    )
