@@ -84,7 +84,13 @@ _HOSTS_THEN_END = re.compile(rf"{_HOST}(?:,{_HOST})*(?:[/?]|$)")
 # A query parameter starts at "&name=": a password may hold "&" or "#" itself.
 _PARAM_SPLIT = re.compile(r"&(?=[A-Za-z_]+=)")
 _QUERY_START = re.compile(r"\?[A-Za-z_]+=")
-_SECRET_PARAM = re.compile(r"((?:^|[?&])(?:sentinel_)?password=).*?(?=&[A-Za-z_]+=|$)", re.S)
+# A password parameter's value runs to the next "&" that starts a parameter this module knows
+# (or the end): for redaction a password may hold "&x=" itself, so hide too much, never too little.
+_KNOWN_NEXT = "|".join(sorted(_QUERY_KEYS))
+_SECRET_PARAM = re.compile(
+    rf"((?:^|[?&])(?:sentinel_)?password=).*?(?=&(?:{_KNOWN_NEXT})=|$)", re.S | re.I
+)
+_SECRET_KEYS = ("password", "sentinel_password")
 
 
 def split_userinfo(rest: str, *, strict: bool = True) -> tuple[str | None, str]:
@@ -93,16 +99,16 @@ def split_userinfo(rest: str, *, strict: bool = True) -> tuple[str | None, str]:
     The password may hold ``/ @ ? # %`` unencoded, so the ``@`` that ends the userinfo is the
     last one followed by host[:port] and then ``/``, ``?`` or the end, preferring one whose
     userinfo holds no ``/?#``, and never one inside the query (after ``?name=``: a value such as
-    ``ssl_ca_certs=/a@b`` may hold an ``@``). ``strict=False`` (for redaction) falls back to any
-    such ``@``, then to the last ``@``, and does not prefer a clean userinfo (a user name may hold
-    an unencoded ``@`` too): when unsure the userinfo grows, so a redaction hides too much rather
-    than too little.
+    ``ssl_ca_certs=/a@b`` may hold an ``@``). ``strict=False`` (for redaction) takes the last such
+    ``@`` wherever it is, then the last ``@``: a password may hold ``?x=`` too
+    (``redis://:pw?x=y@host/0``), so when unsure the userinfo grows and a redaction hides too
+    much rather than too little. :func:`parse_redis_url` refuses a URL on which the two disagree.
     """
     ats = [i for i, char in enumerate(rest) if char == "@"]
     fitting = [i for i in reversed(ats) if _HOSTS_THEN_END.match(rest, i + 1)]
     outside_query = [i for i in fitting if not _QUERY_START.search(rest, 0, i)]
     clean = [i for i in outside_query if not any(c in rest[:i] for c in "/?#")]
-    choices = [clean, outside_query] if strict else [outside_query, fitting, ats[::-1]]
+    choices = [clean, outside_query] if strict else [fitting, ats[::-1]]
     for candidates in choices:
         if candidates:
             at = candidates[0]
@@ -137,6 +143,24 @@ def _parse_query(text: str) -> dict[str, str]:
         key, _, value = item.partition("=")
         query[unquote(key)] = unquote(value)
     return query
+
+
+def _refuse_unknown(shown: str, query: dict[str, str]) -> None:
+    """Refuse parameters this module does not know. One that follows a password is not named:
+    a password holding ``&x=`` unencoded is split there, and ``x`` is a piece of it."""
+    keys = list(query)
+    first_secret = min((keys.index(k) for k in _SECRET_KEYS if k in query), default=len(keys))
+    named = sorted(set(keys[:first_secret]) - _QUERY_KEYS)
+    unnamed = set(keys[first_secret:]) - _QUERY_KEYS
+    if named:
+        raise _fail(shown, f"has unknown parameter(s) {named}", f"use only {sorted(_QUERY_KEYS)}")
+    if unnamed:
+        raise _fail(
+            shown,
+            f"has {len(unnamed)} unknown parameter(s) after a password (not named: a password "
+            "holding '&' is split there)",
+            f"use only {sorted(_QUERY_KEYS)}, and percent-encode '&' in a password as %26",
+        )
 
 
 def _parse_db(raw: str, shown: str) -> int:
@@ -187,7 +211,7 @@ def parse_redis_url(url: str) -> RedisAddress:
         raise _fail(
             shown,
             "has several '@' that could each end the user name and password",
-            "percent-encode '@' in the user name and password as %40",
+            "percent-encode '@' in the user name, the password and parameter values as %40",
         )
     rest = after
     netloc, _, tail = rest.partition("/")
@@ -195,9 +219,7 @@ def parse_redis_url(url: str) -> RedisAddress:
     if "?" in netloc:
         netloc, _, query_text = netloc.partition("?")
     query = _parse_query(query_text)
-    unknown = sorted(set(query) - _QUERY_KEYS)
-    if unknown:
-        raise _fail(shown, f"has unknown parameter(s) {unknown}", f"use only {sorted(_QUERY_KEYS)}")
+    _refuse_unknown(shown, query)
     username = password = None
     if creds is not None:
         user, has_pw, pw = creds.partition(":")
