@@ -5,6 +5,7 @@ Admin: what ``steadfetch top`` and operators read and repair (queues, workers, d
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +46,17 @@ class DeadLetterRetry:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _tagged_queue(dead_key: str) -> str:
+    """``steadfetch:dead:{Q}`` -> ``Q``: the queue a cluster's per-queue key belongs to."""
+    return dead_key.partition("{")[2].removesuffix("}")
+
+
+def _failed_at(entry: dict[str, Any]) -> float:
+    """When an entry was dead-lettered; an entry that does not say sorts last."""
+    when = entry.get("failed_at")
+    return float(when) if isinstance(when, int | float) else math.inf
 
 
 #: The one eviction policy under which Redis never drops a key to make room.
@@ -115,7 +127,7 @@ class Admin:
                 for kind in ("scheduled", "dead"):
                     pattern = f"{self.keys.prefix}:{kind}:{{*}}"
                     async for key in r.scan_iter(match=pattern, count=500):
-                        names.add(_text(key).partition("{")[2].removesuffix("}"))
+                        names.add(_tagged_queue(_text(key)))
             return sorted(names)
 
         result: list[str] = await self._run("listing queues", run)
@@ -239,46 +251,72 @@ class Admin:
         result: list[dict[str, Any]] = await self._run("reading worker heartbeats", run)
         return result
 
-    def _single_redis_only(self, operation: str) -> None:
-        """Refuse an operation that reads the one dead-letter list of a single Redis: on a
-        cluster each queue has its own (docs/CONTRACTS.md, "Redis Cluster")."""
-        if self.keys.cluster:
-            raise ConfigurationError(
-                f"Redis {self.conn.endpoint}: {operation} is not supported on a Redis Cluster "
-                f"yet (each queue has its own dead-letter list there, "
-                f"{self.keys.dead_of('QUEUE_KEY')}; read it with LRANGE)",
-                endpoint=self.conn.endpoint,
-                operation=operation,
-            )
+    async def dead_lists(self) -> list[str]:
+        """The dead-letter lists: the one of a single Redis, or on a cluster every per-queue
+        list present (``steadfetch:dead:{Q}``, found by SCAN on every primary), sorted. A key
+        whose Q holds a brace is no steadfetch list (queue keys never do), and is left out."""
+        if not self.keys.cluster:
+            return [self.keys.dead]
+
+        async def run(r: Redis) -> list[str]:
+            pattern = f"{self.keys.prefix}:dead:{{*}}"
+            found = {_text(k) async for k in r.scan_iter(match=pattern, count=500)}
+            return sorted(k for k in found if not set("{}") & set(_tagged_queue(k)))
+
+        result: list[str] = await self._run("listing the dead-letter lists", run)
+        return result
+
+    def _queue_of(self, dead_key: str) -> str | None:
+        """The queue key whose slot a cluster's dead list ``dead_key`` lives in (None on one
+        Redis, where one list holds every queue's entries)."""
+        return _tagged_queue(dead_key) if self.keys.cluster else None
 
     async def dead_letter_list(self, limit: int = 100) -> list[dict[str, Any]]:
-        """The oldest ``limit`` dead-letter entries, parsed."""
-        self._single_redis_only("listing the dead-letter list")
-        raw: list[bytes] = await self._run(
-            "reading the dead-letter list", lambda r: r.lrange(self.keys.dead, 0, limit - 1)
-        )
-        entries = []
-        for item in raw:
-            try:
-                entries.append(json.loads(item))
-            except ValueError:
-                entries.append({"raw": item.decode(errors="replace"), "reason": "unparsable entry"})
+        """The oldest ``limit`` dead-letter entries, parsed (on a cluster: the oldest ``limit``
+        of every queue's list, merged by ``failed_at``)."""
+        if limit < 1:  # LRANGE 0 -1 would read the whole list
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        entries: list[dict[str, Any]] = []
+        for dead in await self.dead_lists():
+            raw: list[bytes] = await self._run(
+                f"reading the dead-letter list {dead}",
+                lambda r, key=dead: r.lrange(key, 0, limit - 1),
+            )
+            for item in raw:
+                try:
+                    entries.append(json.loads(item))
+                except ValueError:
+                    text = item.decode(errors="replace")
+                    entries.append({"raw": text, "reason": "unparsable entry"})
+            if self.keys.cluster:  # stable: one list keeps its order; bounded by 2 * limit
+                entries = sorted(entries, key=_failed_at)[:limit]
         return entries
 
     async def dead_letter_retry(
         self, limit: int = 1000, *, job_id: str | None = None
     ) -> DeadLetterRetry:
         """Requeue dead-lettered jobs (attempt reset to 1): the oldest ``limit`` entries, or,
-        with ``job_id``, every entry of that job (the whole list is searched, in chunks).
+        with ``job_id``, every entry of that job (the whole list is searched, in chunks). On a
+        cluster the lists of the queues are worked through one after the other, in the order of
+        their keys, and ``limit`` counts the entries read over all of them.
 
         Each job is written to its queue first, with a wake token, and its entry removed only
         after (one script, ``lua/dead_letter_retry.lua``): a write that fails loses nothing. An
         entry that cannot be retried (unparsable, no payload, a payload that is not a job, a
-        queue key that is not a queue or holds another type than a list) stays in the list as it
-        is, and the returned :class:`DeadLetterRetry` says why.
+        queue key that is not a queue or holds another type than a list; on a cluster an entry
+        naming another queue than the one whose list holds it) stays in the list as it is, and
+        the returned :class:`DeadLetterRetry` says why.
         """
-        self._single_redis_only("retrying dead-lettered jobs")
         report = DeadLetterRetry()
+        examined = 0  # entries read over all lists
+        for dead in await self.dead_lists():
+            examined += await self._retry_list(dead, limit - examined, job_id, report)
+        return report
+
+    async def _retry_list(
+        self, dead: str, limit: int, job_id: str | None, report: DeadLetterRetry
+    ) -> int:
+        """:meth:`dead_letter_retry` over the one list ``dead``; returns the entries read."""
         start = examined = 0  # where the next unread entry is; how many were read
         while True:
             count = DEAD_LETTER_CHUNK
@@ -287,27 +325,30 @@ class Admin:
             if count <= 0:
                 break
             chunk: list[bytes] = await self._run(
-                "reading the dead-letter list",
-                lambda r, s=start, n=count: r.lrange(self.keys.dead, s, s + n - 1),
+                f"reading the dead-letter list {dead}",
+                lambda r, s=start, n=count: r.lrange(dead, s, s + n - 1),
             )
             candidates: list[tuple[str, bytes, str, bytes]] = []  # id, entry, queue key, fresh
             for item in chunk:
-                prepared = self._prepare_retry(item)
+                prepared = self._prepare_retry(item, self._queue_of(dead))
                 if isinstance(prepared, DeadLetterRefusal):
                     if job_id is None or prepared.job_id == job_id:
                         report.refused.append(prepared)
                 elif job_id is None or prepared[0] == job_id:
                     candidates.append(prepared)
-            requeued = await self._retry_candidates(candidates, report)
+            requeued = await self._retry_candidates(dead, candidates, report)
             # Requeued entries left the list: the next unread entry moved up by that many.
             start += len(chunk) - requeued
             examined += len(chunk)
             if len(chunk) < count:
                 break
-        return report
+        return examined
 
-    def _prepare_retry(self, item: bytes) -> DeadLetterRefusal | tuple[str, bytes, str, bytes]:
-        """The fresh payload for one entry, or why it cannot be retried."""
+    def _prepare_retry(
+        self, item: bytes, slot_queue: str | None
+    ) -> DeadLetterRefusal | tuple[str, bytes, str, bytes]:
+        """The fresh payload for one entry, or why it cannot be retried. ``slot_queue``: on a
+        cluster, the queue whose dead list holds the entry (one script call stays in one slot)."""
         try:
             body = json.loads(item)
         except ValueError:
@@ -328,6 +369,13 @@ class Admin:
             (f"{self.keys.prefix}:queue:", f"{self.keys.resque_prefix}:queue:")
         ):
             return DeadLetterRefusal(job.id, queue_key, f"{queue_key} is not a queue key")
+        if slot_queue is not None and queue_key != slot_queue:
+            return DeadLetterRefusal(
+                job.id,
+                queue_key,
+                f"the entry lies in the dead-letter list of {slot_queue}, another slot of the "
+                "cluster: requeue it by hand",
+            )
         try:
             fresh = codec.encode(
                 job_id=job.id,
@@ -347,16 +395,18 @@ class Admin:
         return job.id, item, queue_key, fresh
 
     async def _retry_candidates(
-        self, candidates: list[tuple[str, bytes, str, bytes]], report: DeadLetterRetry
+        self, dead: str, candidates: list[tuple[str, bytes, str, bytes]], report: DeadLetterRetry
     ) -> int:
         if not candidates:
             return 0
-        args: list[Any] = [self.keys.wake(""), WAKE_BOUND]
+        keys: list[str] = [dead]
+        args: list[Any] = [WAKE_BOUND]
         for _, item, queue_key, fresh in candidates:
-            args += [item, queue_key, fresh]
+            keys += [queue_key, self.keys.wake(queue_key)]
+            args += [item, fresh]
         statuses = await self._run(
-            f"requeueing {len(candidates)} dead-lettered job(s)",
-            DEAD_LETTER_RETRY.bind([self.keys.dead], args),
+            f"requeueing {len(candidates)} dead-lettered job(s) from {dead}",
+            DEAD_LETTER_RETRY.bind(keys, args),
         )
         requeued = 0
         for (job_id, _, queue_key, _), status in zip(candidates, statuses, strict=True):
@@ -368,18 +418,20 @@ class Admin:
         return requeued
 
     async def dead_letter_purge(self) -> int:
-        """Delete every dead-letter entry; returns how many there were."""
-        self._single_redis_only("purging the dead-letter list")
+        """Delete every dead-letter entry (on a cluster: every queue's list); returns how many
+        there were."""
+        purged = 0
+        for dead in await self.dead_lists():
 
-        async def run(r: Redis) -> int:
-            pipe = r.pipeline(transaction=True)
-            pipe.llen(self.keys.dead)
-            pipe.delete(self.keys.dead)
-            count, _ = await pipe.execute()
-            return int(count)
+            async def run(r: Redis, key: str = dead) -> int:
+                pipe = r.pipeline(transaction=True)  # one key: one slot on a cluster too
+                pipe.llen(key)
+                pipe.delete(key)
+                count, _ = await pipe.execute()
+                return int(count)
 
-        result: int = await self._run("purging the dead-letter list", run)
-        return result
+            purged += await self._run(f"purging the dead-letter list {dead}", run)
+        return purged
 
     async def promote_due(self, limit: int = 1000) -> int:
         queue_keys = await self.queue_keys() if self.keys.cluster else []

@@ -24,12 +24,19 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import (
+    AskError,
+    MovedError,
+    RedisClusterException,
+    RedisError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 from tenacity import RetryCallState
 
 from steadfetch.fetcher.cancellation import CancelGuard, interruptible
 from steadfetch.fetcher.durability import Durability
-from steadfetch.fetcher.errors import ConfigurationError, RedisUnavailable
+from steadfetch.fetcher.errors import RedisUnavailable
 from steadfetch.fetcher.failures import (
     describe,
     fatal_error,
@@ -78,18 +85,77 @@ class _CallRecord:
 
 
 def _confirmed(
-    fn: Callable[[Redis], Awaitable[T]], durability: Durability
+    fn: Callable[[Redis], Awaitable[T]], durability: Durability, endpoint: str, operation: str
 ) -> Callable[[Redis], Awaitable[T]]:
     """``fn`` then ``durability.confirm`` on the same pooled connection (WAIT counts the writes
-    of its own connection only)."""
+    of its own connection only). On a cluster: :func:`_confirmed_on_cluster`."""
 
     async def run(client: Redis) -> T:
+        if isinstance(client, RedisCluster):
+            return await _confirmed_on_cluster(client, fn, durability, endpoint, operation)
         async with client.client() as one:
             result = await fn(one)
-            await durability.confirm(one)
+            await durability.confirm(one, endpoint=endpoint, operation=operation)
         return result
 
     return run
+
+
+class _ScriptCall:
+    """Stands in for the client while a durable write's ``fn`` runs on a cluster: records the
+    one script call it makes (``LuaScript`` sends EVAL to a client it has not used before)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+
+    async def eval(self, *args: Any) -> _ScriptCall:
+        self.calls.append(args)
+        return self
+
+    def __getattr__(self, name: str) -> Any:
+        raise TypeError(f"a durable write on a cluster must be one script call, not {name}")
+
+
+async def _confirmed_on_cluster(
+    client: RedisCluster,
+    fn: Callable[[Redis], Awaitable[T]],
+    durability: Durability,
+    endpoint: str,
+    operation: str,
+) -> T:
+    """A durable write on a cluster: its one script call and the WAIT/WAITAOF as a pipeline to
+    the primary that owns the script's slot. redis-py sends one node's commands of a pipeline
+    on one connection, in order, so the WAIT counts that write (redirections off: a command
+    sent on its own after a MOVED would let the WAIT count nothing and confirm at once).
+
+    Every durable write is one script call in one slot (enqueue per slot, ack per slot, a
+    settle); ``fn`` doing anything else is a bug, and fails loudly. A MOVED/ASK reply (the slot
+    moved: a failover) re-reads the slot map and is retried as TRYAGAIN, an outage."""
+    recorder = _ScriptCall()
+    returned: Any = await fn(cast(Redis, recorder))
+    if returned is not recorder or len(recorder.calls) != 1:
+        raise TypeError(f"a durable write on a cluster must be one script call ({operation})")
+    source, numkeys, *rest = recorder.calls[0]
+    if not int(numkeys):
+        raise TypeError(f"a durable write on a cluster must name its keys ({operation})")
+    await client.initialize()  # the slot map, before the first call has read it
+    node = client.get_node_from_key(rest[0])
+    if node is None:  # classified as an outage: the cluster is changing
+        raise SlotNotCoveredError(f"no primary serves the slot of {rest[0]} now")
+    pipe = client.pipeline()
+    pipe.execute_command("EVAL", source, numkeys, *rest, target_nodes=node)
+    pipe.execute_command(*durability.command(), target_nodes=node)
+    written, confirmed = await pipe.execute(raise_on_error=False, allow_redirections=False)
+    if isinstance(written, MovedError | AskError):
+        await client.nodes_manager.initialize()
+        raise TryAgainError(
+            f"the slot of {rest[0]} moved away from {node.name} ({written}); the write is "
+            "retried on its primary now"
+        ) from written
+    if isinstance(written, BaseException):
+        raise written
+    durability.check(confirmed, endpoint=f"{endpoint} ({node.name})", operation=operation)
+    return cast(T, written)
 
 
 class RedisConnection:
@@ -133,14 +199,6 @@ class RedisConnection:
         #: Failovers this owner followed (Sentinel: the primary moved; Cluster: the set of
         #: primaries changed). A reader compares it with what it saw last.
         self.failovers = 0
-        if durability is not None and address.kind == "cluster":
-            raise ConfigurationError(
-                f"Redis {address.endpoint}: --durability is not supported on a Redis Cluster "
-                "(WAIT counts one connection's writes, and a cluster call may use several): "
-                "run without it",
-                endpoint=address.endpoint,
-                operation="configuring durability",
-            )
         if self.read_timeout is None:
             log.warning(
                 "Redis %s: read timeout disabled (read_timeout=0); a half-open connection can "
@@ -232,7 +290,7 @@ class RedisConnection:
         have left with an unread reply are closed, never reused.
         """
         if write and self.durability is not None:
-            fn = _confirmed(fn, self.durability)
+            fn = _confirmed(fn, self.durability, self.endpoint, operation)
         guard = CancelGuard()
         try:
             result = await self._execute(operation, fn, deadline, block_timeout)

@@ -24,9 +24,12 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
+
+from steadfetch.fetcher.errors import ConfigurationError
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s)?$")
 
@@ -60,19 +63,47 @@ class Durability:
         )
         return ",".join([*parts, f"timeout={round(self.timeout * 1000)}ms"])
 
-    async def confirm(self, client: Redis) -> None:
+    def command(self) -> list[str | int]:
+        """The confirming command: ``WAIT N ms`` or ``WAITAOF 1 N ms``."""
+        timeout_ms = max(1, round(self.timeout * 1000))
+        if self.aof:
+            return ["WAITAOF", 1, self.replicas, timeout_ms]
+        return ["WAIT", self.replicas, timeout_ms]
+
+    async def confirm(self, client: Redis, *, endpoint: str = "", operation: str = "") -> None:
         """Ask Redis, on the connection that ran the write, to confirm it; raise when it did not.
 
         ``client`` must be bound to that one connection (``Redis.client()``): ``WAIT`` counts the
         replication offset of its own connection's last write."""
-        timeout_ms = max(1, round(self.timeout * 1000))
+        try:
+            reply: Any = await client.execute_command(*self.command())  # type: ignore[no-untyped-call]
+        except ResponseError as exc:
+            reply = exc
+        self.check(reply, endpoint=endpoint, operation=operation)
+
+    def check(self, reply: Any, *, endpoint: str = "", operation: str = "") -> None:
+        """Judge the reply to :meth:`command` (an exception when Redis refused it). A server
+        that cannot give the confirmation asked for at all (no ``WAITAOF``, or its AOF off)
+        raises ConfigurationError naming ``endpoint``, ``operation`` and the fix: waiting would
+        never help. Too few confirmations raise :class:`DurabilityNotConfirmedError`."""
+        if isinstance(reply, ResponseError):
+            if self.aof and (fix := self._aof_fix(str(reply))) is not None:
+                raise ConfigurationError(
+                    f"Redis {endpoint} refused {operation}: {fix} (the server said: {reply})",
+                    endpoint=endpoint,
+                    operation=operation,
+                ) from reply
+            raise reply
+        timeout_ms = self.command()[-1]
         if self.aof:
-            local, replicas = await client.waitaof(1, self.replicas, timeout_ms)
-            if int(local) >= 1 and int(replicas) >= self.replicas:
+            local, replicas = (int(n) for n in reply)
+            if local >= 1 and replicas >= self.replicas:
                 return
-            got = f"local AOF {int(local)}/1, replica AOFs {int(replicas)}/{self.replicas}"
+            got = f"local AOF {local}/1, replica AOFs {replicas}/{self.replicas}"
+            if replicas < self.replicas:
+                got += "; a replica with appendonly no never confirms"
         else:
-            confirmed = int(await client.wait(self.replicas, timeout_ms))
+            confirmed = int(reply)
             if confirmed >= self.replicas:
                 return
             got = f"{confirmed} of {self.replicas} replica(s)"
@@ -80,6 +111,23 @@ class Durability:
             f"NOTCONFIRMED the write was performed but not confirmed within {timeout_ms} ms "
             f"({got}; --durability {self})"
         )
+
+    def _aof_fix(self, reply: str) -> str | None:
+        """What to do when ``WAITAOF`` was refused with ``reply`` (None: not a refusal that
+        says the server cannot confirm an AOF write; the classification table decides)."""
+        if "appendonly" in reply.lower():  # "... numlocal is set but appendonly is disabled"
+            return (
+                f"--durability {self} needs appendonly yes on this server (WAITAOF confirms an "
+                "fsync of its AOF, which is off): CONFIG SET appendonly yes and set it in "
+                "redis.conf, or use --durability replicas=N"
+            )
+        if "unknown command" in reply.lower():
+            return (
+                f"--durability {self} needs WAITAOF, which this server lacks (Redis < 7.2, or "
+                "the command renamed or disabled): use Redis >= 7.2 or Valkey, or --durability "
+                "replicas=N"
+            )
+        return None
 
 
 def parse_durability(text: str) -> Durability:

@@ -67,7 +67,8 @@ class RedisServer:
 
     ``find_binary`` is the one thing a subclass changes: here ``PATH`` only (what a user of
     ``steadfetch demo`` has); the chaos suite also looks in the project's ``bin/`` and turns a
-    missing binary into a skip.
+    missing binary into a skip. ``binary`` skips the lookup: a server found elsewhere
+    (``chaos.env.binaries.valkey_server_binary``).
     """
 
     def __init__(
@@ -78,12 +79,15 @@ class RedisServer:
         password: str | None = None,
         extra_args: list[str] | None = None,
         dir_prefix: str = "steadfetch-redis-",
+        binary: str | None = None,
     ) -> None:
         self.host = "127.0.0.1"
         self.port = port or free_port()
         self.appendonly = appendonly
         self.password = password
         self.extra_args = list(extra_args or [])
+        #: A given server binary (e.g. a valkey-server that has WAITAOF) instead of the lookup.
+        self.binary = binary
         self.dir = Path(tempfile.mkdtemp(prefix=f"{dir_prefix}{self.port}-"))
         self.log_path = self.dir / "redis.log"
         self._proc: subprocess.Popen[bytes] | None = None
@@ -118,7 +122,7 @@ class RedisServer:
     def command(self) -> list[str]:
         """The argv that starts this server (a Sentinel overrides it with its config file)."""
         args = [
-            self.find_binary(),
+            self.binary or self.find_binary(),
             "--port", str(self.port),
             "--bind", self.host,
             "--dir", str(self.dir),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -79,6 +80,36 @@ def redis_server_binary() -> str:
 def redis_cli_binary() -> str:
     """``redis-cli`` (it ships with redis-server: the same packages install both)."""
     return find_binary("redis-cli", "STEADFETCH_REDIS_CLI", remedy("redis-server"))
+
+
+#: Why the valkey-server binary exists here (ComponentMissing messages say it).
+VALKEY_PURPOSE = "a server with WAITAOF (Redis >= 7.2) for the `--durability aof` tests"
+
+
+def valkey_server_binary() -> str:
+    """``valkey-server`` (Redis 7.2-compatible, has ``WAITAOF``): ``scripts/dev setup`` puts
+    Debian's bookworm-backports build into ``bin/``. A binary that is there but does not run (its
+    shared libraries missing on this machine) is missing too, and the message says which."""
+    binary = find_binary(
+        "valkey-server",
+        "STEADFETCH_VALKEY_SERVER",
+        f"{VALKEY_PURPOSE}; `scripts/dev setup` downloads it from deb.debian.org (see "
+        ".artifacts/valkey.log when that failed)"
+        if IN_CHECKOUT
+        else f"{VALKEY_PURPOSE}; install valkey-server or redis-server >= 7.2 and set "
+        "STEADFETCH_VALKEY_SERVER=/path/to/it",
+    )
+    try:
+        ran = subprocess.run([binary, "--version"], capture_output=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ComponentMissing(f"{binary} ({VALKEY_PURPOSE}) does not run: {exc}") from exc
+    if ran.returncode != 0:
+        why = (ran.stderr or ran.stdout).decode(errors="replace").strip()
+        raise ComponentMissing(
+            f"{binary} ({VALKEY_PURPOSE}) does not run: {why} (Debian: apt-get install "
+            "redis-server installs the libraries it needs)"
+        )
+    return binary
 
 
 def toxiproxy_server_binary() -> str:

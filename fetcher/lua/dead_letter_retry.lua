@@ -2,13 +2,16 @@
 -- a wake token, and only then remove the dead-letter entry (Redis does not roll a failed script
 -- back: a write that fails must leave the entry where it was). A candidate whose queue key holds
 -- another type than a list is refused before anything is written for it, and stays.
--- KEYS[1] dead list.  ARGV: wake prefix, wake bound, then per candidate: the entry exactly as
--- stored, its queue key, the fresh payload.
+-- KEYS[1] dead list, then per candidate j: KEYS[2j] its queue key, KEYS[2j+1] that queue's wake
+-- list (declared, so on a cluster the call stays in the slot of the one queue it serves).
+-- ARGV: wake bound, then per candidate j: ARGV[2j] the entry exactly as stored, ARGV[2j+1] the
+-- fresh payload.
 -- Returns one status per candidate: 1 requeued, 0 the entry is gone (retried or purged by
 -- someone else), or a string saying why it was refused.
 local out = {}
-for i = 3, #ARGV, 3 do
-  local entry, q, fresh = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+for j = 1, (#ARGV - 1) / 2 do
+  local entry, fresh = ARGV[2 * j], ARGV[2 * j + 1]
+  local q, wake = KEYS[2 * j], KEYS[2 * j + 1]
   local kind = redis.call('TYPE', q)['ok']
   if not redis.call('LPOS', KEYS[1], entry) then
     out[#out + 1] = 0
@@ -16,11 +19,10 @@ for i = 3, #ARGV, 3 do
     out[#out + 1] = 'queue key ' .. q .. ' holds a ' .. kind .. ', not a list'
   else
     redis.call('RPUSH', q, fresh)
-    local wake = ARGV[1] .. q
     local wake_kind = redis.call('TYPE', wake)['ok']
     if wake_kind == 'list' or wake_kind == 'none' then
       redis.call('RPUSH', wake, '1')
-      redis.call('LTRIM', wake, -tonumber(ARGV[2]), -1)
+      redis.call('LTRIM', wake, -tonumber(ARGV[1]), -1)
     end
     redis.call('LREM', KEYS[1], 1, entry)
     out[#out + 1] = 1

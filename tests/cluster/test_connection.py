@@ -11,7 +11,6 @@ from redis.cluster import RedisCluster
 
 from steadfetch.chaos.env.cluster import LocalCluster
 from steadfetch.fetcher import ConnectionState, RedisConnection
-from steadfetch.fetcher.durability import parse_durability
 from steadfetch.fetcher.errors import ConfigurationError, RedisUnavailable
 from steadfetch.worker.redis_server import free_port
 from tests.fetcher.conftest import FAST_RETRY
@@ -66,11 +65,6 @@ async def test_no_reachable_node_is_an_outage_that_gives_up_at_its_deadline(
             await conn.execute("pinging", lambda r: r.set("k", 1), deadline=0.5)
     finally:
         await conn.close()
-
-
-def test_durability_is_refused_on_a_cluster_url() -> None:
-    with pytest.raises(ConfigurationError, match="not supported on a Redis Cluster"):
-        RedisConnection.from_url("redis+cluster://h:7000/", durability=parse_durability("aof"))
 
 
 async def test_a_killed_primary_is_replaced_by_its_replica_and_the_move_said_in_one_line(

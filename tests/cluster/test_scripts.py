@@ -12,7 +12,7 @@ from steadfetch.fetcher.unique import RELEASE
 
 LUA = Path(fetcher.__file__).parent / "lua"
 #: Scripts that build key names from prefixes; they never run on a cluster (docs/CONTRACTS.md).
-SINGLE_REDIS_ONLY = {"recover", "promote", "dead_letter_retry"}
+SINGLE_REDIS_ONLY = {"recover", "promote"}
 #: Read by hand: a function parameter that every call site fills from KEYS.
 REVIEWED = {
     ("enqueue", "TYPE key"),  # refuse_unless(check[1], ...): checks are built from KEYS only
