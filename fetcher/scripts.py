@@ -16,6 +16,7 @@ connection owner retries it as one outage attempt, so it never reaches the calle
 from __future__ import annotations
 
 import hashlib
+import re
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -29,14 +30,43 @@ from redis.exceptions import NoScriptError
 WAKE_BOUND = 16
 
 
-#: Lua functions shared by several scripts, by name -> the file (``fetcher/lua/_NAME.lua``) that
-#: defines it. Redis scripts cannot import each other: :meth:`LuaScript.load` puts the file in
-#: front of every script that calls the function, so it is written once and the SHA covers it.
-SNIPPETS = {"dead_letter_entry": "_dead_letter_entry"}
+#: Lua functions shared by several scripts, in order: (the name a script calls, the file
+#: ``fetcher/lua/_FILE.lua`` that defines it). Redis scripts cannot import each other:
+#: :meth:`LuaScript.from_source` puts in front of a script every snippet it calls, and every
+#: snippet those call, each once and in this order, so each function is written once and the
+#: script's SHA covers it. A snippet may call only the snippets listed before it.
+SNIPPETS: tuple[tuple[str, str], ...] = (
+    ("redis.call", "_wrongtype_names_the_key"),
+    ("holds", "_holds"),
+    ("wake_up", "_wake_up"),
+    ("queue_refusal", "_queue_refusal"),
+    ("dead_letter_entry", "_dead_letter_entry"),
+    ("give_back_list", "_give_back_list"),
+    ("promote_due", "_promote_due"),
+)
 
 
 def _lua(name: str) -> str:
     return resources.files("steadfetch.fetcher").joinpath(f"lua/{name}.lua").read_text()
+
+
+def calls(source: str, function: str) -> bool:
+    """Whether Lua ``source`` calls ``function`` (``holds(`` but not ``redis.holds(`` nor
+    ``upholds(``)."""
+    return re.search(rf"(?<![\w.]){re.escape(function)}\(", source) is not None
+
+
+def with_snippets(body: str) -> str:
+    """``body`` behind the snippets it needs (:data:`SNIPPETS`): walked from the last, so a
+    snippet that a later snippet calls is found as well."""
+    needed: list[str] = []
+    text = body
+    for function, file in reversed(SNIPPETS):
+        if calls(text, function):
+            snippet = _lua(file)
+            needed.append(snippet)
+            text += snippet
+    return "".join(reversed(needed)) + body
 
 
 _SENT: weakref.WeakKeyDictionary[Redis, set[str]] = weakref.WeakKeyDictionary()
@@ -53,12 +83,12 @@ class LuaScript:
     @classmethod
     def load(cls, name: str) -> LuaScript:
         """``fetcher/lua/NAME.lua``, behind the shared snippets it calls (:data:`SNIPPETS`)."""
-        source = _lua(name)
-        used = [_lua(snippet) for call, snippet in SNIPPETS.items() if f"{call}(" in source]
-        return cls.from_source(name, "".join(used) + source)
+        return cls.from_source(name, _lua(name))
 
     @classmethod
-    def from_source(cls, name: str, source: str) -> LuaScript:
+    def from_source(cls, name: str, body: str) -> LuaScript:
+        """A script of ``body`` behind the shared snippets it calls (:data:`SNIPPETS`)."""
+        source = with_snippets(body)
         return cls(name, source, hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest())
 
     async def __call__(self, client: Redis, keys: list[str], args: list[Any]) -> Any:

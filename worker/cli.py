@@ -24,6 +24,7 @@ from steadfetch.worker.config import ConfigError
 from steadfetch.worker.logs import configure_logging
 from steadfetch.worker.options import Parser
 from steadfetch.worker.plugins import load_plugins
+from steadfetch.worker.shutdown import ignore_user_signals
 from steadfetch.worker.threads import SyncRunner
 
 log = logging.getLogger("worker.cli")
@@ -75,6 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_cli(argv: Sequence[str] | None = None) -> int:
+    ignore_user_signals()  # before any line: a supervisor passes SIGUSR1 on once we speak
     parser, skipped_plugins = build_parser()
     args = parser.parse_args(argv)
     command_parser: argparse.ArgumentParser = getattr(args, "parser", parser)

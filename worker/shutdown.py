@@ -1,5 +1,15 @@
 """Signals to shutdown phases: the first SIGTERM/SIGINT asks for a graceful stop, the second forces.
 
+Every signal a job worker may plausibly receive has a defined, logged meaning (their default
+actions killed the process without a line, its running jobs cut and left for recovery):
+
+- SIGTERM, SIGINT: graceful stop; a second one forces it (:meth:`Shutdown.on_signal`).
+- SIGHUP (a closed terminal or session): graceful stop, never forced, however often it comes;
+  ignored when the process was started ignoring it (nohup).
+- SIGUSR1: one INFO line describing the process now (:attr:`Shutdown.state`: for a worker, the
+  jobs it runs, its connection, its counters); nothing else changes.
+- SIGUSR2: no meaning: ignored, with a WARNING line saying so.
+
 The worker awaits :attr:`Shutdown.requested` to begin draining and :attr:`Shutdown.forced` to
 give up on running jobs at once. The exit code follows the usual convention: 0 after a graceful
 stop, ``128 + signum`` (130 for SIGINT, 143 for SIGTERM) when a second signal forced it.
@@ -27,6 +37,9 @@ from steadfetch.worker.cancellation import finish_by
 log = logging.getLogger("worker.shutdown")
 
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+#: Asks for one state line; and the signals with no meaning, ignored with a line.
+STATE_SIGNAL = signal.SIGUSR1
+IGNORED_SIGNALS = (signal.SIGUSR2,)
 #: Part of the grace period kept for giving jobs back and unregistering (at most this many s).
 CLEANUP_RESERVE = 2.0
 #: A forced (second-signal) exit still tries this long to give jobs back.
@@ -41,21 +54,23 @@ HANGUP = signal.SIGHUP
 class Shutdown:
     """Which phase the process is in, driven by signals (or by code calling :meth:`request`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, state: Callable[[], str] | None = None) -> None:
         self.requested = asyncio.Event()
         self.forced = asyncio.Event()
         self.first_signal: int | None = None
         self.forcing_signal: int | None = None
+        #: One line describing the process, logged on SIGUSR1 (default: the shutdown phase).
+        self.state: Callable[[], str] = state if state is not None else lambda: self.phase
+
+    @property
+    def phase(self) -> str:
+        """``running``, ``stopping`` (draining after a first request) or ``forced``."""
+        if self.forced.is_set():
+            return "forced"
+        return "stopping" if self.requested.is_set() else "running"
 
     def __repr__(self) -> str:
-        phase = (
-            "forced"
-            if self.forced.is_set()
-            else "requested"
-            if self.requested.is_set()
-            else "running"
-        )
-        return f"<Shutdown {phase}>"
+        return f"<Shutdown {self.phase}>"
 
     @property
     def exit_code(self) -> int:
@@ -80,23 +95,52 @@ class Shutdown:
     def on_hangup(self) -> None:
         self.request("SIGHUP: the terminal or session is gone")
 
+    def on_state_signal(self) -> None:
+        """SIGUSR1: say what this process is doing, in one line; change nothing."""
+        try:
+            state = self.state()
+        except Exception as exc:  # noqa: BLE001  (a state line must never stop the process)
+            state = f"(the state could not be read: {type(exc).__name__} {exc})"
+        log.info("state (SIGUSR1): %s", state)
+
+    def on_ignored_signal(self, signum: int) -> None:
+        log.warning(
+            "%s ignored: it has no meaning for steadfetch (SIGUSR1 logs the state, "
+            "SIGTERM stops gracefully)",
+            signal.Signals(signum).name,
+        )
+
     @contextmanager
     def signal_handlers(self) -> Iterator[None]:
         """Route SIGTERM and SIGINT to :meth:`on_signal`, SIGHUP to :meth:`on_hangup` (unless
-        ignored, as under nohup), for the duration of the block."""
+        ignored, as under nohup), SIGUSR1 to :meth:`on_state_signal` and SIGUSR2 to
+        :meth:`on_ignored_signal`, for the duration of the block. After it, SIGUSR1 and SIGUSR2
+        are ignored (:func:`ignore_user_signals`), so the end of the process cannot die of them."""
         loop = asyncio.get_running_loop()
         for sig in HANDLED_SIGNALS:
             loop.add_signal_handler(sig, self.on_signal, sig)
         hangup = signal.getsignal(HANGUP) is not signal.SIG_IGN
         if hangup:
             loop.add_signal_handler(HANGUP, self.on_hangup)
+        loop.add_signal_handler(STATE_SIGNAL, self.on_state_signal)
+        for sig in IGNORED_SIGNALS:
+            loop.add_signal_handler(sig, self.on_ignored_signal, sig)
         try:
             yield
         finally:
-            for sig in HANDLED_SIGNALS:
+            for sig in (*HANDLED_SIGNALS, STATE_SIGNAL, *IGNORED_SIGNALS):
                 loop.remove_signal_handler(sig)
             if hangup:
                 loop.remove_signal_handler(HANGUP)
+            ignore_user_signals()
+
+
+def ignore_user_signals() -> None:
+    """Ignore SIGUSR1 and SIGUSR2 outside :meth:`Shutdown.signal_handlers` (from the start of
+    ``steadfetch``, and after the handlers are removed): their default action would kill the
+    process without a line while it starts or finishes."""
+    for sig in (STATE_SIGNAL, *IGNORED_SIGNALS):
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def cleanup_reserve(grace_period: float) -> float:

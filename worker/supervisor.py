@@ -16,6 +16,9 @@ processing lists at start: nothing waits for a heartbeat to expire.
 - SIGTERM/SIGINT are forwarded to every child, which shut down with their usual grace; the
   supervisor exits 0 once all of them did, 128+signum after a second (forwarded) signal, 1 when a
   child had to be killed (still running ``grace + SHUTDOWN_MARGIN`` s after the first signal).
+  SIGHUP stops the same way (the children get SIGTERM once), and never forces, however often.
+  SIGUSR1 logs the supervisor's state line and is passed on to every child that has started
+  (each logs its own); SIGUSR2 is ignored with a line (worker.shutdown).
 - Children run in their own process group (a terminal's Ctrl-C reaches the supervisor only, which
   forwards it once: not twice, which would force them). A supervisor that is SIGKILLed leaves no
   orphans: a child asks Linux for SIGHUP when its parent dies (``prctl(PR_SET_PDEATHSIG)``) and
@@ -41,12 +44,12 @@ import signal
 import sys
 import time
 from collections import deque
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from steadfetch.fetcher.scheduling import job_backoff
 from steadfetch.worker.config import ConfigError, WorkerConfig
 from steadfetch.worker.logs import relay_line
-from steadfetch.worker.shutdown import Shutdown
+from steadfetch.worker.shutdown import STATE_SIGNAL, Shutdown
 from steadfetch.worker.worker import default_worker_id
 
 log = logging.getLogger("worker.supervisor")
@@ -123,6 +126,9 @@ class Child:
         self.proc: asyncio.subprocess.Process | None = None
         self.restarts = 0
         self.failures = 0  # consecutive short-lived runs: the backoff's attempt number
+        # The current process has written a line: its logging is set up, which `steadfetch`
+        # does after ignoring SIGUSR1 (worker.shutdown.ignore_user_signals), so SIGUSR1 is safe.
+        self.speaking = False
         self.lines: deque[str] = deque(maxlen=KEPT_LINES)
 
     def __repr__(self) -> str:
@@ -142,16 +148,33 @@ class Child:
 
 
 class SupervisorShutdown(Shutdown):
-    """:class:`Shutdown` that also forwards every SIGTERM/SIGINT to the running children."""
+    """:class:`Shutdown` that also forwards every SIGTERM/SIGINT to the running children, turns
+    a SIGHUP into one SIGTERM for them, and passes SIGUSR1 on."""
 
-    def __init__(self, children: Sequence[Child]) -> None:
-        super().__init__()
+    def __init__(self, children: Sequence[Child], state: Callable[[], str] | None = None) -> None:
+        super().__init__(state)
         self._children = children
 
     def on_signal(self, signum: int) -> None:
         super().on_signal(signum)
         for child in self._children:
             signal_child(child, signum)
+
+    def on_hangup(self) -> None:
+        """Drain like a first SIGTERM (the hangup alone stopped the supervisor and left its
+        children running until the backstop SIGKILLed them: exit 1, their jobs cut). SIGTERM,
+        not SIGHUP: a child takes SIGHUP for its supervisor's death (watch_parent)."""
+        first = not self.requested.is_set()
+        super().on_hangup()
+        if first:
+            for child in self._children:
+                signal_child(child, signal.SIGTERM)
+
+    def on_state_signal(self) -> None:
+        super().on_state_signal()
+        for child in self._children:
+            if child.speaking:  # past its start: it ignores or handles SIGUSR1, never dies of it
+                signal_child(child, STATE_SIGNAL)
 
 
 def signal_child(child: Child, signum: int) -> None:
@@ -174,7 +197,7 @@ class Supervisor:
         self.config = config
         self.worker_id = config.worker_id or default_worker_id()
         self.children = [Child(i, f"{self.worker_id}-{i}") for i in range(processes)]
-        self.shutdown = SupervisorShutdown(self.children)
+        self.shutdown = SupervisorShutdown(self.children, self._state_line)
         self._argv = [executable, "-m", "steadfetch.worker", *child_argv]
         self._env = {k: v for k, v in os.environ.items() if k != "STEADFETCH_PROCESSES"}
         # Our stderr, for a child to write to directly once we are gone (see watch_parent).
@@ -209,6 +232,18 @@ class Supervisor:
             os.close(self._stderr_fd)
         return self._exit_code()
 
+    def _state_line(self) -> str:
+        """The line SIGUSR1 logs: phase and each child's pid and restarts."""
+        children = ", ".join(
+            f"{child.index} pid {child.proc.pid if child.proc else '-'} "
+            f"{'running' if child.running else 'not running'} ({child.restarts} restarts)"
+            for child in self.children
+        )
+        return (
+            f"supervisor {self.worker_id} {self.shutdown.phase}: worker processes [{children}]; "
+            "SIGUSR1 passed on to each started one"
+        )
+
     def _exit_code(self) -> int:
         if self.config_failure is not None:
             return EXIT_CONFIG
@@ -233,6 +268,7 @@ class Supervisor:
         """Run ``child`` until shutdown: start, relay its output, reap, say why, back off."""
         while not self.shutdown.requested.is_set():
             began = time.monotonic()
+            child.speaking = False
             child.proc = await asyncio.create_subprocess_exec(
                 *self._command(child),
                 stdin=asyncio.subprocess.DEVNULL,
@@ -296,6 +332,7 @@ class Supervisor:
             # (the child would block on a full pipe) nor this loop (signals would not be
             # forwarded): like our own records, the line is written by the log writer thread.
             relay_line(line)
+            child.speaking = True
             child.lines.append(line[:KEPT_CHARS].decode(errors="replace").rstrip())
         return await proc.wait()
 

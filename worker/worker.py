@@ -87,6 +87,8 @@ from steadfetch.worker.window import JobWindow, PrefetchSizer
 
 log = logging.getLogger("worker")
 
+#: Running jobs named in the SIGUSR1 state line; the rest are counted.
+STATE_JOBS_SHOWN = 5
 #: The adaptive prefetch holds at most this many payload bytes beyond the running jobs (and at
 #: most WorkerConfig.prefetch_ceiling jobs; see worker.window.PrefetchSizer).
 PREFETCH_MAX_BYTES = 16 * 1024 * 1024
@@ -145,7 +147,7 @@ class Worker:
             retry_base=config.job_retry_base,
             retry_cap=config.job_retry_cap,
         )
-        self.shutdown = Shutdown()
+        self.shutdown = Shutdown(self._state_line)
         self.window: JobWindow[Job] = JobWindow(config.concurrency, config.effective_prefetch)
         self.prefetch = PrefetchSizer(
             config.effective_prefetch,
@@ -432,6 +434,23 @@ class Worker:
             "last_job_error_at": self._last_job_error and self._last_job_error[0],
             **self.heartbeat.depths,
         }
+
+    def _state_line(self) -> str:
+        """The line SIGUSR1 logs (worker.shutdown): phase, the jobs in the slots (the first
+        :data:`STATE_JOBS_SHOWN`), the window, the connection and the counters."""
+        running = [job for job in self._current if job is not None]
+        shown = ", ".join(f"{job.task} {job.id}" for job in running[:STATE_JOBS_SHOWN])
+        if len(running) > STATE_JOBS_SHOWN:
+            shown += f" and {len(running) - STATE_JOBS_SHOWN} more"
+        phase = self.shutdown.phase
+        if phase == "running" and not self.started.is_set():
+            phase = "starting"
+        return (
+            f"worker {self.worker_id} {phase}, up {time.time() - self.stats.started_at:.1f} s: "
+            f"{len(running)} of {self.config.concurrency} slots running [{shown}], "
+            f"{self.window.buffered} fetched and waiting, {self.window.acking} acking; Redis "
+            f"{self.conn.endpoint} {self.conn.state.value}; {self.stats.counter_line()}"
+        )
 
     def _safety_stats(self) -> dict[str, Any]:
         """Ownership counters, stuck threads and the eviction policy, for beats and /metrics."""

@@ -12,18 +12,14 @@ local out = {}
 for j = 1, (#ARGV - 1) / 2 do
   local entry, fresh = ARGV[2 * j], ARGV[2 * j + 1]
   local q, wake = KEYS[2 * j], KEYS[2 * j + 1]
-  local kind = redis.call('TYPE', q)['ok']
+  local fits, kind = holds(q, 'list')
   if not redis.call('LPOS', KEYS[1], entry) then
     out[#out + 1] = 0
-  elseif kind ~= 'list' and kind ~= 'none' then
+  elseif not fits then
     out[#out + 1] = 'queue key ' .. q .. ' holds a ' .. kind .. ', not a list'
   else
     redis.call('RPUSH', q, fresh)
-    local wake_kind = redis.call('TYPE', wake)['ok']
-    if wake_kind == 'list' or wake_kind == 'none' then
-      redis.call('RPUSH', wake, '1')
-      redis.call('LTRIM', wake, -tonumber(ARGV[1]), -1)
-    end
+    wake_up(wake, ARGV[1])
     redis.call('LREM', KEYS[1], 1, entry)
     out[#out + 1] = 1
   end

@@ -18,8 +18,8 @@ local token = ARGV[4 + m]
 local first_job = 5 + m
 local stride = 6
 local function refuse_unless(key, wanted)
-  local kind = redis.call('TYPE', key)['ok']
-  if kind ~= wanted and kind ~= 'none' then
+  local fits, kind = holds(key, wanted)
+  if not fits then
     return redis.error_reply('WRONGTYPE refusing to enqueue: key ' .. key .. ' holds a ' .. kind
       .. ', not a ' .. wanted .. ' (nothing was written)')
   end

@@ -17,8 +17,8 @@ local remaining, budget, oversize = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumb
 -- Redis does not roll a failed script back: refuse before popping anything if a processing
 -- list could not take the items.
 for i = n + 1, reliable and 2 * n or n do
-  local kind = redis.call('TYPE', KEYS[i])['ok']
-  if kind ~= 'list' and kind ~= 'none' then
+  local fits, kind = holds(KEYS[i], 'list')
+  if not fits then
     return redis.error_reply('WRONGTYPE processing list ' .. KEYS[i] .. ' holds a ' .. kind)
   end
 end

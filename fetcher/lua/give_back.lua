@@ -3,9 +3,9 @@
 -- Held payloads are named by their SHA-1 (one per held copy), so nothing large travels.
 -- KEYS[1] processing, KEYS[2] queue, KEYS[3] wake.  ARGV: wake bound, sha1_1..sha1_n.
 -- Returns how many went back.
-local kind = redis.call('TYPE', KEYS[2])['ok']
-if kind ~= 'list' and kind ~= 'none' then
-  return redis.error_reply('WRONGTYPE queue key ' .. KEYS[2] .. ' holds a ' .. kind .. ', not a list')
+local refused = queue_refusal(KEYS[2])
+if refused then
+  return refused
 end
 local held = {}
 for i = 2, #ARGV do
@@ -25,7 +25,6 @@ for i = #back, 1, -1 do
   redis.call('LREM', KEYS[1], 1, back[i])  -- equal payloads are interchangeable
 end
 if #back > 0 then
-  redis.call('RPUSH', KEYS[3], '1')
-  redis.call('LTRIM', KEYS[3], -tonumber(ARGV[1]), -1)
+  wake_up(KEYS[3], ARGV[1])
 end
 return #back

@@ -3,9 +3,8 @@
 -- removed from the registry and its lease deleted (so a late settle from it, a zombie, is
 -- refused by the fence in ack.lua/settle.lua). One atomic script, so two recoverers never move
 -- a job twice.
--- A queue key that holds another type cannot take its jobs back: they go to the dead-letter
--- list with the reason instead (a failed LMOVE would stop the script, every recovery after it,
--- and every worker: one broken key must not take the fleet down).
+-- Each list is given back by give_back_list: to the head of its queue with a wake token, or,
+-- when the queue key holds another type, to the dead-letter list with the reason.
 -- KEYS[1] registry set, KEYS[2] dead-letter list.  ARGV: heartbeat prefix, worker-queues
 -- prefix, processing prefix, wake prefix, wake bound, the caller's worker id ('' for none),
 -- lease prefix, now (unix s).
@@ -18,47 +17,27 @@
 -- froze can run after the thaw, when its TTL has run out, and must not requeue the jobs it is
 -- running (or finished and is acking on another connection).
 local moved, removed, dead, broken = 0, 0, {}, {}
-local function is(key, wanted)
-  local kind = redis.call('TYPE', key)['ok']
-  if kind == wanted or kind == 'none' then
-    return true
-  end
+local function left_alone(key, kind)
   broken[#broken + 1] = key
   broken[#broken + 1] = kind
-  return false
 end
 for _, wid in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   if wid ~= ARGV[6] and redis.call('EXISTS', ARGV[1] .. wid) == 0 then
     local qset = ARGV[2] .. wid
     local from_this = 0
-    local queues = is(qset, 'set') and redis.call('SMEMBERS', qset) or {}
-    for _, q in ipairs(queues) do
+    local is_set, kind = holds(qset, 'set')
+    if not is_set then
+      left_alone(qset, kind)
+    end
+    for _, q in ipairs(is_set and redis.call('SMEMBERS', qset) or {}) do
       local p = ARGV[3] .. wid .. ':' .. q
-      local n = 0
-      local kind = redis.call('TYPE', q)['ok']
-      if not is(p, 'list') then
-        n = 0
-      elseif kind == 'list' or kind == 'none' then
-        while redis.call('LMOVE', p, q, 'RIGHT', 'LEFT') do
-          n = n + 1
-        end
-        local wake = redis.call('TYPE', ARGV[4] .. q)['ok']
-        if n > 0 and (wake == 'list' or wake == 'none') then
-          redis.call('RPUSH', ARGV[4] .. q, '1')
-          redis.call('LTRIM', ARGV[4] .. q, -tonumber(ARGV[5]), -1)
-        end
+      local n, own_kind = give_back_list(p, q, ARGV[4] .. q, ARGV[5], KEYS[2],
+        'recovered from dead worker ' .. wid, ARGV[8], ARGV[6])
+      if n then
+        from_this = from_this + n
       else
-        local item = redis.call('LPOP', p)
-        while item do
-          redis.call('RPUSH', KEYS[2], dead_letter_entry(q, item,
-            'recovered from dead worker ' .. wid .. ', but its queue key ' .. q
-              .. ' holds a ' .. kind .. ', not a list',
-            ARGV[8], ARGV[6]))
-          n = n + 1
-          item = redis.call('LPOP', p)
-        end
+        left_alone(p, own_kind)
       end
-      from_this = from_this + n
     end
     redis.call('DEL', qset, ARGV[7] .. wid)
     redis.call('SREM', KEYS[1], wid)

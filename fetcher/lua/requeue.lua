@@ -4,9 +4,9 @@
 -- anything is written (Redis does not roll a failed script back), so nothing is lost; the caller
 -- dead-letters the jobs of a queue it cannot requeue to.
 -- KEYS[1] processing, KEYS[2] queue, KEYS[3] wake.  ARGV: check, wake bound, raw_1..raw_n.
-local kind = redis.call('TYPE', KEYS[2])['ok']
-if kind ~= 'list' and kind ~= 'none' then
-  return redis.error_reply('WRONGTYPE queue key ' .. KEYS[2] .. ' holds a ' .. kind .. ', not a list')
+local refused = queue_refusal(KEYS[2])
+if refused then
+  return refused
 end
 local moved = 0
 for i = #ARGV, 3, -1 do
@@ -18,9 +18,7 @@ for i = #ARGV, 3, -1 do
     moved = moved + 1
   end
 end
-local wake = redis.call('TYPE', KEYS[3])['ok']
-if moved > 0 and (wake == 'list' or wake == 'none') then
-  redis.call('RPUSH', KEYS[3], '1')
-  redis.call('LTRIM', KEYS[3], -tonumber(ARGV[2]), -1)
+if moved > 0 then
+  wake_up(KEYS[3], ARGV[2])
 end
 return moved

@@ -25,7 +25,6 @@ if check then
   redis.call('LREM', KEYS[1], 1, ARGV[1])
 end
 if ARGV[6] ~= '' then
-  redis.call('RPUSH', KEYS[3], '1')
-  redis.call('LTRIM', KEYS[3], -tonumber(ARGV[6]), -1)
+  wake_up(KEYS[3], ARGV[6])
 end
 return 1

@@ -7,6 +7,7 @@ compared with the Python one: the same fields, the same kinds of values.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from importlib import resources
@@ -19,7 +20,7 @@ from steadfetch.fetcher import RedisConnection, deadletter
 from steadfetch.fetcher.adoption import ADOPT_READ
 from steadfetch.fetcher.cluster import PROMOTE_QUEUE, RECOVER_QUEUE
 from steadfetch.fetcher.registry import ORPHANS
-from steadfetch.fetcher.scripts import FETCH, PROMOTE, RECOVER, SNIPPETS, LuaScript
+from steadfetch.fetcher.scripts import FETCH, PROMOTE, RECOVER, SNIPPETS, LuaScript, calls
 
 LUA = resources.files("steadfetch.fetcher").joinpath("lua")
 DEAD = "t:dead"
@@ -27,29 +28,57 @@ BIG = "x" * 64  # over the oversize limit of 8 bytes the calls below pass
 SCRIPTS = {"fetch": FETCH, "adopt_read": ADOPT_READ, "promote": PROMOTE, "recover": RECOVER,
            "orphans": ORPHANS, "promote_queue": PROMOTE_QUEUE,
            "recover_queue": RECOVER_QUEUE}  # fmt: skip
+#: Scripts that reach the dead-letter snippet only through give_back_list, never using it: their
+#: queue key is checked first (requeue_processing refuses a key of another type).
+GIVE_BACK_ONLY = {"requeue_processing"}
 
 
-def snippet() -> str:
-    return LUA.joinpath(f"{SNIPPETS['dead_letter_entry']}.lua").read_text()
+def snippet(function: str = "dead_letter_entry") -> str:
+    return LUA.joinpath(f"{dict(SNIPPETS)[function]}.lua").read_text()
 
 
 def test_no_script_builds_an_entry_of_its_own() -> None:
-    """Only the snippet spells the entry's fields; every script that dead-letters calls it."""
+    """Only the snippet spells the entry's fields; every script that dead-letters calls it,
+    itself or through a snippet (give_back_list)."""
     for path in LUA.iterdir():
         text = path.read_text()
-        if path.name.startswith("_"):
+        if path.name == f"{dict(SNIPPETS)['dead_letter_entry']}.lua":
             continue
         assert "failed_at" not in text and "traceback" not in text, f"{path.name} builds one"
-        calls = "dead_letter_entry(" in text
-        assert calls == (path.name.removesuffix(".lua") in SCRIPTS), path.name
+        if not path.name.startswith("_"):
+            calls = "dead_letter_entry(" in LuaScript.load(path.stem).source
+            assert calls == (path.stem in SCRIPTS or path.stem in GIVE_BACK_ONLY), path.name
 
 
 @pytest.mark.parametrize("name", sorted(SCRIPTS))
 def test_the_snippet_is_in_front_of_each_script_that_calls_it(name: str) -> None:
     script = SCRIPTS[name]
-    assert script.source == snippet() + LUA.joinpath(f"{name}.lua").read_text()
-    assert script.sha == LuaScript.from_source(name, script.source).sha  # the SHA covers both
+    body = LUA.joinpath(f"{name}.lua").read_text()
+    assert script.source.endswith(body) and snippet() in script.source.removesuffix(body)
+    assert script.source.count("local function dead_letter_entry(") == 1  # included once
+    assert script.sha == hashlib.sha1(script.source.encode()).hexdigest()  # the SHA covers all
     assert snippet() not in LuaScript.load("ack").source  # nothing added where it is not used
+
+
+def test_snippets_come_in_order_each_once_and_only_where_called() -> None:
+    """A snippet calls only earlier ones (so it is defined after what it calls), and a script
+    gets exactly the snippets it calls, directly or through another snippet."""
+    functions = [function for function, _ in SNIPPETS]
+    for i, function in enumerate(functions):
+        later = [f for f in functions[i + 1 :] if calls(snippet(function), f)]
+        assert later == [], f"{function} calls {later}, listed after it"
+    for path in LUA.glob("[!_]*.lua"):
+        source = LuaScript.load(path.stem).source
+        included = [f for f in functions if snippet(f) in source]
+        assert source == "".join(snippet(f) for f in included) + path.read_text(), path.name
+        reached = path.read_text()
+        for function in reversed(functions):
+            if calls(reached, function):
+                reached += snippet(function)
+        assert included == [f for f in functions if calls(reached, f)], path.name
+    prelude = snippet("redis.call")  # every script that calls Redis gets it, first
+    assert all(LuaScript.load(p.stem).source.startswith(prelude) for p in LUA.glob("[!_]*.lua"))
+    assert snippet("holds") in LuaScript.load("requeue_processing").source
 
 
 async def provoke_each(conn: RedisConnection, oracle: redis.Redis) -> dict[str, dict[str, Any]]:

@@ -121,17 +121,26 @@ def test_a_child_killed_mid_batch_is_restarted_under_its_id_and_loses_nothing(
     assert oracle.keys("steadfetch:processing:*") == []
 
 
-def test_sigterm_drains_every_child_and_exits_zero(
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_a_stop_signal_drains_every_child_and_exits_zero(
     redis_server: RedisServer,
     start_worker: StartWorker,
     producer: SyncProducer,
     record_path: Path,
     oracle: redis.Redis,
+    sig: signal.Signals,
 ) -> None:
+    """SIGHUP was: the supervisor stopped, its children were not told and ran on until the
+    backstop SIGKILLed them (exit 1, their jobs cut); now it drains them as SIGTERM does."""
     supervisor = start_supervisor(start_worker, redis_server.url)
     tokens = running_jobs(producer, record_path, 6, 1.0, what="jobs running in both children")
     pids = child_pids(supervisor)
-    assert supervisor.stop() == 0
+    supervisor.signal(sig)
+    if sig == signal.SIGHUP:
+        supervisor.wait_log("shutdown requested", count=3)  # the supervisor and both children
+        supervisor.signal(sig)  # a hangup is never "stop at once"
+    assert supervisor.wait() == 0, supervisor.log
+    assert "killing it" not in supervisor.log
     # The running jobs finished inside the grace period (not cancelled and requeued).
     assert tokens_with(record_path, "end") == set(tokens)
     assert len(re.findall(r"worker \S+-\d stopped after running", supervisor.log)) == 2
