@@ -19,6 +19,7 @@ from steadfetch.fetcher.keys import Keys, keys_for
 from steadfetch.fetcher.registry import split_processing_key
 from steadfetch.fetcher.scheduling import promote_due
 from steadfetch.fetcher.scripts import WAKE_BOUND, LuaScript
+from steadfetch.fetcher.unique import HOLD, call_token, milliseconds
 
 DEAD_LETTER_RETRY = LuaScript.load("dead_letter_retry")
 #: Entries read (and retried) per round trip: a bounded reply, a bounded script.
@@ -389,6 +390,9 @@ class Admin:
                 format=job.format,
                 retry_base=job.retry_base,
                 retry_cap=job.retry_cap,
+                # Its id is reserved as an enqueue's (lua/dead_letter_retry.lua): the job's own
+                # window, else 0 (released when it settles), the rule a durable producer follows.
+                unique_for=codec.unique_window(payload) or 0.0,
             )
         except ValueError as exc:
             return DeadLetterRefusal(job.id, queue_key, str(exc))
@@ -400,10 +404,10 @@ class Admin:
         if not candidates:
             return 0
         keys: list[str] = [dead]
-        args: list[Any] = [WAKE_BOUND]
-        for _, item, queue_key, fresh in candidates:
-            keys += [queue_key, self.keys.wake(queue_key)]
-            args += [item, fresh]
+        args: list[Any] = [WAKE_BOUND, call_token(), milliseconds(HOLD)]
+        for job_id, item, queue_key, fresh in candidates:
+            keys += [queue_key, self.keys.wake(queue_key), self.keys.unique(job_id, queue_key)]
+            args += [item, fresh, milliseconds(codec.unique_window(fresh) or 0.0)]
         statuses = await self._run(
             f"requeueing {len(candidates)} dead-lettered job(s) from {dead}",
             DEAD_LETTER_RETRY.bind(keys, args),
