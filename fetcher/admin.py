@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,10 +19,17 @@ from steadfetch.fetcher.keys import Keys, keys_for
 from steadfetch.fetcher.registry import split_processing_key
 from steadfetch.fetcher.scheduling import promote_due
 from steadfetch.fetcher.scripts import WAKE_BOUND, LuaScript
+from steadfetch.fetcher.unique import HOLD, call_token, milliseconds
 
 DEAD_LETTER_RETRY = LuaScript.load("dead_letter_retry")
 #: Entries read (and retried) per round trip: a bounded reply, a bounded script.
 DEAD_LETTER_CHUNK = 100
+#: Registry ids read per round trip (SSCAN COUNT, then one MGET of their heartbeats), and keys
+#: per SCAN page: with 200,000 ghost ids in the registry (workers long gone, never recovered)
+#: one SMEMBERS + MGET was a reply ``top`` never finished reading within its timeout.
+REGISTRY_PAGE = 5000
+#: Live workers :meth:`Admin.summary` returns at most (the rest are counted).
+WORKERS_SHOWN = 200
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,26 @@ class DeadLetterRetry:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _heartbeat(worker_id: str, beat: bytes | str | None) -> dict[str, Any]:
+    """A registered worker's heartbeat as a dict; ``{"worker_id": id, "dead": True}`` when it
+    expired (``"dead": False`` when it holds something that is not a JSON object)."""
+    try:
+        body = json.loads(beat) if beat is not None else None
+    except ValueError:
+        body = None
+    return body if isinstance(body, dict) else {"worker_id": worker_id, "dead": beat is None}
+
+
+async def _total_length(r: Redis, keys: Sequence[str]) -> int:
+    """The summed lengths of ``keys`` (lists), in one pipelined round trip."""
+    if not keys:
+        return 0
+    pipe = r.pipeline(transaction=False)
+    for key in keys:
+        pipe.llen(key)
+    return sum(int(n) for n in await pipe.execute())
 
 
 def _tagged_queue(dead_key: str) -> str:
@@ -114,6 +141,16 @@ class Admin:
         n = len(queue_keys)
         return [*counts[:n], sum(counts[n::2]), sum(counts[n + 1 :: 2])]
 
+    def _figures(self, queue_keys: Sequence[str], counts: Sequence[int]) -> dict[str, Any]:
+        """:meth:`_counts` as ``{"queues": {name: depth}, "scheduled": n, "dead": n}``."""
+        return {
+            "queues": {
+                self.keys.queue_name(k): int(n) for k, n in zip(queue_keys, counts, strict=False)
+            },
+            "scheduled": int(counts[-2]),
+            "dead": int(counts[-1]),
+        }
+
     async def queue_keys(self) -> list[str]:
         """Every steadfetch queue key present, plus the Resque queues named in ``resque:queues``
         (on a cluster also those that only have a scheduled zset or a dead-letter list)."""
@@ -177,14 +214,14 @@ class Admin:
 
         async def run(r: Redis) -> dict[str, Any]:
             counts = await self._counts(r, queue_keys)
-            ids = sorted(_text(m) for m in await r.smembers(keys.workers))
-            pipe = r.pipeline(transaction=False)
-            for worker_id in ids:
-                pipe.smembers(keys.worker_queues(worker_id))
             owned: dict[str, str] = {}  # processing key -> registered worker id
-            for worker_id, members in zip(ids, await pipe.execute(), strict=True):
-                for queue_key in sorted(_text(m) for m in members):
-                    owned[keys.processing(worker_id, queue_key)] = worker_id
+            async for ids in self._registry_ids(r):  # bounded replies (REGISTRY_PAGE)
+                pipe = r.pipeline(transaction=False)
+                for worker_id in ids:
+                    pipe.smembers(keys.worker_queues(worker_id))
+                for worker_id, members in zip(ids, await pipe.execute(), strict=True):
+                    for queue_key in sorted(_text(m) for m in members):
+                        owned[keys.processing(worker_id, queue_key)] = worker_id
             async for key in r.scan_iter(match=f"{keys.processing_prefix}*", count=500):
                 split = split_processing_key(keys, _text(key))
                 owned.setdefault(_text(key), split[0] if split else _text(key))
@@ -196,13 +233,8 @@ class Admin:
                 if n:
                     processing[worker_id] = processing.get(worker_id, 0) + int(n)
             return {
-                "queues": {
-                    self.keys.queue_name(k): int(n)
-                    for k, n in zip(queue_keys, counts, strict=False)
-                },
-                "scheduled": int(counts[-2]),
-                "dead": int(counts[-1]),
-                "processing": processing,
+                **self._figures(queue_keys, counts),
+                "processing": dict(sorted(processing.items())),
             }
 
         result: dict[str, Any] = await self._run("reading queue status", run)
@@ -226,29 +258,67 @@ class Admin:
             "dead_letter": counts[-1],
         }
 
+    async def _registry_ids(self, r: Redis) -> AsyncIterator[list[str]]:
+        """The registered worker ids a page (SSCAN) at a time: bounded replies however many ids
+        are registered. SSCAN may repeat an id."""
+        cursor = 0
+        while True:
+            cursor, members = await r.sscan(self.keys.workers, cursor, count=REGISTRY_PAGE)
+            if members:
+                yield [_text(m) for m in members]
+            if not int(cursor):
+                return
+
+    async def _registry_pages(self, r: Redis) -> AsyncIterator[list[tuple[str, dict[str, Any]]]]:
+        """Each page of :meth:`_registry_ids` with the heartbeats (one MGET), or
+        ``{"worker_id": id, "dead": True}`` for one that expired."""
+        async for ids in self._registry_ids(r):
+            beats = await r.mget([self.keys.heartbeat(i) for i in ids])
+            yield [(i, _heartbeat(i, beat)) for i, beat in zip(ids, beats, strict=True)]
+
     async def workers(self) -> list[dict[str, Any]]:
-        """Heartbeats of registered workers (a worker whose heartbeat expired shows as
-        ``{"worker_id": id, "dead": True}`` until someone recovers it)."""
+        """Heartbeats of registered workers, sorted by id (a worker whose heartbeat expired
+        shows as ``{"worker_id": id, "dead": True}`` until someone recovers it)."""
 
         async def run(r: Redis) -> list[dict[str, Any]]:
-            ids = sorted(_text(m) for m in await r.smembers(self.keys.workers))
-            if not ids:
-                return []
-            beats = await r.mget([self.keys.heartbeat(i) for i in ids])
-            out: list[dict[str, Any]] = []
-            for worker_id, beat in zip(ids, beats, strict=True):
-                try:
-                    body = json.loads(beat) if beat is not None else None
-                except ValueError:
-                    body = None
-                out.append(
-                    body
-                    if isinstance(body, dict)
-                    else {"worker_id": worker_id, "dead": beat is None}
-                )
-            return out
+            found = {i: beat async for page in self._registry_pages(r) for i, beat in page}
+            return [found[i] for i in sorted(found)]
 
         result: list[dict[str, Any]] = await self._run("reading worker heartbeats", run)
+        return result
+
+    async def summary(self, limit: int = WORKERS_SHOWN) -> dict[str, Any]:
+        """What ``top`` shows, in bounded replies whatever the registry holds: ``status()``'s
+        ``queues``, ``scheduled`` and ``dead``; ``in_processing`` (jobs in every processing
+        list, found by SCAN); ``workers``: at most ``limit`` registered workers that have a
+        heartbeat, sorted by id; ``more_workers``: how many more have one; ``stale_workers``:
+        registered ids whose heartbeat expired (workers gone, not yet recovered)."""
+        queue_keys = await self.queue_keys()
+
+        async def run(r: Redis) -> dict[str, Any]:
+            counts = await self._counts(r, queue_keys)
+            live: dict[str, dict[str, Any]] = {}  # bounded by the fleet: ghosts are counted
+            async for page in self._registry_pages(r):
+                live.update((i, beat) for i, beat in page if beat.get("dead") is not True)
+            registered = int(await r.scard(self.keys.workers))
+            in_processing = 0
+            keys: list[str] = []
+            async for key in r.scan_iter(match=f"{self.keys.processing_prefix}*", count=500):
+                keys.append(_text(key))
+                if len(keys) >= REGISTRY_PAGE:
+                    in_processing += await _total_length(r, keys)
+                    keys = []
+            in_processing += await _total_length(r, keys)
+            shown = sorted(live)[: max(0, limit)]
+            return {
+                **self._figures(queue_keys, counts),
+                "in_processing": in_processing,
+                "workers": [live[i] for i in shown],
+                "more_workers": len(live) - len(shown),
+                "stale_workers": max(0, registered - len(live)),
+            }
+
+        result: dict[str, Any] = await self._run("reading the cluster summary", run)
         return result
 
     async def dead_lists(self) -> list[str]:
@@ -389,6 +459,9 @@ class Admin:
                 format=job.format,
                 retry_base=job.retry_base,
                 retry_cap=job.retry_cap,
+                # Its id is reserved as an enqueue's (lua/dead_letter_retry.lua): the job's own
+                # window, else 0 (released when it settles), the rule a durable producer follows.
+                unique_for=codec.unique_window(payload) or 0.0,
             )
         except ValueError as exc:
             return DeadLetterRefusal(job.id, queue_key, str(exc))
@@ -400,10 +473,10 @@ class Admin:
         if not candidates:
             return 0
         keys: list[str] = [dead]
-        args: list[Any] = [WAKE_BOUND]
-        for _, item, queue_key, fresh in candidates:
-            keys += [queue_key, self.keys.wake(queue_key)]
-            args += [item, fresh]
+        args: list[Any] = [WAKE_BOUND, call_token(), milliseconds(HOLD)]
+        for job_id, item, queue_key, fresh in candidates:
+            keys += [queue_key, self.keys.wake(queue_key), self.keys.unique(job_id, queue_key)]
+            args += [item, fresh, milliseconds(codec.unique_window(fresh) or 0.0)]
         statuses = await self._run(
             f"requeueing {len(candidates)} dead-lettered job(s) from {dead}",
             DEAD_LETTER_RETRY.bind(keys, args),

@@ -445,9 +445,14 @@ class RedisConnection:
         (``quiet``: left to the caller, which may not count it as a failure at all).
 
         A cancel during ``fn`` (raised, or swallowed by redis-py and seen only in the task's
-        cancel count) ends the attempt in CancelledError after closing the pool's idle
-        connections: the one ``fn`` used went back to the pool and may hold an unread reply,
-        which the next caller would otherwise read as its own (redis-py#2624, #2665).
+        cancel count) ends the attempt in CancelledError. A cancel redis-py saw (raised through
+        it) closed the one connection it interrupted (redis-py closes a connection on any
+        BaseException while sending or reading, the fix of redis-py#2624/#2665): the pool's
+        other idle connections are clean and kept, so the last ack flush after the drain's
+        cancel does not reconnect (on a 300 ms link the handshake cost 1.2 s more:
+        tests/fetcher/test_cancel_keeps_connections.py). After a cancel redis-py did not see,
+        the idle connections are closed: the one ``fn`` used may hold an unread reply, which
+        the next caller would otherwise read as its own.
         """
         client = self._client(block_timeout)
         guard = CancelGuard()
@@ -455,7 +460,7 @@ class RedisConnection:
             # A blocking call runs where a cancel cannot be lost (it would block till the end).
             result = await (fn(client) if block_timeout is None else interruptible(fn(client)))
         except asyncio.CancelledError:
-            await self._discard_idle(client)
+            self._prefer_live(client)
             raise
         except Exception as exc:
             if guard.cancelled:
@@ -527,6 +532,16 @@ class RedisConnection:
         if is_retryable(exc):
             call.last_error = describe(exc)
             self._tracker.failed(call.key, operation, call.last_error)
+
+    @staticmethod
+    def _prefer_live(client: Redis) -> None:
+        """After a cancel redis-py saw: hand out a live idle connection next. The pool is LIFO
+        and the interrupted connection, closed, went back on top, so the next call would
+        reconnect beside a live one. Only the single-Redis pool's list is reordered (a private
+        attribute of redis-py's ConnectionPool: absent, nothing changes but the cost)."""
+        idle = getattr(client.connection_pool, "_available_connections", None)
+        if isinstance(idle, list):
+            idle.sort(key=lambda connection: bool(getattr(connection, "is_connected", False)))
 
     @staticmethod
     async def _discard_idle(client: Redis) -> None:

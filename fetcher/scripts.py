@@ -38,6 +38,7 @@ WAKE_BOUND = 16
 SNIPPETS: tuple[tuple[str, str], ...] = (
     ("redis.call", "_wrongtype_names_the_key"),
     ("holds", "_holds"),
+    ("reserve_id", "_reserve_id"),
     ("wake_up", "_wake_up"),
     ("queue_refusal", "_queue_refusal"),
     ("dead_letter_entry", "_dead_letter_entry"),

@@ -74,6 +74,16 @@ class RedisAddress:
         return kwargs
 
 
+def _said(detail: str | list[str], shown: str) -> str:
+    """A detail of the URL quoted in an error, when the redacted URL shows it too; otherwise
+    a note: a detail that redaction hid (a password holding ``?password=`` inside another
+    parameter's value) must not come back through the error."""
+    texts = [detail] if isinstance(detail, str) else detail
+    if all(text in shown for text in texts):
+        return repr(detail)
+    return "(not shown: it may hold a piece of a password)"
+
+
 def _fail(url_text: str, problem: str, fix: str) -> ConfigurationError:
     return ConfigurationError(f"Redis URL {url_text!r} {problem}: {fix}")
 
@@ -84,7 +94,18 @@ _HOSTS_THEN_END = re.compile(rf"{_HOST}(?:,{_HOST})*(?:[/?]|$)")
 # A query parameter starts at "&name=": a password may hold "&" or "#" itself.
 _PARAM_SPLIT = re.compile(r"&(?=[A-Za-z_]+=)")
 _QUERY_START = re.compile(r"\?[A-Za-z_]+=")
-_SECRET_PARAM = re.compile(r"((?:^|[?&])(?:sentinel_)?password=).*?(?=&[A-Za-z_]+=|$)", re.S)
+# A password parameter's value runs to the next "&" that starts a parameter this module knows
+# (or the end): for redaction a password may hold "&x=" itself, so hide too much, never too little.
+_KNOWN_NEXT = "|".join(sorted(_QUERY_KEYS))
+_SECRET_PARAM = re.compile(
+    rf"((?:^|[?&])(?:sentinel_)?password=).*?(?=&(?:{_KNOWN_NEXT})=|$)", re.S | re.I
+)
+_SECRET_KEYS = ("password", "sentinel_password")
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")  # RFC 3986: a "user:p" before "://" is none
+# host[:port] (or [ipv6][:port]), comma-separated: what precedes a "/" or "?" in a URL without
+# userinfo (a port of digits only, no "@&=": a password's "u:x?..." is none).
+_ONE_HOST = r"(?:\[[0-9A-Fa-f:.]*\]|[^\s/?#@\[\],:&=]+)(?::\d+)?"
+_AUTHORITY = re.compile(rf"{_ONE_HOST}(?:,{_ONE_HOST})*")
 
 
 def split_userinfo(rest: str, *, strict: bool = True) -> tuple[str | None, str]:
@@ -93,16 +114,16 @@ def split_userinfo(rest: str, *, strict: bool = True) -> tuple[str | None, str]:
     The password may hold ``/ @ ? # %`` unencoded, so the ``@`` that ends the userinfo is the
     last one followed by host[:port] and then ``/``, ``?`` or the end, preferring one whose
     userinfo holds no ``/?#``, and never one inside the query (after ``?name=``: a value such as
-    ``ssl_ca_certs=/a@b`` may hold an ``@``). ``strict=False`` (for redaction) falls back to any
-    such ``@``, then to the last ``@``, and does not prefer a clean userinfo (a user name may hold
-    an unencoded ``@`` too): when unsure the userinfo grows, so a redaction hides too much rather
-    than too little.
+    ``ssl_ca_certs=/a@b`` may hold an ``@``). ``strict=False`` (for redaction) takes the last such
+    ``@`` wherever it is, then the last ``@``: a password may hold ``?x=`` too
+    (``redis://:pw?x=y@host/0``), so when unsure the userinfo grows and a redaction hides too
+    much rather than too little. :func:`parse_redis_url` refuses a URL on which the two disagree.
     """
     ats = [i for i, char in enumerate(rest) if char == "@"]
     fitting = [i for i in reversed(ats) if _HOSTS_THEN_END.match(rest, i + 1)]
     outside_query = [i for i in fitting if not _QUERY_START.search(rest, 0, i)]
     clean = [i for i in outside_query if not any(c in rest[:i] for c in "/?#")]
-    choices = [clean, outside_query] if strict else [outside_query, fitting, ats[::-1]]
+    choices = [clean, outside_query] if strict else [fitting, ats[::-1]]
     for candidates in choices:
         if candidates:
             at = candidates[0]
@@ -110,22 +131,55 @@ def split_userinfo(rest: str, *, strict: bool = True) -> tuple[str | None, str]:
     return None, rest
 
 
+def _redaction_split(rest: str) -> tuple[str | None, str, bool]:
+    """What :func:`redact_url` hides of ``rest`` (the URL after ``scheme://``): (the userinfo,
+    or None; the text after it, query passwords hidden; whether the userinfo is the whole text
+    up to the end of a password parameter's value). The last ``@`` that can end a userinfo may
+    lie in such a value: when no host and ``?`` precede that value, the userinfo's password
+    holds ``&password=`` (or ``?`` too) and everything up to the value's end is secret;
+    otherwise the ``@`` is the query password's, and the userinfo is looked for with the query
+    passwords hidden."""
+    raw_userinfo, _ = split_userinfo(rest, strict=False)
+    parsed, _ = split_userinfo(rest)
+    for secret in _SECRET_PARAM.finditer(rest) if raw_userinfo is not None else ():
+        ats = [len(raw_userinfo or ""), *([] if parsed is None else [len(parsed)])]
+        if not any(secret.start() < at < secret.end() for at in ats):
+            continue  # neither "@" that could end the userinfo lies in this value
+        # The value is the query's when the parsed userinfo (if any), then a host (none: a
+        # unix socket path), a path and "?" precede it.
+        start = 0 if parsed is None else len(parsed) + 1
+        query = rest.find("?", start)
+        authority = rest[start:query].split("/")[0]
+        in_query = start <= query <= secret.start() and bool(
+            _AUTHORITY.fullmatch(authority) or (not authority and rest.startswith("/", start))
+        )
+        if not in_query:  # hidden up to that value's end, or to the last "@" if it is later
+            end = max(secret.end(), len(raw_userinfo or ""))
+            after = rest[end:] if end == secret.end() else rest[end + 1 :]
+            shown_after = _SECRET_PARAM.sub(r"\1***", after)
+            return rest[:end], shown_after if end == secret.end() else "@" + shown_after, True
+    userinfo, after = split_userinfo(_SECRET_PARAM.sub(r"\1***", rest), strict=False)
+    return userinfo, after, False
+
+
 def redact_url(url: str) -> str:
     """``url`` with every password replaced by ``***``: the one redaction, used wherever a Redis
     URL is printed (error messages, ``--help``, reprs). A password in the query
     (``password=***``, ``sentinel_password=***``) and in the userinfo (``:***@``; a lone name
     before ``@`` is hidden too, as some write the password there), also when it holds
-    ``/ @ ? # & %`` unencoded."""
-    url = _SECRET_PARAM.sub(r"\1***", url)
+    ``/ @ ? # & %`` or ``&password=`` unencoded: when unsure, it hides too much."""
     scheme, sep, rest = url.partition("://")
-    if not sep:
-        # No "scheme://" (``redis:/:pw@h``, ``user:pw@h``): the URL is refused, and its error
-        # line shows it, so whatever precedes the "@" may still be a password: hide it all.
-        userinfo, after = split_userinfo(url, strict=False)
-        return url if userinfo is None else f"***@{after}"
-    userinfo, after = split_userinfo(rest, strict=False)
+    if not sep or not _SCHEME.fullmatch(scheme):
+        # No "scheme://" (``redis:/:pw@h``, ``user:pw@h``, ``user:p://w@h``): the URL is
+        # refused, and its error line shows it, so whatever precedes the "@" may still be a
+        # password: hide it all.
+        userinfo, after, whole = _redaction_split(url)
+        return after if userinfo is None else ("***" if whole else "***@") + after
+    userinfo, after, whole = _redaction_split(rest)
     if userinfo is None:
-        return url
+        return f"{scheme}://{after}"
+    if whole:
+        return f"{scheme}://***{after}"
     user, has_password, _ = userinfo.partition(":")
     return f"{scheme}://{user}:***@{after}" if has_password else f"{scheme}://***@{after}"
 
@@ -139,11 +193,33 @@ def _parse_query(text: str) -> dict[str, str]:
     return query
 
 
+def _refuse_unknown(shown: str, query: dict[str, str]) -> None:
+    """Refuse parameters this module does not know. One that follows a password is not named:
+    a password holding ``&x=`` unencoded is split there, and ``x`` is a piece of it."""
+    keys = list(query)
+    first_secret = min((keys.index(k) for k in _SECRET_KEYS if k in query), default=len(keys))
+    named = sorted(set(keys[:first_secret]) - _QUERY_KEYS)
+    unnamed = set(keys[first_secret:]) - _QUERY_KEYS
+    if named:
+        raise _fail(
+            shown,
+            f"has unknown parameter(s) {_said(named, shown)}",
+            f"use only {sorted(_QUERY_KEYS)}",
+        )
+    if unnamed:
+        raise _fail(
+            shown,
+            f"has {len(unnamed)} unknown parameter(s) after a password (not named: a password "
+            "holding '&' is split there)",
+            f"use only {sorted(_QUERY_KEYS)}, and percent-encode '&' in a password as %26",
+        )
+
+
 def _parse_db(raw: str, shown: str) -> int:
     try:
         db = int(raw)
     except ValueError:
-        raise _fail(shown, f"has database {raw!r}", "use a number such as /0") from None
+        raise _fail(shown, f"has database {_said(raw, shown)}", "use a number such as /0") from None
     if db < 0:
         raise _fail(shown, f"has database {db}", "use a database number >= 0")
     return db
@@ -153,7 +229,7 @@ def _parse_port(raw: str, shown: str) -> int:
     try:
         port = int(raw)
     except ValueError:
-        raise _fail(shown, f"has port {raw!r}", "use a number such as :6379") from None
+        raise _fail(shown, f"has port {_said(raw, shown)}", "use a number such as :6379") from None
     if not 0 < port < 65536:
         raise _fail(shown, f"has port {port}", "use a port between 1 and 65535")
     return port
@@ -181,23 +257,24 @@ def parse_redis_url(url: str) -> RedisAddress:
             f"start it with one of {', '.join(s + '://' for s in _SCHEMES)}",
         )
     creds, after = split_userinfo(rest)
-    if creds != split_userinfo(_SECRET_PARAM.sub(r"\1***", rest), strict=False)[0]:
+    hidden, _, whole = _redaction_split(rest)
+    if whole or creds != hidden:
         # The redaction would hide a different userinfo than the one parsed, so a detail quoted
         # from the parsed URL (its "port", "path" or "parameters") could be a password's piece.
         raise _fail(
             shown,
-            "has several '@' that could each end the user name and password",
-            "percent-encode '@' in the user name and password as %40",
+            "is ambiguous: '@', '?' or '&password=' in it could each end the user name and "
+            "password",
+            "percent-encode them in the user name, the password and parameter values "
+            "('@' as %40, '?' as %3F, '&' as %26)",
         )
     rest = after
-    netloc, _, tail = rest.partition("/")
-    path, _, query_text = tail.partition("?")
-    if "?" in netloc:
-        netloc, _, query_text = netloc.partition("?")
+    # The query starts at the first "?" (a "/" in it, as in a password value, is the query's).
+    before_query, _, query_text = rest.partition("?")
+    netloc, _, path = before_query.partition("/")
+    tail = path
     query = _parse_query(query_text)
-    unknown = sorted(set(query) - _QUERY_KEYS)
-    if unknown:
-        raise _fail(shown, f"has unknown parameter(s) {unknown}", f"use only {sorted(_QUERY_KEYS)}")
+    _refuse_unknown(shown, query)
     username = password = None
     if creds is not None:
         user, has_pw, pw = creds.partition(":")
@@ -208,7 +285,9 @@ def parse_redis_url(url: str) -> RedisAddress:
     cert_reqs = query.get("ssl_cert_reqs", "required").lower()
     if cert_reqs not in _CERT_REQS:
         raise _fail(
-            shown, f"has ssl_cert_reqs={cert_reqs!r}", f"use one of {', '.join(_CERT_REQS)}"
+            shown,
+            f"has ssl_cert_reqs={_said(cert_reqs, shown)}",
+            f"use one of {', '.join(_CERT_REQS)}",
         )
     if not tls and ("ssl_cert_reqs" in query or "ssl_ca_certs" in query):
         raise _fail(shown, "sets TLS options without TLS", "use rediss:// for TLS")
@@ -230,7 +309,9 @@ def parse_redis_url(url: str) -> RedisAddress:
         return _cluster(shown, netloc, segments, query, common)
     if len(segments) > 1:
         raise _fail(
-            shown, f"has path {path!r}", "only a database number may follow the host, as /0"
+            shown,
+            f"has path {_said(path, shown)}",
+            "only a database number may follow the host, as /0",
         )
     db = _parse_db(segments[0] if segments else query.get("db", "0"), shown)
     host, port = _host_port(netloc, shown, 6379)
@@ -288,7 +369,7 @@ def _cluster(
     if db != 0 or len(segments) > 1:
         raise _fail(
             shown,
-            f"names database {'/'.join(segments)}",
+            f"names database {_said('/'.join(segments), shown)}",
             "a Redis Cluster has database 0 only: write redis+cluster://h1:7000,h2:7001/",
         )
     if "sentinel_password" in query:

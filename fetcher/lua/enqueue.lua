@@ -3,11 +3,11 @@
 -- type-checked before anything is written (Redis does not roll a failed script back): a queue key
 -- that holds another type than a list (also for a delayed job, which would fail at promotion)
 -- is refused with nothing written.
--- Idempotent enqueue (fetcher/unique.py): a job with a unique index reserves its id with
--- SET PX hold when absent; when the id is already reserved the job is not written and its flag is 0.
--- The reservation's value is 'call token:job number:window ms', so the same call retried after
--- a lost reply finds its own reservation and reports 1 (written by its earlier attempt) without
--- writing again, while a second call (or a second job of this call) with that id gets 0.
+-- Idempotent enqueue (fetcher/unique.py): a job with a unique index reserves its id
+-- (reserve_id, lua/_reserve_id.lua); when the id is already reserved the job is not written and
+-- its flag is 0. The same call retried after a lost reply finds its own reservation and reports
+-- 1 (written by its earlier attempt) without writing again, while a second call (or a second job
+-- of this call) with that id gets 0.
 -- KEYS: scheduled zset, Resque queue-name set, queue_1..queue_n, wake_1..wake_n,
 --       unique_1..unique_u.
 -- ARGV: wake bound, n, m, Resque names 1..m, call token, then per job: queue index (1..n),
@@ -45,21 +45,12 @@ local flags = {}
 for j = first_job, #ARGV, stride do
   local q = tonumber(ARGV[j])
   local u = tonumber(ARGV[j + 3])
-  local write = true
+  local write, flag = true, 1
   if u > 0 then
-    local key = KEYS[2 + 2 * n + u]
     local mine = token .. ':' .. ((j - first_job) / stride + 1) .. ':'
-    local held = redis.call('GET', key)
-    if held then
-      write = false
-      flags[#flags + 1] = (string.sub(held, 1, #mine) == mine) and 1 or 0
-    else
-      redis.call('SET', key, mine .. ARGV[j + 4], 'PX', ARGV[j + 5])
-      flags[#flags + 1] = 1
-    end
-  else
-    flags[#flags + 1] = 1
+    write, flag = reserve_id(KEYS[2 + 2 * n + u], mine, ARGV[j + 4], ARGV[j + 5])
   end
+  flags[#flags + 1] = flag
   if not write then
     -- reserved: nothing to write
   elseif ARGV[j + 1] == '' then

@@ -10,7 +10,7 @@ import pytest
 from rich.console import Console
 
 from steadfetch.chaos.env.redis_server import RedisServer
-from steadfetch.fetcher import Fetcher, Producer, RedisConnection
+from steadfetch.fetcher import Admin, Fetcher, Keys, Producer, RedisConnection
 from steadfetch.worker.dashboard import run_top_async
 from steadfetch.worker.dashboard.source import FetcherSource
 from steadfetch.worker.dashboard.top import Top
@@ -121,3 +121,43 @@ async def test_live_loop_survives_a_redis_restart(redis_server: RedisServer) -> 
         assert running.result() == 0
     finally:
         await source.aclose()
+
+
+#: Registry entries of workers long gone (issue: ``top`` printed "no data read").
+GHOSTS = 200_000
+SOW_GHOSTS = """
+for i = 1, tonumber(ARGV[1]) do redis.call('SADD', KEYS[1], 'ghost-worker-' .. i) end
+return redis.call('SCARD', KEYS[1])
+"""
+
+
+async def test_top_with_200k_ghost_registrations_shows_the_live_and_counts_the_stale(
+    redis_server: RedisServer,
+) -> None:
+    """200,000 registered ids without a heartbeat, and Redis closing any client whose pending
+    replies exceed 512 kB (one SMEMBERS of the registry is about 4 MB): ``top`` reads the
+    registry in pages, shows the two live workers and says how many are stale."""
+    await seed(redis_server.url, "live-worker-1")
+    await seed(redis_server.url, "live-worker-2")
+    conn = RedisConnection.from_url(redis_server.url)
+    try:
+        await conn.execute("sowing ghosts", lambda r: r.eval(SOW_GHOSTS, 1, Keys().workers, GHOSTS))
+        await conn.execute(
+            "limiting replies",
+            lambda r: r.config_set("client-output-buffer-limit", "normal 512kb 512kb 0"),
+        )
+        assert len(await Fetcher(conn, "live-worker-1", ["default"]).fetch(1)) == 1
+        console = plain()
+        code = await run_top_async(redis_server.url, console=console, once_timeout=30.0)
+        out = console.export_text()
+        assert code == 0, out
+        assert "no data read" not in out
+        assert "live-worker-1" in out and "live-worker-2" in out and "ghost-worker" not in out
+        assert "200,000 stale registrations" in out and "2 workers" in out
+        # At most so many live workers are listed; the rest are counted.
+        summary = await Admin(conn).summary(limit=1)
+        assert [w["worker_id"] for w in summary["workers"]] == ["live-worker-1"]
+        assert (summary["more_workers"], summary["stale_workers"]) == (1, GHOSTS)
+        assert summary["in_processing"] == 1 and summary["queues"] == {"default": 5}
+    finally:
+        await conn.close()

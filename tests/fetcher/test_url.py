@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import random
+import re
+import string
+
 import pytest
 
 from steadfetch.fetcher import ConfigurationError, RedisConnection
@@ -161,3 +165,112 @@ def test_every_url_error_message_redacts_a_special_password(url: str) -> None:
         parse_redis_url(url)
     assert _leaks(str(info.value)) == [], str(info.value)
     assert "***" in str(info.value)
+
+
+#: A password with "@" unencoded, as in the issue's examples; "s3cr3t" is what must never show.
+AT_PASSWORD = "p@ss-s3cr3t"
+
+
+@pytest.mark.parametrize(
+    ("url", "user"),
+    [
+        (f"redis://:{AT_PASSWORD}@host:6379/0", None),
+        (f"redis://user:{AT_PASSWORD}@host/0", "user"),
+        (f"redis://al@ice:{AT_PASSWORD}@host/0", "al@ice"),
+        (f"rediss://:{AT_PASSWORD}@host:6379/0?ssl_cert_reqs=none", None),
+        (f"redis+sentinel://:{AT_PASSWORD}@h1:26379,h2:26379/mymaster/0", None),
+        (f"redis+cluster://u:{AT_PASSWORD}@h1:7000,h2:7001/", "u"),
+        (f"rediss+cluster://:{AT_PASSWORD}@[::1]:7000/", None),
+    ],
+)
+def test_an_unencoded_at_in_the_password_parses_and_never_shows(url: str, user: str | None) -> None:
+    address = parse_redis_url(url)
+    assert (address.username, address.password) == (user, AT_PASSWORD)
+    for text in (redact_url(url), repr(address), address.endpoint):
+        assert "s3cr3t" not in text, text
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        # A password holding "?x=" before its "@": the text after "?" looked like a query, so
+        # the first "@" was taken as the end of the userinfo and the rest was shown.
+        "redis://al@ice:s3cr3t?P=N@host/0",
+        "redis://:@?Kq=s3cr3t@host:6379/0",
+        "rediss+cluster://al@ice:s3cr3t?q=r@]x@h1:7000/",
+        # A password parameter holding "&x=": its value was cut at "&x=" and the rest shown,
+        # or named as an unknown parameter.
+        "redis://host:6379/0?password=C&QZ=s3cr3t&db=1",
+        "unix:///tmp/r.sock?password=a&sec=s3cr3t",
+        "redis://host:6379/0?password=s&P=@.:z]s3cr3t",
+        "redis+sentinel://u:x@h1,h2/mm?sentinel_password=R&w=s3cr3t",
+        # Upper case is the same parameter to a reader: hidden, though refused as unknown.
+        "redis://host:6379/0?PASSWORD=s3cr3t",
+        # A userinfo password holding "&password=" or "?password=": the query rule hid its
+        # "@" and the part before it was shown.
+        "redis://:x&password=s3cr3t@host/0",
+        "redis://u:x?y&password=s3cr3t@h/0",
+        "redis://user:?password=X[/vxs3cr3t@host/0",
+        # A "://" inside the password of a URL without a scheme.
+        "user:n://0s3cr3t@h:1",
+    ],
+)
+def test_url_errors_found_by_fuzzing_never_show_the_password(url: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        parse_redis_url(url)
+    assert "s3cr3t" not in str(info.value) and "s3cr3t" not in redact_url(url), str(info.value)
+
+
+def test_a_ca_path_holding_an_unencoded_at_is_refused_with_the_fix() -> None:
+    """Redaction cannot tell ``ssl_ca_certs=/a@b`` from a userinfo's "@", so the URL is refused
+    (naming the fix); encoded, it parses."""
+    with pytest.raises(ConfigurationError, match="%40"):
+        parse_redis_url("rediss://:pw@h/0?ssl_ca_certs=/etc/a@b.pem")
+    assert parse_redis_url("rediss://:pw@h/0?ssl_ca_certs=/etc/a%40b.pem").ssl_ca_certs == (
+        "/etc/a@b.pem"
+    )
+
+
+def test_a_query_password_holding_an_at_keeps_the_host_in_the_shown_url() -> None:
+    url = "redis://host:6379/0?password=p@ss-s3cr3t&db=1"
+    assert redact_url(url) == "redis://host:6379/0?password=***&db=1"
+    assert parse_redis_url(url).password == "p@ss-s3cr3t"
+
+
+def test_random_urls_never_show_the_password() -> None:
+    """Seeded fuzz over every URL form: a password of URL-significant characters and pieces
+    (``&password=``, ``?db=0``, ``:6379``...) around a marker is never in the redaction nor in
+    a parse error, and a URL that parses shows it in no field but a password. Left out: a query
+    password holding ``&db=`` or another known parameter, where the URL says that parameter
+    starts (CONTRACTS.md)."""
+    rnd = random.Random(20261130)
+    # No "%": percent-decoding changes the password.
+    alphabet = [*string.ascii_letters, *"@:/?#&=[],.", "&password=", "?password=", "&db=1"]
+    alphabet += ["?db=0", "&sentinel_password=", "?ssl_cert_reqs=none", ":6379", "/0", "://"]
+    forms = [
+        "redis://:{pw}@host:6379/0",
+        "redis://{u}:{pw}@host/0",
+        "rediss://:{pw}@host:6379/0?ssl_cert_reqs=none",
+        "redis+sentinel://{u}:{pw}@h1,h2/mm?sentinel_password={pw}",
+        "redis+cluster://:{pw}@h1:7000,h2:7001/",
+        "redis://:{pw}@[::1]:6379/0",
+        "unix:///tmp/r.sock?password={pw}&db=1",
+        "redis://host:6379/0?password={pw}",
+        "{u}:{pw}@h:1",
+        "redis:/:{pw}@h/0",
+    ]
+    split_there = re.compile(r"&(db|password|sentinel_password|ssl_cert_reqs|ssl_ca_certs)=")
+    for _ in range(20_000):
+        core = "".join(rnd.choice(alphabet) for _ in range(rnd.randint(1, 10)))
+        pw = rnd.choice(["MARK", core + "MARK", "MARK" + core, core + "MARK" + core])
+        form = rnd.choice(forms)
+        if "password={pw}" in form and split_there.search(pw):
+            continue
+        url = form.format(pw=pw, u=rnd.choice(["user", "al@ice", ""]))
+        assert "MARK" not in redact_url(url), url
+        try:
+            address = parse_redis_url(url)
+        except ConfigurationError as exc:
+            assert "MARK" not in str(exc), (url, str(exc))
+        else:  # the password as written, or (an ambiguous URL) one reading of it
+            assert "MARK" not in repr(address) + address.endpoint, url

@@ -130,6 +130,21 @@ def test_dead_letter_retry_says_why_an_entry_stays_and_retries_one_job_by_id(
     assert oracle.lrange("steadfetch:dead", 0, -1) == [b"{not json"]
 
 
+def test_dead_letter_retry_of_an_id_a_producer_enqueued_again_stays_and_says_why(
+    redis_server: RedisServer, oracle: redis.Redis
+) -> None:
+    """The binary end to end: the job is enqueued again (unique) after it died; the retry
+    leaves the entry, exit 1, and says the id is reserved; the queue holds one job."""
+    url = redis_server.url
+    dead_job(oracle, "job-u")
+    again = run(url, "enqueue", "work", "x", "--job-id", "job-u", "--unique-for", "0")
+    assert again.returncode == 0, again.stderr
+    retried = run(url, "dead-letter", "retry")
+    assert retried.returncode == 1, retried.stderr
+    assert "job job-u" in retried.stderr and "its id is reserved" in retried.stderr
+    assert oracle.llen("steadfetch:queue:default") == 1 and oracle.llen("steadfetch:dead") == 1
+
+
 def test_purge_asks_on_a_terminal_and_needs_yes_elsewhere(
     redis_server: RedisServer, oracle: redis.Redis
 ) -> None:

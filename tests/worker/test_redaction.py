@@ -14,7 +14,7 @@ import redis
 from steadfetch.chaos.env.redis_server import RedisServer
 from tests.fetcher.test_url import FRAGMENTS, SPECIAL
 from tests.worker.conftest import StartWorker
-from tests.worker.harness import clean_env, read_records, run_cli, wait_for
+from tests.worker.harness import clean_env, http_get, read_records, run_cli, wait_for
 
 
 def _leaks(text: str) -> list[str]:
@@ -109,3 +109,69 @@ def test_usage_errors_never_echo_a_password_from_the_command_line(argv: list[str
     result = run_cli(*argv, env=clean_env())
     assert result.returncode == 2, result.stderr
     assert "***" in result.stderr and _leaks(result.stderr) == [], result.stderr
+
+
+#: The issue's example: an "@" in the password, unencoded; "s3cr3t" must never show.
+AT_PASSWORD = "p@ss-s3cr3t"
+
+
+@pytest.fixture(scope="module")
+def at_server() -> object:
+    with RedisServer(password=AT_PASSWORD) as started:
+        oracle = redis.Redis(port=started.port, password=AT_PASSWORD, socket_timeout=10)
+        oracle.acl_setuser(
+            "user",
+            enabled=True,
+            passwords=[f"+{AT_PASSWORD}"],
+            commands=["+@all"],
+            keys=["*"],
+            channels=["*"],
+        )
+        oracle.close()
+        yield started
+
+
+@pytest.mark.parametrize("userinfo", [f":{AT_PASSWORD}", f"user:{AT_PASSWORD}"])
+def test_an_at_password_shows_nowhere_a_supervised_worker_prints(
+    at_server: RedisServer, start_worker: StartWorker, record_path: object, userinfo: str
+) -> None:
+    """Through the supervisor's relay (two children), /metrics, heartbeats, ``status`` and
+    ``top``: the worker authenticates with the password and never prints it."""
+    url = f"redis://{userinfo}@127.0.0.1:{at_server.port}/0"
+    worker = start_worker(
+        None, "--processes", "2", "--metrics-port", "0", env={"STEADFETCH_REDIS_URL": url}
+    )
+    worker.wait_log(r"worker \S+ started", count=2)
+    assert _steadfetch("enqueue", "work", "r-1", url=url).returncode == 0
+    wait_for("the job to run", lambda: read_records(record_path))  # type: ignore[arg-type]
+    code, metrics = http_get(worker.health_port(), "/metrics")
+    assert code == 200 and "s3cr3t" not in metrics
+    oracle = redis.Redis(port=at_server.port, password=AT_PASSWORD, socket_timeout=10)
+    beats = [oracle.get(key) or b"" for key in oracle.keys("steadfetch:worker:*")]
+    oracle.close()
+    assert beats and b"s3cr3t" not in b"".join(beats)
+    for command in (["status"], ["status", "--json"], ["top"], ["dead-letter", "list"]):
+        shown = _steadfetch(*command, url=url)
+        assert shown.returncode == 0, (command, shown.stderr)
+        assert "s3cr3t" not in shown.stdout + shown.stderr, shown.stdout + shown.stderr
+    assert worker.stop() == 0
+    assert "s3cr3t" not in worker.log, worker.log
+
+
+def test_at_password_connection_errors_never_show_it(at_server: RedisServer) -> None:
+    """Each URL form reaching a server it cannot use (TLS to a plain server, a wrong password,
+    a Sentinel or a cluster that is not one, an unknown parameter after a password): the error
+    says what went wrong and never shows the password."""
+    port = at_server.port
+    cases = [
+        (f"redis://:p@ss-wrong-s3cr3t@127.0.0.1:{port}/0", 2, "check the password"),
+        (f"redis://127.0.0.1:{port}/0?password=p@ss&secret=s3cr3t", 2, "unknown parameter"),
+        (f"rediss://:{AT_PASSWORD}@127.0.0.1:{port}/0?ssl_cert_reqs=none", 1, "unreachable"),
+        (f"redis+sentinel://:{AT_PASSWORD}@127.0.0.1:{port}/mymaster/0", 1, "unreachable"),
+        (f"redis+cluster://:{AT_PASSWORD}@127.0.0.1:{port}/", 1, "unreachable"),
+    ]
+    for url, exit_code, said in cases:
+        result = _steadfetch("status", url=url)
+        assert result.returncode == exit_code, (url, result.stderr)
+        assert said in result.stderr, result.stderr
+        assert "s3cr3t" not in result.stdout + result.stderr, result.stderr

@@ -344,7 +344,9 @@ class SideBySide:
 
 @dataclass(frozen=True)
 class Cluster:
-    """What ``top`` read from Redis in one poll: every heartbeat and the queue figures."""
+    """What ``top`` read from Redis in one poll: the heartbeats of (at most so many) live
+    workers, how many more there are, how many registrations are stale (heartbeat expired: the
+    worker is gone and nobody recovered it yet), and the queue figures."""
 
     workers: Sequence[Snapshot] = ()
     queues: Mapping[str, int] | None = None
@@ -352,6 +354,8 @@ class Cluster:
     scheduled: int | None = None
     dead: int | None = None
     read_at: float | None = None
+    more_workers: int = 0
+    stale_workers: int = 0
 
 
 def stale_after(snap: Snapshot, default: float = DEFAULT_STALE_AFTER) -> float:
@@ -427,7 +431,7 @@ def top_view(
         ("steadfetch top", "bold"),
         f" · {link.endpoint or '?'} · ",
         (phase.value, phase_style(phase)),
-        f" · {len(cluster.workers)} workers · {clock} · ",
+        f" · {len(cluster.workers) + cluster.more_workers} workers · {clock} · ",
         ("q quits", "dim"),
     )
     parts: list[RenderableType] = [header]
@@ -443,6 +447,18 @@ def top_view(
         parts.append(workers_table(cluster.workers, now, stale=stale))
     else:
         parts.append(Text("(no workers have a heartbeat)", style="dim"))
+    if cluster.more_workers:
+        parts.append(
+            Text(f"… and {fmt.count(cluster.more_workers)} more live workers", style="dim")
+        )
+    if cluster.stale_workers:
+        parts.append(
+            Text(
+                f"{fmt.count(cluster.stale_workers)} stale registrations (heartbeat expired: "
+                "workers gone, not recovered yet)",
+                style="yellow",
+            )
+        )
     parts.append(
         queues_table(
             cluster.queues or {},

@@ -25,16 +25,21 @@ TOP_RETRY = RetryPolicy(base=0.2, cap=1.0)
 
 
 def cluster_from_status(status: dict[str, Any], read_at: float) -> Cluster:
-    """``Admin.status()`` (``queues``, ``scheduled``, ``dead``, ``processing`` per worker,
-    ``workers``) as the top view's :class:`Cluster`."""
-    processing = status.get("processing") or {}
+    """``Admin.summary()`` (``queues``, ``scheduled``, ``dead``, ``in_processing``, at most so
+    many live ``workers``, ``more_workers``, ``stale_workers``) or ``Admin.status()`` (with
+    ``processing`` per worker instead) as the top view's :class:`Cluster`."""
+    in_processing = status.get("in_processing")
+    if in_processing is None:
+        in_processing = sum(int(n) for n in (status.get("processing") or {}).values())
     return Cluster(
         workers=list(status.get("workers") or ()),
         queues=dict(status.get("queues") or {}),
-        in_processing=sum(int(n) for n in processing.values()),
+        in_processing=int(in_processing),
         scheduled=status.get("scheduled"),
         dead=status.get("dead"),
         read_at=read_at,
+        more_workers=int(status.get("more_workers") or 0),
+        stale_workers=int(status.get("stale_workers") or 0),
     )
 
 
@@ -68,7 +73,8 @@ class FetcherSource:
         )
 
     async def read(self) -> Cluster:
-        status = await self.admin.status()
+        # Bounded replies and a bounded table with any number of ghost registrations.
+        status = await self.admin.summary()
         return cluster_from_status(status, time.time())
 
     async def aclose(self) -> None:
