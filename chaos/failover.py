@@ -74,7 +74,7 @@ class Failover(Fault):
             # A live old primary keeps taking writes from clients that have no reason to ask
             # the sentinels again, until a sentinel's INFO round sees it and demotes it (up to
             # 10-20 s: split brain). The fault lasts until then; those writes are the failover's.
-            await wait_settled(stack)
+            await wait_settled(t)
 
     demoted_in_hold: bool = False
 
@@ -83,8 +83,8 @@ class Failover(Fault):
         settled (:func:`settled`): a ``--durability replicas=1`` write needs an in-sync replica,
         and until then the old primary may still take writes as a stale master."""
         await blocking(t.stack.heal)
-        await wait_settled(_stack(t))
-        return "healed the stack; the sentinels made the old primary an in-sync replica"
+        await wait_settled(t)
+        return "healed the stack; one primary, the other node its in-sync replica"
 
 
 @dataclass(frozen=True)
@@ -199,14 +199,22 @@ def _replication(stack: SentinelStack, node: str) -> dict[str, Any]:
         client.close()
 
 
-async def wait_settled(stack: SentinelStack) -> None:
+async def wait_settled(t: Target) -> None:
     """Wait for :func:`settled`; a timeout says what both nodes and the sentinels saw (a run
-    directory under pytest's rotating temp may be gone before anyone reads its logs)."""
+    directory under pytest's rotating temp may be gone before anyone reads its logs). When the
+    sentinels failed back meanwhile, that second failover's evidence is recorded too: it can
+    lose what the first new primary acknowledged, and the failover-loss checker must see it."""
+    stack = _stack(t)
     try:
         await wait_for(lambda: settled(stack), DEMOTION_WITHIN, "the stack settling after failover")
     except TimeoutError as exc:
         seen = await blocking(lambda: stack_state(stack))
         raise TimeoutError(f"{exc} ({seen})") from None
+    recorded = [op for op in t.history.ops() if op.f == "failover" and op.type == "ok"]
+    now = await blocking(stack.primary_address)
+    if recorded and now is not None and f"{now[0]}:{now[1]}" != recorded[-1].value["new_primary"]:
+        before = str(recorded[-1].value["new_primary"])
+        await blocking(lambda: record_evidence(t, stack, old=before))
 
 
 def stack_state(stack: SentinelStack) -> str:
@@ -260,8 +268,9 @@ def sentinel_failover(stack: SentinelStack, within: float = 20.0) -> None:
         client.close()
 
 
-def record_evidence(t: Target, stack: SentinelStack) -> None:
-    """The new primary's view of the old replication stream (``failover`` op in the history)."""
+def record_evidence(t: Target, stack: SentinelStack, old: str | None = None) -> None:
+    """The new primary's view of the old replication stream (``failover`` op in the history);
+    ``old``: the primary it replaced (default: the first one, by its proxy address)."""
     address = stack.primary_address()
     if address is None:
         t.history.record("nemesis", "failover", "info", error="no sentinel names a primary")
@@ -278,7 +287,7 @@ def record_evidence(t: Target, stack: SentinelStack) -> None:
         "nemesis",
         "failover",
         "ok",
-        old_primary=f"127.0.0.1:{stack.proxy_port}",
+        old_primary=old or f"127.0.0.1:{stack.proxy_port}",
         new_primary=f"{address[0]}:{address[1]}",
         replid2=str(info.get("master_replid2", "")),
         second_repl_offset=int(info.get("second_repl_offset", -1)),
