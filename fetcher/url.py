@@ -97,8 +97,21 @@ _QUERY_START = re.compile(r"\?[A-Za-z_]+=")
 # A password parameter's value runs to the next "&" that starts a parameter this module knows
 # (or the end): for redaction a password may hold "&x=" itself, so hide too much, never too little.
 _KNOWN_NEXT = "|".join(sorted(_QUERY_KEYS))
+
+
+def _any_encoding(word: str) -> str:
+    """A pattern for ``word`` with any of its characters percent-encoded: a parameter name is
+    decoded (``pass%77ord=`` sets the password), so its value is hidden under any spelling
+    (either case, as ``PASSWORD=`` is)."""
+    return "".join(
+        f"(?:{re.escape(char)}|%{ord(char.lower()):02x}|%{ord(char.upper()):02x})" for char in word
+    )
+
+
 _SECRET_PARAM = re.compile(
-    rf"((?:^|[?&])(?:sentinel_)?password=).*?(?=&(?:{_KNOWN_NEXT})=|$)", re.S | re.I
+    rf"((?:^|[?&])(?:{_any_encoding('sentinel_')})?{_any_encoding('password')}=)"
+    rf".*?(?=&(?:{_KNOWN_NEXT})=|$)",
+    re.S | re.I,
 )
 _SECRET_KEYS = ("password", "sentinel_password")
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")  # RFC 3986: a "user:p" before "://" is none

@@ -274,3 +274,26 @@ def test_random_urls_never_show_the_password() -> None:
             assert "MARK" not in str(exc), (url, str(exc))
         else:  # the password as written, or (an ambiguous URL) one reading of it
             assert "MARK" not in repr(address) + address.endpoint, url
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        # A parameter name is percent-decoded (``pass%77ord`` is ``password``), so the URL
+        # authenticates with its value: the redaction showed it, as did any error quoting the URL.
+        "redis://host:xx/0?pass%77ord=s3cr3t",
+        "redis://host:6379/0?%70assword=s3cr3t",
+        "redis://host:6379?db=0&PASS%57ORD=s3cr3t",
+        "redis+sentinel://h1:26379/mm/zz?sentinel%5Fpassword=s3cr3t",
+        "unix:///tmp/r.sock?db=x&%70%61%73%73%77%6f%72%64=s3cr3t",
+    ],
+)
+def test_a_percent_encoded_password_parameter_name_is_hidden_too(url: str) -> None:
+    assert "s3cr3t" not in redact_url(url), redact_url(url)
+    try:
+        address = parse_redis_url(url)
+    except ConfigurationError as exc:
+        assert "s3cr3t" not in str(exc), str(exc)
+    else:
+        assert "s3cr3t" in f"{address.password}{address.sentinel_password}"
+        assert "s3cr3t" not in repr(address) + address.endpoint
