@@ -17,6 +17,7 @@ import redis
 from steadfetch.chaos.env.binaries import valkey_server_binary
 from steadfetch.chaos.env.redis_server import RedisServer
 from steadfetch.fetcher import (
+    Admin,
     ConfigurationError,
     Fetcher,
     Keys,
@@ -254,3 +255,37 @@ def test_notconfirmed_is_an_outage_in_the_one_table() -> None:
     from steadfetch.fetcher.durability import DurabilityNotConfirmedError
 
     assert classify(DurabilityNotConfirmedError("NOTCONFIRMED the write ...")) is Failure.OUTAGE
+
+
+async def test_a_dead_letter_confirmed_only_on_its_second_attempt_still_frees_the_jobs_id(
+    primary_and_replica: tuple[RedisServer, RedisServer],
+) -> None:
+    """The settle script moved the job to the dead list, WAIT timed out (the replica paused),
+    and the settle ran again: it found the job gone (0 moved), so the id reservation every
+    durable producer takes was not released. The dead job could then not be retried (nor its
+    id enqueued again) for the reservation's 7-day hold."""
+    primary, replica = primary_and_replica
+    direct = oracle_for(primary.url)
+    conn = RedisConnection.from_url(primary.url, retry=FAST_RETRY, durability=ONE_REPLICA)
+    try:
+        await Producer(conn).enqueue("t", job_id="poison", max_attempts=1)
+        fetcher = Fetcher(conn, "w1", ["default"])
+        [job] = await fetcher.fetch(1)
+        before = conn.stats.attempts
+        replica.pause()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                nack = tg.create_task(fetcher.nack(job, "boom"))
+                await wait_until(
+                    lambda: conn.stats.attempts >= before + 2, what="unconfirmed attempts"
+                )
+                assert direct.llen(KEYS.dead) == 1  # the first attempt moved it already
+                replica.resume()
+        finally:
+            replica.resume()
+        assert nack.result() == "dead"
+        assert direct.exists(KEYS.unique("poison")) == 0  # freed: its window is 0
+        report = await Admin(conn).dead_letter_retry()
+        assert (report.requeued, report.refused) == (1, [])
+    finally:
+        await conn.close()
