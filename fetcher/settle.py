@@ -10,8 +10,10 @@ elsewhere while this worker was presumed dead is never moved (``fetcher.registry
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from typing import Any
+
+from redis.asyncio import Redis
 
 from steadfetch.fetcher import deadletter
 from steadfetch.fetcher.adoption import ADOPT_CHUNK, as_bytes
@@ -63,35 +65,23 @@ class Settler:
         registration = self.registration
         lease = self.keys.queue_lease(self.worker_id, queue_key)  # the lease itself off a cluster
         keys = [processing, destination, destination, lease]
-        reliable = self.reliable
+        check = "1" if self.reliable else "0"
+        attempts = 0  # a repeat asks the script whether an earlier attempt moved it already
+
+        def settle(client: Redis) -> Awaitable[Any]:
+            nonlocal attempts
+            attempts += 1
+            again = "1" if attempts > 1 else ""
+            return SETTLE.bind(keys, [raw, kind, score, value, check, "", token, again])(client)
+
         while True:
             if registration.stale and registration.take_stale((queue_key, raw)):
                 return 0
-            token = registration.fence if reliable else ""
-            args: list[Any] = [raw, kind, score, value, "1" if reliable else "0", "", token]
-            moved = int(await self.conn.execute(operation, SETTLE.bind(keys, args), write=True))
-            if moved == 0 and self.conn.durability is not None:
-                moved = await self._moved_by_an_earlier_attempt(operation, destination, kind, value)
+            token = registration.fence if self.reliable else ""
+            moved = int(await self.conn.execute(operation, settle, write=True))
             if moved >= 0:
                 return moved
             await registration.lease_lost(token)
-
-    async def _moved_by_an_earlier_attempt(
-        self, operation: str, destination: str, kind: str, value: bytes
-    ) -> int:
-        """1 when ``destination`` holds ``value``: with a durability, a settle that WAIT did not
-        confirm is performed again, and finds the payload gone because its own first attempt
-        moved it, not because another worker recovered it (then the caller would keep a dead
-        job's id reserved for the 7-day hold, and log a recovery that never happened). A
-        dead-letter entry holds its time and worker: no other settle writes the same bytes."""
-
-        async def find(r: Any) -> Any:
-            if kind == "zadd":
-                return await r.zscore(destination, value)
-            return await r.lpos(destination, value, rank=-1 if kind == "rpush" else 1)
-
-        found = await self.conn.execute(f"{operation} (was it moved already?)", find)
-        return int(found is not None)
 
     async def dead_letter_raw(self, queue: QueueRef, raw: bytes, reason: str) -> int:
         """Dead-letter one payload of ``queue``'s processing list as it is (raw bytes)."""

@@ -28,6 +28,7 @@ from steadfetch.fetcher import (
 )
 from steadfetch.fetcher.durability import Durability, parse_durability
 from steadfetch.fetcher.failures import Failure, classify
+from steadfetch.fetcher.fetch import Mode
 from tests.fetcher.conftest import FAST_RETRY, oracle_for
 from tests.fixtures import require
 from tests.polling import wait_for, wait_until
@@ -258,18 +259,33 @@ def test_notconfirmed_is_an_outage_in_the_one_table() -> None:
 
 
 async def test_a_dead_letter_confirmed_only_on_its_second_attempt_still_frees_the_jobs_id(
-    primary_and_replica: tuple[RedisServer, RedisServer],
+    primary_and_replica: tuple[RedisServer, RedisServer], caplog: pytest.LogCaptureFixture
 ) -> None:
     """The settle script moved the job to the dead list, WAIT timed out (the replica paused),
     and the settle ran again: it found the job gone (0 moved), so the id reservation every
     durable producer takes was not released. The dead job could then not be retried (nor its
     id enqueued again) for the reservation's 7-day hold."""
     primary, replica = primary_and_replica
-    direct = oracle_for(primary.url)
+    [_] = await _dead_letter_while_the_replica_pauses(primary, replica, "reliable")
+    assert not [r for r in caplog.records if "was no longer in" in r.getMessage()]
+    assert oracle_for(primary.url).exists(KEYS.unique("poison")) == 0  # freed: its window is 0
+    conn = RedisConnection.from_url(primary.url, retry=FAST_RETRY, durability=ONE_REPLICA)
+    try:
+        report = await Admin(conn).dead_letter_retry()
+        assert (report.requeued, report.refused) == (1, [])
+    finally:
+        await conn.close()
+
+
+async def _dead_letter_while_the_replica_pauses(
+    primary: RedisServer, replica: RedisServer, mode: Mode
+) -> list[bytes]:
+    """One job dead-lettered by a ``mode`` fetcher while WAIT times out at least twice; the dead
+    list afterwards."""
     conn = RedisConnection.from_url(primary.url, retry=FAST_RETRY, durability=ONE_REPLICA)
     try:
         await Producer(conn).enqueue("t", job_id="poison", max_attempts=1)
-        fetcher = Fetcher(conn, "w1", ["default"])
+        fetcher = Fetcher(conn, "w1", ["default"], mode=mode)
         [job] = await fetcher.fetch(1)
         before = conn.stats.attempts
         replica.pause()
@@ -279,13 +295,19 @@ async def test_a_dead_letter_confirmed_only_on_its_second_attempt_still_frees_th
                 await wait_until(
                     lambda: conn.stats.attempts >= before + 2, what="unconfirmed attempts"
                 )
-                assert direct.llen(KEYS.dead) == 1  # the first attempt moved it already
                 replica.resume()
         finally:
             replica.resume()
         assert nack.result() == "dead"
-        assert direct.exists(KEYS.unique("poison")) == 0  # freed: its window is 0
-        report = await Admin(conn).dead_letter_retry()
-        assert (report.requeued, report.refused) == (1, [])
     finally:
         await conn.close()
+    return oracle_for(primary.url).lrange(KEYS.dead, 0, -1)
+
+
+async def test_a_fast_mode_dead_letter_performed_again_writes_one_entry(
+    primary_and_replica: tuple[RedisServer, RedisServer],
+) -> None:
+    """Fast mode has no processing list to check, so each repeat of an unconfirmed dead-letter
+    pushed its entry again (3 entries for one job; retrying them ran it up to three times)."""
+    entries = await _dead_letter_while_the_replica_pauses(*primary_and_replica, "fast")
+    assert len(entries) == 1, entries
