@@ -22,7 +22,7 @@ from steadfetch.worker.app import AppLoadError
 from steadfetch.worker.commands import admin, demo, enqueue, run, top
 from steadfetch.worker.config import ConfigError
 from steadfetch.worker.logs import configure_logging
-from steadfetch.worker.options import Parser
+from steadfetch.worker.options import Parser, redact_words
 from steadfetch.worker.plugins import load_plugins
 from steadfetch.worker.shutdown import ignore_user_signals
 from steadfetch.worker.threads import SyncRunner
@@ -91,7 +91,7 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
         # The one line that matters: a usage dump would bury it (the flags were fine).
         for handler in logging.getLogger().handlers:
             handler.flush()  # lines logged before it come before it
-        print(f"{command_parser.prog}: error: {exc}", file=sys.stderr)
+        print(f"{command_parser.prog}: error: {redact_words(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 128 + 2

@@ -35,7 +35,15 @@ def _shown(value: str) -> str:
 
 
 def _may_hold_password(text: str) -> bool:
-    return "@" in text or "password=" in text
+    # Whatever the one redaction would change: a password parameter in any case or with a
+    # percent-encoded name (both parsed as one) is no "password=" to a plain search.
+    return redact_url(text) != text
+
+
+def redact_words(message: str) -> str:
+    """``message`` with each word that may hold a Redis password redacted: argparse and the
+    command's one error line quote what they refuse (a Redis URL given as APP, say)."""
+    return " ".join(redact_url(w) if _may_hold_password(w) else w for w in message.split(" "))
 
 
 def env_name(flag: str) -> str:
@@ -124,9 +132,7 @@ class Parser(configargparse.ArgumentParser):  # type: ignore[misc]  # (untyped l
         for arg in getattr(self, "_argv_seen", ()):
             if _may_hold_password(arg):
                 message = message.replace(arg, redact_url(arg))
-        words = message.split(" ")
-        message = " ".join(redact_url(w) if _may_hold_password(w) else w for w in words)
-        super().error(message)
+        super().error(redact_words(message))
         raise AssertionError("unreachable: ArgumentParser.error exits")
 
 

@@ -270,3 +270,22 @@ def test_enqueue_to_an_unreachable_redis_gives_up_after_its_timeout(unused_port:
     assert result.returncode == 1
     assert f"Redis 127.0.0.1:{unused_port}/0 unreachable while enqueueing 1 job(s)" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        # The Redis URL given as APP (--redis-url forgotten): the "no attribute" line quoted it.
+        ["run", "redis://:s3cr3t@127.0.0.1:1/0"],
+        ["run", "redis://127.0.0.1:1/0?password=s3cr3t"],
+        ["run", "redis+sentinel://u:s3cr3t@h1:26379/mm"],
+        # argparse quotes what it refuses: a password parameter in upper case or with a
+        # percent-encoded name (both parsed as one) was not recognised as one.
+        ["run", "x:app", "redis://127.0.0.1:1/0?PASSWORD=s3cr3t"],
+        ["run", "x:app", "redis://127.0.0.1:1/0?pass%77ord=s3cr3t"],
+    ],
+)
+def test_a_usage_error_quoting_a_redis_url_never_shows_its_password(args: list[str]) -> None:
+    result = run_cli(*args)
+    assert result.returncode == 2, result.stderr
+    assert "error: " in result.stderr and "s3cr3t" not in result.stderr, result.stderr
