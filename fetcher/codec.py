@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import sys
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -135,6 +136,11 @@ def reencode_for_retry(job: Job, keys: Keys) -> bytes:
 UNIQUE_FIELD = "unique_for"
 
 
+#: The largest integer a double holds: a bigger window (an integer the decoder keeps exact) is
+#: read as this one, not an OverflowError at the job's ack that stopped the worker.
+_LARGEST_DOUBLE = int(sys.float_info.max)
+
+
 def unique_window(raw: bytes) -> float | None:
     """The reservation window a payload carries, if any (cheap when it carries none)."""
     if b'"unique_for":' not in raw:
@@ -144,6 +150,8 @@ def unique_window(raw: bytes) -> float | None:
     except (ValueError, AttributeError):
         return None
     kind = type(value)
+    if kind is int and value > _LARGEST_DOUBLE:  # exact to the decoder; no double holds it
+        return float(_LARGEST_DOUBLE)  # a window this long is capped when used (MAX_WAIT)
     return float(value) if (kind is int or kind is float) and value >= 0 else None
 
 

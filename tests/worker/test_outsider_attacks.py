@@ -373,3 +373,31 @@ def test_enqueue_whose_id_cannot_be_written_says_the_job_is_enqueued(
         f"job {job_id} was enqueued, but its id could not be written to stdout: "
         "No space left on device (do not enqueue it again)\n"
     )
+
+
+def test_a_payload_whose_unique_window_is_a_huge_integer_does_not_stop_the_worker(
+    redis_server: RedisServer, start_worker: StartWorker, oracle: redis.Redis, record_path: Path
+) -> None:
+    """A payload is JSON that anyone may write: "unique_for" as an integer too big for a double
+    (kept exact by the decoder) made every read of the window raise OverflowError, at the ack's
+    release of the id."""
+    huge = "1" + "0" * 400
+    payload = (
+        '{"id":"big","task":"work","args":["big"],"kwargs":{},"queue":"steadfetch:queue:default",'
+        f'"attempt":1,"enqueued_at":1,"unique_for":{huge}}}'
+    )
+    oracle.rpush("steadfetch:queue:default", payload)
+    worker = start_worker(redis_server.url).started()
+    after = run_cli("enqueue", "work", "after", "--redis-url", redis_server.url)
+    assert after.returncode == 0, after.stderr
+    ended = {"big", "after"}
+    wait_for(
+        "both jobs ended, or the worker",
+        lambda: (
+            worker.poll() is not None
+            or ended <= {r["token"] for r in read_records(record_path) if r["event"] == "end"}
+        ),
+    )
+    assert worker.stop() == 0, worker.log
+    assert "processed=2 " in worker.log, worker.log
+    assert oracle.llen("steadfetch:queue:default") == 0
