@@ -582,8 +582,9 @@ class Worker:
 def log_not_started(job: Job) -> None:
     """The line for a job in hand that another worker recovered (see ``Worker._runner``)."""
     log.warning(
-        "job %s not started: another worker recovered it while this one was presumed dead "
-        "(frozen or cut off past its heartbeat TTL)",
+        "job %s not started: it left this worker's processing list while the worker was "
+        "presumed dead (recovered by another worker after a freeze or cut-off past the "
+        "heartbeat TTL; or Redis lost its data, and with it the job)",
         job.id,
         extra={"task": job.task, "job_id": job.id, "outcome": "not started"},
     )

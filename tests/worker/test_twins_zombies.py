@@ -153,7 +153,7 @@ def test_a_frozen_worker_does_not_start_a_fetched_job_that_was_recovered_and_run
     zombie.wait_log(r"WARNING fetcher\.registry: worker zombie was presumed dead")
     wait_for("the zombie's first job to end", lambda: len(records(record_path, "end", "running")))
     # Its one runner is free again: it either starts the waiting job (the bug) or says why not.
-    not_started = r"WARNING worker: job \S+ not started: another worker recovered it while"
+    not_started = r"WARNING worker: job \S+ not started: it left this worker's processing list"
     wait_for(
         "the waiting job started again or a line saying why not",
         lambda: (
