@@ -462,7 +462,8 @@ class RedisConnection:
         except asyncio.CancelledError:
             self._prefer_live(client)
             raise
-        except Exception as exc:
+        except Exception as raised:
+            exc = closed_under_the_call(client, raised)
             if guard.cancelled:
                 await self._discard_idle(client)
                 raise guard.lost_cancel() from exc
@@ -470,7 +471,9 @@ class RedisConnection:
                 await self._discard_idle(client)
             if not quiet:
                 self._record_failure(operation, exc, call)
-            raise
+            if exc is raised:
+                raise
+            raise exc from raised
         if guard.cancelled:
             await self._discard_idle(client)
             raise guard.lost_cancel()
@@ -653,3 +656,18 @@ async def _disconnect_free(node: ClusterNode) -> None:
         await asyncio.gather(*(c.disconnect() for c in idle), return_exceptions=True)
     finally:
         free.extend(idle)
+
+
+def closed_under_the_call(client: Redis, exc: Exception) -> Exception:
+    """The outage a cluster call met when redis-py closed its connection under it.
+
+    A ``RedisCluster`` that meets a connection error on one node closes every connection of
+    every node (``aclose``, to re-read the slot map), including those other tasks are using:
+    their next write finds the socket gone as ``AttributeError: 'NoneType' object has no
+    attribute 'writelines'`` (or ``read``), not as a connection error. Seen in the chaos
+    scenario cluster-kill-primary-durable: the worker exited 1. It is a connection lost to a
+    failover, retried like one; anything else is returned unchanged."""
+    gone = "'NoneType' object has no attribute" in str(exc)
+    if isinstance(client, RedisCluster) and isinstance(exc, AttributeError) and gone:
+        return rx.ConnectionError(f"the cluster client closed this connection mid-call ({exc})")
+    return exc

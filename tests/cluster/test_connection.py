@@ -86,3 +86,36 @@ async def test_a_killed_primary_is_replaced_by_its_replica_and_the_move_said_in_
     finally:
         victim.start()  # rejoins as a replica of the new primary: the session cluster is whole
         cluster.wait_ok()
+
+
+async def test_a_connection_the_cluster_client_closed_mid_call_is_an_outage_not_a_crash(
+    cluster: LocalCluster,
+) -> None:
+    """A RedisCluster that meets a connection error closes every node's connections, also those
+    other tasks are using; their next write fails inside redis-py with ``AttributeError:
+    'NoneType' object has no attribute 'writelines'`` (cluster-kill-primary-durable: the worker
+    exited 1). Provoked here with redis-py's own write on a connection it has closed."""
+    conn = RedisConnection.from_url(cluster.url, retry=FAST_RETRY)
+    broken: list[str] = []
+
+    async def write(r: RedisCluster) -> object:
+        if not broken:
+            node = r.get_node_from_key("{k}")
+            connection = node.acquire_connection()
+            try:
+                await connection.disconnect()
+                await connection._send_packed_command([b"*1\r\n$4\r\nPING\r\n"])
+            except AttributeError as exc:
+                broken.append(str(exc))
+                raise
+            finally:
+                node.release(connection)
+        return await r.set("{k}", 1)
+
+    try:
+        await conn.execute("warming up", lambda r: r.set("{k}", 0))  # the slot map read
+        assert await conn.execute("writing", write) is True  # type: ignore[arg-type]
+        assert "'NoneType' object has no attribute" in broken[0]
+        assert conn.stats.attempts == 1 and conn.state is ConnectionState.CONNECTED
+    finally:
+        await conn.close()
