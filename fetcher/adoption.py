@@ -105,6 +105,8 @@ class Adoption:
         self.orphans_possible = reliable
         self.fetch_bytes = DEFAULT_FETCH_BYTES  # the byte budget now (see the module docstring)
         self.lost_in_a_row = 0
+        # Of those, lost with the budget already at its floor: only these say "too big".
+        self.lost_at_floor = 0
         self._good_in_a_row = 0
         # Acks/settles begun, and those still running: adoption notices concurrent ones (one
         # that began before it may still remove a held payload while it reads).
@@ -171,6 +173,11 @@ class Adoption:
         replies (a reply over the server's output-buffer limit is lost every time)."""
         self.orphans_possible = self.reliable
         self.lost_in_a_row += 1
+        # A reply lost at the floor budget could only be lost for its size if every payload
+        # were smaller: those count towards "unreceivable", not the attempts that shrank the
+        # budget (a 1.5 s cut fails five fetches on its own: output-buffer in docker then
+        # dead-lettered four receivable 40 KB jobs).
+        self.lost_at_floor = self.lost_at_floor + 1 if self.fetch_bytes <= MIN_FETCH_BYTES else 0
         self._good_in_a_row = 0
         smaller = max(MIN_FETCH_BYTES, self.fetch_bytes // 2)
         if smaller < self.fetch_bytes or self.lost_in_a_row == LOST_LIMIT:
@@ -186,7 +193,7 @@ class Adoption:
         self.fetch_bytes = smaller
 
     def _reply_received(self) -> None:
-        self.lost_in_a_row = 0
+        self.lost_in_a_row = self.lost_at_floor = 0
         self._good_in_a_row += 1
         if self._good_in_a_row >= GROW_AFTER and self.fetch_bytes < DEFAULT_FETCH_BYTES:
             self.fetch_bytes = min(DEFAULT_FETCH_BYTES, self.fetch_bytes * 2)
@@ -200,11 +207,7 @@ class Adoption:
         ``max_payload_bytes`` (no held job can be bigger: it was decoded); after LOST_LIMIT lost
         replies in a row at the floor budget, and only while this worker holds no job at all
         (so none of its own can match), the floor itself: a payload that big cannot reach us."""
-        if (
-            self.lost_in_a_row >= LOST_LIMIT
-            and self.fetch_bytes <= MIN_FETCH_BYTES
-            and not self.in_flight
-        ):
+        if self.lost_at_floor >= LOST_LIMIT and not self.in_flight:
             return self.fetch_bytes, (
                 f"could not be received: {self.lost_in_a_row} replies in a row that carried it "
                 "were lost (larger than the server's client-output-buffer-limit?)"

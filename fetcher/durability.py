@@ -94,6 +94,8 @@ class Durability:
                     operation=operation,
                 ) from reply
             raise reply
+        if isinstance(reply, BaseException):  # a cluster pipeline's lost WAIT: the connection
+            raise reply  # broke between the write and its WAIT (an outage; the write is redone)
         timeout_ms = self.command()[-1]
         if self.aof:
             local, replicas = (int(n) for n in reply)
